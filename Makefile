@@ -1,0 +1,44 @@
+# The two commands: `make run` and `make test`. Everything they need is
+# installed from this repository's own files (package.json, requirements-dev.txt,
+# scripts/ensure-java.sh).
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+VENV := .venv
+
+.PHONY: help deps java run test lint unit integration cfn-lint fmt
+
+help:
+	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
+	@echo "make test  - formatting, clippy, unit, integration and end-to-end tests, cfn-lint"
+
+deps: java node_modules/.installed $(VENV)/.installed
+
+java:
+	@scripts/ensure-java.sh
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: deps
+	cargo run -q -p credits-cli --bin credits -- serve
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
+
+test: deps lint
+	cargo test --workspace
+	$(MAKE) --no-print-directory cfn-lint
+
+cfn-lint: $(VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml

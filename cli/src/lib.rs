@@ -1,0 +1,6 @@
+//! The local runner: the dev server behind `make run`, DynamoDB Local, and
+//! the operator CLI `credits`.
+
+pub mod devserver;
+pub mod dynamodb_local;
+pub mod token;

@@ -1,0 +1,101 @@
+//! `credits`: the dev server and operator commands.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use credits_cli::devserver::{self, DevServer};
+use credits_cli::{dynamodb_local, token};
+use credits_shared::clock::SystemClock;
+use credits_shared::config::Config;
+use credits_shared::prices::Catalog;
+use credits_shared::store::{client_from_env, Store};
+use credits_shared::Ledger;
+
+#[derive(Parser)]
+#[command(name = "credits", version, about = "Credits ledger: local dev server and operator commands")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API locally with DynamoDB Local (what `make run` runs).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "CREDITS_LISTEN", default_value = "127.0.0.1:3000")]
+        listen: String,
+        /// Where DynamoDB Local keeps its data (ignored with DYNAMODB_ENDPOINT).
+        #[arg(long, default_value = ".data")]
+        data_dir: PathBuf,
+        /// HS256 secret of local tokens.
+        #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET)]
+        jwt_secret: String,
+    },
+    /// Print a local token (HS256, the dev server's secret).
+    Token {
+        /// The user id (`sub` claim).
+        #[arg(long)]
+        user: String,
+        /// Add the `credits-admin` group.
+        #[arg(long)]
+        admin: bool,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 86_400)]
+        ttl: i64,
+        #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET)]
+        jwt_secret: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let result = match Cli::parse().command {
+        Command::Serve { listen, data_dir, jwt_secret } => serve(listen, data_dir, jwt_secret).await,
+        Command::Token { user, admin, ttl, jwt_secret } => {
+            token::mint(&jwt_secret, &user, admin, ttl).map(|t| println!("{t}"))
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("credits: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<(), String> {
+    credits_shared::http::init_logging();
+    let config = Config::from_env();
+    let (endpoint, local) = match &config.endpoint {
+        Some(endpoint) => (endpoint.clone(), None),
+        None => {
+            let local = dynamodb_local::start(Some(&data_dir))?;
+            eprintln!("DynamoDB Local on {} (data in {})", local.endpoint, data_dir.display());
+            (local.endpoint.clone(), Some(local))
+        }
+    };
+    let store = Store::new(client_from_env(Some(&endpoint)).await, config.table.clone());
+    store.create_table_if_missing().await.map_err(|e| format!("creating table {}: {e}", config.table))?;
+    let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days);
+
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
+    let user_token = token::mint(&jwt_secret, "demo-user", false, 86_400)?;
+    let admin_token = token::mint(&jwt_secret, "demo-admin", true, 86_400)?;
+    println!("credits dev server on http://{listen} (table {})", config.table);
+    println!("USER_TOKEN={user_token}");
+    println!("ADMIN_TOKEN={admin_token}");
+    println!("Ctrl-C stops the server and DynamoDB Local.");
+
+    let server = DevServer { ledger, jwt_secret };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let served = devserver::serve(listener, server, shutdown).await;
+    if let Some(local) = local {
+        local.stop();
+    }
+    served.map_err(|e| e.to_string())
+}

@@ -1,0 +1,441 @@
+//! Types and money rules without I/O: amounts, holds, their states and the
+//! decision of what a settlement request does to a hold.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
+
+/// The largest amount the contract accepts anywhere (grants, prices).
+pub const MAX_AMOUNT: u64 = 1_000_000_000;
+pub const MAX_UNITS: u32 = 1000;
+pub const DEFAULT_TTL_SECONDS: u32 = 1800;
+pub const MAX_TTL_SECONDS: u32 = 86_400;
+
+/// Whole credits. Unsigned by construction: no balance figure can go negative.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Credits(pub u64);
+
+impl Credits {
+    pub const ZERO: Credits = Credits(0);
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Credits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Milliseconds since the Unix epoch, UTC. Stored as a number (so conditions
+/// compare numbers), shown as RFC 3339 with milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+
+    pub fn plus_seconds(self, seconds: i64) -> Timestamp {
+        Timestamp(self.0.saturating_add(seconds.saturating_mul(1000)))
+    }
+
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
+    pub fn to_rfc3339(self) -> String {
+        DateTime::<Utc>::from_timestamp_millis(self.0)
+            .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_rfc3339())
+    }
+}
+
+/// The user a balance belongs to: the `sub` claim of the caller's token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    pub const MAX_LEN: usize = 256;
+
+    pub fn parse(raw: &str) -> Option<UserId> {
+        let ok = !raw.is_empty() && raw.chars().count() <= Self::MAX_LEN && !raw.chars().any(char::is_control);
+        ok.then(|| UserId(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldStatus {
+    Pending,
+    Confirmed,
+    Released,
+    Expired,
+    Refunded,
+}
+
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Pending => "pending",
+            HoldStatus::Confirmed => "confirmed",
+            HoldStatus::Released => "released",
+            HoldStatus::Expired => "expired",
+            HoldStatus::Refunded => "refunded",
+        }
+    }
+}
+
+/// Who made a change: shown as `settledBy` and in each event's `by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Actor {
+    Client,
+    Webhook,
+    Cleanup,
+    Admin,
+}
+
+impl Actor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::Client => "client",
+            Actor::Webhook => "webhook",
+            Actor::Cleanup => "cleanup",
+            Actor::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    Reserved,
+    Confirmed,
+    Released,
+    Expired,
+    Refunded,
+    TaskLinked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldEvent {
+    #[serde(rename = "type")]
+    pub kind: EventType,
+    pub at: Timestamp,
+    pub by: Actor,
+    pub amount: Credits,
+}
+
+/// The provider whose webhook settles a hold's task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Bfl,
+    Generic,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 2] = [Provider::Bfl, Provider::Generic];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Bfl => "bfl",
+            Provider::Generic => "generic",
+        }
+    }
+}
+
+/// A hold ("reservation" in the HTTP contract): credits moved from
+/// `available` to `reserved` until exactly one settlement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reservation {
+    pub reservation_id: Uuid,
+    pub user_id: UserId,
+    pub operation: String,
+    pub units: u32,
+    pub unit_cost: Credits,
+    pub amount: Credits,
+    pub status: HoldStatus,
+    pub task_id: Option<String>,
+    pub provider: Provider,
+    pub description: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub captured_units: u32,
+    pub captured_amount: Credits,
+    pub released_amount: Credits,
+    pub settled_at: Option<Timestamp>,
+    pub settled_by: Option<Actor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<HoldEvent>>,
+}
+
+/// `available + reserved + spent == granted`, always.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Balance {
+    pub user_id: UserId,
+    pub available: Credits,
+    pub reserved: Credits,
+    pub spent: Credits,
+    pub granted: Credits,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl Balance {
+    pub fn empty(user_id: UserId) -> Balance {
+        Balance {
+            user_id,
+            available: Credits::ZERO,
+            reserved: Credits::ZERO,
+            spent: Credits::ZERO,
+            granted: Credits::ZERO,
+            updated_at: None,
+        }
+    }
+
+    pub fn adds_up(&self) -> bool {
+        self.available.0.checked_add(self.reserved.0).and_then(|s| s.checked_add(self.spent.0)) == Some(self.granted.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantReason {
+    AdReward,
+    Purchase,
+    Promo,
+    PlanRefill,
+    Adjustment,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant {
+    pub grant_id: Uuid,
+    pub balance: Balance,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryType {
+    Grant,
+    Reserve,
+    Confirm,
+    Release,
+    Expire,
+    Refund,
+}
+
+/// One line of a user's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: EntryType,
+    pub amount: Credits,
+    pub reservation_id: Option<Uuid>,
+    pub operation: Option<String>,
+    pub description: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryPage {
+    pub items: Vec<LedgerEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a caller asks of a hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Capture this many units (the rest goes back to `available`).
+    Confirm {
+        units: u32,
+    },
+    Release,
+    Expire,
+    Refund,
+}
+
+/// What a settlement request does, decided from the hold as last read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Try the conditional transition.
+    Apply,
+    /// The same settlement already happened: answer with the hold as it is.
+    Replay,
+    /// Settled differently (or not yet due, for the sweep): refuse.
+    NotPending(HoldStatus),
+    /// A confirm of a pending hold past `expiresAt`: expire it, then refuse.
+    ExpireInstead,
+}
+
+/// The money rules for one hold: which transitions are open from its state.
+/// Expiry is judged against `now` here only to pick the path; the write that
+/// follows carries the same comparison as its condition.
+pub fn decide(hold: &Reservation, wanted: Settlement, now: Timestamp) -> Decision {
+    let due = hold.expires_at <= now;
+    match (wanted, hold.status) {
+        (Settlement::Confirm { .. }, HoldStatus::Pending) if due => Decision::ExpireInstead,
+        (Settlement::Confirm { .. }, HoldStatus::Pending) => Decision::Apply,
+        (Settlement::Confirm { units }, HoldStatus::Confirmed) if hold.captured_units == units => Decision::Replay,
+        (Settlement::Release, HoldStatus::Pending) => Decision::Apply,
+        (Settlement::Release, HoldStatus::Released) => Decision::Replay,
+        (Settlement::Expire, HoldStatus::Pending) if due => Decision::Apply,
+        (Settlement::Expire, HoldStatus::Expired) => Decision::Replay,
+        (Settlement::Refund, HoldStatus::Confirmed) => Decision::Apply,
+        (Settlement::Refund, HoldStatus::Refunded) => Decision::Replay,
+        (_, status) => Decision::NotPending(status),
+    }
+}
+
+/// How a settlement splits a hold's amount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Split {
+    pub captured_units: u32,
+    pub captured: Credits,
+    pub returned: Credits,
+}
+
+pub fn split(hold: &Reservation, wanted: Settlement) -> Split {
+    match wanted {
+        Settlement::Confirm { units } => {
+            let captured = hold.unit_cost.0.saturating_mul(u64::from(units)).min(hold.amount.0);
+            Split { captured_units: units, captured: Credits(captured), returned: Credits(hold.amount.0 - captured) }
+        }
+        Settlement::Release | Settlement::Expire => {
+            Split { captured_units: 0, captured: Credits::ZERO, returned: hold.amount }
+        }
+        Settlement::Refund => Split {
+            captured_units: hold.captured_units,
+            captured: hold.captured_amount,
+            returned: hold.captured_amount,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(status: HoldStatus, expires_at: i64) -> Reservation {
+        Reservation {
+            reservation_id: Uuid::nil(),
+            user_id: UserId::parse("u").expect("valid"),
+            operation: "design_generate_image".into(),
+            units: 4,
+            unit_cost: Credits(5),
+            amount: Credits(20),
+            status,
+            task_id: None,
+            provider: Provider::Bfl,
+            description: None,
+            created_at: Timestamp(0),
+            expires_at: Timestamp(expires_at),
+            captured_units: if status == HoldStatus::Confirmed { 3 } else { 0 },
+            captured_amount: Credits(if status == HoldStatus::Confirmed { 15 } else { 0 }),
+            released_amount: Credits(0),
+            settled_at: None,
+            settled_by: None,
+            events: None,
+        }
+    }
+
+    const NOW: Timestamp = Timestamp(1000);
+
+    #[test]
+    fn confirm_of_pending_hold_before_expiry_applies() {
+        let d = decide(&hold(HoldStatus::Pending, 2000), Settlement::Confirm { units: 4 }, NOW);
+        assert_eq!(d, Decision::Apply);
+    }
+
+    #[test]
+    fn confirm_at_or_after_expiry_expires_instead() {
+        let at_deadline = hold(HoldStatus::Pending, 1000);
+        assert_eq!(decide(&at_deadline, Settlement::Confirm { units: 4 }, NOW), Decision::ExpireInstead);
+    }
+
+    #[test]
+    fn confirm_replay_needs_the_same_units() {
+        let confirmed = hold(HoldStatus::Confirmed, 2000);
+        assert_eq!(decide(&confirmed, Settlement::Confirm { units: 3 }, NOW), Decision::Replay);
+        assert_eq!(
+            decide(&confirmed, Settlement::Confirm { units: 4 }, NOW),
+            Decision::NotPending(HoldStatus::Confirmed)
+        );
+    }
+
+    #[test]
+    fn release_after_confirm_is_refused_and_release_twice_replays() {
+        assert_eq!(
+            decide(&hold(HoldStatus::Confirmed, 2000), Settlement::Release, NOW),
+            Decision::NotPending(HoldStatus::Confirmed)
+        );
+        assert_eq!(decide(&hold(HoldStatus::Released, 2000), Settlement::Release, NOW), Decision::Replay);
+    }
+
+    #[test]
+    fn expire_only_when_due() {
+        assert_eq!(
+            decide(&hold(HoldStatus::Pending, 2000), Settlement::Expire, NOW),
+            Decision::NotPending(HoldStatus::Pending)
+        );
+        assert_eq!(decide(&hold(HoldStatus::Pending, 1000), Settlement::Expire, NOW), Decision::Apply);
+    }
+
+    #[test]
+    fn refund_only_from_confirmed_and_once() {
+        assert_eq!(decide(&hold(HoldStatus::Confirmed, 0), Settlement::Refund, NOW), Decision::Apply);
+        assert_eq!(decide(&hold(HoldStatus::Refunded, 0), Settlement::Refund, NOW), Decision::Replay);
+        assert_eq!(
+            decide(&hold(HoldStatus::Released, 0), Settlement::Refund, NOW),
+            Decision::NotPending(HoldStatus::Released)
+        );
+    }
+
+    #[test]
+    fn partial_capture_returns_the_remainder() {
+        let s = split(&hold(HoldStatus::Pending, 2000), Settlement::Confirm { units: 3 });
+        assert_eq!(s, Split { captured_units: 3, captured: Credits(15), returned: Credits(5) });
+    }
+
+    #[test]
+    fn timestamps_render_as_rfc3339_millis() {
+        assert_eq!(Timestamp(1_795_370_645_123).to_rfc3339(), "2026-11-22T18:04:05.123Z");
+    }
+
+    #[test]
+    fn user_ids_reject_empty_and_control_characters() {
+        assert!(UserId::parse("").is_none());
+        assert!(UserId::parse("a\nb").is_none());
+        assert!(UserId::parse(&"x".repeat(257)).is_none());
+        assert!(UserId::parse("auth0|123").is_some());
+    }
+}

@@ -1,0 +1,227 @@
+//! One function per route: parse and validate into a typed command, call
+//! the ledger, shape the response. No business rule lives here.
+
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::identity::Caller;
+use super::{json, Op, Params};
+use crate::domain::{
+    Actor, Credits, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_TTL_SECONDS, MAX_UNITS,
+};
+use crate::error::Result;
+use crate::ledger::{GrantRequest, Outcome, ReserveRequest};
+use crate::validate::{self, json_body, Invalid, Problem};
+use crate::Ledger;
+
+const PROVIDERS: &[&str] = &["bfl", "generic"];
+const GRANT_REASONS: &[&str] = &["ad_reward", "purchase", "promo", "plan_refill", "adjustment"];
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+pub const MAX_TASK_ID: usize = 256;
+pub const MAX_DESCRIPTION: usize = 500;
+pub const MAX_REASON: usize = 200;
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+pub async fn dispatch(
+    ledger: &Ledger,
+    op: Op,
+    params: &Params,
+    req: &Request,
+    caller: &Caller,
+) -> Result<Response<Body>> {
+    let body = req.body().as_ref();
+    match op {
+        Op::GetBalance => Ok(json(StatusCode::OK, &ledger.balance(&caller.user).await?)),
+        Op::GetPrices => Ok(json(StatusCode::OK, ledger.catalog())),
+        Op::CreateReservation => {
+            let request = reserve_request(body, idempotency_key(req)?)?;
+            let outcome = ledger.reserve(&caller.user, request).await?;
+            Ok(created_or_replayed(outcome))
+        }
+        Op::GetReservation => {
+            let id = reservation_id(params)?;
+            Ok(json(StatusCode::OK, &ledger.reservation(Some(&caller.user), id).await?))
+        }
+        Op::ConfirmReservation => {
+            let id = reservation_id(params)?;
+            let body: ConfirmBody = json_body(body)?;
+            let units = body.units.map(|u| validate::range("units", u, 1, u64::from(MAX_UNITS))).transpose()?;
+            let hold = ledger.confirm(Some(&caller.user), id, units.map(|u| u as u32), Actor::Client).await?;
+            Ok(json(StatusCode::OK, &hold))
+        }
+        Op::ReleaseReservation => {
+            let id = reservation_id(params)?;
+            let body: ReasonBody = json_body(body)?;
+            validate::optional_text("reason", &body.reason, MAX_REASON)?;
+            let hold = ledger.release(Some(&caller.user), id, Actor::Client).await?;
+            tracing::info!(reservation = %id, reason = body.reason.as_deref().unwrap_or(""), "released");
+            Ok(json(StatusCode::OK, &hold))
+        }
+        Op::LinkTask => {
+            let id = reservation_id(params)?;
+            let body: TaskBody = json_body(body)?;
+            validate::text("taskId", &body.task_id, 1, MAX_TASK_ID)?;
+            let provider = provider(body.provider.as_deref())?;
+            Ok(json(StatusCode::OK, &ledger.link_task(&caller.user, id, provider, &body.task_id).await?))
+        }
+        Op::ListTransactions => history(ledger, &caller.user, req).await,
+        Op::AdminGrant => {
+            caller.require_admin()?;
+            let user = user_param(params)?;
+            let key = idempotency_key(req)?.ok_or_else(|| Invalid::new("Idempotency-Key", Problem::Missing))?;
+            let body: GrantBody = json_body(body)?;
+            let amount = validate::range("amount", body.amount, 1, MAX_AMOUNT)?;
+            let reason = grant_reason(&body.reason)?;
+            validate::optional_text("description", &body.description, MAX_DESCRIPTION)?;
+            let request =
+                GrantRequest { amount: Credits(amount), reason, description: body.description, idempotency_key: key };
+            let outcome = ledger.grant(&user, request).await?;
+            Ok(created_or_replayed(outcome))
+        }
+        Op::AdminBalance => {
+            caller.require_admin()?;
+            Ok(json(StatusCode::OK, &ledger.balance(&user_param(params)?).await?))
+        }
+        Op::AdminTransactions => {
+            caller.require_admin()?;
+            history(ledger, &user_param(params)?, req).await
+        }
+        Op::AdminRefund => {
+            caller.require_admin()?;
+            let id = reservation_id(params)?;
+            let body: ReasonBody = json_body(body)?;
+            validate::optional_text("reason", &body.reason, MAX_REASON)?;
+            let hold = ledger.refund(id).await?;
+            tracing::info!(reservation = %id, admin = %caller.user, reason = body.reason.as_deref().unwrap_or(""), "refunded");
+            Ok(json(StatusCode::OK, &hold))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ReserveBody {
+    operation: String,
+    units: Option<u64>,
+    task_id: Option<String>,
+    provider: Option<String>,
+    description: Option<String>,
+    ttl_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    units: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TaskBody {
+    task_id: String,
+    provider: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    amount: u64,
+    reason: String,
+    description: Option<String>,
+}
+
+fn reserve_request(body: &[u8], idempotency_key: Option<String>) -> Result<ReserveRequest> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Invalid::new("operation", Problem::Missing).into());
+    }
+    let body: ReserveBody = json_body(body)?;
+    validate::text("operation", &body.operation, 1, 128)?;
+    let units = validate::range("units", body.units.unwrap_or(1), 1, u64::from(MAX_UNITS))? as u32;
+    let ttl_seconds = validate::range(
+        "ttlSeconds",
+        body.ttl_seconds.unwrap_or(u64::from(DEFAULT_TTL_SECONDS)),
+        1,
+        u64::from(MAX_TTL_SECONDS),
+    )? as u32;
+    if let Some(task_id) = &body.task_id {
+        validate::text("taskId", task_id, 1, MAX_TASK_ID)?;
+    }
+    validate::optional_text("description", &body.description, MAX_DESCRIPTION)?;
+    Ok(ReserveRequest {
+        operation: body.operation,
+        units,
+        task_id: body.task_id,
+        provider: provider(body.provider.as_deref())?,
+        description: body.description,
+        ttl_seconds,
+        idempotency_key,
+    })
+}
+
+fn provider(raw: Option<&str>) -> Result<Provider, Invalid> {
+    match raw {
+        None | Some("bfl") => Ok(Provider::Bfl),
+        Some("generic") => Ok(Provider::Generic),
+        Some(_) => Err(Invalid::new("provider", Problem::NotOneOf(PROVIDERS))),
+    }
+}
+
+fn grant_reason(raw: &str) -> Result<GrantReason, Invalid> {
+    serde_json::from_value(json!(raw)).map_err(|_| Invalid::new("reason", Problem::NotOneOf(GRANT_REASONS)))
+}
+
+fn idempotency_key(req: &Request) -> Result<Option<String>, Invalid> {
+    let Some(value) = req.headers().get("idempotency-key") else { return Ok(None) };
+    let invalid = || Invalid::new("Idempotency-Key", Problem::Length { min: 1, max: MAX_IDEMPOTENCY_KEY });
+    let key = value.to_str().map_err(|_| invalid())?;
+    let visible = key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !visible {
+        return Err(invalid());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+fn reservation_id(params: &Params) -> Result<Uuid, Invalid> {
+    validate::uuid("id", params.get("id").unwrap_or(""))
+}
+
+fn user_param(params: &Params) -> Result<UserId, Invalid> {
+    UserId::parse(params.get("userId").unwrap_or(""))
+        .ok_or_else(|| Invalid::new("userId", Problem::Length { min: 1, max: UserId::MAX_LEN }))
+}
+
+async fn history(ledger: &Ledger, user: &UserId, req: &Request) -> Result<Response<Body>> {
+    let query = req.query_string_parameters_ref();
+    let first = |name: &str| query.and_then(|q| q.first(name)).map(str::to_owned);
+    let limit = match first("limit") {
+        None => DEFAULT_PAGE,
+        Some(raw) => {
+            let parsed = raw.parse::<u64>().map_err(|_| Invalid::new("limit", Problem::WrongType))?;
+            validate::range("limit", parsed, 1, u64::from(MAX_PAGE))? as u32
+        }
+    };
+    let cursor = first("cursor");
+    Ok(json(StatusCode::OK, &ledger.history(user, limit, cursor.as_deref()).await?))
+}
+
+/// 201 the first time; 200 with `Idempotent-Replayed: true` on a replay.
+fn created_or_replayed<T: Serialize>(outcome: Outcome<T>) -> Response<Body> {
+    match outcome {
+        Outcome::Created(value) => json(StatusCode::CREATED, &value),
+        Outcome::Replayed(value) => {
+            let mut response = json(StatusCode::OK, &value);
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            response
+        }
+    }
+}

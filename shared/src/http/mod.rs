@@ -1,0 +1,259 @@
+//! HTTP glue: the route table, request parsing, and one entry point per
+//! Lambda function. The dev server mounts the very same `handle`.
+
+pub mod handlers;
+pub mod identity;
+pub mod problem;
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::Ledger;
+use problem::Lang;
+
+/// Largest request body accepted (the contract's 64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The Lambda functions that serve HTTP routes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Function {
+    Reserve,
+    Confirm,
+    Release,
+    Account,
+    Admin,
+}
+
+impl Function {
+    pub const ALL: [Function; 5] =
+        [Function::Reserve, Function::Confirm, Function::Release, Function::Account, Function::Admin];
+
+    /// The function's name in template.yaml (`<Name>Function`) and its binary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Reserve => "reserve",
+            Function::Confirm => "confirm",
+            Function::Release => "release",
+            Function::Account => "account",
+            Function::Admin => "admin",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    GetBalance,
+    GetPrices,
+    CreateReservation,
+    GetReservation,
+    ConfirmReservation,
+    ReleaseReservation,
+    LinkTask,
+    ListTransactions,
+    AdminGrant,
+    AdminBalance,
+    AdminTransactions,
+    AdminRefund,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub function: Function,
+    pub op: Op,
+}
+
+/// Every route of the service. template.yaml, openapi.yaml and the dev
+/// server are checked against this list by a test.
+pub const ROUTES: &[Route] = &[
+    Route { method: "GET", path: "/v1/balance", function: Function::Account, op: Op::GetBalance },
+    Route { method: "GET", path: "/v1/prices", function: Function::Account, op: Op::GetPrices },
+    Route { method: "POST", path: "/v1/reservations", function: Function::Reserve, op: Op::CreateReservation },
+    Route { method: "GET", path: "/v1/reservations/{id}", function: Function::Account, op: Op::GetReservation },
+    Route {
+        method: "POST",
+        path: "/v1/reservations/{id}/confirm",
+        function: Function::Confirm,
+        op: Op::ConfirmReservation,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/reservations/{id}/release",
+        function: Function::Release,
+        op: Op::ReleaseReservation,
+    },
+    Route { method: "POST", path: "/v1/reservations/{id}/task", function: Function::Account, op: Op::LinkTask },
+    Route { method: "GET", path: "/v1/transactions", function: Function::Account, op: Op::ListTransactions },
+    Route { method: "POST", path: "/v1/admin/users/{userId}/grants", function: Function::Admin, op: Op::AdminGrant },
+    Route { method: "GET", path: "/v1/admin/users/{userId}/balance", function: Function::Admin, op: Op::AdminBalance },
+    Route {
+        method: "GET",
+        path: "/v1/admin/users/{userId}/transactions",
+        function: Function::Admin,
+        op: Op::AdminTransactions,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/admin/reservations/{id}/refund",
+        function: Function::Admin,
+        op: Op::AdminRefund,
+    },
+];
+
+/// Path parameters by name, percent-decoded.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Finds the route for a method and path.
+pub fn match_route(method: &Method, path: &str) -> Option<(&'static Route, Params)> {
+    let wanted: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    ROUTES.iter().filter(|r| r.method == method.as_str()).find_map(|route| {
+        let pattern: Vec<&'static str> = route.path.split('/').collect();
+        if pattern.len() != wanted.len() {
+            return None;
+        }
+        let mut params = Vec::new();
+        for (p, w) in pattern.iter().zip(&wanted) {
+            match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) if !w.is_empty() => params.push((name, percent_decode(w)?)),
+                Some(_) => return None,
+                None if p == w => {}
+                None => return None,
+            }
+        }
+        Some((route, Params(params)))
+    })
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    match serde_json::to_string(body) {
+        Ok(text) => {
+            let mut response = Response::new(Body::from(text));
+            *response.status_mut() = status;
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(e) => problem::problem(&Error::Internal(e.to_string()), Lang::En, ""),
+    }
+}
+
+fn request_id(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    }
+    .or_else(|| req.lambda_context_ref().map(|c| c.request_id.clone()))
+    .unwrap_or_default()
+}
+
+/// Serves one request for `function`: the route must belong to it.
+pub async fn handle(ledger: &Ledger, function: Function, req: Request) -> Response<Body> {
+    let started = Instant::now();
+    let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
+    let request_id = request_id(&req);
+    let route = match_route(req.method(), req.uri().path()).filter(|(route, _)| route.function == function);
+    let caller = identity::caller(&req);
+    let user = caller.as_ref().map(|c| c.user.to_string()).unwrap_or_default();
+    let (op, reservation) = match &route {
+        Some((route, params)) => (Some(route.op), params.get("id").unwrap_or("").to_owned()),
+        None => (None, String::new()),
+    };
+    let result = match (route, caller) {
+        (None, _) => Err(Error::RouteNotFound),
+        (Some(_), Err(unauthorized)) => Err(unauthorized),
+        (Some(_), Ok(_)) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
+        (Some((route, params)), Ok(caller)) => handlers::dispatch(ledger, route.op, &params, &req, &caller).await,
+    };
+    let (response, outcome) = match result {
+        Ok(response) => (response, "ok"),
+        Err(error) => {
+            let code = problem::code_of(&error);
+            if code.status.is_server_error() {
+                // Internal details are logged, never sent.
+                tracing::error!(request_id = %request_id, error = %error, "request failed");
+            }
+            (problem::problem(&error, lang, &request_id), code.code)
+        }
+    };
+    tracing::info!(
+        request_id = %request_id,
+        function = function.name(),
+        op = ?op,
+        user = %user,
+        reservation = %reservation,
+        status = response.status().as_u16(),
+        outcome,
+        latency_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+/// JSON logs, one line per event, level from `RUST_LOG` (default info).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().try_init();
+}
+
+/// The whole `main` of an HTTP function.
+pub async fn run_function(function: Function) -> Result<(), lambda_http::Error> {
+    init_logging();
+    let ledger = Config::from_env().ledger().await;
+    let ledger = &ledger;
+    lambda_http::run(service_fn(
+        move |req: Request| async move { Ok::<_, Infallible>(handle(ledger, function, req).await) },
+    ))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_with_parameters() {
+        let (route, params) =
+            match_route(&Method::POST, "/v1/reservations/abc/confirm").expect("confirm route matches");
+        assert_eq!(route.op, Op::ConfirmReservation);
+        assert_eq!(params.get("id"), Some("abc"));
+        let (route, params) =
+            match_route(&Method::GET, "/v1/admin/users/auth0%7C42/balance").expect("admin balance matches");
+        assert_eq!(route.op, Op::AdminBalance);
+        assert_eq!(params.get("userId"), Some("auth0|42"));
+        assert!(match_route(&Method::DELETE, "/v1/balance").is_none());
+        assert!(match_route(&Method::GET, "/v1/reservations//confirm").is_none());
+        assert!(match_route(&Method::GET, "/v1/nope").is_none());
+    }
+}

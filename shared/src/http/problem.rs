@@ -1,0 +1,290 @@
+//! The one mapping from `Error` to an RFC 9457 problem, with its message in
+//! en-US, pt-BR or es-ES.
+
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
+use serde_json::{json, Map, Value};
+
+use crate::error::Error;
+use crate::validate::{Invalid, Problem};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    En,
+    Pt,
+    Es,
+}
+
+impl Lang {
+    /// Picks the caller's most preferred language we speak from
+    /// `Accept-Language`; anything else is en-US.
+    pub fn from_accept_language(header: Option<&str>) -> Lang {
+        let Some(header) = header else { return Lang::En };
+        let mut best: Option<(f32, usize, Lang)> = None;
+        for (position, part) in header.split(',').enumerate() {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = pieces.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
+            let primary = tag.split('-').next().unwrap_or("");
+            let lang = match primary {
+                "pt" => Lang::Pt,
+                "es" => Lang::Es,
+                "en" => Lang::En,
+                _ => continue,
+            };
+            if q <= 0.0 {
+                continue;
+            }
+            // Highest q wins; on a tie, the one listed first.
+            if best.is_none_or(|(bq, bp, _)| q > bq || (q == bq && position < bp)) {
+                best = Some((q, position, lang));
+            }
+        }
+        best.map(|(_, _, lang)| lang).unwrap_or(Lang::En)
+    }
+}
+
+pub struct Code {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: &'static str,
+}
+
+pub fn code_of(error: &Error) -> Code {
+    let (status, code, title) = match error {
+        Error::Validation(_) => (StatusCode::BAD_REQUEST, "validation_error", "Invalid request"),
+        Error::UnknownOperation(_) => (StatusCode::BAD_REQUEST, "unknown_operation", "Unknown operation"),
+        Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+        Error::InsufficientCredits { .. } => {
+            (StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Insufficient credits")
+        }
+        Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+        Error::ReservationNotFound => (StatusCode::NOT_FOUND, "reservation_not_found", "Reservation not found"),
+        Error::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+        Error::ReservationNotPending(_) => (StatusCode::CONFLICT, "reservation_not_pending", "Reservation not pending"),
+        Error::ReservationExpired => (StatusCode::CONFLICT, "reservation_expired", "Reservation expired"),
+        Error::TaskAlreadyLinked => (StatusCode::CONFLICT, "task_already_linked", "Task already linked"),
+        Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
+        Error::IdempotencyKeyReused => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency key reused")
+        }
+        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+    };
+    Code { status, code, title }
+}
+
+/// The human message. Never includes internal details (those go to logs).
+pub fn detail(error: &Error, lang: Lang) -> String {
+    use Lang::*;
+    let pick = |en: &str, pt: &str, es: &str| match lang {
+        En => en.to_owned(),
+        Pt => pt.to_owned(),
+        Es => es.to_owned(),
+    };
+    match error {
+        Error::Validation(invalid) => validation_detail(invalid, lang),
+        Error::UnknownOperation(op) => match lang {
+            En => format!("The operation \"{op}\" is not in the price catalog."),
+            Pt => format!("A operação \"{op}\" não está no catálogo de preços."),
+            Es => format!("La operación \"{op}\" no está en el catálogo de precios."),
+        },
+        Error::Unauthorized => pick(
+            "A valid bearer token is required.",
+            "É necessário um token de acesso válido.",
+            "Se requiere un token de acceso válido.",
+        ),
+        Error::Forbidden => pick(
+            "You are not allowed to do this.",
+            "Você não tem permissão para fazer isso.",
+            "No tienes permiso para hacer esto.",
+        ),
+        Error::InsufficientCredits { .. } => pick(
+            "Insufficient credits for this operation. Watch ads or upgrade.",
+            "Créditos insuficientes para esta operação. Assista a anúncios ou faça upgrade.",
+            "Créditos insuficientes para esta operación. Mira anuncios o mejora tu plan.",
+        ),
+        Error::ReservationNotFound => pick("No such reservation.", "Reserva não encontrada.", "No existe esa reserva."),
+        Error::RouteNotFound => pick("No such route.", "Rota não encontrada.", "No existe esa ruta."),
+        Error::ReservationNotPending(status) => match lang {
+            En => format!("The reservation is already {}.", status.as_str()),
+            Pt => format!("A reserva já está no estado {}.", status.as_str()),
+            Es => format!("La reserva ya está en estado {}.", status.as_str()),
+        },
+        Error::ReservationExpired => pick(
+            "The reservation expired; its credits were returned.",
+            "A reserva expirou; os créditos foram devolvidos.",
+            "La reserva caducó; sus créditos fueron devueltos.",
+        ),
+        Error::TaskAlreadyLinked => pick(
+            "This provider task is already linked to another reservation.",
+            "Esta tarefa do provedor já está vinculada a outra reserva.",
+            "Esta tarea del proveedor ya está vinculada a otra reserva.",
+        ),
+        Error::PayloadTooLarge => pick(
+            "The request body is larger than 64 KiB.",
+            "O corpo da requisição é maior que 64 KiB.",
+            "El cuerpo de la solicitud supera los 64 KiB.",
+        ),
+        Error::IdempotencyKeyReused => pick(
+            "This Idempotency-Key was already used for a different request.",
+            "Esta Idempotency-Key já foi usada em outra requisição.",
+            "Esta Idempotency-Key ya se usó para otra solicitud.",
+        ),
+        Error::Unavailable(_) => pick(
+            "The service is busy. Nothing was changed; retry shortly.",
+            "O serviço está ocupado. Nada foi alterado; tente novamente em instantes.",
+            "El servicio está ocupado. No se cambió nada; reintenta en breve.",
+        ),
+        Error::Internal(_) => pick(
+            "Unexpected error. Nothing was changed.",
+            "Erro inesperado. Nada foi alterado.",
+            "Error inesperado. No se cambió nada.",
+        ),
+    }
+}
+
+fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
+    let f = &invalid.field;
+    match (&invalid.problem, lang) {
+        (Problem::Malformed, Lang::En) => "The request body must be a JSON object.".into(),
+        (Problem::Malformed, Lang::Pt) => "O corpo da requisição deve ser um objeto JSON.".into(),
+        (Problem::Malformed, Lang::Es) => "El cuerpo de la solicitud debe ser un objeto JSON.".into(),
+        (Problem::UnknownField, Lang::En) => format!("Unknown field \"{f}\"."),
+        (Problem::UnknownField, Lang::Pt) => format!("Campo desconhecido \"{f}\"."),
+        (Problem::UnknownField, Lang::Es) => format!("Campo desconocido \"{f}\"."),
+        (Problem::Missing, Lang::En) => format!("Field \"{f}\" is required."),
+        (Problem::Missing, Lang::Pt) => format!("O campo \"{f}\" é obrigatório."),
+        (Problem::Missing, Lang::Es) => format!("El campo \"{f}\" es obligatorio."),
+        (Problem::WrongType, Lang::En) => format!("Field \"{f}\" has an invalid value."),
+        (Problem::WrongType, Lang::Pt) => format!("O campo \"{f}\" tem um valor inválido."),
+        (Problem::WrongType, Lang::Es) => format!("El campo \"{f}\" tiene un valor no válido."),
+        (Problem::OutOfRange { min, max }, Lang::En) => format!("Field \"{f}\" must be between {min} and {max}."),
+        (Problem::OutOfRange { min, max }, Lang::Pt) => format!("O campo \"{f}\" deve estar entre {min} e {max}."),
+        (Problem::OutOfRange { min, max }, Lang::Es) => format!("El campo \"{f}\" debe estar entre {min} y {max}."),
+        (Problem::Length { min, max }, Lang::En) => {
+            format!("Field \"{f}\" must have {min} to {max} characters, without control characters.")
+        }
+        (Problem::Length { min, max }, Lang::Pt) => {
+            format!("O campo \"{f}\" deve ter de {min} a {max} caracteres, sem caracteres de controle.")
+        }
+        (Problem::Length { min, max }, Lang::Es) => {
+            format!("El campo \"{f}\" debe tener de {min} a {max} caracteres, sin caracteres de control.")
+        }
+        (Problem::NotUuid, Lang::En) => format!("Field \"{f}\" must be a lower-case UUID."),
+        (Problem::NotUuid, Lang::Pt) => format!("O campo \"{f}\" deve ser um UUID em minúsculas."),
+        (Problem::NotUuid, Lang::Es) => format!("El campo \"{f}\" debe ser un UUID en minúsculas."),
+        (Problem::NotOneOf(allowed), Lang::En) => format!("Field \"{f}\" must be one of: {}.", allowed.join(", ")),
+        (Problem::NotOneOf(allowed), Lang::Pt) => format!("O campo \"{f}\" deve ser um de: {}.", allowed.join(", ")),
+        (Problem::NotOneOf(allowed), Lang::Es) => format!("El campo \"{f}\" debe ser uno de: {}.", allowed.join(", ")),
+    }
+}
+
+/// The problem+json response for an error.
+pub fn problem(error: &Error, lang: Lang, request_id: &str) -> Response<Body> {
+    let code = code_of(error);
+    let mut body = Map::new();
+    body.insert("type".into(), json!(format!("urn:credits:error:{}", code.code)));
+    body.insert("title".into(), json!(code.title));
+    body.insert("status".into(), json!(code.status.as_u16()));
+    body.insert("code".into(), json!(code.code));
+    body.insert("detail".into(), json!(detail(error, lang)));
+    body.insert("requestId".into(), json!(request_id));
+    match error {
+        Error::InsufficientCredits { available, required } => {
+            body.insert("available".into(), json!(available.get()));
+            body.insert("required".into(), json!(required.get()));
+            body.insert("shortfall".into(), json!(required.get().saturating_sub(available.get())));
+        }
+        Error::Validation(invalid) => {
+            body.insert("field".into(), json!(invalid.field));
+        }
+        // `status` is the HTTP status in RFC 9457, so the hold's state
+        // travels as `reservationStatus`.
+        Error::ReservationNotPending(status) => {
+            body.insert("reservationStatus".into(), json!(status.as_str()));
+        }
+        _ => {}
+    }
+    let mut response = Response::new(Body::from(Value::Object(body).to_string()));
+    *response.status_mut() = code.status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    if let Error::Unavailable(_) = error {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Credits, HoldStatus};
+
+    fn every_error() -> Vec<Error> {
+        vec![
+            Error::Validation(Invalid::new("units", Problem::OutOfRange { min: 1, max: 1000 })),
+            Error::UnknownOperation("x".into()),
+            Error::Unauthorized,
+            Error::Forbidden,
+            Error::InsufficientCredits { available: Credits(3), required: Credits(5) },
+            Error::ReservationNotFound,
+            Error::ReservationNotPending(HoldStatus::Released),
+            Error::ReservationExpired,
+            Error::TaskAlreadyLinked,
+            Error::PayloadTooLarge,
+            Error::IdempotencyKeyReused,
+            Error::RouteNotFound,
+            Error::Unavailable("throttled".into()),
+            Error::Internal("boom".into()),
+        ]
+    }
+
+    #[test]
+    fn every_code_speaks_three_different_languages() {
+        for error in every_error() {
+            let en = detail(&error, Lang::En);
+            let pt = detail(&error, Lang::Pt);
+            let es = detail(&error, Lang::Es);
+            assert!(!en.is_empty() && en != pt && en != es && pt != es, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn internal_details_never_reach_the_message() {
+        for lang in [Lang::En, Lang::Pt, Lang::Es] {
+            assert!(!detail(&Error::Internal("secret stack".into()), lang).contains("secret"));
+            assert!(!detail(&Error::Unavailable("throttled".into()), lang).contains("throttled"));
+        }
+    }
+
+    #[test]
+    fn accept_language_picks_by_quality() {
+        assert_eq!(Lang::from_accept_language(Some("pt-BR,pt;q=0.9,en;q=0.8")), Lang::Pt);
+        assert_eq!(Lang::from_accept_language(Some("pt")), Lang::Pt);
+        assert_eq!(Lang::from_accept_language(Some("es-MX")), Lang::Es);
+        assert_eq!(Lang::from_accept_language(Some("fr-FR, es;q=0.5")), Lang::Es);
+        assert_eq!(Lang::from_accept_language(Some("en;q=0.4, pt-PT;q=0.9")), Lang::Pt);
+        assert_eq!(Lang::from_accept_language(Some("de")), Lang::En);
+        assert_eq!(Lang::from_accept_language(None), Lang::En);
+    }
+
+    #[test]
+    fn insufficient_credits_carries_the_figures() {
+        let error = Error::InsufficientCredits { available: Credits(3), required: Credits(5) };
+        let response = problem(&error, Lang::En, "req-1");
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        let body: Value = serde_json::from_slice(response.body().as_ref()).expect("json body");
+        assert_eq!(body["available"], 3);
+        assert_eq!(body["required"], 5);
+        assert_eq!(body["shortfall"], 2);
+        assert_eq!(body["type"], "urn:credits:error:insufficient_credits");
+    }
+
+    #[test]
+    fn unavailable_sets_retry_after() {
+        let response = problem(&Error::Unavailable("x".into()), Lang::En, "r");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+    }
+}

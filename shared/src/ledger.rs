@@ -1,0 +1,724 @@
+//! The ledger operations. Each balance change is one TransactWriteItems whose
+//! conditions encode the money rules; a failed condition is read back and
+//! turned into an answer (a replay, or a refusal), never re-applied blindly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use base64::Engine as _;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::domain::{
+    decide, split, Actor, Balance, Credits, Decision, EntryType, EventType, Grant, GrantReason, HistoryPage,
+    HoldStatus, Provider, Reservation, Settlement, Timestamp, UserId,
+};
+use crate::error::{Error, Result};
+use crate::prices::Catalog;
+use crate::store::{
+    entry_sk, hold_pk, key, n, pending_shard, s, task_pk, to_item, user_pk, EntryItem, EventItem, GrantItem, HoldItem,
+    Item, Store, TaskItem, TxFailure,
+};
+use crate::validate::{Invalid, Problem};
+
+/// Namespace of the ids derived from idempotency keys (UUID v5).
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c1e_8b7a_4e0f_9a51_3c2d_4b5e_6f70);
+
+/// Transactions touching the same item at once may be cancelled with
+/// `TransactionConflict`. Retrying is safe (every write is conditional);
+/// this bounds how long a caller waits before getting 503.
+const MAX_ATTEMPTS: u32 = 12;
+
+/// A first-time result or a replay of an earlier one (same idempotency key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<T> {
+    Created(T),
+    Replayed(T),
+}
+
+impl<T> Outcome<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Outcome::Created(v) | Outcome::Replayed(v) => v,
+        }
+    }
+
+    pub fn is_replay(&self) -> bool {
+        matches!(self, Outcome::Replayed(_))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReserveRequest {
+    pub operation: String,
+    pub units: u32,
+    pub task_id: Option<String>,
+    pub provider: Provider,
+    pub description: Option<String>,
+    pub ttl_seconds: u32,
+    #[serde(skip)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrantRequest {
+    pub amount: Credits,
+    pub reason: GrantReason,
+    pub description: Option<String>,
+    #[serde(skip)]
+    pub idempotency_key: String,
+}
+
+/// What a job run under [`Ledger::with_credits`] produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobOutput<T> {
+    pub value: T,
+    /// Units that came out; `None` means all the units held.
+    pub units: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WithCreditsError<E> {
+    #[error("credits: {0}")]
+    Credits(Error),
+    #[error("job failed")]
+    Job(E),
+}
+
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    catalog: Arc<Catalog>,
+    retention_seconds: i64,
+}
+
+fn request_hash<T: Serialize>(request: &T) -> Result<String> {
+    let canonical = serde_json::to_vec(request).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(hex::encode(Sha256::digest(canonical)))
+}
+
+fn derived_id(kind: &str, user: &UserId, key: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, format!("{kind}\n{user}\n{key}").as_bytes())
+}
+
+async fn backoff(attempt: u32) {
+    let cap = 5u64 << attempt.min(5);
+    let jitter = rand::random::<u64>() % cap.max(1);
+    tokio::time::sleep(Duration::from_millis(2 + jitter)).await;
+}
+
+impl Ledger {
+    pub fn new(store: Store, clock: Arc<dyn Clock>, catalog: Arc<Catalog>, retention_days: u32) -> Ledger {
+        Ledger { store, clock, catalog, retention_seconds: i64::from(retention_days) * 86_400 }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    pub async fn balance(&self, user: &UserId) -> Result<Balance> {
+        self.store.get_balance(user).await
+    }
+
+    /// Credits a user once per idempotency key.
+    pub async fn grant(&self, user: &UserId, request: GrantRequest) -> Result<Outcome<Grant>> {
+        let grant_id = derived_id("grant", user, &request.idempotency_key);
+        let hash = request_hash(&request)?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let grant = GrantItem {
+                pk: user_pk(user),
+                sk: format!("GRANT#{grant_id}"),
+                entity: "grant".into(),
+                grant_id,
+                user_id: user.clone(),
+                amount: request.amount.get(),
+                reason: request.reason,
+                description: request.description.clone(),
+                request_hash: hash.clone(),
+                at: now.millis(),
+            };
+            let balance = Update::builder()
+                .set_key(Some(key(user_pk(user), "BALANCE")))
+                .update_expression(
+                    "SET available = if_not_exists(available, :zero) + :amount, \
+                     granted = if_not_exists(granted, :zero) + :amount, \
+                     reserved = if_not_exists(reserved, :zero), spent = if_not_exists(spent, :zero), \
+                     userId = :user, entity = :entity, updatedAt = :now",
+                )
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":amount", n(request.amount))
+                .expression_attribute_values(":user", s(user.as_str()))
+                .expression_attribute_values(":entity", s("balance"))
+                .expression_attribute_values(":now", n(now.millis()));
+            let entry =
+                self.entry(user, grant_id, EntryType::Grant, request.amount, None, request.description.clone(), now);
+            let items = vec![
+                self.put(to_item(&grant)?, Some("attribute_not_exists(pk)"))?,
+                self.update(balance)?,
+                self.put(to_item(&entry)?, None)?,
+            ];
+            match self.tx(items).await {
+                Ok(()) => {
+                    let balance = self.store.get_balance(user).await?;
+                    return Ok(Outcome::Created(Grant { grant_id, balance }));
+                }
+                Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {
+                    let stored_hash = reasons[0]
+                        .item
+                        .as_ref()
+                        .and_then(|item| item.get("requestHash"))
+                        .and_then(|v| v.as_s().ok())
+                        .cloned();
+                    if stored_hash.as_deref() != Some(hash.as_str()) {
+                        return Err(Error::IdempotencyKeyReused);
+                    }
+                    let balance = self.store.get_balance(user).await?;
+                    return Ok(Outcome::Replayed(Grant { grant_id, balance }));
+                }
+                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+            }
+        }
+        Err(Error::Unavailable("grant kept conflicting".into()))
+    }
+
+    /// Places a hold: moves `units × unitCost` from `available` to `reserved`.
+    pub async fn reserve(&self, user: &UserId, request: ReserveRequest) -> Result<Outcome<Reservation>> {
+        let unit_cost = self
+            .catalog
+            .unit_cost(&request.operation)
+            .ok_or_else(|| Error::UnknownOperation(request.operation.clone()))?;
+        let amount = Credits(unit_cost.get() * u64::from(request.units));
+        let (id, hash) = match &request.idempotency_key {
+            Some(k) => (derived_id("reserve", user, k), Some(request_hash(&request)?)),
+            None => (Uuid::new_v4(), None),
+        };
+        if hash.is_some() {
+            if let Some(existing) = self.store.get_hold(id).await? {
+                return replay_of(existing, hash.as_deref());
+            }
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let expires_at = now.plus_seconds(i64::from(request.ttl_seconds));
+            let hold = HoldItem {
+                pk: hold_pk(id),
+                sk: "HOLD".into(),
+                entity: "hold".into(),
+                reservation_id: id,
+                user_id: user.clone(),
+                operation: request.operation.clone(),
+                units: request.units,
+                unit_cost: unit_cost.get(),
+                amount: amount.get(),
+                status: HoldStatus::Pending,
+                task_id: request.task_id.clone(),
+                provider: request.provider,
+                description: request.description.clone(),
+                created_at: now.millis(),
+                expires_at: expires_at.millis(),
+                captured_units: 0,
+                captured_amount: 0,
+                released_amount: 0,
+                settled_at: None,
+                settled_by: None,
+                request_hash: hash.clone(),
+                events: vec![EventItem {
+                    kind: EventType::Reserved,
+                    at: now.millis(),
+                    by: Actor::Client,
+                    amount: amount.get(),
+                }],
+                pending_shard: Some(pending_shard(id)),
+                ttl: None,
+            };
+            let mut items = Vec::with_capacity(4);
+            // A free operation moves no credits, so it needs no balance item.
+            let balance_index = (amount > Credits::ZERO).then_some(items.len());
+            if balance_index.is_some() {
+                items.push(
+                    self.update(
+                        Update::builder()
+                            .set_key(Some(key(user_pk(user), "BALANCE")))
+                            .update_expression(
+                                "SET available = available - :amount, reserved = reserved + :amount, updatedAt = :now",
+                            )
+                            .condition_expression("available >= :amount")
+                            .expression_attribute_values(":amount", n(amount))
+                            .expression_attribute_values(":now", n(now.millis())),
+                    )?,
+                );
+            }
+            let hold_index = items.len();
+            items.push(self.put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
+            let task_index = match &request.task_id {
+                Some(task_id) => {
+                    items.push(self.put(
+                        to_item(&self.task_item(request.provider, task_id, id, user, expires_at))?,
+                        Some("attribute_not_exists(pk)"),
+                    )?);
+                    Some(items.len() - 1)
+                }
+                None => None,
+            };
+            let entry = self.entry(
+                user,
+                id,
+                EntryType::Reserve,
+                amount,
+                Some((id, &request.operation)),
+                request.description.clone(),
+                now,
+            );
+            items.push(self.put(to_item(&entry)?, None)?);
+
+            match self.tx(items).await {
+                Ok(()) => return Ok(Outcome::Created(hold.into_reservation(false))),
+                Err(TxFailure::Cancelled(reasons)) => {
+                    let failed =
+                        |i: Option<usize>| i.and_then(|i| reasons.get(i)).is_some_and(|r| r.condition_failed());
+                    if failed(Some(hold_index)) {
+                        // A concurrent request with the same idempotency key won.
+                        return match self.store.get_hold(id).await? {
+                            Some(existing) => replay_of(existing, hash.as_deref()),
+                            None => Err(Error::Internal("hold vanished after its put failed".into())),
+                        };
+                    }
+                    if failed(task_index) {
+                        return Err(Error::TaskAlreadyLinked);
+                    }
+                    if let Some(reason) = balance_index.and_then(|i| reasons.get(i)).filter(|r| r.condition_failed()) {
+                        let available = reason
+                            .item
+                            .as_ref()
+                            .and_then(|item| item.get("available"))
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        return Err(Error::InsufficientCredits { available: Credits(available), required: amount });
+                    }
+                    self.retry_or_fail(TxFailure::Cancelled(reasons), attempt).await?;
+                }
+                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+            }
+        }
+        Err(Error::Unavailable("reserve kept conflicting".into()))
+    }
+
+    /// A hold with its events. `user` is `None` for admins.
+    pub async fn reservation(&self, user: Option<&UserId>, id: Uuid) -> Result<Reservation> {
+        Ok(self.owned_hold(user, id).await?.into_reservation(true))
+    }
+
+    pub async fn confirm(&self, user: Option<&UserId>, id: Uuid, units: Option<u32>, by: Actor) -> Result<Reservation> {
+        self.settle(user, id, SettleWhat::Confirm(units), by).await
+    }
+
+    pub async fn release(&self, user: Option<&UserId>, id: Uuid, by: Actor) -> Result<Reservation> {
+        self.settle(user, id, SettleWhat::Exactly(Settlement::Release), by).await
+    }
+
+    /// Admin: gives a confirmed hold's captured credits back, once.
+    pub async fn refund(&self, id: Uuid) -> Result<Reservation> {
+        self.settle(None, id, SettleWhat::Exactly(Settlement::Refund), Actor::Admin).await
+    }
+
+    /// Expires one hold if it is pending and due (the sweep's transition).
+    pub async fn expire(&self, id: Uuid, by: Actor) -> Result<Reservation> {
+        self.settle(None, id, SettleWhat::Exactly(Settlement::Expire), by).await
+    }
+
+    async fn owned_hold(&self, user: Option<&UserId>, id: Uuid) -> Result<HoldItem> {
+        match self.store.get_hold(id).await? {
+            Some(hold) if user.is_none_or(|u| *u == hold.user_id) => Ok(hold),
+            // Another user's hold answers exactly like a missing one.
+            _ => Err(Error::ReservationNotFound),
+        }
+    }
+
+    async fn settle(&self, user: Option<&UserId>, id: Uuid, what: SettleWhat, by: Actor) -> Result<Reservation> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let item = self.owned_hold(user, id).await?;
+            let wanted = match what {
+                SettleWhat::Exactly(s) => s,
+                SettleWhat::Confirm(None) => Settlement::Confirm { units: item.units },
+                SettleWhat::Confirm(Some(units)) if units >= 1 && units <= item.units => Settlement::Confirm { units },
+                SettleWhat::Confirm(Some(_)) => {
+                    return Err(Invalid::new("units", Problem::OutOfRange { min: 1, max: u64::from(item.units) }).into())
+                }
+            };
+            let now = self.clock.now();
+            let hold = item.clone().into_reservation(false);
+            match decide(&hold, wanted, now) {
+                Decision::Replay => return Ok(hold),
+                Decision::NotPending(status) => return Err(Error::ReservationNotPending(status)),
+                Decision::ExpireInstead => match self.transition(item, Settlement::Expire, by, now).await {
+                    // The hold goes back by this very call, and the confirm
+                    // is refused.
+                    Ok(_) => return Err(Error::ReservationExpired),
+                    Err(failure) => self.lost_race(failure, attempt, id).await?,
+                },
+                Decision::Apply => match self.transition(item, wanted, by, now).await {
+                    Ok(settled) => return Ok(settled),
+                    Err(failure) => self.lost_race(failure, attempt, id).await?,
+                },
+            }
+        }
+        Err(Error::Unavailable("settlement kept conflicting".into()))
+    }
+
+    /// The one conditional transition of a hold, with its balance change and
+    /// history lines, as a single transaction (hold first: its failure
+    /// reason tells a lost race apart).
+    async fn transition(
+        &self,
+        mut hold: HoldItem,
+        wanted: Settlement,
+        by: Actor,
+        now: Timestamp,
+    ) -> Result<Reservation, TxFailure> {
+        let reservation = hold.clone().into_reservation(false);
+        let parts = split(&reservation, wanted);
+        let (status, event, entry_kind) = match wanted {
+            Settlement::Confirm { .. } => (HoldStatus::Confirmed, EventType::Confirmed, EntryType::Confirm),
+            Settlement::Release => (HoldStatus::Released, EventType::Released, EntryType::Release),
+            Settlement::Expire => (HoldStatus::Expired, EventType::Expired, EntryType::Expire),
+            Settlement::Refund => (HoldStatus::Refunded, EventType::Refunded, EntryType::Refund),
+        };
+        let event_amount = match wanted {
+            Settlement::Confirm { .. } | Settlement::Refund => parts.captured,
+            Settlement::Release | Settlement::Expire => parts.returned,
+        };
+        let ttl = now.unix_seconds() + self.retention_seconds;
+        let event_item = EventItem { kind: event, at: now.millis(), by, amount: event_amount.get() };
+        let mut update = Update::builder()
+            .set_key(Some(key(hold_pk(hold.reservation_id), "HOLD")))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":new", s(status.as_str()))
+            .expression_attribute_values(
+                ":events",
+                aws_sdk_dynamodb::types::AttributeValue::L(vec![event_item.to_value()]),
+            )
+            .expression_attribute_values(":ttl", n(ttl));
+        update = match wanted {
+            Settlement::Refund => update
+                .update_expression("SET #status = :new, events = list_append(events, :events), #ttl = :ttl")
+                .condition_expression("#status = :from")
+                .expression_attribute_values(":from", s(HoldStatus::Confirmed.as_str())),
+            _ => {
+                let due = match wanted {
+                    Settlement::Confirm { .. } => " AND expiresAt > :now",
+                    Settlement::Expire => " AND expiresAt <= :now",
+                    _ => "",
+                };
+                update
+                    .update_expression(
+                        "SET #status = :new, capturedUnits = :cu, capturedAmount = :ca, releasedAmount = :ra, \
+                         settledAt = :now, settledBy = :by, events = list_append(events, :events), #ttl = :ttl \
+                         REMOVE pendingShard",
+                    )
+                    .condition_expression(format!("#status = :from{due}"))
+                    .expression_attribute_values(":from", s(HoldStatus::Pending.as_str()))
+                    .expression_attribute_values(":cu", n(parts.captured_units))
+                    .expression_attribute_values(":ca", n(parts.captured))
+                    .expression_attribute_values(":ra", n(parts.returned))
+                    .expression_attribute_values(":now", n(now.millis()))
+                    .expression_attribute_values(":by", s(by.as_str()))
+            }
+        };
+        let mut items = vec![self.update(update).map_err(TxFailure::Store)?];
+
+        if hold.amount > 0 {
+            let balance = Update::builder()
+                .set_key(Some(key(user_pk(&hold.user_id), "BALANCE")))
+                .expression_attribute_values(":now", n(now.millis()));
+            let balance = match wanted {
+                Settlement::Refund => balance
+                    .update_expression(
+                        "SET spent = spent - :captured, available = available + :captured, updatedAt = :now",
+                    )
+                    .condition_expression("spent >= :captured")
+                    .expression_attribute_values(":captured", n(parts.captured)),
+                _ => balance
+                    .update_expression(
+                        "SET reserved = reserved - :amount, spent = spent + :captured, \
+                         available = available + :returned, updatedAt = :now",
+                    )
+                    .condition_expression("reserved >= :amount")
+                    .expression_attribute_values(":amount", n(hold.amount))
+                    .expression_attribute_values(":captured", n(parts.captured))
+                    .expression_attribute_values(":returned", n(parts.returned)),
+            };
+            items.push(self.update(balance).map_err(TxFailure::Store)?);
+        }
+
+        let origin = Some((hold.reservation_id, hold.operation.as_str()));
+        let entry = self.entry(
+            &hold.user_id,
+            hold.reservation_id,
+            entry_kind,
+            event_amount,
+            origin,
+            hold.description.clone(),
+            now,
+        );
+        items.push(to_item(&entry).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
+        if matches!(wanted, Settlement::Confirm { .. })
+            && parts.returned > Credits::ZERO
+            && parts.captured > Credits::ZERO
+        {
+            // A partial capture returns the rest: its own history line.
+            let rest = self.entry(
+                &hold.user_id,
+                hold.reservation_id,
+                EntryType::Release,
+                parts.returned,
+                origin,
+                hold.description.clone(),
+                now,
+            );
+            items.push(to_item(&rest).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
+        }
+
+        self.tx(items).await?;
+
+        hold.status = status;
+        hold.events.push(event_item);
+        if !matches!(wanted, Settlement::Refund) {
+            hold.captured_units = parts.captured_units;
+            hold.captured_amount = parts.captured.get();
+            hold.released_amount = parts.returned.get();
+            hold.settled_at = Some(now.millis());
+            hold.settled_by = Some(by);
+        }
+        Ok(hold.into_reservation(false))
+    }
+
+    /// Links a provider task to a hold, once. The same link again is a no-op.
+    pub async fn link_task(&self, user: &UserId, id: Uuid, provider: Provider, task_id: &str) -> Result<Reservation> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let hold = self.owned_hold(Some(user), id).await?;
+            match &hold.task_id {
+                Some(linked) if linked == task_id && hold.provider == provider => {
+                    return Ok(hold.into_reservation(false));
+                }
+                Some(_) => return Err(Error::TaskAlreadyLinked),
+                None => {}
+            }
+            let now = self.clock.now();
+            let event = EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Client, amount: 0 };
+            let update = Update::builder()
+                .set_key(Some(key(hold_pk(id), "HOLD")))
+                .update_expression("SET taskId = :task, provider = :provider, events = list_append(events, :events)")
+                .condition_expression("attribute_not_exists(taskId)")
+                .expression_attribute_values(":task", s(task_id))
+                .expression_attribute_values(":provider", s(provider.as_str()))
+                .expression_attribute_values(
+                    ":events",
+                    aws_sdk_dynamodb::types::AttributeValue::L(vec![event.to_value()]),
+                );
+            let task = self.task_item(provider, task_id, id, user, Timestamp(hold.expires_at));
+            let items = vec![self.update(update)?, self.put(to_item(&task)?, Some("attribute_not_exists(pk)"))?];
+            match self.tx(items).await {
+                Ok(()) => {
+                    let mut linked = hold;
+                    linked.task_id = Some(task_id.to_owned());
+                    linked.provider = provider;
+                    linked.events.push(event);
+                    return Ok(linked.into_reservation(false));
+                }
+                Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
+                    // Linked elsewhere, or to this very hold by a concurrent
+                    // call (the next read answers that as a no-op).
+                    let owner = self.store.get_task(provider, task_id).await?;
+                    if owner.is_none_or(|t| t.reservation_id != id) {
+                        return Err(Error::TaskAlreadyLinked);
+                    }
+                }
+                Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {}
+                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+            }
+        }
+        Err(Error::Unavailable("task link kept conflicting".into()))
+    }
+
+    /// History, newest first. The cursor is opaque to callers.
+    pub async fn history(&self, user: &UserId, limit: u32, cursor: Option<&str>) -> Result<HistoryPage> {
+        let before = cursor.map(decode_cursor).transpose()?;
+        let (items, last) = self.store.query_entries(user, limit, before).await?;
+        let next_cursor = last.map(|sk| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk));
+        Ok(HistoryPage { items, next_cursor })
+    }
+
+    /// Reserve, run the job, then confirm what came out — or release when
+    /// the job fails or produced nothing. For Rust callers in the same
+    /// account; HTTP callers do the same with the three routes.
+    pub async fn with_credits<T, E, F, Fut>(
+        &self,
+        user: &UserId,
+        request: ReserveRequest,
+        job: F,
+    ) -> Result<T, WithCreditsError<E>>
+    where
+        F: FnOnce(Reservation) -> Fut,
+        Fut: Future<Output = Result<JobOutput<T>, E>>,
+    {
+        let hold = self.reserve(user, request).await.map_err(WithCreditsError::Credits)?.into_inner();
+        let id = hold.reservation_id;
+        let held = hold.units;
+        match job(hold).await {
+            Ok(JobOutput { value, units }) => {
+                let units = units.unwrap_or(held);
+                let settled = if units == 0 {
+                    self.release(Some(user), id, Actor::Client).await
+                } else {
+                    self.confirm(Some(user), id, Some(units), Actor::Client).await
+                };
+                settled.map_err(WithCreditsError::Credits)?;
+                Ok(value)
+            }
+            Err(job_error) => {
+                if let Err(release_error) = self.release(Some(user), id, Actor::Client).await {
+                    // The sweep returns the hold at its expiry if this fails.
+                    tracing::warn!(reservation = %id, error = %release_error, "release after failed job failed");
+                }
+                Err(WithCreditsError::Job(job_error))
+            }
+        }
+    }
+
+    fn task_item(&self, provider: Provider, task_id: &str, id: Uuid, user: &UserId, expires_at: Timestamp) -> TaskItem {
+        TaskItem {
+            pk: task_pk(provider, task_id),
+            sk: "TASK".into(),
+            entity: "task".into(),
+            reservation_id: id,
+            user_id: user.clone(),
+            // Kept while the hold it points to could still be settled, plus
+            // the retention period.
+            ttl: expires_at.unix_seconds() + self.retention_seconds,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &self,
+        user: &UserId,
+        source: Uuid,
+        kind: EntryType,
+        amount: Credits,
+        origin: Option<(Uuid, &str)>,
+        description: Option<String>,
+        at: Timestamp,
+    ) -> EntryItem {
+        // Derived from its source so that one change is one line, whatever runs.
+        let id = Uuid::new_v5(&ID_NAMESPACE, format!("entry\n{source}\n{kind:?}").as_bytes());
+        EntryItem {
+            pk: user_pk(user),
+            sk: entry_sk(at, id),
+            entity: "entry".into(),
+            id,
+            kind,
+            amount: amount.get(),
+            reservation_id: origin.map(|(id, _)| id),
+            operation: origin.map(|(_, op)| op.to_owned()),
+            description,
+            at: at.millis(),
+        }
+    }
+
+    fn update(&self, update: aws_sdk_dynamodb::types::builders::UpdateBuilder) -> Result<TransactWriteItem> {
+        let update = update
+            .table_name(self.store.table())
+            .return_values_on_condition_check_failure(Store::all_old())
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(self.store.table())
+            .set_item(Some(item))
+            .set_condition_expression(condition.map(str::to_owned))
+            .return_values_on_condition_check_failure(Store::all_old())
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    async fn tx(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFailure> {
+        self.store.transact(items, None).await
+    }
+
+    /// After a transition did not apply: if the hold's own condition failed,
+    /// someone else moved it first, and the caller decides again from what
+    /// they left. A failed balance condition means the books are broken.
+    async fn lost_race(&self, failure: TxFailure, attempt: u32, id: Uuid) -> Result<()> {
+        match failure {
+            TxFailure::Cancelled(reasons) if reasons.first().is_some_and(|r| r.condition_failed()) => Ok(()),
+            TxFailure::Cancelled(reasons) if reasons.iter().any(|r| r.condition_failed()) => {
+                Err(Error::Internal(format!("balance invariant broken for hold {id}")))
+            }
+            other => self.retry_or_fail(other, attempt).await,
+        }
+    }
+
+    /// Conflicts are retried after a jittered pause; anything else ends the
+    /// operation with its error.
+    async fn retry_or_fail(&self, failure: TxFailure, attempt: u32) -> Result<()> {
+        match failure {
+            TxFailure::Cancelled(reasons) if reasons.iter().any(|r| r.conflict()) => {
+                backoff(attempt).await;
+                Ok(())
+            }
+            TxFailure::Cancelled(reasons) => Err(Error::Internal(format!(
+                "transaction cancelled: {:?}",
+                reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
+            ))),
+            TxFailure::Store(error) => Err(error),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum SettleWhat {
+    Exactly(Settlement),
+    /// `None`: all the units held.
+    Confirm(Option<u32>),
+}
+
+fn replay_of(existing: HoldItem, hash: Option<&str>) -> Result<Outcome<Reservation>> {
+    if existing.request_hash.as_deref() == hash {
+        Ok(Outcome::Replayed(existing.into_reservation(false)))
+    } else {
+        Err(Error::IdempotencyKeyReused)
+    }
+}
+
+fn decode_cursor(cursor: &str) -> Result<String> {
+    let invalid = || Error::from(Invalid::new("cursor", Problem::WrongType));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let sk = String::from_utf8(bytes).map_err(|_| invalid())?;
+    if sk.starts_with("TX#") && sk.len() < 128 {
+        Ok(sk)
+    } else {
+        Err(invalid())
+    }
+}

@@ -1,0 +1,15 @@
+//! The credits ledger shared by every function: domain rules, the DynamoDB
+//! store, the ledger operations and the HTTP glue.
+
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod ledger;
+pub mod prices;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use ledger::Ledger;

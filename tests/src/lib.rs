@@ -1,0 +1,178 @@
+//! Test support: one DynamoDB Local per test process (started here, from
+//! the jar `make` installs), a fresh table per test, and the books check
+//! every test ends with.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use credits_cli::devserver::{self, DevServer};
+use credits_cli::dynamodb_local::{self, DynamoDbLocal};
+use credits_shared::clock::ManualClock;
+use credits_shared::domain::{Credits, GrantReason, UserId};
+use credits_shared::ledger::{GrantRequest, ReserveRequest};
+use credits_shared::prices::Catalog;
+use credits_shared::store::{client_from_env, Store};
+use credits_shared::Ledger;
+
+pub use credits_shared::domain::Provider;
+
+static DYNAMODB: OnceLock<Result<DynamoDbLocal, String>> = OnceLock::new();
+
+/// The endpoint of the DynamoDB Local this process uses: `DYNAMODB_ENDPOINT`
+/// if set, else one started on first use.
+pub fn endpoint() -> String {
+    if let Ok(endpoint) = std::env::var("DYNAMODB_ENDPOINT") {
+        return endpoint;
+    }
+    match DYNAMODB.get_or_init(|| dynamodb_local::start(None)) {
+        Ok(local) => local.endpoint.clone(),
+        Err(message) => panic!("cannot start DynamoDB Local: {message}"),
+    }
+}
+
+pub struct TestEnv {
+    pub ledger: Ledger,
+    pub store: Store,
+    pub clock: Arc<ManualClock>,
+}
+
+impl TestEnv {
+    /// A ledger on a table of its own, with a clock the test moves.
+    pub async fn new() -> TestEnv {
+        let client = client_from_env(Some(&endpoint())).await;
+        let table = format!("t-{}", uuid::Uuid::new_v4().simple());
+        let store = Store::new(client, table);
+        let mut attempts = 0;
+        // DynamoDB Local may accept connections a moment before it serves.
+        while let Err(e) = store.create_table_if_missing().await {
+            attempts += 1;
+            assert!(attempts < 50, "creating the test table: {e}");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        let clock = ManualClock::starting_now();
+        let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(Catalog::default_catalog()), 90);
+        TestEnv { ledger, store, clock }
+    }
+
+    pub async fn grant(&self, user: &UserId, amount: u64) {
+        let request = GrantRequest {
+            amount: Credits(amount),
+            reason: GrantReason::Purchase,
+            description: None,
+            idempotency_key: uuid::Uuid::new_v4().to_string(),
+        };
+        self.ledger.grant(user, request).await.expect("grant");
+    }
+
+    /// Every balance adds up and its `reserved` is the sum of the user's
+    /// pending holds; every settled hold's split adds up to its amount.
+    pub async fn assert_books_balance(&self) {
+        let items = scan(&self.store).await;
+        let mut pending: HashMap<String, u64> = HashMap::new();
+        for item in items.iter().filter(|i| text(i, "entity") == "hold") {
+            let amount = number(item, "amount");
+            let status = text(item, "status");
+            let (captured, released) = (number(item, "capturedAmount"), number(item, "releasedAmount"));
+            match status.as_str() {
+                "pending" => {
+                    *pending.entry(text(item, "userId")).or_default() += amount;
+                    assert_eq!(captured + released, 0, "pending hold has a split: {item:?}");
+                }
+                _ => assert_eq!(captured + released, amount, "settled hold does not add up: {item:?}"),
+            }
+            assert_eq!(item.contains_key("pendingShard"), status == "pending", "index entry mismatch: {item:?}");
+        }
+        for item in items.iter().filter(|i| text(i, "entity") == "balance") {
+            let user = text(item, "userId");
+            let (available, reserved, spent, granted) =
+                (number(item, "available"), number(item, "reserved"), number(item, "spent"), number(item, "granted"));
+            assert_eq!(available + reserved + spent, granted, "balance of {user} does not add up: {item:?}");
+            assert_eq!(
+                reserved,
+                pending.get(&user).copied().unwrap_or(0),
+                "reserved of {user} is not its pending holds"
+            );
+        }
+    }
+}
+
+pub fn user(name: &str) -> UserId {
+    UserId::parse(&format!("{name}-{}", uuid::Uuid::new_v4().simple())).expect("valid user id")
+}
+
+pub fn reserve_request(operation: &str, units: u32) -> ReserveRequest {
+    ReserveRequest {
+        operation: operation.into(),
+        units,
+        task_id: None,
+        provider: Provider::Bfl,
+        description: None,
+        ttl_seconds: 1800,
+        idempotency_key: None,
+    }
+}
+
+async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        items.extend(out.items.unwrap_or_default());
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            return items;
+        }
+    }
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
+/// The dev server on a free port, in this process, over a fresh table.
+pub struct TestServer {
+    pub base: String,
+    pub env: TestEnv,
+    pub secret: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let env = TestEnv::new().await;
+        let secret = "test-secret".to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = DevServer { ledger: env.ledger.clone(), jwt_secret: secret.clone() };
+        tokio::spawn(devserver::serve(listener, server, async {
+            let _ = rx.await;
+        }));
+        TestServer { base, env, secret, shutdown: Some(tx) }
+    }
+
+    pub fn token(&self, user: &UserId, admin: bool) -> String {
+        credits_cli::token::mint(&self.secret, user.as_str(), admin, 3600).expect("token")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
