@@ -56,7 +56,7 @@ pub fn start(data_dir: Option<&Path>) -> Result<DynamoDbLocal, String> {
     let dir = jar_dir()?;
     let port = free_port()?;
     let mut java = format!(
-        "java -Djava.library.path={lib} -jar {jar} -port {port}",
+        "java -Djava.library.path={lib} -jar {jar} -port {port} -disableTelemetry",
         lib = shell_quote(&dir.join("DynamoDBLocal_lib")),
         jar = shell_quote(&dir.join("DynamoDBLocal.jar")),
     );
@@ -76,6 +76,8 @@ pub fn start(data_dir: Option<&Path>) -> Result<DynamoDbLocal, String> {
         .arg("-c")
         .arg(script)
         .stdin(Stdio::null())
+        // DynamoDB Local writes a metadata file into its working folder.
+        .current_dir(data_dir.unwrap_or(&std::env::temp_dir()))
         .spawn()
         .map_err(|e| format!("starting DynamoDB Local: {e}"))?;
     let local = DynamoDbLocal { endpoint: format!("http://127.0.0.1:{port}"), child };

@@ -3,6 +3,7 @@
 //! every test ends with.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -153,11 +154,29 @@ pub struct TestServer {
 impl TestServer {
     pub async fn start() -> TestServer {
         let env = TestEnv::new().await;
+        let ledger = env.ledger.clone();
+        TestServer::serve(env, ledger).await
+    }
+
+    /// A server whose ledger uses the store `make` builds from the
+    /// DynamoDB Local endpoint (to point it at a missing table, say).
+    pub async fn start_with_store<F, Fut>(make: F) -> TestServer
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Store>,
+    {
+        let env = TestEnv::new().await;
+        let store = make(endpoint()).await;
+        let ledger = Ledger::new(store, env.clock.clone(), Arc::new(Catalog::default_catalog()), 90);
+        TestServer::serve(env, ledger).await
+    }
+
+    async fn serve(env: TestEnv, ledger: Ledger) -> TestServer {
         let secret = "test-secret".to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = DevServer { ledger: env.ledger.clone(), jwt_secret: secret.clone() };
+        let server = DevServer { ledger, jwt_secret: secret.clone() };
         tokio::spawn(devserver::serve(listener, server, async {
             let _ = rx.await;
         }));
