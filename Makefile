@@ -10,7 +10,7 @@ VENV := .venv
 
 help:
 	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
-	@echo "make test  - formatting, clippy, unit, integration and end-to-end tests, cfn-lint"
+	@echo "make test  - formatting, clippy, unit, integration and end-to-end tests, the README walk-through, cfn-lint"
 
 deps: java node_modules/.installed $(VENV)/.installed
 
@@ -38,6 +38,7 @@ lint:
 
 test: deps lint
 	cargo test --workspace
+	scripts/check-walkthrough.sh
 	$(MAKE) --no-print-directory cfn-lint
 
 cfn-lint: $(VENV)/.installed

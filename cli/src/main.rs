@@ -85,8 +85,10 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     let user_token = token::mint(&jwt_secret, "demo-user", false, 86_400)?;
     let admin_token = token::mint(&jwt_secret, "demo-admin", true, 86_400)?;
     println!("credits dev server on http://{listen} (table {})", config.table);
-    println!("USER_TOKEN={user_token}");
-    println!("ADMIN_TOKEN={admin_token}");
+    println!("Demo tokens (paste into another terminal):");
+    println!("export API=http://{listen}");
+    println!("export USER_TOKEN={user_token}");
+    println!("export ADMIN_TOKEN={admin_token}");
     println!("Ctrl-C stops the server and DynamoDB Local.");
 
     let server = DevServer { ledger, jwt_secret };
