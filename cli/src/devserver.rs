@@ -14,7 +14,7 @@ use axum::Router;
 use base64::Engine as _;
 use credits_shared::http::problem::{problem, Lang};
 use credits_shared::http::{handle, match_route};
-use credits_shared::{Error, Ledger};
+use credits_shared::{App, Error};
 use serde_json::{json, Map, Value};
 
 use crate::token;
@@ -25,7 +25,7 @@ const SERVER_BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct DevServer {
-    pub ledger: Ledger,
+    pub app: App,
     pub jwt_secret: String,
 }
 
@@ -51,9 +51,15 @@ async fn serve_request(State(server): State<Arc<DevServer>>, request: AxumReques
     let Some((route, params)) = match_route(&parts.method, parts.uri.path()) else {
         return refuse(Error::RouteNotFound);
     };
-    let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
-    let Some(claims) = token::verify(&server.jwt_secret, authorization) else {
-        return refuse(Error::Unauthorized);
+    // Like API Gateway: public routes (webhooks) have no authorizer.
+    let authorizer = if route.function.public() {
+        Value::Null
+    } else {
+        let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let Some(claims) = token::verify(&server.jwt_secret, authorization) else {
+            return refuse(Error::Unauthorized);
+        };
+        json!({"jwt": {"claims": claims, "scopes": null}})
     };
     let Ok(body) = to_bytes(body, SERVER_BODY_LIMIT).await else {
         return refuse(Error::PayloadTooLarge);
@@ -89,7 +95,7 @@ async fn serve_request(State(server): State<Arc<DevServer>>, request: AxumReques
                 "sourceIp": "127.0.0.1",
                 "userAgent": parts.headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or(""),
             },
-            "authorizer": {"jwt": {"claims": claims, "scopes": null}},
+            "authorizer": authorizer,
         },
         "body": base64::engine::general_purpose::STANDARD.encode(&body),
         "isBase64Encoded": true,
@@ -98,7 +104,7 @@ async fn serve_request(State(server): State<Arc<DevServer>>, request: AxumReques
         Ok(request) => request,
         Err(e) => return refuse(Error::Internal(format!("building the event: {e}"))),
     };
-    convert(handle(&server.ledger, route.function, lambda_request).await)
+    convert(handle(&server.app, route.function, lambda_request).await)
 }
 
 /// API Gateway joins repeated headers with commas.

@@ -10,7 +10,8 @@ use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
 use credits_shared::prices::Catalog;
 use credits_shared::store::{client_from_env, Store};
-use credits_shared::Ledger;
+use credits_shared::webhook::Verifiers;
+use credits_shared::{App, Ledger};
 
 #[derive(Parser)]
 #[command(name = "credits", version, about = "Credits ledger: local dev server and operator commands")]
@@ -91,7 +92,8 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     println!("export ADMIN_TOKEN={admin_token}");
     println!("Ctrl-C stops the server and DynamoDB Local.");
 
-    let server = DevServer { ledger, jwt_secret };
+    let verifiers = Arc::new(Verifiers::from_env());
+    let server = DevServer { app: App { ledger, verifiers }, jwt_secret };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::clock::SystemClock;
 use crate::prices::Catalog;
 use crate::store::{client_from_env, Store};
-use crate::Ledger;
+use crate::webhook::Verifiers;
+use crate::{App, Ledger};
 
 pub const DEFAULT_TABLE: &str = "credits";
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
@@ -31,6 +32,11 @@ impl Config {
                 .filter(|days| *days > 0)
                 .unwrap_or(DEFAULT_RETENTION_DAYS),
         }
+    }
+
+    /// The ledger and the webhook verifiers (secrets from the environment).
+    pub async fn app(&self) -> App {
+        App { ledger: self.ledger().await, verifiers: Arc::new(Verifiers::from_env()) }
     }
 
     pub async fn ledger(&self) -> Ledger {

@@ -7,9 +7,18 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+pub mod metrics;
 pub mod prices;
 pub mod store;
 pub mod validate;
 
 pub use error::{Error, Result};
 pub use ledger::Ledger;
+
+/// What a function serves with: built once per cold start.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub ledger: Ledger,
+    pub verifiers: std::sync::Arc<webhook::Verifiers>,
+}
+pub mod webhook;

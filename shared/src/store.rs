@@ -404,6 +404,23 @@ impl Store {
         Ok(out.item)
     }
 
+    /// Puts `item` unless one with its key exists; `false` when it did.
+    pub async fn put_if_absent(&self, item: Item) -> Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
     pub async fn get_hold(&self, id: Uuid) -> Result<Option<HoldItem>> {
         match self.get(key(hold_pk(id), "HOLD")).await? {
             Some(item) => Ok(Some(from_item(item)?)),

@@ -14,7 +14,13 @@ use credits_shared::domain::{Credits, GrantReason, UserId};
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
 use credits_shared::prices::Catalog;
 use credits_shared::store::{client_from_env, Store};
-use credits_shared::Ledger;
+use credits_shared::webhook::Verifiers;
+use credits_shared::{App, Ledger};
+
+/// Webhook secrets of the test server: two per provider, as while rotating.
+pub const GENERIC_SECRETS: &str =
+    "whsec_Y3JlZGl0cy10ZXN0LXNlY3JldC1vbmUtMzItYnl0ZXM=,whsec_Y3JlZGl0cy10ZXN0LXNlY3JldC10d28tMzItYnl0ZXM=";
+pub const BFL_SECRETS: &str = "bfl-secret-a,bfl-secret-b";
 
 pub use credits_shared::domain::Provider;
 
@@ -176,7 +182,8 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = DevServer { ledger, jwt_secret: secret.clone() };
+        let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS));
+        let server = DevServer { app: App { ledger, verifiers }, jwt_secret: secret.clone() };
         tokio::spawn(devserver::serve(listener, server, async {
             let _ = rx.await;
         }));

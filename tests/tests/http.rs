@@ -631,7 +631,7 @@ async fn template_spec_and_dev_server_declare_the_same_routes() {
     let token = server.token(&user("admin"), true);
     let id = uuid::Uuid::new_v4().to_string();
     for (method, path) in &code {
-        let concrete = path.replace("{id}", &id).replace("{userId}", "someone");
+        let concrete = path.replace("{id}", &id).replace("{userId}", "someone").replace("{provider}", "bfl");
         let method = Method::from_bytes(method.as_bytes()).expect("method");
         let reply = call(&server, method, &concrete, Some(&token), None).await;
         assert_ne!(reply.body["code"], "not_found", "{path} is not served");

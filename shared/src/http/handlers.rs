@@ -13,9 +13,11 @@ use crate::domain::{
     Actor, Credits, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
+use crate::ledger::webhook::{Delivery, WebhookResult};
 use crate::ledger::{GrantRequest, Outcome, ReserveRequest};
 use crate::validate::{self, json_body, Invalid, Problem};
-use crate::Ledger;
+use crate::webhook::parse_payload;
+use crate::{App, Error, Ledger};
 
 const PROVIDERS: &[&str] = &["bfl", "generic"];
 const GRANT_REASONS: &[&str] = &["ad_reward", "purchase", "promo", "plan_refill", "adjustment"];
@@ -27,14 +29,22 @@ pub const MAX_REASON: usize = 200;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 pub async fn dispatch(
-    ledger: &Ledger,
+    app: &App,
     op: Op,
     params: &Params,
     req: &Request,
-    caller: &Caller,
+    caller: Option<&Caller>,
 ) -> Result<Response<Body>> {
+    let ledger = &app.ledger;
     let body = req.body().as_ref();
+    let Some(caller) = caller else {
+        return match op {
+            Op::ProviderWebhook => provider_webhook(app, params, req).await,
+            _ => Err(Error::Unauthorized),
+        };
+    };
     match op {
+        Op::ProviderWebhook => provider_webhook(app, params, req).await,
         Op::GetBalance => Ok(json(StatusCode::OK, &ledger.balance(&caller.user).await?)),
         Op::GetPrices => Ok(json(StatusCode::OK, ledger.catalog())),
         Op::CreateReservation => {
@@ -100,6 +110,34 @@ pub async fn dispatch(
             Ok(json(StatusCode::OK, &hold))
         }
     }
+}
+
+/// `POST /v1/webhooks/{provider}`: verify the signature over the raw body,
+/// then apply the provider's outcome. 2xx whenever the request is authentic.
+async fn provider_webhook(app: &App, params: &Params, req: &Request) -> Result<Response<Body>> {
+    let provider = match params.get("provider") {
+        Some("bfl") => Provider::Bfl,
+        Some("generic") => Provider::Generic,
+        _ => return Err(Error::RouteNotFound),
+    };
+    let verifier = app.verifiers.get(provider).ok_or(Error::Forbidden)?;
+    let body = req.body().as_ref();
+    let delivery_id = verifier.verify(req.headers(), body, app.ledger.now()).map_err(|rejected| {
+        tracing::warn!(provider = provider.as_str(), reason = ?rejected, "webhook refused");
+        Error::Forbidden
+    })?;
+    let payload = parse_payload(body)?;
+    let delivery = Delivery { provider, task_id: payload.task_id, outcome: payload.outcome, delivery_id };
+    let answer = app.ledger.apply_webhook(&delivery).await?;
+    tracing::info!(
+        provider = provider.as_str(),
+        task = %delivery.task_id,
+        result = ?answer.result,
+        late_success = answer.late_success,
+        "webhook"
+    );
+    let status = if answer.result == WebhookResult::Parked { StatusCode::ACCEPTED } else { StatusCode::OK };
+    Ok(json(status, &answer))
 }
 
 #[derive(Deserialize)]

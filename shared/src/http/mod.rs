@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::Ledger;
+use crate::App;
 use problem::Lang;
 
 /// Largest request body accepted (the contract's 64 KiB).
@@ -29,11 +29,23 @@ pub enum Function {
     Release,
     Account,
     Admin,
+    Webhook,
 }
 
 impl Function {
-    pub const ALL: [Function; 5] =
-        [Function::Reserve, Function::Confirm, Function::Release, Function::Account, Function::Admin];
+    pub const ALL: [Function; 6] = [
+        Function::Reserve,
+        Function::Confirm,
+        Function::Release,
+        Function::Account,
+        Function::Admin,
+        Function::Webhook,
+    ];
+
+    /// Public routes carry no JWT: a webhook is authenticated by its signature.
+    pub fn public(self) -> bool {
+        matches!(self, Function::Webhook)
+    }
 
     /// The function's name in template.yaml (`<Name>Function`) and its binary.
     pub fn name(self) -> &'static str {
@@ -43,6 +55,7 @@ impl Function {
             Function::Release => "release",
             Function::Account => "account",
             Function::Admin => "admin",
+            Function::Webhook => "webhook",
         }
     }
 }
@@ -61,6 +74,7 @@ pub enum Op {
     AdminBalance,
     AdminTransactions,
     AdminRefund,
+    ProviderWebhook,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -106,6 +120,7 @@ pub const ROUTES: &[Route] = &[
         function: Function::Admin,
         op: Op::AdminRefund,
     },
+    Route { method: "POST", path: "/v1/webhooks/{provider}", function: Function::Webhook, op: Op::ProviderWebhook },
 ];
 
 /// Path parameters by name, percent-decoded.
@@ -178,22 +193,22 @@ fn request_id(req: &Request) -> String {
 }
 
 /// Serves one request for `function`: the route must belong to it.
-pub async fn handle(ledger: &Ledger, function: Function, req: Request) -> Response<Body> {
+pub async fn handle(app: &App, function: Function, req: Request) -> Response<Body> {
     let started = Instant::now();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let request_id = request_id(&req);
     let route = match_route(req.method(), req.uri().path()).filter(|(route, _)| route.function == function);
-    let caller = identity::caller(&req);
+    let caller = if function.public() { None } else { identity::caller(&req).ok() };
     let user = caller.as_ref().map(|c| c.user.to_string()).unwrap_or_default();
     let (op, reservation) = match &route {
         Some((route, params)) => (Some(route.op), params.get("id").unwrap_or("").to_owned()),
         None => (None, String::new()),
     };
-    let result = match (route, caller) {
-        (None, _) => Err(Error::RouteNotFound),
-        (Some(_), Err(unauthorized)) => Err(unauthorized),
-        (Some(_), Ok(_)) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
-        (Some((route, params)), Ok(caller)) => handlers::dispatch(ledger, route.op, &params, &req, &caller).await,
+    let result = match route {
+        None => Err(Error::RouteNotFound),
+        Some(_) if caller.is_none() && !function.public() => Err(Error::Unauthorized),
+        Some(_) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
+        Some((route, params)) => handlers::dispatch(app, route.op, &params, &req, caller.as_ref()).await,
     };
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
@@ -230,10 +245,10 @@ pub fn init_logging() {
 /// The whole `main` of an HTTP function.
 pub async fn run_function(function: Function) -> Result<(), lambda_http::Error> {
     init_logging();
-    let ledger = Config::from_env().ledger().await;
-    let ledger = &ledger;
+    let app = Config::from_env().app().await;
+    let app = &app;
     lambda_http::run(service_fn(
-        move |req: Request| async move { Ok::<_, Infallible>(handle(ledger, function, req).await) },
+        move |req: Request| async move { Ok::<_, Infallible>(handle(app, function, req).await) },
     ))
     .await
 }

@@ -2,11 +2,13 @@
 //! conditions encode the money rules; a failed condition is read back and
 //! turned into an answer (a replay, or a refusal), never re-applied blindly.
 
+pub mod webhook;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -210,9 +212,12 @@ impl Ledger {
         };
         if hash.is_some() {
             if let Some(existing) = self.store.get_hold(id).await? {
-                return replay_of(existing, hash.as_deref());
+                return self.replay_of(user, existing, hash.as_deref(), &request).await;
             }
         }
+        // Set when a delivery for the task is already parked: the hold is
+        // placed first, then linked (which applies the delivery atomically).
+        let mut link_after = false;
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let expires_at = now.plus_seconds(i64::from(request.ttl_seconds));
@@ -227,7 +232,7 @@ impl Ledger {
                 unit_cost: unit_cost.get(),
                 amount: amount.get(),
                 status: HoldStatus::Pending,
-                task_id: request.task_id.clone(),
+                task_id: request.task_id.clone().filter(|_| !link_after),
                 provider: request.provider,
                 description: request.description.clone(),
                 created_at: now.millis(),
@@ -266,13 +271,14 @@ impl Ledger {
             }
             let hold_index = items.len();
             items.push(self.put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
-            let task_index = match &request.task_id {
+            let task_index = match request.task_id.as_ref().filter(|_| !link_after) {
                 Some(task_id) => {
                     items.push(self.put(
                         to_item(&self.task_item(request.provider, task_id, id, user, expires_at))?,
                         Some("attribute_not_exists(pk)"),
                     )?);
-                    Some(items.len() - 1)
+                    items.push(self.parked_absent(request.provider, task_id)?);
+                    Some(items.len() - 2)
                 }
                 None => None,
             };
@@ -288,6 +294,10 @@ impl Ledger {
             items.push(self.put(to_item(&entry)?, None)?);
 
             match self.tx(items).await {
+                Ok(()) if link_after => {
+                    let task_id = request.task_id.as_deref().unwrap_or_default();
+                    return Ok(Outcome::Created(self.link_task(user, id, request.provider, task_id).await?));
+                }
                 Ok(()) => return Ok(Outcome::Created(hold.into_reservation(false))),
                 Err(TxFailure::Cancelled(reasons)) => {
                     let failed =
@@ -295,12 +305,16 @@ impl Ledger {
                     if failed(Some(hold_index)) {
                         // A concurrent request with the same idempotency key won.
                         return match self.store.get_hold(id).await? {
-                            Some(existing) => replay_of(existing, hash.as_deref()),
+                            Some(existing) => self.replay_of(user, existing, hash.as_deref(), &request).await,
                             None => Err(Error::Internal("hold vanished after its put failed".into())),
                         };
                     }
                     if failed(task_index) {
                         return Err(Error::TaskAlreadyLinked);
+                    }
+                    if failed(task_index.map(|i| i + 1)) {
+                        link_after = true;
+                        continue;
                     }
                     if let Some(reason) = balance_index.and_then(|i| reasons.get(i)).filter(|r| r.condition_failed()) {
                         let available = reason
@@ -318,6 +332,28 @@ impl Ledger {
             }
         }
         Err(Error::Unavailable("reserve kept conflicting".into()))
+    }
+
+    /// The answer to a reserve whose idempotency key was seen before. A hold
+    /// placed with a task id but not linked yet (a parked delivery was
+    /// waiting) is linked now.
+    async fn replay_of(
+        &self,
+        user: &UserId,
+        existing: HoldItem,
+        hash: Option<&str>,
+        request: &ReserveRequest,
+    ) -> Result<Outcome<Reservation>> {
+        if existing.request_hash.as_deref() != hash {
+            return Err(Error::IdempotencyKeyReused);
+        }
+        match (&request.task_id, &existing.task_id) {
+            (Some(task_id), None) => {
+                let linked = self.link_task(user, existing.reservation_id, request.provider, task_id).await?;
+                Ok(Outcome::Replayed(linked))
+            }
+            _ => Ok(Outcome::Replayed(existing.into_reservation(false))),
+        }
     }
 
     /// A hold with its events. `user` is `None` for admins.
@@ -367,13 +403,15 @@ impl Ledger {
             match decide(&hold, wanted, now) {
                 Decision::Replay => return Ok(hold),
                 Decision::NotPending(status) => return Err(Error::ReservationNotPending(status)),
-                Decision::ExpireInstead => match self.transition(item, Settlement::Expire, by, now).await {
-                    // The hold goes back by this very call, and the confirm
-                    // is refused.
-                    Ok(_) => return Err(Error::ReservationExpired),
-                    Err(failure) => self.lost_race(failure, attempt, id).await?,
-                },
-                Decision::Apply => match self.transition(item, wanted, by, now).await {
+                Decision::ExpireInstead => {
+                    match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
+                        // The hold goes back by this very call, and the confirm
+                        // is refused.
+                        Ok(_) => return Err(Error::ReservationExpired),
+                        Err(failure) => self.lost_race(failure, attempt, id).await?,
+                    }
+                }
+                Decision::Apply => match self.transition(item, wanted, by, now, Along::default()).await {
                     Ok(settled) => return Ok(settled),
                     Err(failure) => self.lost_race(failure, attempt, id).await?,
                 },
@@ -384,13 +422,16 @@ impl Ledger {
 
     /// The one conditional transition of a hold, with its balance change and
     /// history lines, as a single transaction (hold first: its failure
-    /// reason tells a lost race apart).
+    /// reason tells a lost race apart). `with.link` also links a provider
+    /// task in the same write; `with.items` go last, for the caller to read
+    /// their cancellation reasons.
     async fn transition(
         &self,
         mut hold: HoldItem,
         wanted: Settlement,
         by: Actor,
         now: Timestamp,
+        with: Along,
     ) -> Result<Reservation, TxFailure> {
         let reservation = hold.clone().into_reservation(false);
         let parts = split(&reservation, wanted);
@@ -405,43 +446,52 @@ impl Ledger {
             Settlement::Release | Settlement::Expire => parts.returned,
         };
         let ttl = now.unix_seconds() + self.retention_seconds;
-        let event_item = EventItem { kind: event, at: now.millis(), by, amount: event_amount.get() };
+        let mut events = Vec::with_capacity(2);
+        if with.link.is_some() {
+            // Links are made by the client (the route, or a reserve with a task id).
+            events.push(EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Client, amount: 0 });
+        }
+        events.push(EventItem { kind: event, at: now.millis(), by, amount: event_amount.get() });
+
+        let mut set = vec!["#status = :new", "events = list_append(events, :events)", "#ttl = :ttl"];
+        let mut condition = vec!["#status = :from"];
         let mut update = Update::builder()
             .set_key(Some(key(hold_pk(hold.reservation_id), "HOLD")))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":new", s(status.as_str()))
-            .expression_attribute_values(
-                ":events",
-                aws_sdk_dynamodb::types::AttributeValue::L(vec![event_item.to_value()]),
-            )
+            .expression_attribute_values(":events", AttributeValue::L(events.iter().map(EventItem::to_value).collect()))
             .expression_attribute_values(":ttl", n(ttl));
-        update = match wanted {
-            Settlement::Refund => update
-                .update_expression("SET #status = :new, events = list_append(events, :events), #ttl = :ttl")
-                .condition_expression("#status = :from")
-                .expression_attribute_values(":from", s(HoldStatus::Confirmed.as_str())),
-            _ => {
-                let due = match wanted {
-                    Settlement::Confirm { .. } => " AND expiresAt > :now",
-                    Settlement::Expire => " AND expiresAt <= :now",
-                    _ => "",
-                };
-                update
-                    .update_expression(
-                        "SET #status = :new, capturedUnits = :cu, capturedAmount = :ca, releasedAmount = :ra, \
-                         settledAt = :now, settledBy = :by, events = list_append(events, :events), #ttl = :ttl \
-                         REMOVE pendingShard",
-                    )
-                    .condition_expression(format!("#status = :from{due}"))
-                    .expression_attribute_values(":from", s(HoldStatus::Pending.as_str()))
-                    .expression_attribute_values(":cu", n(parts.captured_units))
-                    .expression_attribute_values(":ca", n(parts.captured))
-                    .expression_attribute_values(":ra", n(parts.returned))
-                    .expression_attribute_values(":now", n(now.millis()))
-                    .expression_attribute_values(":by", s(by.as_str()))
+        let mut remove = "";
+        if wanted == Settlement::Refund {
+            update = update.expression_attribute_values(":from", s(HoldStatus::Confirmed.as_str()));
+        } else {
+            set.extend(["capturedUnits = :cu", "capturedAmount = :ca", "releasedAmount = :ra"]);
+            set.extend(["settledAt = :now", "settledBy = :by"]);
+            remove = " REMOVE pendingShard";
+            match wanted {
+                Settlement::Confirm { .. } => condition.push("expiresAt > :now"),
+                Settlement::Expire => condition.push("expiresAt <= :now"),
+                _ => {}
             }
-        };
+            update = update
+                .expression_attribute_values(":from", s(HoldStatus::Pending.as_str()))
+                .expression_attribute_values(":cu", n(parts.captured_units))
+                .expression_attribute_values(":ca", n(parts.captured))
+                .expression_attribute_values(":ra", n(parts.returned))
+                .expression_attribute_values(":now", n(now.millis()))
+                .expression_attribute_values(":by", s(by.as_str()));
+        }
+        if let Some((provider, task_id)) = &with.link {
+            set.extend(["taskId = :task", "provider = :provider"]);
+            condition.push("attribute_not_exists(taskId)");
+            update = update
+                .expression_attribute_values(":task", s(task_id.as_str()))
+                .expression_attribute_values(":provider", s(provider.as_str()));
+        }
+        let update = update
+            .update_expression(format!("SET {}{remove}", set.join(", ")))
+            .condition_expression(condition.join(" AND "));
         let mut items = vec![self.update(update).map_err(TxFailure::Store)?];
 
         if hold.amount > 0 {
@@ -495,12 +545,17 @@ impl Ledger {
             );
             items.push(to_item(&rest).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
         }
+        items.extend(with.items);
 
         self.tx(items).await?;
 
         hold.status = status;
-        hold.events.push(event_item);
-        if !matches!(wanted, Settlement::Refund) {
+        hold.events.extend(events);
+        if let Some((provider, task_id)) = with.link {
+            hold.provider = provider;
+            hold.task_id = Some(task_id);
+        }
+        if wanted != Settlement::Refund {
             hold.captured_units = parts.captured_units;
             hold.captured_amount = parts.captured.get();
             hold.released_amount = parts.returned.get();
@@ -510,7 +565,8 @@ impl Ledger {
         Ok(hold.into_reservation(false))
     }
 
-    /// Links a provider task to a hold, once. The same link again is a no-op.
+    /// Links a provider task to a hold, once. The same link again is a
+    /// no-op. A delivery parked for the task is applied in the same write.
     pub async fn link_task(&self, user: &UserId, id: Uuid, provider: Provider, task_id: &str) -> Result<Reservation> {
         for attempt in 0..MAX_ATTEMPTS {
             let hold = self.owned_hold(Some(user), id).await?;
@@ -521,41 +577,67 @@ impl Ledger {
                 Some(_) => return Err(Error::TaskAlreadyLinked),
                 None => {}
             }
-            let now = self.clock.now();
-            let event = EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Client, amount: 0 };
-            let update = Update::builder()
-                .set_key(Some(key(hold_pk(id), "HOLD")))
-                .update_expression("SET taskId = :task, provider = :provider, events = list_append(events, :events)")
-                .condition_expression("attribute_not_exists(taskId)")
-                .expression_attribute_values(":task", s(task_id))
-                .expression_attribute_values(":provider", s(provider.as_str()))
-                .expression_attribute_values(
-                    ":events",
-                    aws_sdk_dynamodb::types::AttributeValue::L(vec![event.to_value()]),
-                );
-            let task = self.task_item(provider, task_id, id, user, Timestamp(hold.expires_at));
-            let items = vec![self.update(update)?, self.put(to_item(&task)?, Some("attribute_not_exists(pk)"))?];
-            match self.tx(items).await {
-                Ok(()) => {
-                    let mut linked = hold;
-                    linked.task_id = Some(task_id.to_owned());
-                    linked.provider = provider;
-                    linked.events.push(event);
-                    return Ok(linked.into_reservation(false));
+            let task_link = to_item(&self.task_item(provider, task_id, id, user, Timestamp(hold.expires_at)))?;
+            let linked = match self.parked(provider, task_id).await? {
+                Some(outcome) => self.link_and_apply(hold, provider, task_id, outcome, task_link, attempt).await?,
+                None => {
+                    let items = vec![
+                        self.put(task_link, Some("attribute_not_exists(pk)"))?,
+                        self.parked_absent(provider, task_id)?,
+                    ];
+                    self.link_only(hold, provider, task_id, items, attempt).await?
                 }
-                Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
-                    // Linked elsewhere, or to this very hold by a concurrent
-                    // call (the next read answers that as a no-op).
-                    let owner = self.store.get_task(provider, task_id).await?;
-                    if owner.is_none_or(|t| t.reservation_id != id) {
-                        return Err(Error::TaskAlreadyLinked);
-                    }
-                }
-                Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {}
-                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+            };
+            if let Some(linked) = linked {
+                return Ok(linked);
             }
         }
         Err(Error::Unavailable("task link kept conflicting".into()))
+    }
+
+    /// Links a task without settling the hold. `items`: the task link put,
+    /// then a check (or delete) of the parked delivery. `None`: read again.
+    async fn link_only(
+        &self,
+        mut hold: HoldItem,
+        provider: Provider,
+        task_id: &str,
+        items: Vec<TransactWriteItem>,
+        attempt: u32,
+    ) -> Result<Option<Reservation>> {
+        let now = self.clock.now();
+        let event = EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Client, amount: 0 };
+        let update = Update::builder()
+            .set_key(Some(key(hold_pk(hold.reservation_id), "HOLD")))
+            .update_expression("SET taskId = :task, provider = :provider, events = list_append(events, :events)")
+            .condition_expression("attribute_not_exists(taskId)")
+            .expression_attribute_values(":task", s(task_id))
+            .expression_attribute_values(":provider", s(provider.as_str()))
+            .expression_attribute_values(":events", AttributeValue::L(vec![event.to_value()]));
+        let mut all = vec![self.update(update)?];
+        all.extend(items);
+        match self.tx(all).await {
+            Ok(()) => {
+                hold.task_id = Some(task_id.to_owned());
+                hold.provider = provider;
+                hold.events.push(event);
+                Ok(Some(hold.into_reservation(false)))
+            }
+            Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
+                self.task_owned_elsewhere(provider, task_id, hold.reservation_id).await.map(|_| None)
+            }
+            // The hold was linked meanwhile, or a delivery was parked: read again.
+            Err(TxFailure::Cancelled(reasons)) if reasons.iter().any(|r| r.condition_failed()) => Ok(None),
+            Err(failure) => self.retry_or_fail(failure, attempt).await.map(|_| None),
+        }
+    }
+
+    /// `TaskAlreadyLinked` when the task's link points to another hold.
+    async fn task_owned_elsewhere(&self, provider: Provider, task_id: &str, id: Uuid) -> Result<()> {
+        match self.store.get_task(provider, task_id).await? {
+            Some(link) if link.reservation_id != id => Err(Error::TaskAlreadyLinked),
+            _ => Ok(()),
+        }
     }
 
     /// History, newest first. The cursor is opaque to callers.
@@ -697,19 +779,20 @@ impl Ledger {
     }
 }
 
+/// What travels with a hold's transition in the same transaction.
+#[derive(Debug, Default)]
+struct Along {
+    /// Link this provider task to the hold as it settles.
+    link: Option<(Provider, String)>,
+    /// Further items, placed after the transition's own.
+    items: Vec<TransactWriteItem>,
+}
+
 #[derive(Clone, Copy, Debug)]
 enum SettleWhat {
     Exactly(Settlement),
     /// `None`: all the units held.
     Confirm(Option<u32>),
-}
-
-fn replay_of(existing: HoldItem, hash: Option<&str>) -> Result<Outcome<Reservation>> {
-    if existing.request_hash.as_deref() == hash {
-        Ok(Outcome::Replayed(existing.into_reservation(false)))
-    } else {
-        Err(Error::IdempotencyKeyReused)
-    }
 }
 
 fn decode_cursor(cursor: &str) -> Result<String> {

@@ -1,0 +1,6 @@
+//! The `webhook` Lambda function: see `credits_shared::http::ROUTES` for its routes.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    credits_shared::http::run_function(credits_shared::http::Function::Webhook).await
+}

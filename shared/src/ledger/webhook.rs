@@ -1,0 +1,402 @@
+//! Provider webhooks in the ledger: a verified delivery settles the hold its
+//! task is linked to, exactly once, whatever else runs at the same time.
+//!
+//! - A redelivery is recognised by a delivery record written in the same
+//!   transaction as the settlement (or alone, when nothing is left to
+//!   settle), so "already seen" and "already applied" can never disagree.
+//! - A delivery for a task nobody has linked yet is parked next to the task's
+//!   link key; linking the task (route or reserve) applies it in the same
+//!   transaction as the link. Each side checks the other's item in its
+//!   transaction, so whichever commits second settles the hold.
+
+use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{Along, Ledger, MAX_ATTEMPTS};
+use crate::domain::{decide, Actor, Decision, HoldStatus, Provider, Reservation, Settlement, Timestamp, UserId};
+use crate::error::{Error, Result};
+use crate::store::{from_item, key, task_pk, to_item, HoldItem, Item, TxFailure};
+use crate::webhook::Outcome;
+
+/// What a webhook delivery did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookResult {
+    Confirmed,
+    Released,
+    Ignored,
+    Duplicate,
+    Parked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAnswer {
+    pub result: WebhookResult,
+    /// A success for a hold that had already expired: recorded, not charged.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late_success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<Uuid>,
+}
+
+impl WebhookAnswer {
+    fn of(result: WebhookResult) -> WebhookAnswer {
+        WebhookAnswer { result, late_success: false, reservation_id: None }
+    }
+}
+
+/// A verified delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub provider: Provider,
+    pub task_id: String,
+    pub outcome: Outcome,
+    /// The provider's delivery id (`webhook-id`), when it sends one.
+    pub delivery_id: Option<String>,
+}
+
+impl Delivery {
+    /// Redeliveries share this: the provider's id, else task and outcome.
+    fn dedup_pk(&self) -> String {
+        match &self.delivery_id {
+            Some(id) => format!("DELIVERY#{}#id#{id}", self.provider.as_str()),
+            None => format!("DELIVERY#{}#task#{}#{}", self.provider.as_str(), self.task_id, self.outcome.as_str()),
+        }
+    }
+}
+
+/// A delivery waiting for its task to be linked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ParkedItem {
+    pk: String,
+    sk: String,
+    entity: String,
+    outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    units: Option<u32>,
+    at: i64,
+    ttl: i64,
+}
+
+impl ParkedItem {
+    fn outcome(&self) -> Outcome {
+        match self.outcome.as_str() {
+            "success" => Outcome::Success { units: self.units },
+            "failure" => Outcome::Failure,
+            _ => Outcome::Other,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryItem {
+    pk: String,
+    sk: String,
+    entity: String,
+    provider: Provider,
+    task_id: String,
+    outcome: String,
+    result: WebhookResult,
+    late_success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reservation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<UserId>,
+    at: i64,
+    ttl: i64,
+}
+
+fn parked_key(provider: Provider, task_id: &str) -> Item {
+    key(task_pk(provider, task_id), "PARKED")
+}
+
+/// What a provider outcome asks of a hold.
+fn settlement_for(outcome: Outcome, hold: &HoldItem) -> Option<Settlement> {
+    match outcome {
+        // A provider may report more units than were held: never charge more.
+        Outcome::Success { units } => Some(Settlement::Confirm { units: units.unwrap_or(hold.units).min(hold.units) }),
+        Outcome::Failure => Some(Settlement::Release),
+        Outcome::Other => None,
+    }
+}
+
+fn result_of(wanted: Settlement) -> WebhookResult {
+    match wanted {
+        Settlement::Confirm { .. } => WebhookResult::Confirmed,
+        _ => WebhookResult::Released,
+    }
+}
+
+fn last_failed(reasons: &[crate::store::Cancel]) -> bool {
+    reasons.last().is_some_and(|r| r.condition_failed())
+}
+
+impl Ledger {
+    /// Applies a verified delivery.
+    pub async fn apply_webhook(&self, delivery: &Delivery) -> Result<WebhookAnswer> {
+        if delivery.outcome == Outcome::Other {
+            return Ok(WebhookAnswer::of(WebhookResult::Ignored));
+        }
+        if self.store.get(key(delivery.dedup_pk(), "DELIVERY")).await?.is_some() {
+            return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+        }
+        for attempt in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let Some(link) = self.store.get_task(delivery.provider, &delivery.task_id).await? else {
+                match self.park(delivery, now).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {
+                        continue; // linked meanwhile: settle it now
+                    }
+                    Err(TxFailure::Cancelled(reasons)) if last_failed(&reasons) => {
+                        return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+                    }
+                    Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
+                        // Another outcome for this task is already parked; the first one stands.
+                        tracing::warn!(task = %delivery.task_id, "a different outcome is already parked");
+                        return self.record(delivery, WebhookResult::Ignored, None, false, now).await;
+                    }
+                    Err(failure) => {
+                        self.retry_or_fail(failure, attempt).await?;
+                        continue;
+                    }
+                }
+            };
+            let Some(item) = self.store.get_hold(link.reservation_id).await? else {
+                // The hold is gone (past retention): nothing left to settle.
+                return self.record(delivery, WebhookResult::Ignored, None, false, now).await;
+            };
+            let Some(wanted) = settlement_for(delivery.outcome, &item) else {
+                return Ok(WebhookAnswer::of(WebhookResult::Ignored));
+            };
+            let hold = item.clone().into_reservation(false);
+            let late = matches!(wanted, Settlement::Confirm { .. });
+            let (attempted, answer) = match decide(&hold, wanted, now) {
+                Decision::Apply => (wanted, result_of(wanted)),
+                Decision::ExpireInstead => (Settlement::Expire, WebhookResult::Ignored),
+                Decision::Replay => return self.record(delivery, result_of(wanted), Some(&hold), false, now).await,
+                Decision::NotPending(HoldStatus::Expired) if late => {
+                    return self.record(delivery, WebhookResult::Ignored, Some(&hold), true, now).await;
+                }
+                Decision::NotPending(status) => {
+                    tracing::info!(reservation = %hold.reservation_id, status = status.as_str(), "webhook after another settlement");
+                    return self.record(delivery, WebhookResult::Ignored, Some(&hold), false, now).await;
+                }
+            };
+            let is_late = attempted == Settlement::Expire;
+            let record = self.delivery_item(delivery, answer, Some(&hold), is_late, now)?;
+            let along = Along { link: None, items: vec![record] };
+            match self.transition(item, attempted, Actor::Webhook, now, along).await {
+                Ok(settled) => {
+                    if is_late {
+                        late_success(&settled);
+                    }
+                    return Ok(WebhookAnswer {
+                        result: answer,
+                        late_success: is_late,
+                        reservation_id: Some(settled.reservation_id),
+                    });
+                }
+                Err(TxFailure::Cancelled(reasons)) if last_failed(&reasons) => {
+                    return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+                }
+                Err(failure) => self.lost_race(failure, attempt, hold.reservation_id).await?,
+            }
+        }
+        Err(Error::Unavailable("webhook kept conflicting".into()))
+    }
+
+    /// Parks a delivery for a task not linked yet: only if the link still
+    /// does not exist, nothing is parked for it, and it was not seen before.
+    async fn park(&self, delivery: &Delivery, now: Timestamp) -> Result<WebhookAnswer, TxFailure> {
+        let (units, outcome) = match delivery.outcome {
+            Outcome::Success { units } => (units, "success"),
+            _ => (None, "failure"),
+        };
+        let parked = ParkedItem {
+            pk: task_pk(delivery.provider, &delivery.task_id),
+            sk: "PARKED".into(),
+            entity: "parked".into(),
+            outcome: outcome.into(),
+            units,
+            at: now.millis(),
+            ttl: now.unix_seconds() + self.retention_seconds,
+        };
+        let items = vec![
+            self.check(key(task_pk(delivery.provider, &delivery.task_id), "TASK"), "attribute_not_exists(pk)")
+                .map_err(TxFailure::Store)?,
+            to_item(&parked)
+                .and_then(|item| self.put(item, Some("attribute_not_exists(pk)")))
+                .map_err(TxFailure::Store)?,
+            self.delivery_item(delivery, WebhookResult::Parked, None, false, now).map_err(TxFailure::Store)?,
+        ];
+        self.tx(items).await?;
+        tracing::info!(task = %delivery.task_id, provider = delivery.provider.as_str(), "webhook parked until the task is linked");
+        Ok(WebhookAnswer::of(WebhookResult::Parked))
+    }
+
+    /// Records a delivery that changed nothing, so its redelivery answers
+    /// `duplicate`.
+    async fn record(
+        &self,
+        delivery: &Delivery,
+        result: WebhookResult,
+        hold: Option<&Reservation>,
+        late: bool,
+        now: Timestamp,
+    ) -> Result<WebhookAnswer> {
+        let item = self.delivery_record(delivery, result, hold, late, now)?;
+        if !self.store.put_if_absent(item).await? {
+            return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+        }
+        if late {
+            if let Some(hold) = hold {
+                late_success(hold);
+            }
+        }
+        Ok(WebhookAnswer { result, late_success: late, reservation_id: hold.map(|h| h.reservation_id) })
+    }
+
+    fn delivery_record(
+        &self,
+        delivery: &Delivery,
+        result: WebhookResult,
+        hold: Option<&Reservation>,
+        late: bool,
+        now: Timestamp,
+    ) -> Result<Item> {
+        to_item(&DeliveryItem {
+            pk: delivery.dedup_pk(),
+            sk: "DELIVERY".into(),
+            entity: "delivery".into(),
+            provider: delivery.provider,
+            task_id: delivery.task_id.clone(),
+            outcome: delivery.outcome.as_str().into(),
+            result,
+            late_success: late,
+            reservation_id: hold.map(|h| h.reservation_id),
+            user_id: hold.map(|h| h.user_id.clone()),
+            at: now.millis(),
+            ttl: now.unix_seconds() + self.retention_seconds,
+        })
+    }
+
+    fn delivery_item(
+        &self,
+        delivery: &Delivery,
+        result: WebhookResult,
+        hold: Option<&Reservation>,
+        late: bool,
+        now: Timestamp,
+    ) -> Result<TransactWriteItem> {
+        let item = self.delivery_record(delivery, result, hold, late, now)?;
+        self.put(item, Some("attribute_not_exists(pk)"))
+    }
+
+    /// The parked delivery for a task, if any.
+    pub(super) async fn parked(&self, provider: Provider, task_id: &str) -> Result<Option<Outcome>> {
+        match self.store.get(parked_key(provider, task_id)).await? {
+            Some(item) => Ok(Some(from_item::<ParkedItem>(item)?.outcome())),
+            None => Ok(None),
+        }
+    }
+
+    /// Links a task and applies its parked delivery in one transaction
+    /// (whoever comes second settles). Returns `None` when the race must be
+    /// read again.
+    pub(super) async fn link_and_apply(
+        &self,
+        item: HoldItem,
+        provider: Provider,
+        task_id: &str,
+        outcome: Outcome,
+        task_link: Item,
+        attempt: u32,
+    ) -> Result<Option<Reservation>> {
+        let now = self.clock.now();
+        let id = item.reservation_id;
+        let hold = item.clone().into_reservation(false);
+        let wanted = settlement_for(outcome, &item);
+        let attempted = match wanted.map(|w| (w, decide(&hold, w, now))) {
+            Some((w, Decision::Apply)) => Some(w),
+            Some((_, Decision::ExpireInstead)) => Some(Settlement::Expire),
+            _ => None,
+        };
+        let items = vec![
+            self.put(task_link, Some("attribute_not_exists(pk)"))?,
+            self.delete(parked_key(provider, task_id), "attribute_exists(pk)")?,
+        ];
+        let Some(attempted) = attempted else {
+            // Settled already (or nothing to do): link only, and drop the parked delivery.
+            return self.link_only(item, provider, task_id, items, attempt).await;
+        };
+        match self
+            .transition(
+                item,
+                attempted,
+                Actor::Webhook,
+                now,
+                Along { link: Some((provider, task_id.to_owned())), items },
+            )
+            .await
+        {
+            Ok(settled) => {
+                if attempted == Settlement::Expire {
+                    late_success(&settled);
+                }
+                Ok(Some(settled))
+            }
+            Err(TxFailure::Cancelled(reasons)) => {
+                let n = reasons.len();
+                if reasons.get(n.saturating_sub(2)).is_some_and(|r| r.condition_failed()) {
+                    return self.task_owned_elsewhere(provider, task_id, id).await.map(|_| None);
+                }
+                if reasons.iter().any(|r| r.condition_failed()) {
+                    return Ok(None);
+                }
+                self.retry_or_fail(TxFailure::Cancelled(reasons), attempt).await.map(|_| None)
+            }
+            Err(TxFailure::Store(e)) => Err(e),
+        }
+    }
+
+    pub(super) fn check(&self, item_key: Item, condition: &str) -> Result<TransactWriteItem> {
+        let check = ConditionCheck::builder()
+            .table_name(self.store.table())
+            .set_key(Some(item_key))
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    pub(super) fn delete(&self, item_key: Item, condition: &str) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(self.store.table())
+            .set_key(Some(item_key))
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    pub(super) fn parked_absent(&self, provider: Provider, task_id: &str) -> Result<TransactWriteItem> {
+        self.check(parked_key(provider, task_id), "attribute_not_exists(pk)")
+    }
+}
+
+/// A provider success for a hold that had already expired: the user is not
+/// charged; operators see it in the logs and the `LateSuccess` metric.
+fn late_success(hold: &Reservation) {
+    tracing::warn!(
+        reservation = %hold.reservation_id,
+        user = %hold.user_id,
+        outcome = "late_success",
+        "provider reported success after the hold expired; not charged"
+    );
+    crate::metrics::count("LateSuccess", 1);
+}
