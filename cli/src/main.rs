@@ -2,12 +2,14 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use credits_cli::devserver::{self, DevServer};
 use credits_cli::{dynamodb_local, token};
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
+use credits_shared::ledger::sweep;
 use credits_shared::prices::Catalog;
 use credits_shared::store::{client_from_env, Store};
 use credits_shared::webhook::Verifiers;
@@ -34,6 +36,12 @@ enum Command {
         #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET)]
         jwt_secret: String,
     },
+    /// Run the expiry sweep once against CREDITS_TABLE (DYNAMODB_ENDPOINT, or AWS) and print its report.
+    Cleanup {
+        /// Stop starting expiries after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        budget: u64,
+    },
     /// Print a local token (HS256, the dev server's secret).
     Token {
         /// The user id (`sub` claim).
@@ -54,6 +62,7 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Serve { listen, data_dir, jwt_secret } => serve(listen, data_dir, jwt_secret).await,
+        Command::Cleanup { budget } => cleanup(budget).await,
         Command::Token { user, admin, ttl, jwt_secret } => {
             token::mint(&jwt_secret, &user, admin, ttl).map(|t| println!("{t}"))
         }
@@ -65,6 +74,36 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The dev server's stand-in for the EventBridge schedule.
+fn spawn_sweeps(ledger: Ledger) {
+    let every = std::env::var("CREDITS_CLEANUP_INTERVAL_SECONDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(every));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let budget = Duration::from_secs(every.min(20));
+            if let Err(error) = ledger.sweep(sweep::deadline_within(budget), sweep::DEFAULT_CONCURRENCY).await {
+                tracing::warn!(error = %error, "sweep failed; retrying at the next interval");
+            }
+        }
+    });
+}
+
+async fn cleanup(budget: u64) -> Result<(), String> {
+    let ledger = Config::from_env().ledger().await;
+    let report = ledger
+        .sweep(sweep::deadline_within(Duration::from_secs(budget)), sweep::DEFAULT_CONCURRENCY)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    Ok(())
 }
 
 async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<(), String> {
@@ -81,6 +120,8 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     let store = Store::new(client_from_env(Some(&endpoint)).await, config.table.clone());
     store.create_table_if_missing().await.map_err(|e| format!("creating table {}: {e}", config.table))?;
     let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days);
+
+    spawn_sweeps(ledger.clone());
 
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
     let user_token = token::mint(&jwt_secret, "demo-user", false, 86_400)?;

@@ -67,7 +67,11 @@ pub fn entry_sk(at: Timestamp, id: Uuid) -> String {
 }
 
 pub fn pending_shard(id: Uuid) -> String {
-    format!("P#{:02}", id.as_bytes()[0] % PENDING_SHARDS)
+    shard_key(id.as_bytes()[0] % PENDING_SHARDS)
+}
+
+pub fn shard_key(shard: u8) -> String {
+    format!("P#{shard:02}")
 }
 
 pub fn key(pk: String, sk: &str) -> Item {
@@ -293,6 +297,12 @@ impl Cancel {
     pub fn conflict(&self) -> bool {
         self.code == "TransactionConflict"
     }
+
+    /// Throttled items: nothing was applied; worth a pause and a retry,
+    /// and 503 when retries run out.
+    pub fn throttled(&self) -> bool {
+        matches!(self.code.as_str(), "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded")
+    }
 }
 
 fn cancel_from(reason: &CancellationReason) -> Cancel {
@@ -302,7 +312,7 @@ fn cancel_from(reason: &CancellationReason) -> Cancel {
 /// Throttling and transport failures are worth a retry by the caller (503);
 /// anything else is a fault (500). Neither ever applied a change: every
 /// write here is one conditional request or one transaction.
-fn sdk_error<E, R>(err: SdkError<E, R>) -> Error
+pub fn sdk_error<E, R>(err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug,

@@ -639,3 +639,24 @@ async fn template_spec_and_dev_server_declare_the_same_routes() {
     let reply = call(&server, Method::GET, "/v1/nothing-here", Some(&token), None).await;
     assert_problem(&reply, 404, "not_found");
 }
+
+#[tokio::test]
+async fn admin_cleanup_runs_the_sweep_on_demand() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    grant(&server, &a.admin, &a.user_id, 50).await;
+    for _ in 0..2 {
+        reserve(&server, &a.user, json!({"operation": "design_generate_image", "ttlSeconds": 5})).await;
+    }
+    reserve(&server, &a.user, json!({"operation": "design_generate_image", "ttlSeconds": 3600})).await;
+    server.env.clock.advance_seconds(5);
+    assert_problem(&call(&server, Method::POST, "/v1/admin/cleanup", Some(&a.user), None).await, 403, "forbidden");
+    let report = call(&server, Method::POST, "/v1/admin/cleanup", Some(&a.admin), None).await;
+    assert_eq!(report.status, StatusCode::OK, "{}", report.body);
+    assert_eq!(report.body["expired"], 2);
+    assert_eq!(report.body["remaining"], 0);
+    assert!(report.body["durationMs"].is_u64());
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    assert_eq!((balance.body["available"].as_u64(), balance.body["reserved"].as_u64()), (Some(45), Some(5)));
+    server.env.assert_books_balance().await;
+}

@@ -13,6 +13,7 @@ use crate::domain::{
     Actor, Credits, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
+use crate::ledger::sweep;
 use crate::ledger::webhook::{Delivery, WebhookResult};
 use crate::ledger::{GrantRequest, Outcome, ReserveRequest};
 use crate::validate::{self, json_body, Invalid, Problem};
@@ -27,6 +28,8 @@ pub const MAX_TASK_ID: usize = 256;
 pub const MAX_DESCRIPTION: usize = 500;
 pub const MAX_REASON: usize = 200;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+/// How long `POST /v1/admin/cleanup` may sweep outside Lambda.
+pub const ADMIN_SWEEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
 pub async fn dispatch(
     app: &App,
@@ -99,6 +102,17 @@ pub async fn dispatch(
         Op::AdminTransactions => {
             caller.require_admin()?;
             history(ledger, &user_param(params)?, req).await
+        }
+        Op::AdminCleanup => {
+            caller.require_admin()?;
+            // Within this invocation's time limit, else the dev server's default.
+            let deadline = match req.lambda_context_ref() {
+                Some(context) => sweep::deadline_at(context.deadline()),
+                None => sweep::deadline_within(ADMIN_SWEEP_BUDGET),
+            };
+            let report = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await?;
+            tracing::info!(admin = %caller.user, expired = report.expired, "cleanup on demand");
+            Ok(json(StatusCode::OK, &report))
         }
         Op::AdminRefund => {
             caller.require_admin()?;

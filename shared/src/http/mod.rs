@@ -74,6 +74,7 @@ pub enum Op {
     AdminBalance,
     AdminTransactions,
     AdminRefund,
+    AdminCleanup,
     ProviderWebhook,
 }
 
@@ -120,6 +121,7 @@ pub const ROUTES: &[Route] = &[
         function: Function::Admin,
         op: Op::AdminRefund,
     },
+    Route { method: "POST", path: "/v1/admin/cleanup", function: Function::Admin, op: Op::AdminCleanup },
     Route { method: "POST", path: "/v1/webhooks/{provider}", function: Function::Webhook, op: Op::ProviderWebhook },
 ];
 

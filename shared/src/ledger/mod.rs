@@ -2,6 +2,7 @@
 //! conditions encode the money rules; a failed condition is read back and
 //! turned into an answer (a replay, or a refusal), never re-applied blindly.
 
+pub mod sweep;
 pub mod webhook;
 
 use std::future::Future;
@@ -296,7 +297,16 @@ impl Ledger {
             match self.tx(items).await {
                 Ok(()) if link_after => {
                     let task_id = request.task_id.as_deref().unwrap_or_default();
-                    return Ok(Outcome::Created(self.link_task(user, id, request.provider, task_id).await?));
+                    return match self.link_task(user, id, request.provider, task_id).await {
+                        Ok(linked) => Ok(Outcome::Created(linked)),
+                        Err(error) => {
+                            // Never leave a hold the caller was told failed.
+                            if let Err(release_error) = self.release(Some(user), id, Actor::Client).await {
+                                tracing::warn!(reservation = %id, error = %release_error, "release after failed link failed");
+                            }
+                            Err(error)
+                        }
+                    };
                 }
                 Ok(()) => return Ok(Outcome::Created(hold.into_reservation(false))),
                 Err(TxFailure::Cancelled(reasons)) => {
@@ -375,8 +385,9 @@ impl Ledger {
     }
 
     /// Expires one hold if it is pending and due (the sweep's transition).
-    pub async fn expire(&self, id: Uuid, by: Actor) -> Result<Reservation> {
-        self.settle(None, id, SettleWhat::Exactly(Settlement::Expire), by).await
+    /// `true` when this call expired it, `false` when it already was.
+    pub async fn expire(&self, id: Uuid, by: Actor) -> Result<bool> {
+        self.settle_once(None, id, SettleWhat::Exactly(Settlement::Expire), by).await.map(|(_, applied)| applied)
     }
 
     async fn owned_hold(&self, user: Option<&UserId>, id: Uuid) -> Result<HoldItem> {
@@ -388,6 +399,17 @@ impl Ledger {
     }
 
     async fn settle(&self, user: Option<&UserId>, id: Uuid, what: SettleWhat, by: Actor) -> Result<Reservation> {
+        self.settle_once(user, id, what, by).await.map(|(hold, _)| hold)
+    }
+
+    /// The settlement and whether this call applied it (`false`: a replay).
+    async fn settle_once(
+        &self,
+        user: Option<&UserId>,
+        id: Uuid,
+        what: SettleWhat,
+        by: Actor,
+    ) -> Result<(Reservation, bool)> {
         for attempt in 0..MAX_ATTEMPTS {
             let item = self.owned_hold(user, id).await?;
             let wanted = match what {
@@ -401,7 +423,7 @@ impl Ledger {
             let now = self.clock.now();
             let hold = item.clone().into_reservation(false);
             match decide(&hold, wanted, now) {
-                Decision::Replay => return Ok(hold),
+                Decision::Replay => return Ok((hold, false)),
                 Decision::NotPending(status) => return Err(Error::ReservationNotPending(status)),
                 Decision::ExpireInstead => {
                     match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
@@ -412,7 +434,7 @@ impl Ledger {
                     }
                 }
                 Decision::Apply => match self.transition(item, wanted, by, now, Along::default()).await {
-                    Ok(settled) => return Ok(settled),
+                    Ok(settled) => return Ok((settled, true)),
                     Err(failure) => self.lost_race(failure, attempt, id).await?,
                 },
             }
@@ -666,7 +688,8 @@ impl Ledger {
         let held = hold.units;
         match job(hold).await {
             Ok(JobOutput { value, units }) => {
-                let units = units.unwrap_or(held);
+                // Never more than was held: the rest of a job's report is not ours to charge.
+                let units = units.unwrap_or(held).min(held);
                 let settled = if units == 0 {
                     self.release(Some(user), id, Actor::Client).await
                 } else {
@@ -766,7 +789,7 @@ impl Ledger {
     /// operation with its error.
     async fn retry_or_fail(&self, failure: TxFailure, attempt: u32) -> Result<()> {
         match failure {
-            TxFailure::Cancelled(reasons) if reasons.iter().any(|r| r.conflict()) => {
+            TxFailure::Cancelled(reasons) if reasons.iter().any(|r| r.conflict() || r.throttled()) => {
                 backoff(attempt).await;
                 Ok(())
             }

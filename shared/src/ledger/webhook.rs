@@ -355,8 +355,14 @@ impl Ledger {
                 if reasons.get(n.saturating_sub(2)).is_some_and(|r| r.condition_failed()) {
                     return self.task_owned_elsewhere(provider, task_id, id).await.map(|_| None);
                 }
-                if reasons.iter().any(|r| r.condition_failed()) {
+                // The hold moved, or the parked delivery was taken: read again.
+                if reasons.first().is_some_and(|r| r.condition_failed())
+                    || reasons.last().is_some_and(|r| r.condition_failed())
+                {
                     return Ok(None);
+                }
+                if reasons.iter().any(|r| r.condition_failed()) {
+                    return Err(Error::Internal(format!("balance invariant broken for hold {id}")));
                 }
                 self.retry_or_fail(TxFailure::Cancelled(reasons), attempt).await.map(|_| None)
             }

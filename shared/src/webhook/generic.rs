@@ -59,7 +59,8 @@ impl Verifier for StandardWebhooks {
             return Err(Rejected::MissingSignature);
         };
         let sent: i64 = timestamp.parse().map_err(|_| Rejected::StaleTimestamp)?;
-        if (now.unix_seconds() - sent).abs() > TOLERANCE_SECONDS {
+        let off = now.unix_seconds().checked_sub(sent).map(i64::unsigned_abs);
+        if off.is_none_or(|seconds| seconds > TOLERANCE_SECONDS as u64) {
             return Err(Rejected::StaleTimestamp);
         }
         let message: [&[u8]; 5] = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
@@ -139,6 +140,7 @@ mod tests {
         let hour_earlier = Timestamp((SENT - 3600) * 1000);
         assert_eq!(v.verify(&headers(SIGNED_BY_ONE, SENT), BODY, hour_earlier), Err(Rejected::StaleTimestamp));
         assert_eq!(v.verify(&HeaderMap::new(), BODY, NOW), Err(Rejected::MissingSignature));
+        assert_eq!(v.verify(&headers(SIGNED_BY_ONE, i64::MIN), BODY, NOW), Err(Rejected::StaleTimestamp));
         assert_eq!(verifier(&[]).verify(&headers(SIGNED_BY_ONE, SENT), BODY, NOW), Err(Rejected::NoSecret));
     }
 }

@@ -1,0 +1,147 @@
+//! The expiry sweep: reads only due holds from the sparse pending index and
+//! expires each with the same conditional transition as a release, so a
+//! confirm racing it either wins or is refused, never both.
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::Ledger;
+use crate::domain::{Actor, HoldStatus, Timestamp};
+use crate::error::{Error, Result};
+use crate::store::{n, s, PENDING_INDEX, PENDING_SHARDS};
+
+/// Holds expired at once by one sweep.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// What a sweep did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    /// Holds this run expired (credits returned).
+    pub expired: u32,
+    /// Due holds someone else settled first (a confirm, a release, another sweep).
+    pub already_settled: u32,
+    /// Due holds left for the next run (time budget spent).
+    pub remaining: u32,
+    /// Expiries that failed (retried by the next run).
+    pub errors: u32,
+    /// Index entries read: the due holds, never the table.
+    pub scanned: u32,
+    pub duration_ms: u64,
+}
+
+impl Ledger {
+    /// Expires every pending hold whose `expiresAt` has passed, `concurrency`
+    /// at a time, starting no expiry after `deadline` (the rest is left for
+    /// the next run). Each expiry is its own
+    /// atomic transition, so stopping anywhere leaves nothing half done.
+    pub async fn sweep(&self, deadline: Instant, concurrency: usize) -> Result<SweepReport> {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let mut report = SweepReport::default();
+
+        // Listing reads only due index entries, so it is cheap and always
+        // completes: `remaining` is then exact.
+        let mut due = Vec::new();
+        for shard in 0..PENDING_SHARDS {
+            let (ids, scanned) = self.due_in_shard(shard, now).await?;
+            report.scanned += scanned;
+            due.extend(ids);
+        }
+
+        let outcomes: Vec<Option<Result<bool>>> = stream::iter(due)
+            .map(|id| async move {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                Some(self.expire(id, Actor::Cleanup).await)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome {
+                None => report.remaining += 1,
+                Some(Ok(true)) => report.expired += 1,
+                Some(Ok(false)) => report.already_settled += 1,
+                Some(Err(Error::ReservationNotPending(HoldStatus::Pending))) => report.remaining += 1,
+                Some(Err(Error::ReservationNotPending(_) | Error::ReservationNotFound)) => report.already_settled += 1,
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "expiry failed; the next sweep retries it");
+                    report.errors += 1;
+                }
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(
+            expired = report.expired,
+            already_settled = report.already_settled,
+            remaining = report.remaining,
+            errors = report.errors,
+            scanned = report.scanned,
+            duration_ms = report.duration_ms,
+            "sweep"
+        );
+        crate::metrics::count("Expired", u64::from(report.expired));
+        crate::metrics::count("ExpiredBacklog", u64::from(report.remaining));
+        crate::metrics::count("SweepErrors", u64::from(report.errors));
+        Ok(report)
+    }
+
+    /// The ids of one shard's due holds, with how many index entries were read.
+    async fn due_in_shard(&self, shard: u8, now: Timestamp) -> Result<(Vec<Uuid>, u32)> {
+        let mut ids = Vec::new();
+        let mut scanned = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .store
+                .client()
+                .query()
+                .table_name(self.store.table())
+                .index_name(PENDING_INDEX)
+                .key_condition_expression("pendingShard = :shard AND expiresAt <= :now")
+                .expression_attribute_values(":shard", s(crate::store::shard_key(shard)))
+                .expression_attribute_values(":now", n(now.millis()))
+                .projection_expression("pk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(crate::store::sdk_error)?;
+            scanned += page.scanned_count().max(0) as u32;
+            for item in page.items() {
+                let id = item
+                    .get("pk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("HOLD#"))
+                    .and_then(|id| Uuid::try_parse(id).ok());
+                match id {
+                    Some(id) => ids.push(id),
+                    None => tracing::warn!(?item, "unreadable entry in the pending index"),
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok((ids, scanned));
+            }
+        }
+    }
+}
+
+/// Time kept back from a budget to answer in.
+pub const MARGIN: Duration = Duration::from_millis(1500);
+
+/// A deadline `budget` from now, less the margin to answer in.
+pub fn deadline_within(budget: Duration) -> Instant {
+    Instant::now() + budget.saturating_sub(MARGIN)
+}
+
+/// The deadline of a Lambda invocation whose context says it must end at
+/// `deadline` (wall clock), less the margin.
+pub fn deadline_at(deadline: std::time::SystemTime) -> Instant {
+    let left = deadline.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO);
+    deadline_within(left)
+}
