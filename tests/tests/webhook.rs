@@ -27,7 +27,6 @@ struct Reply {
 
 struct World {
     server: TestServer,
-    user: String,
     user_token: String,
 }
 
@@ -39,7 +38,7 @@ impl World {
         if credits > 0 {
             server.env.grant(&alice, credits).await;
         }
-        World { server, user: alice.as_str().to_owned(), user_token }
+        World { server, user_token }
     }
 
     fn now_seconds(&self) -> i64 {
@@ -412,5 +411,26 @@ async fn unknown_provider_is_404_and_malformed_authentic_payload_is_400() {
     let reply = w.deliver(Via::Bfl, r#"{"status":"Ready"}"#, Signing::Valid { id: "x" }).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.body["code"], "validation_error");
-    let _ = &w.user;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_reserves_for_one_parked_task_leave_no_stray_hold() {
+    for via in BOTH {
+        let w = World::new(50).await;
+        let t = task("contested");
+        let early = w.deliver(via, &payload(via, &t, true, None), Signing::Valid { id: "c-1" }).await;
+        assert_eq!(early.body["result"], "parked");
+        let body = json!({"operation": "design_generate_image", "taskId": t, "provider": provider(via)});
+        let (a, b) = tokio::join!(w.post("/v1/reservations", body.clone()), w.post("/v1/reservations", body));
+        let statuses = [a.status.as_u16(), b.status.as_u16()];
+        assert!(statuses.contains(&201), "{via:?}: one reserve wins: {} {}", a.body, b.body);
+        let winner = if a.status == StatusCode::CREATED { &a } else { &b };
+        let loser = if a.status == StatusCode::CREATED { &b } else { &a };
+        assert_eq!(winner.body["status"], "confirmed", "the parked success settled the winner");
+        assert_eq!(loser.status, StatusCode::CONFLICT, "{}", loser.body);
+        assert_eq!(loser.body["code"], "task_already_linked");
+        // One image charged; nothing left reserved by the losing request.
+        assert_eq!(w.balance().await, (45, 0, 5), "{via:?}");
+        w.server.env.assert_books_balance().await;
+    }
 }
