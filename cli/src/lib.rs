@@ -3,4 +3,5 @@
 
 pub mod devserver;
 pub mod dynamodb_local;
+pub mod streams;
 pub mod token;

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use credits_cli::devserver::{self, DevServer};
+use credits_cli::streams::LocalStream;
 use credits_cli::{dynamodb_local, token};
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
 use credits_shared::ledger::sweep;
 use credits_shared::prices::Catalog;
-use credits_shared::store::{client_from_env, Store};
+use credits_shared::stats::Stats;
+use credits_shared::store::{sdk_config, Store};
 use credits_shared::webhook::Verifiers;
 use credits_shared::{App, Ledger};
 
@@ -96,6 +98,35 @@ fn spawn_sweeps(ledger: Ledger) {
     });
 }
 
+/// The dev server's stand-in for the DynamoDB Streams → `stats` function
+/// mapping: reads DynamoDB Local's stream every second into the aggregates.
+async fn spawn_stats(sdk: &aws_config::SdkConfig, ledger: &Ledger) -> Result<(), String> {
+    let mut stream = LocalStream::open(sdk, ledger.store().table()).await?;
+    let stats = Stats::new(ledger.store().clone());
+    let ledger = ledger.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        // Records read but not yet applied: kept until they are (applying
+        // twice counts nothing twice).
+        let mut unapplied = Vec::new();
+        loop {
+            ticks.tick().await;
+            match stream.poll().await {
+                Ok(changes) => unapplied.extend(changes),
+                Err(error) => tracing::warn!(error = %error, "reading the stream failed; retrying"),
+            }
+            if unapplied.is_empty() {
+                continue;
+            }
+            match stats.apply(&unapplied, ledger.now()).await {
+                Ok(_) => unapplied.clear(),
+                Err(error) => tracing::warn!(error = %error, "applying stats failed; retrying"),
+            }
+        }
+    });
+    Ok(())
+}
+
 async fn cleanup(budget: u64) -> Result<(), String> {
     let ledger = Config::from_env().ledger().await;
     let report = ledger
@@ -117,11 +148,13 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
             (local.endpoint.clone(), Some(local))
         }
     };
-    let store = Store::new(client_from_env(Some(&endpoint)).await, config.table.clone());
+    let sdk = sdk_config(Some(&endpoint)).await;
+    let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
     store.create_table_if_missing().await.map_err(|e| format!("creating table {}: {e}", config.table))?;
     let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days);
 
     spawn_sweeps(ledger.clone());
+    spawn_stats(&sdk, &ledger).await?;
 
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
     let user_token = token::mint(&jwt_secret, "demo-user", false, 86_400)?;

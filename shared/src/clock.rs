@@ -28,6 +28,10 @@ impl ManualClock {
         Arc::new(ManualClock(AtomicI64::new(SystemClock.now().millis())))
     }
 
+    pub fn set(&self, at: Timestamp) {
+        self.0.store(at.millis(), Ordering::SeqCst);
+    }
+
     pub fn advance_seconds(&self, seconds: i64) {
         self.0.fetch_add(seconds * 1000, Ordering::SeqCst);
     }

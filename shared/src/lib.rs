@@ -8,7 +8,9 @@ pub mod error;
 pub mod http;
 pub mod ledger;
 pub mod metrics;
+pub mod monitoring;
 pub mod prices;
+pub mod stats;
 pub mod store;
 pub mod validate;
 

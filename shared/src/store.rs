@@ -16,7 +16,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem,
+    KeyType, Projection, ProjectionType, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
@@ -380,6 +381,24 @@ impl Store {
             )
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let usage = GlobalSecondaryIndex::builder()
+            .index_name(crate::stats::USAGE_INDEX)
+            .key_schema(key_elem("usageBucket", KeyType::Hash)?)
+            .key_schema(key_elem("spent", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::Include)
+                    .non_key_attributes("userId")
+                    .non_key_attributes("holds")
+                    .build(),
+            )
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let stream = StreamSpecification::builder()
+            .stream_enabled(true)
+            .stream_view_type(StreamViewType::NewAndOldImages)
+            .build()
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let result = self
             .client
             .create_table()
@@ -391,7 +410,11 @@ impl Store {
             .attribute_definitions(attr("expiresAt", ScalarAttributeType::N)?)
             .key_schema(key_elem("pk", KeyType::Hash)?)
             .key_schema(key_elem("sk", KeyType::Range)?)
+            .attribute_definitions(attr("usageBucket", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("spent", ScalarAttributeType::N)?)
             .global_secondary_indexes(index)
+            .global_secondary_indexes(usage)
+            .stream_specification(stream)
             .send()
             .await;
         match result {
@@ -412,6 +435,12 @@ impl Store {
             .await
             .map_err(sdk_error)?;
         Ok(out.item)
+    }
+
+    /// Puts `item` unconditionally (status records, never money).
+    pub async fn put(&self, item: Item) -> Result<()> {
+        self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(sdk_error)?;
+        Ok(())
     }
 
     /// Puts `item` unless one with its key exists; `false` when it did.
@@ -519,6 +548,12 @@ impl Store {
 
 /// Builds the DynamoDB client once per cold start.
 pub async fn client_from_env(endpoint: Option<&str>) -> Client {
+    Client::new(&sdk_config(endpoint).await)
+}
+
+/// The AWS configuration every client here shares: bounded retries with
+/// jittered backoff, timeouts, and fixed credentials for a local endpoint.
+pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
     use aws_config::BehaviorVersion;
@@ -546,5 +581,5 @@ pub async fn client_from_env(endpoint: Option<&str>) -> Client {
                 "credits-local",
             ));
     }
-    Client::new(&loader.load().await)
+    loader.load().await
 }

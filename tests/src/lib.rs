@@ -9,11 +9,13 @@ use std::sync::{Arc, OnceLock};
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_cli::devserver::{self, DevServer};
 use credits_cli::dynamodb_local::{self, DynamoDbLocal};
+use credits_cli::streams::LocalStream;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::{Credits, GrantReason, UserId};
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
 use credits_shared::prices::Catalog;
-use credits_shared::store::{client_from_env, Store};
+use credits_shared::stats::{Change, Stats};
+use credits_shared::store::{sdk_config, Store};
 use credits_shared::webhook::Verifiers;
 use credits_shared::{App, Ledger};
 
@@ -42,14 +44,16 @@ pub struct TestEnv {
     pub ledger: Ledger,
     pub store: Store,
     pub clock: Arc<ManualClock>,
+    pub config: aws_config::SdkConfig,
+    stream: tokio::sync::Mutex<Option<LocalStream>>,
 }
 
 impl TestEnv {
     /// A ledger on a table of its own, with a clock the test moves.
     pub async fn new() -> TestEnv {
-        let client = client_from_env(Some(&endpoint())).await;
+        let config = sdk_config(Some(&endpoint())).await;
         let table = format!("t-{}", uuid::Uuid::new_v4().simple());
-        let store = Store::new(client, table);
+        let store = Store::new(aws_sdk_dynamodb::Client::new(&config), table);
         let mut attempts = 0;
         // DynamoDB Local may accept connections a moment before it serves.
         while let Err(e) = store.create_table_if_missing().await {
@@ -59,7 +63,23 @@ impl TestEnv {
         }
         let clock = ManualClock::starting_now();
         let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(Catalog::default_catalog()), 90);
-        TestEnv { ledger, store, clock }
+        TestEnv { ledger, store, clock, config, stream: tokio::sync::Mutex::new(None) }
+    }
+
+    /// Reads the table's change stream since the last call (DynamoDB Local
+    /// keeps one, as DynamoDB does) and applies it to the aggregates, like
+    /// the `stats` function. Returns the records, to redeliver them.
+    pub async fn aggregate(&self) -> Vec<Change> {
+        let mut stream = self.stream.lock().await;
+        if stream.is_none() {
+            *stream = Some(LocalStream::open(&self.config, self.store.table()).await.expect("open stream"));
+        }
+        let changes = match stream.as_mut() {
+            Some(stream) => stream.poll().await.expect("read stream"),
+            None => Vec::new(),
+        };
+        Stats::new(self.store.clone()).apply(&changes, self.ledger.now()).await.expect("apply stats");
+        changes
     }
 
     pub async fn grant(&self, user: &UserId, amount: u64) {

@@ -14,6 +14,8 @@ use crate::domain::{
 };
 use crate::error::Result;
 use crate::ledger::sweep;
+use crate::monitoring::{period_name, Monitor};
+use crate::stats::Period;
 use crate::ledger::webhook::{Delivery, WebhookResult};
 use crate::ledger::{GrantRequest, Outcome, ReserveRequest};
 use crate::validate::{self, json_body, Invalid, Problem};
@@ -113,6 +115,10 @@ pub async fn dispatch(
             let report = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await?;
             tracing::info!(admin = %caller.user, expired = report.expired, "cleanup on demand");
             Ok(json(StatusCode::OK, &report))
+        }
+        Op::AdminMonitoring => {
+            caller.require_admin()?;
+            monitoring(ledger, req).await
         }
         Op::AdminRefund => {
             caller.require_admin()?;
@@ -250,6 +256,42 @@ fn reservation_id(params: &Params) -> Result<Uuid, Invalid> {
 fn user_param(params: &Params) -> Result<UserId, Invalid> {
     UserId::parse(params.get("userId").unwrap_or(""))
         .ok_or_else(|| Invalid::new("userId", Problem::Length { min: 1, max: UserId::MAX_LEN }))
+}
+
+const MONITORING_TYPES: &[&str] = &["overview", "health", "usage", "top-users", "models", "dashboard"];
+const PERIODS: &[&str] = &["hour", "day", "week", "month"];
+
+/// `GET /v1/admin/monitoring?type=…&period=…&limit=…`
+async fn monitoring(ledger: &Ledger, req: &Request) -> Result<Response<Body>> {
+    let query = req.query_string_parameters_ref();
+    let first = |name: &str| query.and_then(|q| q.first(name)).map(str::to_owned);
+    let kind = first("type").unwrap_or_else(|| "overview".into());
+    if !MONITORING_TYPES.contains(&kind.as_str()) {
+        return Err(Invalid::new("type", Problem::NotOneOf(MONITORING_TYPES)).into());
+    }
+    let period = match first("period") {
+        None => Period::Day,
+        Some(raw) => Period::parse(&raw).ok_or_else(|| Invalid::new("period", Problem::NotOneOf(PERIODS)))?,
+    };
+    let limit = match first("limit") {
+        None => 10,
+        Some(raw) => {
+            let parsed = raw.parse::<u64>().map_err(|_| Invalid::new("limit", Problem::WrongType))?;
+            validate::range("limit", parsed, 1, 100)? as u32
+        }
+    };
+    let monitor = Monitor::new(ledger.store().clone());
+    let now = ledger.now();
+    let body = match kind.as_str() {
+        "health" => serde_json::to_value(monitor.health(now).await?),
+        "usage" => Ok(monitor.usage(period, now).await?),
+        "top-users" => serde_json::to_value(json!({"period": period_name(period), "users": monitor.top_users(period, now, limit).await?})),
+        "models" => serde_json::to_value(json!({"period": period_name(period), "operations": monitor.models(period, now, ledger.catalog()).await?})),
+        "dashboard" => Ok(monitor.dashboard(period, now, limit, ledger.catalog()).await?),
+        _ => Ok(monitor.overview(period, now).await?),
+    }
+    .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(json(StatusCode::OK, &body))
 }
 
 async fn history(ledger: &Ledger, user: &UserId, req: &Request) -> Result<Response<Body>> {

@@ -75,6 +75,7 @@ pub enum Op {
     AdminTransactions,
     AdminRefund,
     AdminCleanup,
+    AdminMonitoring,
     ProviderWebhook,
 }
 
@@ -122,6 +123,7 @@ pub const ROUTES: &[Route] = &[
         op: Op::AdminRefund,
     },
     Route { method: "POST", path: "/v1/admin/cleanup", function: Function::Admin, op: Op::AdminCleanup },
+    Route { method: "GET", path: "/v1/admin/monitoring", function: Function::Admin, op: Op::AdminMonitoring },
     Route { method: "POST", path: "/v1/webhooks/{provider}", function: Function::Webhook, op: Op::ProviderWebhook },
 ];
 

@@ -85,6 +85,20 @@ impl Ledger {
             duration_ms = report.duration_ms,
             "sweep"
         );
+        // What the health check reads as the sweep's lag.
+        let mut status = crate::store::key(crate::stats::HEALTH_PK.into(), "SWEEP");
+        status.insert("lastRunAt".into(), n(self.clock.now().millis()));
+        for (name, value) in [
+            ("expired", u64::from(report.expired)),
+            ("remaining", u64::from(report.remaining)),
+            ("errors", u64::from(report.errors)),
+            ("durationMs", report.duration_ms),
+        ] {
+            status.insert(name.into(), n(value));
+        }
+        if let Err(error) = self.store.put(status).await {
+            tracing::warn!(error = %error, "recording the sweep's status failed");
+        }
         crate::metrics::count("Expired", u64::from(report.expired));
         crate::metrics::count("ExpiredBacklog", u64::from(report.remaining));
         crate::metrics::count("SweepErrors", u64::from(report.errors));
