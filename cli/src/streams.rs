@@ -20,16 +20,15 @@ impl LocalStream {
     pub async fn open(config: &aws_config::SdkConfig, table: &str) -> Result<LocalStream, String> {
         let dynamodb = aws_sdk_dynamodb::Client::new(config);
         let described = dynamodb.describe_table().table_name(table).send().await.map_err(|e| format!("{e:?}"))?;
-        let arn = described
-            .table
-            .and_then(|t| t.latest_stream_arn)
-            .ok_or_else(|| format!("table {table} has no stream"))?;
+        let arn =
+            described.table.and_then(|t| t.latest_stream_arn).ok_or_else(|| format!("table {table} has no stream"))?;
         Ok(LocalStream { client: aws_sdk_dynamodbstreams::Client::new(config), arn, iterators: HashMap::new() })
     }
 
     /// Every record written since the last poll.
     pub async fn poll(&mut self) -> Result<Vec<Change>, String> {
-        let described = self.client.describe_stream().stream_arn(&self.arn).send().await.map_err(|e| format!("{e:?}"))?;
+        let described =
+            self.client.describe_stream().stream_arn(&self.arn).send().await.map_err(|e| format!("{e:?}"))?;
         let shards = described.stream_description.map(|d| d.shards.unwrap_or_default()).unwrap_or_default();
         for shard in shards {
             let Some(id) = shard.shard_id else { continue };
@@ -52,13 +51,8 @@ impl LocalStream {
         for iterator in self.iterators.values_mut() {
             // Read each shard up to its current end.
             while let Some(current) = iterator.clone() {
-                let out = self
-                    .client
-                    .get_records()
-                    .shard_iterator(current)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{e:?}"))?;
+                let out =
+                    self.client.get_records().shard_iterator(current).send().await.map_err(|e| format!("{e:?}"))?;
                 let records = out.records.unwrap_or_default();
                 let empty = records.is_empty();
                 for record in records {

@@ -8,17 +8,22 @@ pub const NAMESPACE: &str = "Credits";
 
 /// Counts `value` occurrences of `name` (e.g. `LateSuccess`).
 pub fn count(name: &str, value: u64) {
-    println!("{}", emf_line(name, value, chrono::Utc::now().timestamp_millis()));
+    println!("{}", emf_line(name, value, "Count", chrono::Utc::now().timestamp_millis()));
 }
 
-fn emf_line(name: &str, value: u64, timestamp_ms: i64) -> String {
+/// A request's latency, in milliseconds.
+pub fn latency(milliseconds: u64) {
+    println!("{}", emf_line("Latency", milliseconds, "Milliseconds", chrono::Utc::now().timestamp_millis()));
+}
+
+fn emf_line(name: &str, value: u64, unit: &str, timestamp_ms: i64) -> String {
     json!({
         "_aws": {
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
                 "Dimensions": [["Service"]],
-                "Metrics": [{"Name": name, "Unit": "Count"}],
+                "Metrics": [{"Name": name, "Unit": unit}],
             }],
         },
         "Service": "credits",
@@ -31,7 +36,8 @@ fn emf_line(name: &str, value: u64, timestamp_ms: i64) -> String {
 mod tests {
     #[test]
     fn emf_line_names_the_metric_and_its_value() {
-        let line: serde_json::Value = serde_json::from_str(&super::emf_line("LateSuccess", 1, 5)).expect("json");
+        let line: serde_json::Value =
+            serde_json::from_str(&super::emf_line("LateSuccess", 1, "Count", 5)).expect("json");
         assert_eq!(line["LateSuccess"], 1);
         assert_eq!(line["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], "LateSuccess");
         assert_eq!(line["_aws"]["Timestamp"], 5);

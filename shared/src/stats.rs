@@ -317,7 +317,12 @@ impl Stats {
 
     /// Writes a group in one transaction. Marks that exist already are
     /// redeliveries: their changes are dropped and the rest is written again.
-    async fn flush(&self, mut group: Group, contributions: &[(&Change, Contribution)], now: Timestamp) -> Result<(usize, usize)> {
+    async fn flush(
+        &self,
+        mut group: Group,
+        contributions: &[(&Change, Contribution)],
+        now: Timestamp,
+    ) -> Result<(usize, usize)> {
         let mut duplicates = 0;
         for attempt in 0..12u32 {
             if group.items() == 0 {
@@ -415,16 +420,17 @@ fn add_update(
     let mut adds = Vec::new();
     for (i, (name, value)) in fields.iter().enumerate() {
         adds.push(format!("#f{i} :v{i}"));
-        update = update.expression_attribute_names(format!("#f{i}"), *name).expression_attribute_values(
-            format!(":v{i}"),
-            AttributeValue::N(value.to_string()),
-        );
+        update = update
+            .expression_attribute_names(format!("#f{i}"), *name)
+            .expression_attribute_values(format!(":v{i}"), AttributeValue::N(value.to_string()));
     }
     let mut expression = format!("ADD {}", adds.join(", "));
     if let Some((bucket, user)) = usage {
         // The usage index sorts a bucket's users by `spent`.
         expression.push_str(" SET usageBucket = :bucket, userId = :user");
-        update = update.expression_attribute_values(":bucket", s(bucket.as_str())).expression_attribute_values(":user", s(user));
+        update = update
+            .expression_attribute_values(":bucket", s(bucket.as_str()))
+            .expression_attribute_values(":user", s(user));
         if !fields.contains_key("spent") {
             expression = expression.replacen("ADD ", "ADD spent :zero, ", 1);
             update = update.expression_attribute_values(":zero", n(0));

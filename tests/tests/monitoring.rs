@@ -31,7 +31,8 @@ async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
-        let out = store.client().scan().table_name(store.table()).set_exclusive_start_key(start).send().await.expect("scan");
+        let out =
+            store.client().scan().table_name(store.table()).set_exclusive_start_key(start).send().await.expect("scan");
         items.extend(out.items.unwrap_or_default());
         start = out.last_evaluated_key;
         if start.is_none() {
@@ -204,7 +205,7 @@ async fn monitoring_figures_equal_the_ledger_and_redelivery_counts_nothing_twice
     let top = monitor.top_users(Period::Day, at, 10).await.expect("top users");
     let mut want_top: Vec<(String, i64)> =
         want.spent_by_user.iter().filter(|(_, s)| **s > 0).map(|(u, s)| (u.clone(), *s)).collect();
-    want_top.sort_by(|a, b| b.1.cmp(&a.1));
+    want_top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
     let got_top: Vec<(String, i64)> = top.iter().map(|u| (u.user_id.clone(), u.spent)).collect();
     assert_eq!(got_top, want_top);
     assert!(users.iter().any(|u| got_top.iter().any(|(id, _)| id == u.as_str())));
@@ -286,7 +287,8 @@ async fn reads_per_call(env: &TestEnv, at: Timestamp) -> Vec<(&'static str, usiz
     let monitor = Monitor::new(Store::new(aws_sdk_dynamodb::Client::from_conf(config), env.store.table()));
     let catalog = env.ledger.catalog();
     let mut counts = Vec::new();
-    let mut measure = |name: &'static str, before: usize| counts.push((name, counter.0.load(Ordering::SeqCst) - before));
+    let mut measure =
+        |name: &'static str, before: usize| counts.push((name, counter.0.load(Ordering::SeqCst) - before));
     let c = || counter.0.load(Ordering::SeqCst);
     let before = c();
     monitor.overview(Period::Day, at).await.expect("overview");

@@ -14,10 +14,10 @@ use crate::domain::{
 };
 use crate::error::Result;
 use crate::ledger::sweep;
-use crate::monitoring::{period_name, Monitor};
-use crate::stats::Period;
 use crate::ledger::webhook::{Delivery, WebhookResult};
 use crate::ledger::{GrantRequest, Outcome, ReserveRequest};
+use crate::monitoring::{period_name, Monitor};
+use crate::stats::Period;
 use crate::validate::{self, json_body, Invalid, Problem};
 use crate::webhook::parse_payload;
 use crate::{App, Error, Ledger};
@@ -285,8 +285,12 @@ async fn monitoring(ledger: &Ledger, req: &Request) -> Result<Response<Body>> {
     let body = match kind.as_str() {
         "health" => serde_json::to_value(monitor.health(now).await?),
         "usage" => Ok(monitor.usage(period, now).await?),
-        "top-users" => serde_json::to_value(json!({"period": period_name(period), "users": monitor.top_users(period, now, limit).await?})),
-        "models" => serde_json::to_value(json!({"period": period_name(period), "operations": monitor.models(period, now, ledger.catalog()).await?})),
+        "top-users" => serde_json::to_value(
+            json!({"period": period_name(period), "users": monitor.top_users(period, now, limit).await?}),
+        ),
+        "models" => serde_json::to_value(
+            json!({"period": period_name(period), "operations": monitor.models(period, now, ledger.catalog()).await?}),
+        ),
         "dashboard" => Ok(monitor.dashboard(period, now, limit, ledger.catalog()).await?),
         _ => Ok(monitor.overview(period, now).await?),
     }

@@ -225,6 +225,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             (problem::problem(&error, lang, &request_id), code.code)
         }
     };
+    crate::metrics::latency(started.elapsed().as_millis() as u64);
     tracing::info!(
         request_id = %request_id,
         function = function.name(),

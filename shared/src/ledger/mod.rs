@@ -308,7 +308,10 @@ impl Ledger {
                         }
                     };
                 }
-                Ok(()) => return Ok(Outcome::Created(hold.into_reservation(false))),
+                Ok(()) => {
+                    crate::metrics::count("Reserved", 1);
+                    return Ok(Outcome::Created(hold.into_reservation(false)));
+                }
                 Err(TxFailure::Cancelled(reasons)) => {
                     let failed =
                         |i: Option<usize>| i.and_then(|i| reasons.get(i)).is_some_and(|r| r.condition_failed());
@@ -334,6 +337,7 @@ impl Ledger {
                             .and_then(|v| v.as_n().ok())
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
+                        crate::metrics::count("Insufficient", 1);
                         return Err(Error::InsufficientCredits { available: Credits(available), required: amount });
                     }
                     self.retry_or_fail(TxFailure::Cancelled(reasons), attempt).await?;
@@ -570,6 +574,16 @@ impl Ledger {
         items.extend(with.items);
 
         self.tx(items).await?;
+        crate::metrics::count(
+            match status {
+                HoldStatus::Confirmed => "Confirmed",
+                HoldStatus::Released => "Released",
+                HoldStatus::Expired => "Expired",
+                HoldStatus::Refunded => "Refunded",
+                HoldStatus::Pending => "Pending",
+            },
+            1,
+        );
 
         hold.status = status;
         hold.events.extend(events);

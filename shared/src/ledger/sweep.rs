@@ -99,7 +99,6 @@ impl Ledger {
         if let Err(error) = self.store.put(status).await {
             tracing::warn!(error = %error, "recording the sweep's status failed");
         }
-        crate::metrics::count("Expired", u64::from(report.expired));
         crate::metrics::count("ExpiredBacklog", u64::from(report.remaining));
         crate::metrics::count("SweepErrors", u64::from(report.errors));
         Ok(report)
