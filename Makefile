@@ -37,7 +37,8 @@ lint:
 	cargo clippy --workspace --all-targets -q -- -D warnings
 
 test: deps lint
-	cargo test --workspace
+	cargo build -q -p credits-cli --bin credits
+	CREDITS_BIN=$(CURDIR)/target/debug/credits cargo test --workspace
 	scripts/check-walkthrough.sh
 	$(MAKE) --no-print-directory cfn-lint
 

@@ -1,6 +1,7 @@
 //! The local runner: the dev server behind `make run`, DynamoDB Local, and
 //! the operator CLI `credits`.
 
+pub mod check;
 pub mod devserver;
 pub mod dynamodb_local;
 pub mod streams;

@@ -10,7 +10,9 @@ use credits_cli::streams::LocalStream;
 use credits_cli::{dynamodb_local, token};
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
+use credits_shared::domain::{Credits, GrantReason, UserId, MAX_AMOUNT};
 use credits_shared::ledger::sweep;
+use credits_shared::ledger::GrantRequest;
 use credits_shared::prices::Catalog;
 use credits_shared::stats::Stats;
 use credits_shared::store::{sdk_config, Store};
@@ -44,6 +46,27 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         budget: u64,
     },
+    /// Reconcile every balance with its holds and ledger lines; list charged unit costs. Exits 1 on any drift.
+    Check {
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Grant credits to a user (idempotent by --key), against CREDITS_TABLE.
+    Grant {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        amount: u64,
+        /// ad_reward, purchase, promo, plan_refill or adjustment.
+        #[arg(long, default_value = "adjustment")]
+        reason: String,
+        /// The idempotency key: the same key grants once.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Print a local token (HS256, the dev server's secret).
     Token {
         /// The user id (`sub` claim).
@@ -65,6 +88,10 @@ async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Serve { listen, data_dir, jwt_secret } => serve(listen, data_dir, jwt_secret).await,
         Command::Cleanup { budget } => cleanup(budget).await,
+        Command::Check { quiet } => return check(quiet).await,
+        Command::Grant { user, amount, reason, key, description } => {
+            grant(user, amount, reason, key, description).await
+        }
         Command::Token { user, admin, ttl, jwt_secret } => {
             token::mint(&jwt_secret, &user, admin, ttl).map(|t| println!("{t}"))
         }
@@ -124,6 +151,45 @@ async fn spawn_stats(sdk: &aws_config::SdkConfig, ledger: &Ledger) -> Result<(),
             }
         }
     });
+    Ok(())
+}
+
+async fn check(quiet: bool) -> std::process::ExitCode {
+    let ledger = Config::from_env().ledger().await;
+    match credits_cli::check::run(ledger.store(), ledger.catalog(), !quiet).await {
+        Ok(report) => {
+            print!("{}", report.render());
+            std::process::ExitCode::from(report.exit_code())
+        }
+        Err(message) => {
+            eprintln!("credits check: {message}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn grant(
+    user: String,
+    amount: u64,
+    reason: String,
+    key: String,
+    description: Option<String>,
+) -> Result<(), String> {
+    let user = UserId::parse(&user).ok_or("--user must be 1 to 256 characters")?;
+    let reason: GrantReason = serde_json::from_value(serde_json::Value::String(reason))
+        .map_err(|_| "--reason must be ad_reward, purchase, promo, plan_refill or adjustment")?;
+    if !(1..=MAX_AMOUNT).contains(&amount) {
+        return Err(format!("--amount must be 1 to {MAX_AMOUNT}"));
+    }
+    let ledger = Config::from_env().ledger().await;
+    let request = GrantRequest { amount: Credits(amount), reason, description, idempotency_key: key };
+    let outcome = ledger.grant(&user, request).await.map_err(|e| e.to_string())?;
+    let replayed = outcome.is_replay();
+    let grant = outcome.into_inner();
+    println!("{}", serde_json::to_string_pretty(&grant).map_err(|e| e.to_string())?);
+    if replayed {
+        eprintln!("(a replay: this key was granted before; nothing credited now)");
+    }
     Ok(())
 }
 

@@ -1,0 +1,101 @@
+//! `credits check` against DynamoDB Local: clean books exit 0; a balance
+//! corrupted on purpose is named and exits non-zero.
+
+use credits_shared::domain::Actor;
+use credits_shared::store::{key, n};
+use credits_tests::{reserve_request, user, TestEnv};
+
+async fn some_activity(env: &TestEnv) -> Vec<credits_shared::domain::UserId> {
+    let users = vec![user("clean"), user("victim")];
+    for (i, u) in users.iter().enumerate() {
+        env.grant(u, 100).await;
+        let a = env.ledger.reserve(u, reserve_request("design_generate_image", 4)).await.expect("r").into_inner();
+        env.ledger.confirm(Some(u), a.reservation_id, Some(3), Actor::Client).await.expect("confirm");
+        let b = env.ledger.reserve(u, reserve_request("design_generate_logo", 1)).await.expect("r").into_inner();
+        env.ledger.release(Some(u), b.reservation_id, Actor::Client).await.expect("release");
+        env.ledger.reserve(u, reserve_request("design_trends", 2)).await.expect("pending");
+        if i == 0 {
+            env.ledger.refund(a.reservation_id).await.expect("refund");
+        }
+    }
+    users
+}
+
+#[tokio::test]
+async fn clean_books_pass_and_list_charged_prices() {
+    let env = TestEnv::new().await;
+    some_activity(&env).await;
+    let report = credits_cli::check::run(&env.store, env.ledger.catalog(), false).await.expect("check");
+    assert_eq!(report.drifts, vec![], "{}", report.render());
+    assert_eq!(report.exit_code(), 0);
+    assert_eq!(report.users, 2);
+    let image = report.prices.iter().find(|p| p.operation == "design_generate_image").expect("charged");
+    assert_eq!((image.unit_cost, image.holds, image.catalog), (5, 2, Some(5)));
+    assert!(report.render().contains("every balance adds up"));
+}
+
+#[tokio::test]
+async fn a_corrupted_balance_is_named_and_fails_the_check() {
+    let env = TestEnv::new().await;
+    let users = some_activity(&env).await;
+    let victim = &users[1];
+    env.store
+        .client()
+        .update_item()
+        .table_name(env.store.table())
+        .set_key(Some(key(format!("USER#{victim}"), "BALANCE")))
+        .update_expression("SET spent = spent + :two, granted = granted + :two")
+        .expression_attribute_values(":two", n(2))
+        .send()
+        .await
+        .expect("corrupt");
+    let report = credits_cli::check::run(&env.store, env.ledger.catalog(), false).await.expect("check");
+    assert_eq!(report.exit_code(), 1);
+    assert!(report.drifts.iter().all(|d| d.user == victim.as_str()), "{}", report.render());
+    let text = report.render();
+    assert!(text.contains(victim.as_str()) && text.contains("spent 17"), "{text}");
+    assert!(text.contains("granted 102"), "{text}");
+}
+
+/// The real binary, as an operator runs it.
+#[tokio::test]
+async fn the_credits_binary_exits_non_zero_on_drift() {
+    let env = TestEnv::new().await;
+    let users = some_activity(&env).await;
+    // `make test` builds the binary first and names it; otherwise build it here.
+    let binary = match std::env::var("CREDITS_BIN") {
+        Ok(path) => std::path::PathBuf::from(path),
+        Err(_) => {
+            let build = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "credits-cli", "--bin", "credits"])
+                .status()
+                .expect("cargo build");
+            assert!(build.success());
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/credits")
+        }
+    };
+    let run = || {
+        std::process::Command::new(&binary)
+            .args(["check", "--quiet"])
+            .env("DYNAMODB_ENDPOINT", credits_tests::endpoint())
+            .env("CREDITS_TABLE", env.store.table())
+            .output()
+            .expect("run credits check")
+    };
+    let clean = run();
+    assert_eq!(clean.status.code(), Some(0), "{}", String::from_utf8_lossy(&clean.stdout));
+    env.store
+        .client()
+        .update_item()
+        .table_name(env.store.table())
+        .set_key(Some(key(format!("USER#{}", users[0]), "BALANCE")))
+        .update_expression("SET available = available + :one")
+        .expression_attribute_values(":one", n(1))
+        .send()
+        .await
+        .expect("corrupt");
+    let drifted = run();
+    let out = String::from_utf8_lossy(&drifted.stdout);
+    assert_eq!(drifted.status.code(), Some(1), "{out}");
+    assert!(out.contains(users[0].as_str()), "{out}");
+}
