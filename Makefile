@@ -6,16 +6,19 @@ SHELL := bash
 .DEFAULT_GOAL := help
 VENV := .venv
 
-.PHONY: help deps java run test lint unit integration cfn-lint fmt
+.PHONY: help deps java chromium run test lint unit integration cfn-lint fmt
 
 help:
 	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
 	@echo "make test  - formatting, clippy, unit, integration and end-to-end tests, the README walk-through, cfn-lint"
 
-deps: java node_modules/.installed $(VENV)/.installed
+deps: java chromium node_modules/.installed $(VENV)/.installed
 
 java:
 	@scripts/ensure-java.sh
+
+chromium:
+	@scripts/ensure-chromium.sh
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

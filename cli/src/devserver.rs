@@ -52,7 +52,7 @@ async fn serve_request(State(server): State<Arc<DevServer>>, request: AxumReques
         return refuse(Error::RouteNotFound);
     };
     // Like API Gateway: public routes (webhooks) have no authorizer.
-    let authorizer = if route.function.public() {
+    let authorizer = if route.op.public() {
         Value::Null
     } else {
         let authorization = parts.headers.get("authorization").and_then(|v| v.to_str().ok());

@@ -42,14 +42,14 @@ pub async fn dispatch(
 ) -> Result<Response<Body>> {
     let ledger = &app.ledger;
     let body = req.body().as_ref();
-    let Some(caller) = caller else {
-        return match op {
-            Op::ProviderWebhook => provider_webhook(app, params, req).await,
-            _ => Err(Error::Unauthorized),
-        };
-    };
     match op {
-        Op::ProviderWebhook => provider_webhook(app, params, req).await,
+        Op::ProviderWebhook => return provider_webhook(app, params, req).await,
+        Op::AdminDashboardPage => return Ok(dashboard_page()),
+        _ => {}
+    }
+    let Some(caller) = caller else { return Err(Error::Unauthorized) };
+    match op {
+        Op::ProviderWebhook | Op::AdminDashboardPage => Err(Error::RouteNotFound),
         Op::GetBalance => Ok(json(StatusCode::OK, &ledger.balance(&caller.user).await?)),
         Op::GetPrices => Ok(json(StatusCode::OK, ledger.catalog())),
         Op::CreateReservation => {
@@ -256,6 +256,20 @@ fn reservation_id(params: &Params) -> Result<Uuid, Invalid> {
 fn user_param(params: &Params) -> Result<UserId, Invalid> {
     UserId::parse(params.get("userId").unwrap_or(""))
         .ok_or_else(|| Invalid::new("userId", Problem::Length { min: 1, max: UserId::MAX_LEN }))
+}
+
+/// The operator dashboard: one self-contained page (inline script and SVG
+/// charts, nothing to build) that reads `GET /v1/admin/monitoring`.
+fn dashboard_page() -> Response<Body> {
+    let mut response = Response::new(Body::from(include_str!("dashboard.html")));
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:"),
+    );
+    headers.insert("cache-control", HeaderValue::from_static("no-store"));
+    response
 }
 
 const MONITORING_TYPES: &[&str] = &["overview", "health", "usage", "top-users", "models", "dashboard"];

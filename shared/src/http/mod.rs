@@ -42,11 +42,6 @@ impl Function {
         Function::Webhook,
     ];
 
-    /// Public routes carry no JWT: a webhook is authenticated by its signature.
-    pub fn public(self) -> bool {
-        matches!(self, Function::Webhook)
-    }
-
     /// The function's name in template.yaml (`<Name>Function`) and its binary.
     pub fn name(self) -> &'static str {
         match self {
@@ -76,7 +71,17 @@ pub enum Op {
     AdminRefund,
     AdminCleanup,
     AdminMonitoring,
+    AdminDashboardPage,
     ProviderWebhook,
+}
+
+impl Op {
+    /// Public routes carry no JWT: a webhook is authenticated by its
+    /// signature; the dashboard page holds no data (it calls the admin API
+    /// with the operator's token).
+    pub fn public(self) -> bool {
+        matches!(self, Op::ProviderWebhook | Op::AdminDashboardPage)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -124,6 +129,7 @@ pub const ROUTES: &[Route] = &[
     },
     Route { method: "POST", path: "/v1/admin/cleanup", function: Function::Admin, op: Op::AdminCleanup },
     Route { method: "GET", path: "/v1/admin/monitoring", function: Function::Admin, op: Op::AdminMonitoring },
+    Route { method: "GET", path: "/v1/admin/dashboard", function: Function::Admin, op: Op::AdminDashboardPage },
     Route { method: "POST", path: "/v1/webhooks/{provider}", function: Function::Webhook, op: Op::ProviderWebhook },
 ];
 
@@ -202,7 +208,8 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let request_id = request_id(&req);
     let route = match_route(req.method(), req.uri().path()).filter(|(route, _)| route.function == function);
-    let caller = if function.public() { None } else { identity::caller(&req).ok() };
+    let public = route.as_ref().is_some_and(|(route, _)| route.op.public());
+    let caller = if public { None } else { identity::caller(&req).ok() };
     let user = caller.as_ref().map(|c| c.user.to_string()).unwrap_or_default();
     let (op, reservation) = match &route {
         Some((route, params)) => (Some(route.op), params.get("id").unwrap_or("").to_owned()),
@@ -210,7 +217,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
     };
     let result = match route {
         None => Err(Error::RouteNotFound),
-        Some(_) if caller.is_none() && !function.public() => Err(Error::Unauthorized),
+        Some(_) if caller.is_none() && !public => Err(Error::Unauthorized),
         Some(_) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
         Some((route, params)) => handlers::dispatch(app, route.op, &params, &req, caller.as_ref()).await,
     };
