@@ -13,6 +13,7 @@ use credits_shared::config::Config;
 use credits_shared::domain::{Credits, GrantReason, UserId, MAX_AMOUNT};
 use credits_shared::ledger::sweep;
 use credits_shared::ledger::GrantRequest;
+use credits_shared::prices::set_price;
 use credits_shared::prices::Catalog;
 use credits_shared::stats::Stats;
 use credits_shared::store::{sdk_config, Store};
@@ -67,6 +68,11 @@ enum Command {
         #[arg(long)]
         description: Option<String>,
     },
+    /// Show the prices in force, or change one for new holds (recorded; holds already placed keep theirs).
+    Prices {
+        #[command(subcommand)]
+        action: Option<PricesAction>,
+    },
     /// Print a local token (HS256, the dev server's secret).
     Token {
         /// The user id (`sub` claim).
@@ -83,12 +89,26 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PricesAction {
+    /// Print the prices in force (the default).
+    Show,
+    /// Set one operation's unit cost for holds placed from now on.
+    Set {
+        #[arg(long)]
+        operation: String,
+        #[arg(long)]
+        unit_cost: u64,
+    },
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Serve { listen, data_dir, jwt_secret } => serve(listen, data_dir, jwt_secret).await,
         Command::Cleanup { budget } => cleanup(budget).await,
         Command::Check { quiet } => return check(quiet).await,
+        Command::Prices { action } => prices(action.unwrap_or(PricesAction::Show)).await,
         Command::Grant { user, amount, reason, key, description } => {
             grant(user, amount, reason, key, description).await
         }
@@ -156,7 +176,14 @@ async fn spawn_stats(sdk: &aws_config::SdkConfig, ledger: &Ledger) -> Result<(),
 
 async fn check(quiet: bool) -> std::process::ExitCode {
     let ledger = Config::from_env().ledger().await;
-    match credits_cli::check::run(ledger.store(), ledger.catalog(), !quiet).await {
+    let prices = match ledger.prices().await {
+        Ok(prices) => prices,
+        Err(error) => {
+            eprintln!("credits check: reading prices: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match credits_cli::check::run(ledger.store(), &prices, !quiet).await {
         Ok(report) => {
             print!("{}", report.render());
             std::process::ExitCode::from(report.exit_code())

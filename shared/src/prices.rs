@@ -2,10 +2,13 @@
 //! records the unit cost it was priced at, so a later change never alters it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Credits, MAX_AMOUNT};
+use crate::domain::{Credits, Timestamp, MAX_AMOUNT};
+use crate::store::{key, n, s, Item, Store, TxFailure};
 
 const DEFAULT_CATALOG: &str = include_str!("../prices.json");
 
@@ -51,6 +54,108 @@ impl Catalog {
     pub fn operations(&self) -> &[Price] {
         &self.operations
     }
+
+    /// This catalog with one price set (added if the operation is new).
+    pub fn with_price(&self, operation: &str, unit_cost: Credits) -> Catalog {
+        let mut operations: Vec<Price> = self.operations.iter().filter(|p| p.operation != operation).cloned().collect();
+        operations.push(Price { operation: operation.to_owned(), unit_cost });
+        operations.sort_by(|a, b| a.operation.cmp(&b.operation));
+        Catalog { operations }
+    }
+}
+
+/// Prices changed by an operator live in the table (`CATALOG`/`PRICES`,
+/// every change recorded as `CATALOG`/`CHANGE#…`); each function reads them
+/// at most every `refresh` and falls back to the shipped catalog.
+#[derive(Debug)]
+pub struct PriceCache {
+    shipped: Arc<Catalog>,
+    refresh: Duration,
+    current: RwLock<Option<(Arc<Catalog>, Instant)>>,
+}
+
+pub const PRICES_PK: &str = "CATALOG";
+pub const PRICE_REFRESH: Duration = Duration::from_secs(30);
+
+impl PriceCache {
+    pub fn new(shipped: Arc<Catalog>, refresh: Duration) -> PriceCache {
+        PriceCache { shipped, refresh, current: RwLock::new(None) }
+    }
+
+    pub fn shipped(&self) -> &Arc<Catalog> {
+        &self.shipped
+    }
+
+    /// The prices in force: the cached copy while it is fresh.
+    pub async fn get(&self, store: &Store) -> crate::Result<Arc<Catalog>> {
+        let cached = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some((catalog, at)) = cached {
+            if at.elapsed() < self.refresh {
+                return Ok(catalog);
+            }
+        }
+        let catalog = match store.get(key(PRICES_PK.into(), "PRICES")).await? {
+            Some(item) => Arc::new(catalog_from_item(&item).unwrap_or_else(|| self.shipped.as_ref().clone())),
+            None => self.shipped.clone(),
+        };
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((catalog.clone(), Instant::now()));
+        Ok(catalog)
+    }
+}
+
+fn catalog_from_item(item: &Item) -> Option<Catalog> {
+    let operations = item.get("operations")?.as_m().ok()?;
+    let mut prices: Vec<Price> = operations
+        .iter()
+        .filter_map(|(op, cost)| {
+            let cost = cost.as_n().ok()?.parse::<u64>().ok().filter(|c| *c <= MAX_AMOUNT)?;
+            Some(Price { operation: op.clone(), unit_cost: Credits(cost) })
+        })
+        .collect();
+    prices.sort_by(|a, b| a.operation.cmp(&b.operation));
+    Some(Catalog { operations: prices })
+}
+
+/// Sets one price for new holds (holds already placed keep theirs) and
+/// records the change. Returns the previous price, if any.
+pub async fn set_price(
+    store: &Store,
+    current: &Catalog,
+    operation: &str,
+    unit_cost: Credits,
+    by: &str,
+    at: Timestamp,
+) -> crate::Result<Option<Credits>> {
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+    let previous = current.unit_cost(operation);
+    let next = current.with_price(operation, unit_cost);
+    let mut item = key(PRICES_PK.into(), "PRICES");
+    item.insert(
+        "operations".into(),
+        AttributeValue::M(next.operations.iter().map(|p| (p.operation.clone(), n(p.unit_cost))).collect()),
+    );
+    item.insert("updatedAt".into(), n(at.millis()));
+    let mut change = key(PRICES_PK.into(), &format!("CHANGE#{:013}#{operation}", at.millis()));
+    change.insert("operation".into(), s(operation));
+    change.insert("unitCost".into(), n(unit_cost));
+    if let Some(previous) = previous {
+        change.insert("previous".into(), n(previous));
+    }
+    change.insert("by".into(), s(by));
+    change.insert("at".into(), n(at.millis()));
+    let put = |item: Item| -> crate::Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(store.table())
+            .set_item(Some(item))
+            .build()
+            .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    };
+    store.transact(vec![put(item)?, put(change)?], None).await.map_err(|failure| match failure {
+        TxFailure::Store(e) => e,
+        TxFailure::Cancelled(reasons) => crate::Error::Internal(format!("price change cancelled: {reasons:?}")),
+    })?;
+    Ok(previous)
 }
 
 #[cfg(test)]

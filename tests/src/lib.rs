@@ -62,7 +62,9 @@ impl TestEnv {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         let clock = ManualClock::starting_now();
-        let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(Catalog::default_catalog()), 90);
+        // Price changes show at once (deployed: within `PRICE_REFRESH`).
+        let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(Catalog::default_catalog()), 90)
+            .with_price_refresh(std::time::Duration::ZERO);
         TestEnv { ledger, store, clock, config, stream: tokio::sync::Mutex::new(None) }
     }
 

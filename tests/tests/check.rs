@@ -99,3 +99,48 @@ async fn the_credits_binary_exits_non_zero_on_drift() {
     assert_eq!(drifted.status.code(), Some(1), "{out}");
     assert!(out.contains(users[0].as_str()), "{out}");
 }
+
+#[tokio::test]
+async fn a_price_change_applies_to_new_holds_only_and_check_shows_old_prices() {
+    let env = TestEnv::new().await;
+    let u = user("pricey");
+    env.grant(&u, 100).await;
+    let before = env.ledger.reserve(&u, reserve_request("design_generate_image", 1)).await.expect("r").into_inner();
+    let current = env.ledger.prices().await.expect("prices");
+    let previous = credits_shared::prices::set_price(
+        &env.store,
+        &current,
+        "design_generate_image",
+        credits_shared::domain::Credits(7),
+        "test",
+        env.ledger.now(),
+    )
+    .await
+    .expect("set price");
+    assert_eq!(previous, Some(credits_shared::domain::Credits(5)));
+    let after = env.ledger.reserve(&u, reserve_request("design_generate_image", 1)).await.expect("r").into_inner();
+    assert_eq!((before.unit_cost.get(), after.unit_cost.get()), (5, 7));
+    // The hold placed before keeps its price when confirmed.
+    let confirmed = env.ledger.confirm(Some(&u), before.reservation_id, None, Actor::Client).await.expect("confirm");
+    assert_eq!(confirmed.captured_amount.get(), 5);
+    assert_eq!(env.ledger.prices().await.expect("prices").unit_cost("design_generate_image").map(|c| c.get()), Some(7));
+
+    let prices = env.ledger.prices().await.expect("prices");
+    let report = credits_cli::check::run(&env.store, &prices, false).await.expect("check");
+    assert_eq!(report.exit_code(), 0, "{}", report.render());
+    assert!(report.render().contains("old price (today 7)"), "{}", report.render());
+    // The change is recorded.
+    let changes = env
+        .store
+        .client()
+        .query()
+        .table_name(env.store.table())
+        .key_condition_expression("pk = :pk AND begins_with(sk, :change)")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S("CATALOG".into()))
+        .expression_attribute_values(":change", aws_sdk_dynamodb::types::AttributeValue::S("CHANGE#".into()))
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(changes.count, 1);
+    env.assert_books_balance().await;
+}

@@ -51,7 +51,7 @@ pub async fn dispatch(
     match op {
         Op::ProviderWebhook | Op::AdminDashboardPage => Err(Error::RouteNotFound),
         Op::GetBalance => Ok(json(StatusCode::OK, &ledger.balance(&caller.user).await?)),
-        Op::GetPrices => Ok(json(StatusCode::OK, ledger.catalog())),
+        Op::GetPrices => Ok(json(StatusCode::OK, ledger.prices().await?.as_ref())),
         Op::CreateReservation => {
             let request = reserve_request(body, idempotency_key(req)?)?;
             let outcome = ledger.reserve(&caller.user, request).await?;
@@ -296,6 +296,7 @@ async fn monitoring(ledger: &Ledger, req: &Request) -> Result<Response<Body>> {
     };
     let monitor = Monitor::new(ledger.store().clone());
     let now = ledger.now();
+    let prices = ledger.prices().await?;
     let body = match kind.as_str() {
         "health" => serde_json::to_value(monitor.health(now).await?),
         "usage" => Ok(monitor.usage(period, now).await?),
@@ -303,9 +304,9 @@ async fn monitoring(ledger: &Ledger, req: &Request) -> Result<Response<Body>> {
             json!({"period": period_name(period), "users": monitor.top_users(period, now, limit).await?}),
         ),
         "models" => serde_json::to_value(
-            json!({"period": period_name(period), "operations": monitor.models(period, now, ledger.catalog()).await?}),
+            json!({"period": period_name(period), "operations": monitor.models(period, now, &prices).await?}),
         ),
-        "dashboard" => Ok(monitor.dashboard(period, now, limit, ledger.catalog()).await?),
+        "dashboard" => Ok(monitor.dashboard(period, now, limit, &prices).await?),
         _ => Ok(monitor.overview(period, now).await?),
     }
     .map_err(|e| Error::Internal(e.to_string()))?;

@@ -21,7 +21,7 @@ use crate::domain::{
     HoldStatus, Provider, Reservation, Settlement, Timestamp, UserId,
 };
 use crate::error::{Error, Result};
-use crate::prices::Catalog;
+use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{
     entry_sk, hold_pk, key, n, pending_shard, s, task_pk, to_item, user_pk, EntryItem, EventItem, GrantItem, HoldItem,
     Item, Store, TaskItem, TxFailure,
@@ -98,7 +98,7 @@ pub enum WithCreditsError<E> {
 pub struct Ledger {
     store: Store,
     clock: Arc<dyn Clock>,
-    catalog: Arc<Catalog>,
+    prices: Arc<PriceCache>,
     retention_seconds: i64,
 }
 
@@ -119,15 +119,32 @@ async fn backoff(attempt: u32) {
 
 impl Ledger {
     pub fn new(store: Store, clock: Arc<dyn Clock>, catalog: Arc<Catalog>, retention_days: u32) -> Ledger {
-        Ledger { store, clock, catalog, retention_seconds: i64::from(retention_days) * 86_400 }
+        Ledger {
+            store,
+            clock,
+            prices: Arc::new(PriceCache::new(catalog, PRICE_REFRESH)),
+            retention_seconds: i64::from(retention_days) * 86_400,
+        }
+    }
+
+    /// Reads operator price changes at most every `refresh` (tests: always).
+    pub fn with_price_refresh(mut self, refresh: std::time::Duration) -> Ledger {
+        self.prices = Arc::new(PriceCache::new(self.prices.shipped().clone(), refresh));
+        self
     }
 
     pub fn store(&self) -> &Store {
         &self.store
     }
 
+    /// The catalog shipped with the project (`shared/prices.json`).
     pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+        self.prices.shipped()
+    }
+
+    /// The prices in force for new holds (shipped catalog plus operator changes).
+    pub async fn prices(&self) -> Result<Arc<Catalog>> {
+        self.prices.get(&self.store).await
     }
 
     pub fn now(&self) -> Timestamp {
@@ -203,7 +220,8 @@ impl Ledger {
     /// Places a hold: moves `units × unitCost` from `available` to `reserved`.
     pub async fn reserve(&self, user: &UserId, request: ReserveRequest) -> Result<Outcome<Reservation>> {
         let unit_cost = self
-            .catalog
+            .prices()
+            .await?
             .unit_cost(&request.operation)
             .ok_or_else(|| Error::UnknownOperation(request.operation.clone()))?;
         let amount = Credits(unit_cost.get() * u64::from(request.units));
