@@ -195,6 +195,34 @@ async fn check(quiet: bool) -> std::process::ExitCode {
     }
 }
 
+async fn prices(action: PricesAction) -> Result<(), String> {
+    let ledger = Config::from_env().ledger().await;
+    let current = ledger.prices().await.map_err(|e| e.to_string())?;
+    match action {
+        PricesAction::Show => {
+            for price in current.operations() {
+                println!("{:<28} {:>6}", price.operation, price.unit_cost);
+            }
+        }
+        PricesAction::Set { operation, unit_cost } => {
+            if operation.is_empty() || operation.len() > 128 || unit_cost > MAX_AMOUNT {
+                return Err(format!("--operation must be 1 to 128 characters and --unit-cost at most {MAX_AMOUNT}"));
+            }
+            let by = std::env::var("USER").unwrap_or_else(|_| "credits-cli".into());
+            let previous = set_price(ledger.store(), &current, &operation, Credits(unit_cost), &by, ledger.now())
+                .await
+                .map_err(|e| e.to_string())?;
+            match previous {
+                Some(old) => {
+                    println!("{operation}: {old} -> {unit_cost} for new holds (holds already placed keep {old})")
+                }
+                None => println!("{operation}: new operation at {unit_cost}"),
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn grant(
     user: String,
     amount: u64,
