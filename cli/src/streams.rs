@@ -48,11 +48,20 @@ impl LocalStream {
             self.iterators.insert(id, iterator);
         }
         let mut changes = Vec::new();
-        for iterator in self.iterators.values_mut() {
+        let mut lost = Vec::new();
+        for (shard, iterator) in self.iterators.iter_mut() {
             // Read each shard up to its current end.
             while let Some(current) = iterator.clone() {
-                let out =
-                    self.client.get_records().shard_iterator(current).send().await.map_err(|e| format!("{e:?}"))?;
+                let out = match self.client.get_records().shard_iterator(current).send().await {
+                    Ok(out) => out,
+                    Err(error) => {
+                        // Keep what the other shards gave; reopen this one from
+                        // its start next time (records read twice count once).
+                        tracing::warn!(shard = %shard, error = ?error, "reading a stream shard failed");
+                        lost.push(shard.clone());
+                        break;
+                    }
+                };
                 let records = out.records.unwrap_or_default();
                 let empty = records.is_empty();
                 for record in records {
@@ -69,6 +78,9 @@ impl LocalStream {
                     break;
                 }
             }
+        }
+        for shard in lost {
+            self.iterators.remove(&shard);
         }
         Ok(changes)
     }

@@ -95,7 +95,7 @@ impl PriceCache {
             }
         }
         let catalog = match store.get(key(PRICES_PK.into(), "PRICES")).await? {
-            Some(item) => Arc::new(catalog_from_item(&item).unwrap_or_else(|| self.shipped.as_ref().clone())),
+            Some(item) => Arc::new(overlay(&self.shipped, &item)),
             None => self.shipped.clone(),
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((catalog.clone(), Instant::now()));
@@ -103,17 +103,18 @@ impl PriceCache {
     }
 }
 
-fn catalog_from_item(item: &Item) -> Option<Catalog> {
-    let operations = item.get("operations")?.as_m().ok()?;
-    let mut prices: Vec<Price> = operations
-        .iter()
-        .filter_map(|(op, cost)| {
-            let cost = cost.as_n().ok()?.parse::<u64>().ok().filter(|c| *c <= MAX_AMOUNT)?;
-            Some(Price { operation: op.clone(), unit_cost: Credits(cost) })
-        })
-        .collect();
-    prices.sort_by(|a, b| a.operation.cmp(&b.operation));
-    Some(Catalog { operations: prices })
+/// The shipped catalog with the operator's changes laid over it, so an
+/// operation added to `prices.json` by a later deploy is priced at once.
+fn overlay(shipped: &Catalog, item: &Item) -> Catalog {
+    let Some(changed) = item.get("operations").and_then(|v| v.as_m().ok()) else { return shipped.clone() };
+    let mut catalog = shipped.clone();
+    for (operation, cost) in changed {
+        match cost.as_n().ok().and_then(|c| c.parse::<u64>().ok()).filter(|c| *c <= MAX_AMOUNT) {
+            Some(cost) => catalog = catalog.with_price(operation, Credits(cost)),
+            None => tracing::warn!(operation = %operation, "ignoring an unreadable stored price"),
+        }
+    }
+    catalog
 }
 
 /// Sets one price for new holds (holds already placed keep theirs) and
@@ -126,15 +127,27 @@ pub async fn set_price(
     by: &str,
     at: Timestamp,
 ) -> crate::Result<Option<Credits>> {
+    use aws_sdk_dynamodb::types::Update;
     use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
     let previous = current.unit_cost(operation);
-    let next = current.with_price(operation, unit_cost);
-    let mut item = key(PRICES_PK.into(), "PRICES");
-    item.insert(
-        "operations".into(),
-        AttributeValue::M(next.operations.iter().map(|p| (p.operation.clone(), n(p.unit_cost))).collect()),
-    );
-    item.insert("updatedAt".into(), n(at.millis()));
+    // One map entry per changed operation: concurrent changes of different
+    // operations both land, and the same operation's last write wins.
+    let update = Update::builder()
+        .table_name(store.table())
+        .set_key(Some(key(PRICES_PK.into(), "PRICES")))
+        .update_expression("SET operations = if_not_exists(operations, :empty), updatedAt = :at")
+        .expression_attribute_values(":empty", AttributeValue::M(Default::default()))
+        .expression_attribute_values(":at", n(at.millis()))
+        .build()
+        .map_err(|e| crate::Error::Internal(e.to_string()))?;
+    let entry = Update::builder()
+        .table_name(store.table())
+        .set_key(Some(key(PRICES_PK.into(), "PRICES")))
+        .update_expression("SET operations.#op = :cost")
+        .expression_attribute_names("#op", operation)
+        .expression_attribute_values(":cost", n(unit_cost))
+        .build()
+        .map_err(|e| crate::Error::Internal(e.to_string()))?;
     let mut change = key(PRICES_PK.into(), &format!("CHANGE#{:013}#{operation}", at.millis()));
     change.insert("operation".into(), s(operation));
     change.insert("unitCost".into(), n(unit_cost));
@@ -151,10 +164,17 @@ pub async fn set_price(
             .map_err(|e| crate::Error::Internal(e.to_string()))?;
         Ok(TransactWriteItem::builder().put(put).build())
     };
-    store.transact(vec![put(item)?, put(change)?], None).await.map_err(|failure| match failure {
+    let failed = |failure: TxFailure| match failure {
         TxFailure::Store(e) => e,
         TxFailure::Cancelled(reasons) => crate::Error::Internal(format!("price change cancelled: {reasons:?}")),
-    })?;
+    };
+    // The map must exist before an entry can be set in it: two steps, each
+    // harmless to repeat; the change line goes with the price itself.
+    store.transact(vec![TransactWriteItem::builder().update(update).build()], None).await.map_err(failed)?;
+    store
+        .transact(vec![TransactWriteItem::builder().update(entry).build(), put(change)?], None)
+        .await
+        .map_err(failed)?;
     Ok(previous)
 }
 

@@ -51,10 +51,12 @@ struct Image {
     settled_at: Option<i64>,
     at: i64,
     late_success: bool,
-    available: u64,
-    reserved: u64,
-    spent: u64,
-    granted: u64,
+    refunded_at: Option<i64>,
+    // Signed, so that a corrupted negative figure is read (and flagged).
+    available: i64,
+    reserved: i64,
+    spent: i64,
+    granted: i64,
 }
 
 impl Image {
@@ -67,7 +69,9 @@ impl Image {
     }
 
     fn adds_up(&self) -> bool {
-        self.available.checked_add(self.reserved).and_then(|v| v.checked_add(self.spent)) == Some(self.granted)
+        let figures = [self.available, self.reserved, self.spent, self.granted];
+        figures.iter().all(|f| *f >= 0)
+            && self.available.checked_add(self.reserved).and_then(|v| v.checked_add(self.spent)) == Some(self.granted)
     }
 }
 
@@ -121,7 +125,7 @@ fn contribution(change: &Change) -> Option<Contribution> {
                 }
             }
             (Some(HoldStatus::Confirmed), Some(HoldStatus::Refunded)) => {
-                c.at = image.settled_at.unwrap_or(image.created_at);
+                c.at = image.refunded_at.or(image.settled_at).unwrap_or(image.created_at);
                 let refunded = image.captured_amount as i64;
                 c.op_fields = vec![("refunded", 1), ("refundedCredits", refunded)];
                 c.user_fields = vec![("spent", -refunded)];
@@ -279,6 +283,12 @@ impl Stats {
         let mut group = Group::default();
         let mut pending: Vec<(&Change, Contribution)> = Vec::new();
         for change in changes {
+            if group.items() + 1 > MAX_TX_ITEMS {
+                let (counted, dupes) = self.flush(std::mem::take(&mut group), &pending, now).await?;
+                applied.counted += counted;
+                applied.duplicates += dupes;
+                pending.clear();
+            }
             self.note_balance(change, &mut group);
             if group.marks.contains(&change.event_id) {
                 applied.duplicates += 1;
@@ -324,7 +334,9 @@ impl Stats {
         now: Timestamp,
     ) -> Result<(usize, usize)> {
         let mut duplicates = 0;
-        for attempt in 0..12u32 {
+        // Counters are shared by every stream shard's batches: be patient
+        // with conflicts (a failed batch is retried whole anyway).
+        for attempt in 0..30u32 {
             if group.items() == 0 {
                 return Ok((0, duplicates));
             }
@@ -340,7 +352,8 @@ impl Stats {
                         .map(|(mark, _)| mark.clone())
                         .collect();
                     if seen.is_empty() {
-                        tokio::time::sleep(Duration::from_millis(5 + 10 * u64::from(attempt))).await;
+                        let jitter = rand::random::<u64>() % (20 + 20 * u64::from(attempt.min(10)));
+                        tokio::time::sleep(Duration::from_millis(5 + jitter)).await;
                         continue;
                     }
                     duplicates += seen.len();

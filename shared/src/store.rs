@@ -109,6 +109,8 @@ pub struct HoldItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settled_by: Option<Actor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refunded_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_hash: Option<String>,
     #[serde(default)]
     pub events: Vec<EventItem>,

@@ -261,6 +261,7 @@ impl Ledger {
                 released_amount: 0,
                 settled_at: None,
                 settled_by: None,
+                refunded_at: None,
                 request_hash: hash.clone(),
                 events: vec![EventItem {
                     kind: EventType::Reserved,
@@ -508,7 +509,10 @@ impl Ledger {
             .expression_attribute_values(":ttl", n(ttl));
         let mut remove = "";
         if wanted == Settlement::Refund {
-            update = update.expression_attribute_values(":from", s(HoldStatus::Confirmed.as_str()));
+            set.push("refundedAt = :now");
+            update = update
+                .expression_attribute_values(":from", s(HoldStatus::Confirmed.as_str()))
+                .expression_attribute_values(":now", n(now.millis()));
         } else {
             set.extend(["capturedUnits = :cu", "capturedAmount = :ca", "releasedAmount = :ra"]);
             set.extend(["settledAt = :now", "settledBy = :by"]);

@@ -15,6 +15,9 @@ use crate::store::{n, s, PENDING_INDEX, PENDING_SHARDS};
 
 /// Holds expired at once by one sweep.
 pub const DEFAULT_CONCURRENCY: usize = 8;
+/// Due holds one run lists at most, so listing never eats the time budget;
+/// a larger backlog is worked off by the following runs.
+pub const MAX_LISTED: usize = 20_000;
 
 /// What a sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -47,7 +50,10 @@ impl Ledger {
         // completes: `remaining` is then exact.
         let mut due = Vec::new();
         for shard in 0..PENDING_SHARDS {
-            let (ids, scanned) = self.due_in_shard(shard, now).await?;
+            if due.len() >= MAX_LISTED {
+                break;
+            }
+            let (ids, scanned) = self.due_in_shard(shard, now, MAX_LISTED / usize::from(PENDING_SHARDS)).await?;
             report.scanned += scanned;
             due.extend(ids);
         }
@@ -105,7 +111,7 @@ impl Ledger {
     }
 
     /// The ids of one shard's due holds, with how many index entries were read.
-    async fn due_in_shard(&self, shard: u8, now: Timestamp) -> Result<(Vec<Uuid>, u32)> {
+    async fn due_in_shard(&self, shard: u8, now: Timestamp, at_most: usize) -> Result<(Vec<Uuid>, u32)> {
         let mut ids = Vec::new();
         let mut scanned = 0;
         let mut start = None;
@@ -137,7 +143,7 @@ impl Ledger {
                 }
             }
             start = page.last_evaluated_key;
-            if start.is_none() {
+            if start.is_none() || ids.len() >= at_most {
                 return Ok((ids, scanned));
             }
         }

@@ -326,10 +326,29 @@ impl Ledger {
             Some((_, Decision::ExpireInstead)) => Some(Settlement::Expire),
             _ => None,
         };
-        let items = vec![
-            self.put(task_link, Some("attribute_not_exists(pk)"))?,
-            self.delete(parked_key(provider, task_id), "attribute_exists(pk)")?,
-        ];
+        let mut items = Vec::with_capacity(3);
+        if attempted == Some(Settlement::Expire) {
+            // A parked success for a hold that expired meanwhile: record the
+            // late success (the stats count it), in the same write.
+            let late = DeliveryItem {
+                pk: format!("DELIVERY#{}#late#{task_id}", provider.as_str()),
+                sk: "DELIVERY".into(),
+                entity: "delivery".into(),
+                provider,
+                task_id: task_id.to_owned(),
+                outcome: outcome.as_str().into(),
+                result: WebhookResult::Ignored,
+                late_success: true,
+                reservation_id: Some(id),
+                user_id: Some(item.user_id.clone()),
+                at: now.millis(),
+                ttl: now.unix_seconds() + self.retention_seconds,
+            };
+            items.push(self.put(to_item(&late)?, None)?);
+        }
+        // These two stay last: their cancellation reasons are read by position.
+        items.push(self.put(task_link, Some("attribute_not_exists(pk)"))?);
+        items.push(self.delete(parked_key(provider, task_id), "attribute_exists(pk)")?);
         let Some(attempted) = attempted else {
             // Settled already (or nothing to do): link only, and drop the parked delivery.
             return self.link_only(item, provider, task_id, items, attempt).await;

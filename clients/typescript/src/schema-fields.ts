@@ -1,0 +1,187 @@
+// The fields the client's types declare, per schema of openapi.yaml
+// (components.schemas), and the values of its enums. The compiler checks
+// each list against the TypeScript type (a field the type has but the list
+// lacks, or the other way round, fails `tsc`); test/spec.test.mjs checks each
+// list against the spec (a property the spec has but the list lacks fails).
+
+import type * as T from "./types.js";
+
+/** The keys of T without index signatures. */
+type KnownKeys<X> = keyof {
+  [K in keyof X as string extends K ? never : number extends K ? never : symbol extends K ? never : K]: X[K];
+};
+type Missing<X, K extends readonly PropertyKey[]> = Exclude<KnownKeys<X>, K[number]>;
+
+/** Every field of X, no more, no less (a second argument naming the missing field is demanded otherwise). */
+function fieldsOf<X>() {
+  return <const K extends readonly (KnownKeys<X> & string)[]>(
+    keys: K,
+    ..._missing: [Missing<X, K>] extends [never] ? [] : [missingField: Missing<X, K>]
+  ): readonly string[] => keys;
+}
+
+/** Fields that X declares (X may declare more: problem variants carry the union of all extras). */
+function someFieldsOf<X>() {
+  return <const K extends readonly (KnownKeys<X> & string)[]>(keys: K): readonly string[] => keys;
+}
+
+/** A schema that is not an object (a scalar or an enum): no fields. */
+function scalar<_X>(): readonly string[] {
+  return [];
+}
+
+/** Every member of the union U, no more, no less. */
+function valuesOf<U extends string>() {
+  return <const V extends readonly U[]>(
+    values: V,
+    ..._missing: [Exclude<U, V[number]>] extends [never] ? [] : [missingValue: Exclude<U, V[number]>]
+  ): readonly string[] => values;
+}
+
+const problem = [...fieldsOf<T.Problem>()(
+  [
+    "type",
+    "title",
+    "status",
+    "code",
+    "detail",
+    "requestId",
+    "field",
+    "available",
+    "required",
+    "shortfall",
+    "reservationStatus",
+  ],
+)];
+const problemBase = ["type", "title", "status", "code", "detail", "requestId"] as const;
+
+export const schemaFields: Readonly<Record<string, readonly string[]>> = {
+  Credits: scalar<T.Credits>(),
+  UserId: scalar<T.UserId>(),
+  IdempotencyKey: scalar<T.IdempotencyKey>(),
+  Timestamp: scalar<T.Timestamp>(),
+  OperationName: scalar<T.OperationName>(),
+  Provider: scalar<T.Provider>(),
+  ReservationStatus: scalar<T.ReservationStatus>(),
+  Actor: scalar<T.Actor>(),
+  ReserveRequest: fieldsOf<T.ReserveRequest>()(["operation", "units", "taskId", "provider", "description", "ttlSeconds"]),
+  ConfirmRequest: fieldsOf<T.ConfirmRequest>()(["units"]),
+  ReasonRequest: fieldsOf<T.ReasonRequest>()(["reason"]),
+  TaskRequest: fieldsOf<T.TaskRequest>()(["taskId", "provider"]),
+  GrantRequest: fieldsOf<T.GrantRequest>()(["amount", "reason", "description"]),
+  Reservation: fieldsOf<T.Reservation>()([
+    "reservationId",
+    "userId",
+    "operation",
+    "units",
+    "unitCost",
+    "amount",
+    "status",
+    "taskId",
+    "provider",
+    "description",
+    "createdAt",
+    "expiresAt",
+    "capturedUnits",
+    "capturedAmount",
+    "releasedAmount",
+    "settledAt",
+    "settledBy",
+  ]),
+  ReservationWithEvents: fieldsOf<T.ReservationWithEvents>()([
+    "reservationId",
+    "userId",
+    "operation",
+    "units",
+    "unitCost",
+    "amount",
+    "status",
+    "taskId",
+    "provider",
+    "description",
+    "createdAt",
+    "expiresAt",
+    "capturedUnits",
+    "capturedAmount",
+    "releasedAmount",
+    "settledAt",
+    "settledBy",
+    "events",
+  ]),
+  ReservationEvent: fieldsOf<T.ReservationEvent>()(["type", "at", "by", "amount"]),
+  Balance: fieldsOf<T.Balance>()(["userId", "available", "reserved", "spent", "granted", "updatedAt"]),
+  Grant: fieldsOf<T.Grant>()(["grantId", "balance"]),
+  Price: fieldsOf<T.Price>()(["operation", "unitCost"]),
+  Prices: fieldsOf<T.Prices>()(["operations"]),
+  LedgerEntry: fieldsOf<T.LedgerEntry>()(["id", "type", "amount", "reservationId", "operation", "description", "at"]),
+  HistoryPage: fieldsOf<T.HistoryPage>()(["items", "nextCursor"]),
+  Monitoring: fieldsOf<T.Monitoring>()([]),
+  SweepReport: fieldsOf<T.SweepReport>()(["expired", "alreadySettled", "remaining", "errors", "scanned", "durationMs"]),
+  WebhookPayload: fieldsOf<T.WebhookPayload>()(["task_id", "id", "status", "units"]),
+  WebhookAnswer: fieldsOf<T.WebhookAnswer>()(["result", "lateSuccess", "reservationId"]),
+  Problem: someFieldsOf<T.Problem>()(problemBase),
+  ValidationProblem: someFieldsOf<T.ValidationProblem>()([...problemBase, "field"]),
+  UnknownOperationProblem: someFieldsOf<T.UnknownOperationProblem>()(problemBase),
+  UnauthorizedProblem: someFieldsOf<T.UnauthorizedProblem>()(problemBase),
+  InsufficientCreditsProblem: someFieldsOf<T.InsufficientCreditsProblem>()([
+    ...problemBase,
+    "available",
+    "required",
+    "shortfall",
+  ]),
+  ForbiddenProblem: someFieldsOf<T.ForbiddenProblem>()(problemBase),
+  ReservationNotFoundProblem: someFieldsOf<T.ReservationNotFoundProblem>()(problemBase),
+  ReservationNotPendingProblem: someFieldsOf<T.ReservationNotPendingProblem>()([...problemBase, "reservationStatus"]),
+  ReservationExpiredProblem: someFieldsOf<T.ReservationExpiredProblem>()(problemBase),
+  TaskAlreadyLinkedProblem: someFieldsOf<T.TaskAlreadyLinkedProblem>()(problemBase),
+  PayloadTooLargeProblem: someFieldsOf<T.PayloadTooLargeProblem>()(problemBase),
+  IdempotencyKeyReusedProblem: someFieldsOf<T.IdempotencyKeyReusedProblem>()(problemBase),
+  InternalProblem: someFieldsOf<T.InternalProblem>()(problemBase),
+  UnavailableProblem: someFieldsOf<T.UnavailableProblem>()(problemBase),
+};
+
+/** Every field any problem may carry (the union of the variants' extras). */
+export const problemFields: readonly string[] = problem;
+
+/**
+ * Enum values the client's unions declare, keyed by where the spec declares
+ * them: `Schema` for an enum schema, `Schema.property` for an enum property.
+ */
+export const enumValues: Readonly<Record<string, readonly string[]>> = {
+  Provider: valuesOf<T.Provider>()(["bfl", "generic"]),
+  ReservationStatus: valuesOf<T.ReservationStatus>()(["pending", "confirmed", "released", "expired", "refunded"]),
+  Actor: valuesOf<T.Actor>()(["client", "webhook", "cleanup", "admin"]),
+  "GrantRequest.reason": valuesOf<T.GrantReason>()(["ad_reward", "purchase", "promo", "plan_refill", "adjustment"]),
+  "ReservationEvent.type": valuesOf<T.ReservationEventType>()([
+    "reserved",
+    "confirmed",
+    "released",
+    "expired",
+    "refunded",
+    "task_linked",
+  ]),
+  "LedgerEntry.type": valuesOf<T.LedgerEntryType>()(["grant", "reserve", "confirm", "release", "expire", "refund"]),
+  "WebhookAnswer.result": valuesOf<T.WebhookAnswer["result"]>()([
+    "confirmed",
+    "released",
+    "ignored",
+    "duplicate",
+    "parked",
+  ]),
+  "Problem.code": valuesOf<T.ProblemCode>()([
+    "validation_error",
+    "unknown_operation",
+    "unauthorized",
+    "insufficient_credits",
+    "forbidden",
+    "reservation_not_found",
+    "reservation_not_pending",
+    "reservation_expired",
+    "task_already_linked",
+    "payload_too_large",
+    "idempotency_key_reused",
+    "unavailable",
+    "internal",
+    "not_found",
+  ]),
+};
