@@ -6,7 +6,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 VENV := .venv
 
-.PHONY: help deps java chromium run test lint unit integration cfn-lint fmt
+.PHONY: help deps java chromium ts-test run test lint unit integration cfn-lint fmt
 
 help:
 	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
@@ -43,7 +43,14 @@ test: deps lint
 	cargo build -q -p credits-cli --bin credits
 	CREDITS_BIN=$(CURDIR)/target/debug/credits cargo test --workspace
 	scripts/check-walkthrough.sh
+	$(MAKE) --no-print-directory ts-test
 	$(MAKE) --no-print-directory cfn-lint
+
+# The TypeScript client against the dev server, and the Next.js example type-checked.
+ts-test:
+	cargo build -q -p credits-cli --bin credits
+	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && CREDITS_BIN=$(CURDIR)/target/debug/credits npm test
+	cd examples/nextjs && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck
 
 cfn-lint: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::signal::unix::{signal, SignalKind};
+
 use clap::{Parser, Subcommand};
 use credits_cli::devserver::{self, DevServer};
 use credits_cli::streams::LocalStream;
@@ -277,6 +279,10 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     spawn_sweeps(ledger.clone());
     spawn_stats(&sdk, &ledger).await?;
 
+    // Installed before anything is printed, so that a Ctrl-C (or SIGTERM)
+    // right after start-up still stops DynamoDB Local with the server.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
     let user_token = token::mint(&jwt_secret, "demo-user", false, 86_400)?;
     let admin_token = token::mint(&jwt_secret, "demo-admin", true, 86_400)?;
@@ -289,8 +295,11 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
 
     let verifiers = Arc::new(Verifiers::from_env());
     let server = DevServer { app: App { ledger, verifiers }, jwt_secret };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let shutdown = async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
     };
     let served = devserver::serve(listener, server, shutdown).await;
     if let Some(local) = local {
