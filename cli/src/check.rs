@@ -5,12 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use credits_shared::prices::Catalog;
-use credits_shared::store::Store;
+use credits_shared::store::{attr_number as num, attr_text as text, Store};
 use indicatif::{ProgressBar, ProgressStyle};
-
-type Item = std::collections::HashMap<String, AttributeValue>;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Books {
@@ -70,14 +67,6 @@ impl Report {
         }
         out
     }
-}
-
-fn num(item: &Item, name: &str) -> i64 {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
-}
-
-fn text<'a>(item: &'a Item, name: &str) -> &'a str {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
 }
 
 /// Scans the table once and reconciles. `progress` shows a bar on stderr.

@@ -10,7 +10,9 @@ use crate::domain::Timestamp;
 use crate::error::Result;
 use crate::prices::Catalog;
 use crate::stats::{buckets, stats_pk, Period, BROKEN_PK, HEALTH_PK, USAGE_INDEX};
-use crate::store::{key, n, s, sdk_error, shard_key, Item, Store, PENDING_INDEX, PENDING_SHARDS};
+use crate::store::{
+    attr_number, attr_text, key, n, s, sdk_error, shard_key, Item, Store, PENDING_INDEX, PENDING_SHARDS,
+};
 
 /// A pending hold this long past `expiresAt` should have been swept.
 const SWEEP_GRACE_MS: i64 = 120_000;
@@ -89,11 +91,11 @@ pub struct Monitor {
 }
 
 fn number(item: &Item, name: &str) -> i64 {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    attr_number(item, name)
 }
 
 fn text(item: &Item, name: &str) -> String {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    attr_text(item, name).to_owned()
 }
 
 impl Monitor {
@@ -101,19 +103,25 @@ impl Monitor {
         Monitor { store }
     }
 
-    /// The counter items of one bucket (one per operation, plus `TOTAL`).
-    async fn bucket_items(&self, bucket: &str) -> Result<Vec<Item>> {
+    /// The items of one partition, at most `limit` (one `Query`).
+    async fn partition(&self, pk: String, limit: Option<i32>) -> Result<Vec<Item>> {
         let out = self
             .store
             .client()
             .query()
             .table_name(self.store.table())
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(stats_pk(bucket)))
+            .expression_attribute_values(":pk", s(pk))
+            .set_limit(limit)
             .send()
             .await
             .map_err(sdk_error)?;
         Ok(out.items.unwrap_or_default())
+    }
+
+    /// The counter items of one bucket (one per operation, plus `TOTAL`).
+    async fn bucket_items(&self, bucket: &str) -> Result<Vec<Item>> {
+        self.partition(stats_pk(bucket), None).await
     }
 
     pub async fn totals(&self, bucket: &str) -> Result<Totals> {
@@ -300,18 +308,8 @@ impl Monitor {
     }
 
     async fn broken_balances(&self) -> Result<Vec<String>> {
-        let out = self
-            .store
-            .client()
-            .query()
-            .table_name(self.store.table())
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(BROKEN_PK))
-            .limit(BROKEN_LIMIT)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(out.items.unwrap_or_default().iter().map(|i| text(i, "userId")).collect())
+        let flags = self.partition(BROKEN_PK.to_owned(), Some(BROKEN_LIMIT)).await?;
+        Ok(flags.iter().map(|i| text(i, "userId")).collect())
     }
 
     pub async fn dashboard(&self, period: Period, now: Timestamp, limit: u32, catalog: &Catalog) -> Result<Value> {

@@ -75,6 +75,16 @@ pub fn shard_key(shard: u8) -> String {
     format!("P#{shard:02}")
 }
 
+/// A number attribute of a raw item (0 when absent or unreadable).
+pub fn attr_number(item: &Item, name: &str) -> i64 {
+    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A string attribute of a raw item ("" when absent).
+pub fn attr_text<'a>(item: &'a Item, name: &str) -> &'a str {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("")
+}
+
 pub fn key(pk: String, sk: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
 }

@@ -142,7 +142,8 @@ pub fn reserve_request(operation: &str, units: u32) -> ReserveRequest {
     }
 }
 
-async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
+/// Every item of a test table.
+pub async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -164,11 +165,11 @@ async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    credits_shared::store::attr_text(item, name).to_owned()
 }
 
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    u64::try_from(credits_shared::store::attr_number(item, name)).unwrap_or(u64::MAX)
 }
 
 /// The dev server on a free port, in this process, over a fresh table.

@@ -14,9 +14,9 @@ use credits_shared::domain::{Actor, Credits, Provider, Timestamp, UserId};
 use credits_shared::ledger::webhook::{Delivery, WebhookResult};
 use credits_shared::monitoring::{Monitor, Status};
 use credits_shared::stats::{buckets, Period, Stats};
-use credits_shared::store::{key, n, Store};
+use credits_shared::store::{attr_number, attr_text, key, n, Store};
 use credits_shared::webhook::Outcome;
-use credits_tests::{reserve_request, user, TestEnv};
+use credits_tests::{reserve_request, scan, user, TestEnv};
 
 /// Puts the clock ten minutes into the current hour so that a test's
 /// events share their hour, day, week and month buckets.
@@ -27,26 +27,12 @@ fn settle_clock(env: &TestEnv) -> Timestamp {
     at
 }
 
-async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out =
-            store.client().scan().table_name(store.table()).set_exclusive_start_key(start).send().await.expect("scan");
-        items.extend(out.items.unwrap_or_default());
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
-}
-
 fn num(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    attr_number(item, name)
 }
 
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
-    item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    attr_text(item, name).to_owned()
 }
 
 /// A mix of everything the ledger does, for three users.
