@@ -6,10 +6,11 @@ SHELL := bash
 .DEFAULT_GOAL := help
 VENV := .venv
 
-.PHONY: help deps java chromium ts-test run test lint unit integration cfn-lint fmt
+.PHONY: help deps java chromium ts-test bench run test lint unit integration cfn-lint fmt
 
 help:
 	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
+	@echo "make bench - cost, latency, throughput and sweep growth into BENCHMARKS.md"
 	@echo "make test  - formatting, clippy, unit, integration and end-to-end tests, the README walk-through, cfn-lint"
 
 deps: java chromium node_modules/.installed $(VENV)/.installed
@@ -51,6 +52,10 @@ ts-test:
 	cargo build -q -p credits-cli --bin credits
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && CREDITS_BIN=$(CURDIR)/target/debug/credits npm test
 	cd examples/nextjs && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck
+
+# Figures, not pass/fail: prints them and writes BENCHMARKS.md.
+bench: java node_modules/.installed
+	cargo run -q --profile perf -p credits-bench --bin bench
 
 cfn-lint: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml

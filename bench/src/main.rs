@@ -1,0 +1,489 @@
+//! `make bench`: cost, latency, throughput and sweep growth of the ledger
+//! against DynamoDB Local, printed and written into BENCHMARKS.md.
+//! A benchmark prints figures; it never fails because a machine is slow.
+
+mod meter;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use credits_cli::dynamodb_local;
+use credits_shared::clock::ManualClock;
+use credits_shared::domain::{Actor, Credits, GrantReason, Provider, UserId};
+use credits_shared::http::{handle, Function};
+use credits_shared::ledger::webhook::Delivery;
+use credits_shared::ledger::{GrantRequest, ReserveRequest};
+use credits_shared::prices::Catalog;
+use credits_shared::store::{key, n, s, sdk_config, Store};
+use credits_shared::webhook::{Outcome, Verifiers};
+use credits_shared::{App, Error, Ledger};
+use futures::future::join_all;
+use meter::{Meter, Units};
+use serde_json::json;
+
+/// On-demand prices assumed (us-east-1, per million request units).
+const WRITE_PRICE: f64 = 0.625;
+const READ_PRICE: f64 = 0.125;
+
+struct Env {
+    ledger: Ledger,
+    store: Store,
+    clock: Arc<ManualClock>,
+    meter: Meter,
+}
+
+async fn env(sdk: &aws_config::SdkConfig) -> Result<Env, String> {
+    let meter = Meter::default();
+    let config = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(meter.clone()).build();
+    let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), format!("b-{}", uuid::Uuid::new_v4().simple()));
+    store.create_table_if_missing().await.map_err(|e| e.to_string())?;
+    let clock = ManualClock::starting_now();
+    let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(Catalog::default_catalog()), 90);
+    Ok(Env { ledger, store, clock, meter })
+}
+
+fn user(name: &str) -> UserId {
+    UserId::parse(&format!("{name}-{}", uuid::Uuid::new_v4().simple())).unwrap_or_else(|| unreachable!())
+}
+
+fn request(operation: &str, units: u32) -> ReserveRequest {
+    ReserveRequest {
+        operation: operation.into(),
+        units,
+        task_id: None,
+        provider: Provider::Bfl,
+        description: None,
+        ttl_seconds: 1800,
+        idempotency_key: None,
+    }
+}
+
+async fn grant(ledger: &Ledger, user: &UserId, amount: u64) -> Result<(), String> {
+    let request = GrantRequest {
+        amount: Credits(amount),
+        reason: GrantReason::Purchase,
+        description: None,
+        idempotency_key: uuid::Uuid::new_v4().to_string(),
+    };
+    ledger.grant(user, request).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn minus(a: Units, b: Units) -> Units {
+    Units { read: a.read - b.read, write: a.write - b.write, requests: a.requests - b.requests }
+}
+
+macro_rules! metered {
+    ($env:expr, $body:expr) => {{
+        let before = $env.meter.snapshot();
+        let value = $body;
+        (value, minus($env.meter.snapshot(), before))
+    }};
+}
+
+/// Read and write units per operation and per lifecycle.
+async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(), String> {
+    let e = env(sdk).await?;
+    let l = &e.ledger;
+    let u = user("cost");
+    let e_ = |err: Error| err.to_string();
+    let mut rows: Vec<(&str, Units)> = Vec::new();
+
+    let (_, c) = metered!(e, grant(l, &u, 1_000_000).await?);
+    rows.push(("grant", c));
+    let (hold, c) = metered!(e, l.reserve(&u, request("design_generate_image", 2)).await.map_err(e_)?.into_inner());
+    rows.push(("reserve", c));
+    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, None, Actor::Client).await.map_err(e_)?);
+    rows.push(("confirm (all units)", c));
+    let success = rows[1].1.write + rows[2].1.write;
+    let success_reads = rows[1].1.read + rows[2].1.read;
+    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, None, Actor::Client).await.map_err(e_)?);
+    rows.push(("confirm replay", c));
+
+    let (hold, reserve) =
+        metered!(e, l.reserve(&u, request("design_generate_image", 4)).await.map_err(e_)?.into_inner());
+    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, Some(3), Actor::Client).await.map_err(e_)?);
+    rows.push(("confirm (partial)", c));
+    let partial = (reserve.write + c.write, reserve.read + c.read);
+
+    let (hold, reserve) =
+        metered!(e, l.reserve(&u, request("design_generate_logo", 1)).await.map_err(e_)?.into_inner());
+    let (_, c) = metered!(e, l.release(Some(&u), hold.reservation_id, Actor::Client).await.map_err(e_)?);
+    rows.push(("release", c));
+    let failure = (reserve.write + c.write, reserve.read + c.read);
+
+    let mut short = request("design_generate_icon", 1);
+    short.ttl_seconds = 1;
+    let (hold, reserve) = metered!(e, l.reserve(&u, short).await.map_err(e_)?.into_inner());
+    e.clock.advance_seconds(2);
+    let (_, c) = metered!(e, l.expire(hold.reservation_id, Actor::Cleanup).await.map_err(e_)?);
+    rows.push(("expire (one hold, by the sweep)", c));
+    let expiry = (reserve.write + c.write, reserve.read + c.read);
+    let (_, c) = metered!(e, l.sweep(Instant::now() + Duration::from_secs(30), 8).await.map_err(e_)?);
+    rows.push(("sweep listing, nothing due (16 shard queries)", c));
+
+    let mut with_task = request("design_generate_image", 1);
+    with_task.task_id = Some("bench-task".into());
+    let (hold, reserve) = metered!(e, l.reserve(&u, with_task).await.map_err(e_)?.into_inner());
+    rows.push(("reserve with taskId", reserve));
+    let delivery = Delivery {
+        provider: Provider::Bfl,
+        task_id: "bench-task".into(),
+        outcome: Outcome::Success { units: None },
+        delivery_id: None,
+    };
+    let (_, c) = metered!(e, l.apply_webhook(&delivery).await.map_err(e_)?);
+    rows.push(("webhook confirms a linked hold", c));
+    let webhook = (reserve.write + c.write, reserve.read + c.read);
+    let (_, c) = metered!(e, l.apply_webhook(&delivery).await.map_err(e_)?);
+    rows.push(("webhook redelivery", c));
+    let (_, c) = metered!(e, l.refund(hold.reservation_id).await.map_err(e_)?);
+    rows.push(("refund (admin)", c));
+
+    let other = l.reserve(&u, request("design_generate_image", 1)).await.map_err(e_)?.into_inner();
+    let (_, c) = metered!(e, l.link_task(&u, other.reservation_id, Provider::Bfl, "bench-task-2").await.map_err(e_)?);
+    rows.push(("link task", c));
+    let (_, c) = metered!(e, l.balance(&u).await.map_err(e_)?);
+    rows.push(("balance", c));
+    let (_, c) = metered!(e, l.history(&u, 50, None).await.map_err(e_)?);
+    rows.push(("history page (up to 50 lines)", c));
+
+    let _ = writeln!(out, "## Cost: request units per operation\n");
+    let _ = writeln!(out, "From `ReturnConsumedCapacity` (`INDEXES`) on every request, corrected for DynamoDB Local's");
+    let _ = writeln!(out, "pricing of transactions (a transactional item is 2 WCU, an index write 1).\n");
+    let _ = writeln!(out, "| operation | requests | RCU | WCU |\n|---|---:|---:|---:|");
+    for (name, c) in &rows {
+        let _ = writeln!(out, "| {name} | {} | {:.1} | {:.1} |", c.requests, c.read, c.write);
+    }
+    let _ =
+        writeln!(out, "\n| lifecycle | RCU | WCU | floor WCU | $ per million lifecycles |\n|---|---:|---:|---:|---:|");
+    for (name, (write, read), floor) in [
+        ("success (reserve → confirm)", (success, success_reads), 8.0),
+        ("failure (reserve → release)", failure, 8.0),
+        ("expiry (reserve → sweep)", expiry, 8.0),
+        ("webhook-settled (reserve with taskId → webhook)", webhook, 8.0),
+        ("partial capture (reserve 4 → confirm 3)", partial, 8.0),
+    ] {
+        let dollars = write * WRITE_PRICE + read * READ_PRICE;
+        let _ = writeln!(out, "| {name} | {read:.1} | {write:.1} | {floor:.0} | {dollars:.2} |");
+    }
+    let _ = writeln!(
+        out,
+        "\nFloor: the hold and the balance written together twice (place, settle) as transactions: 2 items × 2 WCU × 2.\n\
+         Above it: the history lines (2 WCU each) and the pending index entry in and out (1 WCU each); see docs/DATA_MODEL.md.\n\
+         Prices assumed: on-demand ${WRITE_PRICE} per million write and ${READ_PRICE} per million read request units.\n"
+    );
+    Ok(())
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(rank).copied().unwrap_or(0.0)
+}
+
+fn event(method: &str, path: &str, user: &UserId, body: &str) -> Result<lambda_http::Request, String> {
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"accountId": "bench", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+            "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",
+            "time": "23/Nov/2026:00:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "authorizer": {"jwt": {"claims": {"sub": user.as_str()}, "scopes": null}}},
+        "body": body, "isBase64Encoded": false,
+    });
+    lambda_http::request::from_str(&event.to_string()).map_err(|e| e.to_string())
+}
+
+/// p50/p99 of each operation through the real handler, next to the bare
+/// DynamoDB requests it makes.
+async fn latency(sdk: &aws_config::SdkConfig, out: &mut String, rounds: usize) -> Result<(), String> {
+    let e = env(sdk).await?;
+    let app = App { ledger: e.ledger.clone(), verifiers: Arc::new(Verifiers::new("", "")) };
+    let u = user("latency");
+    grant(&e.ledger, &u, 1_000_000_000).await?;
+    let (mut reserve, mut confirm, mut balance) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let body = r#"{"operation":"design_generate_image"}"#;
+        let t = Instant::now();
+        let response = handle(&app, Function::Reserve, event("POST", "/v1/reservations", &u, body)?).await;
+        reserve.push(t.elapsed().as_secs_f64() * 1000.0);
+        let hold: serde_json::Value = serde_json::from_slice(response.body().as_ref()).map_err(|e| e.to_string())?;
+        let id = hold["reservationId"].as_str().ok_or("reserve failed")?.to_owned();
+        let t = Instant::now();
+        handle(&app, Function::Confirm, event("POST", &format!("/v1/reservations/{id}/confirm"), &u, "")?).await;
+        confirm.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        handle(&app, Function::Account, event("GET", "/v1/balance", &u, "")?).await;
+        balance.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    // The bare requests: a 3-item transaction shaped like reserve's, and a GetItem.
+    let client = e.store.client();
+    let bare_user = format!("USER#{}", user("bare"));
+    let mut seed = key(bare_user.clone(), "BALANCE");
+    seed.insert("available".into(), n(1_000_000_000u64));
+    e.store.put(seed).await.map_err(|e| e.to_string())?;
+    let (mut transact, mut get) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let put = |sk: String| -> Result<aws_sdk_dynamodb::types::TransactWriteItem, String> {
+            let mut item = key(bare_user.clone(), &sk);
+            item.insert("v".into(), s("x".repeat(300)));
+            let put = aws_sdk_dynamodb::types::Put::builder()
+                .table_name(e.store.table())
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| e.to_string())?;
+            Ok(aws_sdk_dynamodb::types::TransactWriteItem::builder().put(put).build())
+        };
+        let update = aws_sdk_dynamodb::types::Update::builder()
+            .table_name(e.store.table())
+            .set_key(Some(key(bare_user.clone(), "BALANCE")))
+            .update_expression("SET available = available - :a")
+            .condition_expression("available >= :a")
+            .expression_attribute_values(":a", n(5))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let items = vec![
+            aws_sdk_dynamodb::types::TransactWriteItem::builder().update(update).build(),
+            put(format!("A#{}", uuid::Uuid::new_v4()))?,
+            put(format!("B#{}", uuid::Uuid::new_v4()))?,
+        ];
+        let t = Instant::now();
+        client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(|e| format!("{e:?}"))?;
+        transact.push(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        client
+            .get_item()
+            .table_name(e.store.table())
+            .set_key(Some(key(bare_user.clone(), "BALANCE")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        get.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (t50, t99, g50, g99) = (
+        percentile(&mut transact, 0.5),
+        percentile(&mut transact, 0.99),
+        percentile(&mut get, 0.5),
+        percentile(&mut get, 0.99),
+    );
+    let _ = writeln!(out, "## Latency through the handler vs the bare DynamoDB requests ({rounds} rounds, ms)\n");
+    let _ = writeln!(out, "| operation | p50 | p99 | bare requests it makes | bare p50 | bare p99 | p50 ratio |\n|---|---:|---:|---|---:|---:|---:|");
+    for (name, samples, bare, b50, b99) in [
+        ("POST /v1/reservations", &mut reserve, "1 transaction (3 items)", t50, t99),
+        ("POST …/confirm", &mut confirm, "GetItem + transaction (3 items)", g50 + t50, g99 + t99),
+        ("GET /v1/balance", &mut balance, "GetItem", g50, g99),
+    ] {
+        let (p50, p99) = (percentile(samples, 0.5), percentile(samples, 0.99));
+        let _ = writeln!(
+            out,
+            "| {name} | {p50:.2} | {p99:.2} | {bare} | {b50:.2} | {b99:.2} | {:.2} |",
+            p50 / b50.max(0.001)
+        );
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// Reserve → confirm lifecycles a second, over distinct users and one hot user.
+async fn throughput(sdk: &aws_config::SdkConfig, out: &mut String, seconds: u64) -> Result<(), String> {
+    let _ = writeln!(out, "## Throughput: reserve → confirm lifecycles ({seconds} s a run)\n");
+    let _ = writeln!(out, "| clients | users | lifecycles/s | errors | transaction conflicts (retried) | books |\n|---:|---|---:|---:|---:|---|");
+    for clients in [1usize, 8, 32] {
+        for hot in [false, true] {
+            let e = env(sdk).await?;
+            let users: Vec<UserId> = (0..if hot { 1 } else { clients }).map(|i| user(&format!("tp{i}"))).collect();
+            for u in &users {
+                grant(&e.ledger, u, 1_000_000_000).await?;
+            }
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let results = join_all((0..clients).map(|i| {
+                let (ledger, u) = (&e.ledger, &users[i % users.len()]);
+                async move {
+                    let (mut ok, mut errors) = (0u64, 0u64);
+                    while Instant::now() < deadline {
+                        let done = match ledger.reserve(u, request("design_generate_image", 1)).await {
+                            Ok(hold) => ledger
+                                .confirm(Some(u), hold.into_inner().reservation_id, None, Actor::Client)
+                                .await
+                                .is_ok(),
+                            Err(_) => false,
+                        };
+                        if done {
+                            ok += 1;
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    (ok, errors)
+                }
+            }))
+            .await;
+            let elapsed = started.elapsed().as_secs_f64();
+            let (ok, errors) = results.iter().fold((0, 0), |(a, b), (o, e)| (a + o, b + e));
+            let mut books = "add up";
+            for u in &users {
+                let b = e.ledger.balance(u).await.map_err(|e| e.to_string())?;
+                if !b.adds_up() || b.reserved != Credits(0) && errors == 0 {
+                    books = "DO NOT ADD UP";
+                }
+            }
+            let _ = writeln!(
+                out,
+                "| {clients} | {} | {:.0} | {errors} | {} | {books} |",
+                if hot { "1 hot user".to_owned() } else { format!("{clients} distinct") },
+                ok as f64 / elapsed,
+                e.meter.conflicts()
+            );
+        }
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+/// The sweep's time and reads with a growing table where 1% is due.
+async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usize]) -> Result<(), String> {
+    let _ = writeln!(out, "## Sweep growth: 1% of the pending holds due\n");
+    let _ = writeln!(out, "| pending holds | due | expired | index entries read | read requests | RCU | sweep time (ms) |\n|---:|---:|---:|---:|---:|---:|---:|");
+    for &size in sizes {
+        let e = env(sdk).await?;
+        let now = e.ledger.now().millis();
+        let due = size / 100;
+        let users: Vec<UserId> = (0..100).map(|i| user(&format!("g{i}"))).collect();
+        let mut per_user: HashMap<String, u64> = HashMap::new();
+        let mut requests = Vec::with_capacity(size);
+        for i in 0..size {
+            let id = uuid::Uuid::new_v4();
+            let owner = &users[i % users.len()];
+            let expires = if i < due { now - 1000 } else { now + 3_600_000 };
+            *per_user.entry(owner.to_string()).or_default() += 5;
+            let mut item: HashMap<String, AttributeValue> = key(format!("HOLD#{id}"), "HOLD");
+            for (k, v) in [
+                ("entity", s("hold")),
+                ("reservationId", s(id.to_string())),
+                ("userId", s(owner.as_str())),
+                ("operation", s("design_generate_image")),
+                ("units", n(1)),
+                ("unitCost", n(5)),
+                ("amount", n(5)),
+                ("status", s("pending")),
+                ("provider", s("bfl")),
+                ("createdAt", n(now - 3_600_000)),
+                ("expiresAt", n(expires)),
+                ("capturedUnits", n(0)),
+                ("capturedAmount", n(0)),
+                ("releasedAmount", n(0)),
+                ("events", AttributeValue::L(Vec::new())),
+                ("pendingShard", s(credits_shared::store::pending_shard(id))),
+            ] {
+                item.insert(k.into(), v);
+            }
+            requests.push(
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(|e| e.to_string())?)
+                    .build(),
+            );
+        }
+        for (owner, reserved) in &per_user {
+            let mut balance = key(format!("USER#{owner}"), "BALANCE");
+            for (k, v) in [("available", 0), ("reserved", *reserved), ("spent", 0), ("granted", *reserved)] {
+                balance.insert(k.into(), n(v));
+            }
+            balance.insert("userId".into(), s(owner.as_str()));
+            balance.insert("entity".into(), s("balance"));
+            e.store.put(balance).await.map_err(|e| e.to_string())?;
+        }
+        let chunks: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[WriteRequest]>::to_vec).collect();
+        let table = e.store.table().to_owned();
+        for group in chunks.chunks(32) {
+            let writes = group.iter().map(|chunk| {
+                let (client, table) = (e.store.client().clone(), table.clone());
+                let mut pending = chunk.clone();
+                async move {
+                    while !pending.is_empty() {
+                        let out = client
+                            .batch_write_item()
+                            .request_items(table.clone(), pending)
+                            .send()
+                            .await
+                            .map_err(|e| format!("{e:?}"))?;
+                        pending = out.unprocessed_items.and_then(|mut m| m.remove(&table)).unwrap_or_default();
+                    }
+                    Ok::<(), String>(())
+                }
+            });
+            for result in join_all(writes).await {
+                result?;
+            }
+        }
+        let before = e.meter.snapshot();
+        let started = Instant::now();
+        let report = e.ledger.sweep(Instant::now() + Duration::from_secs(600), 8).await.map_err(|e| e.to_string())?;
+        let elapsed = started.elapsed().as_millis();
+        let used = minus(e.meter.snapshot(), before);
+        let reads = report.scanned;
+        let _ = writeln!(
+            out,
+            "| {size} | {due} | {} | {reads} | {} | {:.1} | {elapsed} |",
+            report.expired, used.requests, used.read
+        );
+    }
+    let _ = writeln!(out, "\nThe sweep reads index entries only for due holds (16 shard queries + one GetItem and one transaction per due hold).\n");
+    Ok(())
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{cores} cores, {cpu}, {} {}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("bench: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let started = Instant::now();
+    let local = dynamodb_local::start(None)?;
+    let sdk = sdk_config(Some(&local.endpoint)).await;
+    let mut out = String::new();
+    let _ = writeln!(out, "# Benchmarks\n");
+    let _ = writeln!(
+        out,
+        "Made by `make bench` (`cargo run --profile perf -p credits-bench`) on {}, {}; DynamoDB Local 3.3.0 (in memory) on the same machine,\n\
+         so latencies include no network and are a floor; costs are what DynamoDB would charge for the same requests.\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine()
+    );
+    cost(&sdk, &mut out).await?;
+    latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?;
+    throughput(&sdk, &mut out, if quick { 1 } else { 4 }).await?;
+    growth(&sdk, &mut out, if quick { &[1_000] } else { &[1_000, 10_000, 100_000] }).await?;
+    let _ = writeln!(out, "## Not measured yet\n\nCold start under a local Runtime API emulator, binary sizes and peak memory (issue 6, next).\n");
+    let _ = writeln!(out, "Total bench time: {:.0} s.", started.elapsed().as_secs_f64());
+    print!("{out}");
+    if !quick {
+        std::fs::write("BENCHMARKS.md", &out).map_err(|e| e.to_string())?;
+    }
+    local.stop();
+    Ok(())
+}
