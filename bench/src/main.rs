@@ -401,7 +401,7 @@ async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usize]) 
         }
         let chunks: Vec<Vec<WriteRequest>> = requests.chunks(25).map(<[WriteRequest]>::to_vec).collect();
         let table = e.store.table().to_owned();
-        for group in chunks.chunks(32) {
+        for group in chunks.chunks(8) {
             let writes = group.iter().map(|chunk| {
                 let (client, table) = (e.store.client().clone(), table.clone());
                 let mut pending = chunk.clone();
@@ -464,7 +464,19 @@ async fn run() -> Result<(), String> {
     let quick = std::env::args().any(|a| a == "--quick");
     let started = Instant::now();
     let local = dynamodb_local::start(None)?;
-    let sdk = sdk_config(Some(&local.endpoint)).await;
+    // DynamoDB Local on a loaded 2-core machine can take seconds under a
+    // bulk load: give the bench's requests more time than the service's.
+    let sdk = sdk_config(Some(&local.endpoint))
+        .await
+        .to_builder()
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(60))
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
     let mut out = String::new();
     let _ = writeln!(out, "# Benchmarks\n");
     let _ = writeln!(
@@ -474,13 +486,23 @@ async fn run() -> Result<(), String> {
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine()
     );
+    let mut shown = 0;
+    let mut show = |out: &String| {
+        print!("{}", &out[shown..]);
+        shown = out.len();
+    };
+    show(&out);
     cost(&sdk, &mut out).await?;
+    show(&out);
     latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?;
+    show(&out);
     throughput(&sdk, &mut out, if quick { 1 } else { 4 }).await?;
+    show(&out);
     growth(&sdk, &mut out, if quick { &[1_000] } else { &[1_000, 10_000, 100_000] }).await?;
+    show(&out);
     let _ = writeln!(out, "## Not measured yet\n\nCold start under a local Runtime API emulator, binary sizes and peak memory (issue 6, next).\n");
     let _ = writeln!(out, "Total bench time: {:.0} s.", started.elapsed().as_secs_f64());
-    print!("{out}");
+    show(&out);
     if !quick {
         std::fs::write("BENCHMARKS.md", &out).map_err(|e| e.to_string())?;
     }
