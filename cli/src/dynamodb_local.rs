@@ -15,8 +15,16 @@ pub struct DynamoDbLocal {
 }
 
 impl DynamoDbLocal {
+    /// Stops Java too: SIGTERM lets the wrapper's trap kill it (SIGKILL
+    /// would end the wrapper alone and leave Java running).
     pub fn stop(mut self) {
-        let _ = self.child.kill();
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !terminated {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -68,7 +76,7 @@ pub fn start(data_dir: Option<&Path>) -> Result<DynamoDbLocal, String> {
         None => java.push_str(" -inMemory"),
     }
     let script = format!(
-        "{java} >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null' EXIT INT TERM; \
+        "{java} >/dev/null 2>&1 & pid=$!; trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; exit 0' EXIT INT TERM; \
          while kill -0 {parent} 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.3; done",
         parent = std::process::id()
     );
