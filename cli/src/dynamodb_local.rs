@@ -18,10 +18,8 @@ impl DynamoDbLocal {
     /// Stops Java too: SIGTERM lets the wrapper's trap kill it (SIGKILL
     /// would end the wrapper alone and leave Java running).
     pub fn stop(mut self) {
-        let terminated = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
+        let terminated =
+            Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().is_ok_and(|s| s.success());
         if !terminated {
             let _ = self.child.kill();
         }
