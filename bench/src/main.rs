@@ -50,15 +50,7 @@ fn user(name: &str) -> UserId {
 }
 
 fn request(operation: &str, units: u32) -> ReserveRequest {
-    ReserveRequest {
-        operation: operation.into(),
-        units,
-        task_id: None,
-        provider: Provider::Bfl,
-        description: None,
-        ttl_seconds: 1800,
-        idempotency_key: None,
-    }
+    ReserveRequest::new(operation, units)
 }
 
 async fn grant(ledger: &Ledger, user: &UserId, amount: u64) -> Result<(), String> {

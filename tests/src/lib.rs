@@ -131,15 +131,7 @@ pub fn user(name: &str) -> UserId {
 }
 
 pub fn reserve_request(operation: &str, units: u32) -> ReserveRequest {
-    ReserveRequest {
-        operation: operation.into(),
-        units,
-        task_id: None,
-        provider: Provider::Bfl,
-        description: None,
-        ttl_seconds: 1800,
-        idempotency_key: None,
-    }
+    ReserveRequest::new(operation, units)
 }
 
 /// Every item of a test table.

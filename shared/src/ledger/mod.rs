@@ -68,6 +68,22 @@ pub struct ReserveRequest {
     pub idempotency_key: Option<String>,
 }
 
+impl ReserveRequest {
+    /// A hold of `units` of `operation` with the contract's defaults: BFL,
+    /// the default time to live, no task, no description, no key.
+    pub fn new(operation: &str, units: u32) -> ReserveRequest {
+        ReserveRequest {
+            operation: operation.to_owned(),
+            units,
+            task_id: None,
+            provider: Provider::Bfl,
+            description: None,
+            ttl_seconds: crate::domain::DEFAULT_TTL_SECONDS,
+            idempotency_key: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantRequest {
