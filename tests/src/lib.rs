@@ -2,6 +2,8 @@
 //! the jar `make` installs), a fresh table per test, and the books check
 //! every test ends with.
 
+pub mod model;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};

@@ -1,0 +1,129 @@
+//! Randomized operation sequences against the model (see `credits_tests::model`).
+//!
+//! `make test` runs a fixed seed; `MODEL_SEED=<n>` replays another. `make
+//! soak` runs the ignored `soak` test: at least `MODEL_OPS` (10,000)
+//! operations from a random seed, and writes the figures into RELIABILITY.md.
+
+use std::time::{Duration, Instant};
+
+use credits_tests::model::{episode_seed, generate, report, run_episode, shrink, Shape, Tally};
+
+const FIXED_SEED: u64 = 20_261_123;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn shape() -> Shape {
+    let defaults = Shape::default();
+    Shape { batches: env_u64("MODEL_BATCHES").map_or(defaults.batches, |b| b as usize), ..defaults }
+}
+
+/// Runs episodes until `ops` operations have run; on a violation, shrinks
+/// it and panics with the report.
+async fn run(seed: u64, ops: u64) -> (Tally, u64, Duration) {
+    let shape = shape();
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let mut episode = 0;
+    while tally.total_ops() < ops {
+        let batches = generate(episode_seed(seed, episode), shape);
+        match run_episode(&batches, shape).await {
+            Ok(t) => tally.add(&t),
+            Err(violation) => {
+                eprintln!("violation in episode {episode} at batch {}: {}", violation.batch, violation.message);
+                let budget = Duration::from_secs(env_u64("MODEL_SHRINK_SECONDS").unwrap_or(300));
+                let (shrunk, last) = shrink(batches, shape, budget).await;
+                panic!("{}", report(seed, episode, &shrunk, &last));
+            }
+        }
+        episode += 1;
+    }
+    (tally, episode, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn random_sequences_keep_the_ledger_equal_to_its_model() {
+    let seed = env_u64("MODEL_SEED").unwrap_or(FIXED_SEED);
+    let (tally, episodes, took) = run(seed, env_u64("MODEL_OPS").unwrap_or(400)).await;
+    eprintln!("seed {seed}: {} operations in {episodes} episodes, {took:.1?}: {:?}", tally.total_ops(), tally.ops);
+    eprintln!("answers: {:?}", tally.answers);
+    // The generator must reach every kind of operation and the interesting answers.
+    for op in
+        ["grant", "reserve", "confirm", "release", "link task", "refund", "webhook", "webhook redelivery", "sweep"]
+    {
+        assert!(tally.ops.get(op).copied().unwrap_or(0) > 0, "no {op} generated");
+    }
+    for answer in ["200 confirmed", "409 reservation_not_pending", "202 webhook parked", "200 webhook duplicate"] {
+        assert!(tally.answers.get(answer).copied().unwrap_or(0) > 0, "no {answer:?} answer seen: {:?}", tally.answers);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "long: run by `make soak`"]
+async fn soak() {
+    let seed = env_u64("MODEL_SEED").unwrap_or_else(rand::random);
+    let ops = env_u64("MODEL_OPS").unwrap_or(10_000);
+    let (tally, episodes, took) = run(seed, ops).await;
+    let mut counts: Vec<_> = tally.ops.iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(a.1));
+    let mut answers: Vec<_> = tally.answers.iter().collect();
+    answers.sort_by(|a, b| b.1.cmp(a.1));
+    let mut section = format!(
+        "Command: `make soak` (seed {seed}; replay with `MODEL_SEED={seed} make soak`).\n\n\
+         Result: **0 invariant violations** in {} operations ({episodes} episodes of {} batches, \
+         {} batches with 2–4 operations in flight at once), {:.0} s on {}.\n\n\
+         | operation | count |\n|---|---:|\n",
+        tally.total_ops(),
+        shape().batches,
+        tally.concurrent_batches,
+        took.as_secs_f64(),
+        machine(),
+    );
+    for (op, n) in counts {
+        section.push_str(&format!("| {op} | {n} |\n"));
+    }
+    section.push_str("\n| answer | count |\n|---|---:|\n");
+    for (answer, n) in answers {
+        section.push_str(&format!("| {answer} | {n} |\n"));
+    }
+    write_section("Randomized operation sequences", &section);
+    eprintln!("{section}");
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = chrono_like_date();
+    format!("{cores} cores, {date}")
+}
+
+/// Today's date (UTC) without another dependency.
+fn chrono_like_date() -> String {
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400) as i64;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Replaces the body of `## <title>` in RELIABILITY.md.
+fn write_section(title: &str, body: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../RELIABILITY.md");
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    let heading = format!("## {title}\n");
+    let Some(start) = text.find(&heading) else {
+        panic!("RELIABILITY.md has no section {title:?}");
+    };
+    let body_start = start + heading.len();
+    let end = text[body_start..].find("\n## ").map_or(text.len(), |i| body_start + i + 1);
+    let updated = format!("{}\n{}\n{}", &text[..body_start], body.trim_end(), &text[end..]);
+    std::fs::write(&path, updated).unwrap_or_else(|e| panic!("writing RELIABILITY.md: {e}"));
+}
