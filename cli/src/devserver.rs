@@ -107,13 +107,15 @@ async fn serve_request(State(server): State<Arc<DevServer>>, request: AxumReques
     convert(handle(&server.app, route.function, lambda_request).await)
 }
 
-/// API Gateway joins repeated headers with commas.
+/// API Gateway joins repeated headers with commas. A value that is not
+/// UTF-8 is passed on with U+FFFD in place of the bad bytes, never dropped:
+/// dropping an `Idempotency-Key` would turn a retry-safe request into one
+/// that can apply twice; the handlers refuse the mangled value instead.
 fn headers_json(headers: &HeaderMap) -> Map<String, Value> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for (name, value) in headers {
-        if let Ok(value) = value.to_str() {
-            out.entry(name.as_str().to_owned()).or_default().push(value.to_owned());
-        }
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_owned()).or_default().push(value);
     }
     out.into_iter().map(|(k, v)| (k, json!(v.join(",")))).collect()
 }

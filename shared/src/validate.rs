@@ -15,6 +15,9 @@ pub enum Problem {
     /// The body is not JSON, or not a JSON object.
     Malformed,
     UnknownField,
+    /// The same key twice in one object: which one counts would be a
+    /// guess, and a ledger does not guess at amounts.
+    Duplicate,
     Missing,
     /// Wrong JSON type or a value outside what the type can hold.
     WrongType,
@@ -71,6 +74,9 @@ fn classify(path: &str, err: &serde_json::Error) -> Invalid {
             Invalid::new(path, Problem::UnknownField)
         }
         Category::Data if message.starts_with("unknown field") => Invalid::new(quoted(), Problem::UnknownField),
+        Category::Data if message.starts_with("duplicate field") => {
+            Invalid::new(join(path, &quoted()), Problem::Duplicate)
+        }
         Category::Data if message.starts_with("missing field") => Invalid::new(join(path, &quoted()), Problem::Missing),
         Category::Data if path == "." => Invalid::new("body", Problem::Malformed),
         Category::Data => Invalid::new(path, Problem::WrongType),
@@ -144,6 +150,14 @@ mod tests {
         assert_eq!(err, Invalid::new("units", Problem::WrongType));
         let err = json_body::<Body>(br#"{"operation":"x","units":-1}"#).unwrap_err();
         assert_eq!(err, Invalid::new("units", Problem::WrongType));
+    }
+
+    #[test]
+    fn duplicate_key_is_named() {
+        let err = json_body::<Body>(br#"{"operation":"x","units":1,"units":2}"#).unwrap_err();
+        assert_eq!(err, Invalid::new("units", Problem::Duplicate));
+        let err = json_body::<Body>(br#"{"operation":"x","operation":"y"}"#).unwrap_err();
+        assert_eq!(err, Invalid::new("operation", Problem::Duplicate));
     }
 
     #[test]

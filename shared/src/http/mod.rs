@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::validate::{Invalid, Problem};
 use crate::App;
 use problem::Lang;
 
@@ -202,6 +203,23 @@ fn request_id(req: &Request) -> String {
     .unwrap_or_default()
 }
 
+const JSON_MEDIA_TYPE: &[&str] = &["application/json"];
+
+/// A body must say it is JSON: a form or text body that happens to parse
+/// would otherwise be taken on trust (a browser `fetch` with a string body
+/// sends `text/plain`). An empty body needs no type (`confirm` with no body
+/// captures all units). Parameters such as `charset` are allowed. Webhooks
+/// are exempt: a provider's authentic delivery is answered 2xx whatever
+/// its headers.
+fn json_or_empty(req: &Request) -> bool {
+    if req.body().as_ref().iter().all(u8::is_ascii_whitespace) {
+        return true;
+    }
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let media_type = value.split(';').next().unwrap_or("").trim();
+    media_type.eq_ignore_ascii_case("application/json")
+}
+
 /// Serves one request for `function`: the route must belong to it.
 pub async fn handle(app: &App, function: Function, req: Request) -> Response<Body> {
     let started = Instant::now();
@@ -219,6 +237,9 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
         None => Err(Error::RouteNotFound),
         Some(_) if caller.is_none() && !public => Err(Error::Unauthorized),
         Some(_) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
+        Some((route, _)) if !route.op.public() && !json_or_empty(&req) => {
+            Err(Invalid::new("Content-Type", Problem::NotOneOf(JSON_MEDIA_TYPE)).into())
+        }
         Some((route, params)) => handlers::dispatch(app, route.op, &params, &req, caller.as_ref()).await,
     };
     let (response, outcome) = match result {
