@@ -6,7 +6,7 @@ SHELL := bash
 .DEFAULT_GOAL := help
 VENV := .venv
 
-.PHONY: help deps java chromium ts-test bench run test lint unit integration cfn-lint fmt
+.PHONY: help deps java chromium ts-test bench run test lint unit integration cfn-lint fmt schemathesis
 
 help:
 	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
@@ -44,6 +44,7 @@ test: deps lint
 	cargo build -q -p credits-cli --bin credits
 	CREDITS_BIN=$(CURDIR)/target/debug/credits cargo test --workspace
 	scripts/check-walkthrough.sh
+	$(MAKE) --no-print-directory schemathesis
 	$(MAKE) --no-print-directory ts-test
 	$(MAKE) --no-print-directory cfn-lint
 
@@ -56,6 +57,11 @@ ts-test:
 # Figures, not pass/fail: prints them and writes BENCHMARKS.md.
 bench: java node_modules/.installed
 	cargo run -q --profile perf -p credits-bench --bin bench
+
+# Schema-driven fuzzing: schemathesis against openapi.yaml on a fresh dev
+# server, bounded (a minute or two); see scripts/schemathesis.sh.
+schemathesis: $(VENV)/.installed
+	scripts/schemathesis.sh
 
 cfn-lint: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml

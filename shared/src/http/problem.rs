@@ -147,9 +147,13 @@ pub fn detail(error: &Error, lang: Lang) -> String {
 fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
     let f = &invalid.field;
     match (&invalid.problem, lang) {
-        (Problem::Malformed, Lang::En) => "The request body must be a JSON object.".into(),
-        (Problem::Malformed, Lang::Pt) => "O corpo da requisição deve ser um objeto JSON.".into(),
-        (Problem::Malformed, Lang::Es) => "El cuerpo de la solicitud debe ser un objeto JSON.".into(),
+        (Problem::Malformed, Lang::En) => "The request body must be one complete JSON object, in UTF-8.".into(),
+        (Problem::Malformed, Lang::Pt) => {
+            "O corpo da requisição deve ser um único objeto JSON completo, em UTF-8.".into()
+        }
+        (Problem::Malformed, Lang::Es) => {
+            "El cuerpo de la solicitud debe ser un único objeto JSON completo, en UTF-8.".into()
+        }
         (Problem::UnknownField, Lang::En) => format!("Unknown field \"{f}\"."),
         (Problem::UnknownField, Lang::Pt) => format!("Campo desconhecido \"{f}\"."),
         (Problem::UnknownField, Lang::Es) => format!("Campo desconocido \"{f}\"."),
