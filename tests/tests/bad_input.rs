@@ -216,6 +216,14 @@ fn cases(server: &TestServer, user_token: &str) -> Vec<Case> {
             .succeeds(200),
         post("release reason over the limit (201)", &hold("release"), format!(r#"{{"reason":"{}"}}"#, text(201)))
             .invalid("reason"),
+        // Past validation, the random id is simply not found.
+        post(
+            "refund reason at the limit (200), unknown id",
+            &format!("/v1/admin/reservations/{random_id}/refund"),
+            format!(r#"{{"reason":"{}"}}"#, text(200)),
+        )
+        .auth(Auth::Admin)
+        .fails(404, "reservation_not_found", None),
         post(
             "refund reason over the limit (201)",
             &format!("/v1/admin/reservations/{random_id}/refund"),
