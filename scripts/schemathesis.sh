@@ -56,6 +56,8 @@ done
 
 rm -rf "$reports"
 mkdir -p "$reports"
+# Hypothesis's own caches go with the reports, not into the working tree.
+export HYPOTHESIS_STORAGE_DIRECTORY="$PWD/$reports/hypothesis"
 # One worker: with two, Hypothesis parses lambdas' source in both threads at
 # once and CPython 3.11's ast.parse is not thread-safe ("AST constructor
 # recursion depth mismatch" ends the operation's test as an error).
