@@ -59,8 +59,12 @@ pub fn free_port() -> Result<u16, String> {
 /// Starts DynamoDB Local on a free port: in memory, or with its data kept
 /// under `data_dir` (one shared database whatever the credentials).
 pub fn start(data_dir: Option<&Path>) -> Result<DynamoDbLocal, String> {
+    start_at(data_dir, free_port()?)
+}
+
+/// Starts DynamoDB Local on `port` (to restart one where its clients expect it).
+pub fn start_at(data_dir: Option<&Path>, port: u16) -> Result<DynamoDbLocal, String> {
     let dir = jar_dir()?;
-    let port = free_port()?;
     let mut java = format!(
         "java -Djava.library.path={lib} -jar {jar} -port {port} -disableTelemetry",
         lib = shell_quote(&dir.join("DynamoDBLocal_lib")),

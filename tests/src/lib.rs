@@ -53,7 +53,12 @@ pub struct TestEnv {
 impl TestEnv {
     /// A ledger on a table of its own, with a clock the test moves.
     pub async fn new() -> TestEnv {
-        let config = sdk_config(Some(&endpoint())).await;
+        TestEnv::on(&endpoint()).await
+    }
+
+    /// The same, on the DynamoDB Local at `endpoint`.
+    pub async fn on(endpoint: &str) -> TestEnv {
+        let config = sdk_config(Some(endpoint)).await;
         let table = format!("t-{}", uuid::Uuid::new_v4().simple());
         let store = Store::new(aws_sdk_dynamodb::Client::new(&config), table);
         let mut attempts = 0;
@@ -176,7 +181,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> TestServer {
-        let env = TestEnv::new().await;
+        TestServer::start_on(&endpoint()).await
+    }
+
+    /// The dev server over a fresh table of the DynamoDB Local at `endpoint`.
+    pub async fn start_on(endpoint: &str) -> TestServer {
+        let env = TestEnv::on(endpoint).await;
         let ledger = env.ledger.clone();
         TestServer::serve(env, ledger).await
     }

@@ -187,8 +187,7 @@ fn op(rng: &mut StdRng, shape: Shape, focus: Option<HoldRef>) -> Op {
             };
             Op::Webhook { task, success, units: rng.gen_bool(0.3).then(|| rng.gen_range(1..=5)) }
         }
-        88..=94 => Op::Redeliver { nth: rng.gen_range(0..64) },
-        _ => Op::Sweep,
+        _ => Op::Redeliver { nth: rng.gen_range(0..64) },
     }
 }
 
@@ -740,18 +739,29 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
     };
     let mut tally = Tally::default();
     for (n, batch) in batches.iter().enumerate() {
-        runner.batch(batch, &mut tally).await.map_err(|message| Violation { batch: n, message })?;
-        runner.compare().await.map_err(|message| Violation { batch: n, message })?;
+        let failed = |message: String| Violation { batch: n, message: format!("batch {n} {batch:?}: {message}") };
+        runner.batch(batch, &mut tally).await.map_err(failed)?;
+        runner.compare().await.map_err(failed)?;
     }
     Ok(tally)
 }
 
 impl Runner {
+    /// Even references pick among the pending holds (where races matter),
+    /// odd ones among all.
     fn hold_id(&self, hold: HoldRef) -> Uuid {
-        match self.model.order.len() {
+        let pending: Vec<Uuid> = self
+            .model
+            .order
+            .iter()
+            .filter(|id| self.model.holds.get(id).is_some_and(|h| h.status == Status::Pending))
+            .copied()
+            .collect();
+        let among = if hold.is_multiple_of(2) && !pending.is_empty() { &pending } else { &self.model.order };
+        match among.len() {
             // No hold yet: an id nobody has.
             0 => Uuid::from_u128(hold as u128 + 1),
-            n => self.model.order[hold % n],
+            n => among[(hold / 2) % n],
         }
     }
 
