@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 const USERS: usize = 8;
-const LIFECYCLES: usize = 15;
+const LIFECYCLES: usize = 30;
 const GRANT: u64 = 1000;
 const BONUS: u64 = 50;
 /// `design_generate_image` costs 5 a unit; each hold is for 2 units.
@@ -39,6 +39,8 @@ struct Log {
     failed: Vec<Failed>,
     /// Holds to confirm once their reserve is known to have succeeded.
     to_confirm: Vec<(usize, String)>,
+    /// Replayed reserves that found their hold placed before the fault.
+    found_placed: u64,
 }
 
 struct World {
@@ -141,7 +143,7 @@ async fn client(world: Arc<World>, log: Arc<Mutex<Log>>, user: usize) {
             record(&mut log, "grant", &reply, &[StatusCode::CREATED, StatusCode::OK], failed);
         }
         // Spread the load over the outage.
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -159,6 +161,7 @@ async fn replay(world: &World, failed: &Failed, log: &mut Log) -> Result<(), Str
         };
         if success.contains(&reply.status) {
             if let Failed::Reserve { user, .. } = failed {
+                log.found_placed += u64::from(reply.status == StatusCode::OK);
                 let id = reply.body["reservationId"].as_str().unwrap_or_default().to_owned();
                 log.to_confirm.push((*user, id));
             }
@@ -192,7 +195,7 @@ async fn stopping_the_database_mid_load_loses_nothing_and_applies_nothing_twice(
         let (world, log) = (world.clone(), log.clone());
         async move { join_all((0..USERS).map(|u| client(world.clone(), log.clone(), u))).await }
     });
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     tokio::task::spawn_blocking(move || database.stop()).await.expect("stop DynamoDB Local");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let restarted = tokio::task::spawn_blocking({
@@ -208,7 +211,7 @@ async fn stopping_the_database_mid_load_loses_nothing_and_applies_nothing_twice(
     assert!(log.unexpected.is_empty(), "answers other than success or 503/500: {:?}", log.unexpected);
     assert!(log.unavailable + log.internal > 0, "the outage hit no request: move the stop earlier");
     eprintln!(
-        "during the outage: {} succeeded, {} answered 503, {} answered 500",
+        "under load, across the stop and the restart: {} succeeded, {} answered 503, {} answered 500",
         log.ok, log.unavailable, log.internal
     );
 
@@ -222,7 +225,11 @@ async fn stopping_the_database_mid_load_loses_nothing_and_applies_nothing_twice(
     for (u, id) in std::mem::take(&mut log.to_confirm) {
         replay(&world, &Failed::Confirm { user: u, id }, &mut log).await.unwrap_or_else(|e| panic!("{e}"));
     }
-    eprintln!("replayed {} failed requests", failed.len());
+    eprintln!(
+        "replayed {} failed requests; {} reserves had been placed before their 503",
+        failed.len(),
+        log.found_placed
+    );
 
     // Every lifecycle charged exactly once, every grant applied exactly once.
     let items = scan(&world.server.env.store).await;
