@@ -6,11 +6,12 @@ SHELL := bash
 .DEFAULT_GOAL := help
 VENV := .venv
 
-.PHONY: help deps java chromium ts-test bench run test lint unit integration cfn-lint fmt schemathesis
+.PHONY: help deps java chromium ts-test bench soak run test lint unit integration cfn-lint fmt schemathesis
 
 help:
 	@echo "make run   - serve the API on 127.0.0.1:3000 with DynamoDB Local (data in .data/)"
 	@echo "make bench - cost, latency, throughput and sweep growth into BENCHMARKS.md"
+	@echo "make soak  - 10,000+ random operations against the model (MODEL_SEED to replay), into RELIABILITY.md"
 	@echo "make test  - formatting, clippy, unit, integration and end-to-end tests, the README walk-through, cfn-lint"
 
 deps: java chromium node_modules/.installed $(VENV)/.installed
@@ -57,6 +58,14 @@ ts-test:
 # Figures, not pass/fail: prints them and writes BENCHMARKS.md.
 bench: java node_modules/.installed
 	cargo run -q --profile perf -p credits-bench --bin bench
+
+# Randomized operation sequences against the model, long: at least
+# MODEL_OPS operations from a random seed (MODEL_SEED=<n> replays one);
+# writes the seed, the counts and the result into RELIABILITY.md.
+soak: java node_modules/.installed
+	cargo build -q -p credits-cli --bin credits
+	MODEL_OPS=$${MODEL_OPS:-10000} CREDITS_BIN=$(CURDIR)/target/debug/credits \
+		cargo test -q -p credits-tests --test model -- --ignored soak --nocapture
 
 # Schema-driven fuzzing: schemathesis against openapi.yaml on a fresh dev
 # server, bounded (a minute or two); see scripts/schemathesis.sh.
