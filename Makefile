@@ -65,7 +65,8 @@ bench: java node_modules/.installed
 soak: java node_modules/.installed
 	cargo build -q -p credits-cli --bin credits
 	MODEL_OPS=$${MODEL_OPS:-10000} CREDITS_BIN=$(CURDIR)/target/debug/credits \
-		cargo test -q -p credits-tests --test model -- --ignored soak --nocapture
+		cargo test -q -p credits-tests --test model -- --ignored soak
+	@sed -n '/^## Randomized/,/^## Database/p' RELIABILITY.md | head -n -1
 
 # Schema-driven fuzzing: schemathesis against openapi.yaml on a fresh dev
 # server, bounded (a minute or two); see scripts/schemathesis.sh.
