@@ -2,7 +2,10 @@
 //! against DynamoDB Local, printed and written into BENCHMARKS.md.
 //! A benchmark prints figures; it never fails because a machine is slow.
 
+mod audit;
+mod coldstart;
 mod meter;
+mod runtime_api;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -176,17 +179,30 @@ fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.get(rank).copied().unwrap_or(0.0)
 }
 
-fn event(method: &str, path: &str, user: &UserId, body: &str) -> Result<lambda_http::Request, String> {
-    let event = json!({
+/// An API Gateway HTTP API (payload 2.0) event, as Lambda delivers it.
+fn api_event(
+    method: &str,
+    path: &str,
+    claims: Option<serde_json::Value>,
+    headers: serde_json::Value,
+    body: &str,
+) -> serde_json::Value {
+    let mut context = json!({"accountId": "bench", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
+        "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",
+        "time": "23/Nov/2026:00:00:00 +0000", "timeEpoch": 0,
+        "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"}});
+    if let Some(claims) = claims {
+        context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    }
+    json!({
         "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {"accountId": "bench", "apiId": "bench", "domainName": "bench", "domainPrefix": "bench",
-            "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",
-            "time": "23/Nov/2026:00:00:00 +0000", "timeEpoch": 0,
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "bench"},
-            "authorizer": {"jwt": {"claims": {"sub": user.as_str()}, "scopes": null}}},
-        "body": body, "isBase64Encoded": false,
-    });
+        "headers": headers, "requestContext": context, "body": body, "isBase64Encoded": false,
+    })
+}
+
+fn event(method: &str, path: &str, user: &UserId, body: &str) -> Result<lambda_http::Request, String> {
+    let claims = json!({"sub": user.as_str()});
+    let event = api_event(method, path, Some(claims), json!({"content-type": "application/json"}), body);
     lambda_http::request::from_str(&event.to_string()).map_err(|e| e.to_string())
 }
 
@@ -459,6 +475,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> Result<(), String> {
     let quick = std::env::args().any(|a| a == "--quick");
+    // For working on the cold-start section alone; writes nothing.
+    let cold_only = std::env::args().any(|a| a == "--cold-only");
     let started = Instant::now();
     let local = dynamodb_local::start(None)?;
     // DynamoDB Local on a loaded 2-core machine can take seconds under a
@@ -489,12 +507,14 @@ async fn run() -> Result<(), String> {
         shown = out.len();
     };
     show(&out);
-    cost(&sdk, &mut out).await?;
-    show(&out);
-    latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?;
-    show(&out);
-    throughput(&sdk, &mut out, if quick { 1 } else { 4 }).await?;
-    show(&out);
+    if !cold_only {
+        cost(&sdk, &mut out).await?;
+        show(&out);
+        latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?;
+        show(&out);
+        throughput(&sdk, &mut out, if quick { 1 } else { 4 }).await?;
+        show(&out);
+    }
     // 100k pending holds take DynamoDB Local (about one core) longer to load
     // than the bench's 15-minute budget on 2 cores: `--full` adds them.
     let sizes: &[usize] = match (quick, std::env::args().any(|a| a == "--full")) {
@@ -502,17 +522,35 @@ async fn run() -> Result<(), String> {
         (false, false) => &[1_000, 10_000],
         (false, true) => &[1_000, 10_000, 100_000],
     };
-    growth(&sdk, &mut out, sizes).await?;
+    if !cold_only {
+        growth(&sdk, &mut out, sizes).await?;
+        show(&out);
+    }
+    let fixture = coldstart::Fixture::new(env(&sdk).await?.ledger, local.endpoint.clone()).await?;
+    coldstart::coldstart(&fixture, &mut out).await?;
     show(&out);
+    let _ = writeln!(out, "## Audit: locks and blocking I/O on the async path\n");
     let _ = writeln!(
         out,
-        "## Not measured yet\n\nCold start under a local Runtime API emulator, binary sizes and peak memory (issue 6, next); \
-         the sweep at 100k holds (`cargo run --profile perf -p credits-bench -- --full`: loading them into DynamoDB Local \
-         outruns the 15-minute budget here).\n"
+        "Lines of `shared/src` and `functions/` that name a lock, file, socket, sleep, thread, process, blocking\n\
+         client or executor, or print (`bench/src/audit.rs`, run now):\n"
     );
-    let _ = writeln!(out, "Total bench time: {:.0} s.", started.elapsed().as_secs_f64());
+    audit::scan(&mut out);
+    let _ = writeln!(out, "{}", include_str!("audit.md"));
+    let _ = writeln!(
+        out,
+        "## Not measured here\n\nThe sweep at 100k holds (`cargo run --profile perf -p credits-bench -- --full`: loading them into\n\
+         DynamoDB Local outruns the 15-minute budget here).\n"
+    );
+    let _ = writeln!(out, "Bench time: {:.0} s (after cargo built the bench itself).", started.elapsed().as_secs_f64());
+    // `make bench` passes when it began, so the figure includes every build.
+    let began = std::env::var("BENCH_STARTED").ok().and_then(|s| s.parse::<i64>().ok());
+    if let Some(began) = began {
+        let _ =
+            writeln!(out, "Total `make bench` time, builds included: {} s.", chrono::Utc::now().timestamp() - began);
+    }
     show(&out);
-    if !quick {
+    if !quick && !cold_only {
         std::fs::write("BENCHMARKS.md", &out).map_err(|e| e.to_string())?;
     }
     local.stop();
