@@ -71,6 +71,11 @@ async fn soak() {
     answers.sort_by(|a, b| b.1.cmp(a.1));
     let mut section = format!(
         "Command: `make soak` (seed {seed}; replay with `MODEL_SEED={seed} make soak`).\n\n\
+         What is checked (`tests/src/model.rs`): the answers of each batch must be those of some \
+         order of its operations run on a model of the ledger; after every batch the table must \
+         equal that model (balances, hold states and splits, history lines per user, parked \
+         deliveries) and the books must balance on their own (each balance equation, reserved = \
+         the pending holds, the expiry index entry exactly on pending holds).\n\n\
          Result: **0 invariant violations** in {} operations ({episodes} episodes of {} batches, \
          {} batches with 2–4 operations in flight at once), {:.0} s on {}.\n\n\
          | operation | count |\n|---|---:|\n",
@@ -124,6 +129,6 @@ fn write_section(title: &str, body: &str) {
     };
     let body_start = start + heading.len();
     let end = text[body_start..].find("\n## ").map_or(text.len(), |i| body_start + i + 1);
-    let updated = format!("{}\n{}\n{}", &text[..body_start], body.trim_end(), &text[end..]);
+    let updated = format!("{}\n{}\n\n{}", &text[..body_start], body.trim_end(), &text[end..]);
     std::fs::write(&path, updated).unwrap_or_else(|e| panic!("writing RELIABILITY.md: {e}"));
 }
