@@ -4,18 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build -q -p credits-cli --bin credits
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-CREDITS_LISTEN="127.0.0.1:$port" target/debug/credits serve --data-dir "$work/data" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-
-for _ in $(seq 1 120); do
-  grep -q '^export ADMIN_TOKEN=' "$work/server.log" && break
-  kill -0 $server 2>/dev/null || { cat "$work/server.log"; exit 1; }
-  sleep 0.5
-done
+# shellcheck source=scripts/devserver.sh
+source scripts/devserver.sh
+start_dev_server
 eval "$(grep '^export ' "$work/server.log")"
 
 # The shell block between the walkthrough markers, minus its fences.

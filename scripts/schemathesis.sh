@@ -24,23 +24,11 @@ seed=${SCHEMATHESIS_SEED:-20261123}
 reports=target/schemathesis
 secret="schemathesis-$RANDOM-$RANDOM"
 
-cargo build -q -p credits-cli --bin credits
-work=$(mktemp -d)
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck source=scripts/devserver.sh
+source scripts/devserver.sh
 # No webhook secrets: every webhook is refused, whatever it carries.
-env -u CREDITS_WEBHOOK_SECRET_GENERIC -u CREDITS_WEBHOOK_SECRET_BFL -u DYNAMODB_ENDPOINT \
-  CREDITS_LISTEN="127.0.0.1:$port" CREDITS_DEV_JWT_SECRET="$secret" \
-  target/debug/credits serve --data-dir "$work/data" >"$work/server.log" 2>&1 &
-server=$!
-# SIGINT is the server's clean stop: it also stops its DynamoDB Local.
-trap 'kill -INT $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
-
-for _ in $(seq 1 120); do
-  grep -q '^export ADMIN_TOKEN=' "$work/server.log" && break
-  kill -0 $server 2>/dev/null || { cat "$work/server.log"; exit 1; }
-  sleep 0.5
-done
-grep -q '^export ADMIN_TOKEN=' "$work/server.log" || { echo "dev server did not start" >&2; cat "$work/server.log"; exit 1; }
+start_dev_server -u CREDITS_WEBHOOK_SECRET_GENERIC -u CREDITS_WEBHOOK_SECRET_BFL -u DYNAMODB_ENDPOINT \
+  CREDITS_DEV_JWT_SECRET="$secret"
 api="http://127.0.0.1:$port"
 
 user_token=$(CREDITS_DEV_JWT_SECRET="$secret" target/debug/credits token --user fuzz-user --ttl 3600)
