@@ -332,8 +332,27 @@ async fn memory(target: &Target, fixture: &Fixture) -> Result<Memory, String> {
 /// path by name, and how long cargo took.
 async fn cargo_build(args: &[&str]) -> Result<(HashMap<String, PathBuf>, Duration), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = tokio::process::Command::new(cargo);
+    // `cargo run` hands the bench its package's variables; some build
+    // scripts (ring's) track CARGO_MANIFEST_DIR, so passing them on would
+    // make this cargo rebuild what the one before it built.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        let from_cargo_run = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&name.as_str());
+        if from_cargo_run {
+            command.env_remove(name);
+        }
+    }
     let started = Instant::now();
-    let output = tokio::process::Command::new(cargo)
+    let output = command
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .arg("build")
         .args(args)
