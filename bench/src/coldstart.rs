@@ -427,7 +427,7 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
     let _ = writeln!(
         out,
         "Each binary started {COLD_RUNS} times under the bench's local Lambda Runtime API (`bench/src/runtime_api.rs`) with\n\
-         Lambda's environment ({MEMORY_MB} MB, fake credentials, DynamoDB Local as the endpoint) and one event queued; times\n\
+         Lambda's environment ({MEMORY_MB} MB, fake credentials, a fresh DynamoDB Local as the endpoint) and one event queued; times\n\
          from exec to its first `GET …/invocation/next` (init: config, client) and to its first answer (init + the\n\
          first request, whose DynamoDB connection is new). Then one process per binary took {WARM_INVOKES} warm invokes\n\
          in a row ({WARM_INVOKES_BACKGROUND} for cleanup and stats); peak memory is the kernel's `VmHWM` for the process. `reference` (`bench/reference`) only\n\
