@@ -104,33 +104,48 @@ impl TestEnv {
     /// Every balance adds up and its `reserved` is the sum of the user's
     /// pending holds; every settled hold's split adds up to its amount.
     pub async fn assert_books_balance(&self) {
-        let items = scan(&self.store).await;
-        let mut pending: HashMap<String, u64> = HashMap::new();
-        for item in items.iter().filter(|i| text(i, "entity") == "hold") {
-            let amount = number(item, "amount");
-            let status = text(item, "status");
-            let (captured, released) = (number(item, "capturedAmount"), number(item, "releasedAmount"));
-            match status.as_str() {
-                "pending" => {
-                    *pending.entry(text(item, "userId")).or_default() += amount;
-                    assert_eq!(captured + released, 0, "pending hold has a split: {item:?}");
-                }
-                _ => assert_eq!(captured + released, amount, "settled hold does not add up: {item:?}"),
-            }
-            assert_eq!(item.contains_key("pendingShard"), status == "pending", "index entry mismatch: {item:?}");
-        }
-        for item in items.iter().filter(|i| text(i, "entity") == "balance") {
-            let user = text(item, "userId");
-            let (available, reserved, spent, granted) =
-                (number(item, "available"), number(item, "reserved"), number(item, "spent"), number(item, "granted"));
-            assert_eq!(available + reserved + spent, granted, "balance of {user} does not add up: {item:?}");
-            assert_eq!(
-                reserved,
-                pending.get(&user).copied().unwrap_or(0),
-                "reserved of {user} is not its pending holds"
-            );
+        if let Err(problem) = check_books(&scan(&self.store).await) {
+            panic!("{problem}");
         }
     }
+}
+
+/// The books of a table, on their own: every balance equation, `reserved`
+/// equal to the user's pending holds, every settled hold's split adding up
+/// to its amount, and the expiry index entry exactly on pending holds.
+pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), String> {
+    let mut pending: HashMap<String, u64> = HashMap::new();
+    for item in items.iter().filter(|i| text(i, "entity") == "hold") {
+        let amount = number(item, "amount");
+        let status = text(item, "status");
+        let (captured, released) = (number(item, "capturedAmount"), number(item, "releasedAmount"));
+        match status.as_str() {
+            "pending" => {
+                *pending.entry(text(item, "userId")).or_default() += amount;
+                if captured + released != 0 {
+                    return Err(format!("pending hold has a split: {item:?}"));
+                }
+            }
+            _ if captured + released != amount => return Err(format!("settled hold does not add up: {item:?}")),
+            _ => {}
+        }
+        if item.contains_key("pendingShard") != (status == "pending") {
+            return Err(format!("index entry mismatch: {item:?}"));
+        }
+    }
+    for item in items.iter().filter(|i| text(i, "entity") == "balance") {
+        let user = text(item, "userId");
+        let (available, reserved, spent, granted) =
+            (number(item, "available"), number(item, "reserved"), number(item, "spent"), number(item, "granted"));
+        if available + reserved + spent != granted {
+            return Err(format!("balance of {user} does not add up: {item:?}"));
+        }
+        let held = pending.get(&user).copied().unwrap_or(0);
+        if reserved != held {
+            return Err(format!("reserved of {user} is {reserved}, its pending holds {held}"));
+        }
+    }
+    Ok(())
 }
 
 pub fn user(name: &str) -> UserId {
@@ -163,11 +178,14 @@ pub async fn scan(store: &Store) -> Vec<HashMap<String, AttributeValue>> {
     }
 }
 
-fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+/// A string attribute of an item (empty when absent).
+pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
     credits_shared::store::attr_text(item, name).to_owned()
 }
 
-fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
+/// A number attribute of an item (0 when absent; a negative one reads as
+/// `u64::MAX`, so it fails every check).
+pub fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
     u64::try_from(credits_shared::store::attr_number(item, name)).unwrap_or(u64::MAX)
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use credits_cli::dynamodb_local;
 use credits_shared::domain::UserId;
-use credits_tests::{scan, user, TestServer};
+use credits_tests::{scan, text, user, TestServer};
 use futures::future::join_all;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -244,21 +244,13 @@ async fn stopping_the_database_mid_load_loses_nothing_and_applies_nothing_twice(
             "balance of {id}: {}",
             reply.body
         );
-        let holds: Vec<_> = items
-            .iter()
-            .filter(|i| {
-                credits_shared::store::attr_text(i, "entity") == "hold"
-                    && credits_shared::store::attr_text(i, "userId") == id.as_str()
-            })
-            .collect();
+        let holds: Vec<_> =
+            items.iter().filter(|i| text(i, "entity") == "hold" && text(i, "userId") == id.as_str()).collect();
         assert_eq!(holds.len(), LIFECYCLES, "holds of {id}");
-        assert!(holds.iter().all(|h| credits_shared::store::attr_text(h, "status") == "confirmed"));
+        assert!(holds.iter().all(|h| text(h, "status") == "confirmed"));
         let lines = items
             .iter()
-            .filter(|i| {
-                credits_shared::store::attr_text(i, "entity") == "entry"
-                    && credits_shared::store::attr_text(i, "pk") == credits_shared::store::user_pk(id)
-            })
+            .filter(|i| text(i, "entity") == "entry" && text(i, "pk") == credits_shared::store::user_pk(id))
             .count();
         assert_eq!(lines, 2 + 2 * LIFECYCLES, "history lines of {id}: two grants, a reserve and a confirm a hold");
     }
