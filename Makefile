@@ -41,8 +41,11 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
 
+# `--workspace --bin credits`, not `-p credits-cli`: features resolve over the
+# packages selected, so the CLI alone would build the SDK a second time with
+# other features than `cargo test --workspace` does.
 test: deps lint
-	cargo build -q -p credits-cli --bin credits
+	cargo build -q --workspace --bin credits
 	CREDITS_BIN=$(CURDIR)/target/debug/credits cargo test --workspace
 	scripts/check-walkthrough.sh
 	$(MAKE) --no-print-directory schemathesis
@@ -51,7 +54,7 @@ test: deps lint
 
 # The TypeScript client against the dev server, and the Next.js example type-checked.
 ts-test:
-	cargo build -q -p credits-cli --bin credits
+	cargo build -q --workspace --bin credits
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && CREDITS_BIN=$(CURDIR)/target/debug/credits npm test
 	cd examples/nextjs && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck
 
@@ -65,7 +68,7 @@ bench: java node_modules/.installed
 # MODEL_OPS operations from a random seed (MODEL_SEED=<n> replays one);
 # writes the seed, the counts and the result into RELIABILITY.md.
 soak: java node_modules/.installed
-	cargo build -q -p credits-cli --bin credits
+	cargo build -q --workspace --bin credits
 	MODEL_OPS=$${MODEL_OPS:-10000} CREDITS_BIN=$(CURDIR)/target/debug/credits \
 		cargo test -q -p credits-tests --test model -- --ignored soak
 	@awk '/^## /{p=/^## Randomized/} p' RELIABILITY.md

@@ -4,7 +4,7 @@
 # for its tokens, and stops it (and its DynamoDB Local) on exit. Sets
 # `work`, `port` and `server`; the server's output is `$work/server.log`.
 start_dev_server() {
-  cargo build -q -p credits-cli --bin credits
+  cargo build -q --workspace --bin credits
   work=$(mktemp -d)
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   env "$@" CREDITS_LISTEN="127.0.0.1:$port" target/debug/credits serve --data-dir "$work/data" >"$work/server.log" 2>&1 &

@@ -267,20 +267,37 @@ struct Cold {
     outcomes: Vec<String>,
 }
 
-async fn cold(target: &Target, fixture: &Fixture) -> Result<Cold, String> {
-    let mut cold = Cold::default();
-    for _ in 0..COLD_RUNS {
-        let event = fixture.event(target.kind).await?;
-        let (mut api, mut child, id, started) = start(target, fixture, event).await?;
-        let answer = first_answer(&mut api, &mut child, &id).await;
-        let _ = child.kill().await;
-        let answer = answer.map_err(|e| format!("{}: {e}", target.label))?;
-        let next = api.first_next().ok_or_else(|| format!("{}: answered without asking", target.label))?;
-        cold.next.push(ms(next - started));
-        cold.first.push(ms(answer.at - started));
-        cold.outcomes.push(outcome(&answer));
+/// One cold start of `target`, added to `cold`.
+async fn cold_once(target: &Target, fixture: &Fixture, cold: &mut Cold) -> Result<(), String> {
+    let event = fixture.event(target.kind).await?;
+    let (mut api, mut child, id, started) = start(target, fixture, event).await?;
+    let answer = first_answer(&mut api, &mut child, &id).await;
+    let _ = child.kill().await;
+    let answer = answer.map_err(|e| format!("{}: {e}", target.label))?;
+    let next = api.first_next().ok_or_else(|| format!("{}: answered without asking", target.label))?;
+    cold.next.push(ms(next - started));
+    cold.first.push(ms(answer.at - started));
+    cold.outcomes.push(outcome(&answer));
+    Ok(())
+}
+
+/// `COLD_RUNS` cold starts of every target, taken in rounds (each round
+/// starts every target once) so that DynamoDB Local speeding up or the
+/// machine getting busier during the section falls on all of them alike,
+/// not on whichever binary comes last.
+async fn cold_rounds(targets: &[Target], fixture: &Fixture) -> Vec<Result<Cold, String>> {
+    let mut colds: Vec<Result<Cold, String>> = targets.iter().map(|_| Ok(Cold::default())).collect();
+    for round in 0..COLD_RUNS {
+        eprintln!("bench: cold starts, round {} of {COLD_RUNS}", round + 1);
+        for (target, cold) in targets.iter().zip(colds.iter_mut()) {
+            if let Ok(samples) = cold {
+                if let Err(e) = cold_once(target, fixture, samples).await {
+                    *cold = Err(e);
+                }
+            }
+        }
     }
-    Ok(cold)
+    colds
 }
 
 struct Memory {
@@ -431,7 +448,7 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
     let _ = writeln!(out, "## Cold start, size and memory\n");
     let _ = writeln!(
         out,
-        "Each binary started {COLD_RUNS} times under the bench's local Lambda Runtime API (`bench/src/runtime_api.rs`) with\n\
+        "Each binary started {COLD_RUNS} times (in rounds: each round starts every binary once) under the bench's local Lambda Runtime API (`bench/src/runtime_api.rs`) with\n\
          Lambda's environment ({MEMORY_MB} MB, fake credentials, a fresh DynamoDB Local as the endpoint) and one event queued; times\n\
          from exec to its first `GET …/invocation/next` (init: config, client) and to its first answer (init + the\n\
          first request, whose DynamoDB connection is new). Then one process per binary took {WARM_INVOKES} warm invokes\n\
@@ -445,10 +462,11 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
         "| binary | size (MiB) | init: exec → first next, median / min (ms) | exec → first answer, median / min (ms) | first answer | peak memory after first / after the warm invokes (MiB) | warm invoke p50 (ms) | warm errors |\n\
          |---|---:|---:|---:|---|---:|---:|---:|"
     );
-    for target in &targets {
-        eprintln!("bench: cold start of {}", target.label);
+    let colds = cold_rounds(&targets, fixture).await;
+    for (target, cold) in targets.iter().zip(colds) {
+        eprintln!("bench: warm invokes of {}", target.label);
         let size = std::fs::metadata(&target.path).map(|m| m.len()).map_err(|e| e.to_string())?;
-        let (c, m) = match (cold(target, fixture).await, memory(target, fixture).await) {
+        let (c, m) = match (cold, memory(target, fixture).await) {
             (Ok(c), Ok(m)) => (c, m),
             (Err(e), _) | (_, Err(e)) => {
                 let _ =

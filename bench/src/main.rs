@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
-use credits_cli::dynamodb_local;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::{Actor, Credits, GrantReason, Provider, UserId};
 use credits_shared::http::{handle, Function};

@@ -3,6 +3,5 @@
 
 pub mod check;
 pub mod devserver;
-pub mod dynamodb_local;
 pub mod streams;
 pub mod token;

@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use clap::{Parser, Subcommand};
 use credits_cli::devserver::{self, DevServer};
 use credits_cli::streams::LocalStream;
-use credits_cli::{dynamodb_local, token};
+use credits_cli::token;
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
 use credits_shared::domain::{Credits, GrantReason, UserId, MAX_AMOUNT};

@@ -563,6 +563,14 @@ pub async fn client_from_env(endpoint: Option<&str>) -> Client {
     Client::new(&sdk_config(endpoint).await)
 }
 
+/// The SDK's HTTP client: hyper 1 with rustls on ring. The workspace turns
+/// off the SDK's default client (rustls on aws-lc), so every `SdkConfig`
+/// must be given this one.
+pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
+}
+
 /// The AWS configuration every client here shares: bounded retries with
 /// jittered backoff, timeouts, and fixed credentials for a local endpoint.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
@@ -571,6 +579,7 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     use aws_config::BehaviorVersion;
 
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .retry_config(RetryConfig::standard().with_max_attempts(3).with_initial_backoff(Duration::from_millis(20)))
         .timeout_config(
             TimeoutConfig::builder()

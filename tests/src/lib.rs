@@ -10,7 +10,6 @@ use std::sync::{Arc, OnceLock};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_cli::devserver::{self, DevServer};
-use credits_cli::dynamodb_local::{self, DynamoDbLocal};
 use credits_cli::streams::LocalStream;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::{Credits, GrantReason, UserId};
@@ -20,6 +19,7 @@ use credits_shared::stats::{Change, Stats};
 use credits_shared::store::{sdk_config, Store};
 use credits_shared::webhook::Verifiers;
 use credits_shared::{App, Ledger};
+use dynamodb_local::DynamoDbLocal;
 
 /// Webhook secrets of the test server: two per provider, as while rotating.
 pub const GENERIC_SECRETS: &str =

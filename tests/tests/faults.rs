@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credits_cli::dynamodb_local;
 use credits_shared::domain::UserId;
 use credits_tests::{scan, text, user, TestServer};
 use futures::future::join_all;

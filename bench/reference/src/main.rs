@@ -8,7 +8,11 @@ use serde_json::{json, Value};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let config = aws_config::load_from_env().await;
+    // The same HTTP client the functions build (credits_shared::store::https_client):
+    // the workspace turns the SDK's default one off.
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await;
     let client = aws_sdk_dynamodb::Client::new(&config);
     let client = &client;
     lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
