@@ -60,9 +60,11 @@ ts-test:
 
 # Figures, not pass/fail: prints them and writes BENCHMARKS.md. The bench
 # builds the release binaries itself; BENCH_STARTED lets it report the whole
-# run's time, its own build included.
+# run's time, its own build included, and BENCH_BUILDS whether that began
+# with no compiled profile (a fresh clone) or with cargo's caches.
 bench: java node_modules/.installed
-	BENCH_STARTED=$$(date +%s) cargo run -q --profile perf -p credits-bench --bin bench
+	BENCH_STARTED=$$(date +%s) BENCH_BUILDS=$$(t=$${CARGO_TARGET_DIR:-target}; test -d $$t/perf -o -d $$t/release && echo cached || echo fresh) \
+		cargo run -q --profile perf -p credits-bench --bin bench
 
 # Randomized operation sequences against the model, long: at least
 # MODEL_OPS operations from a random seed (MODEL_SEED=<n> replays one);
