@@ -3,7 +3,8 @@
 //! gets. The table in RELIABILITY.md ("Bad input") lists the same rows; run
 //! with `--nocapture` to print them in that table's format.
 
-use credits_tests::{user, TestServer};
+use credits_shared::webhook::{bfl, generic};
+use credits_tests::{user, TestServer, BFL_SECRETS, GENERIC_SECRETS};
 use reqwest::header::HeaderValue;
 use reqwest::{Client, Method};
 use serde_json::Value;
@@ -19,6 +20,10 @@ enum Auth {
     Missing,
     /// The whole `Authorization` header value.
     Raw(String),
+    /// A webhook delivery signed over the case's body when it is sent:
+    /// BFL's `X-BFL-Signature`, or Standard Webhooks' three headers.
+    Bfl,
+    Generic,
 }
 
 #[derive(Clone)]
@@ -330,6 +335,53 @@ fn cases(server: &TestServer, user_token: &str) -> Vec<Case> {
         ),
         get("user token on an admin route", &format!("/v1/admin/users/{USER}/balance")).fails(403, "forbidden", None),
     ]
+    .into_iter()
+    .chain(webhook_cases())
+    .collect()
+}
+
+/// Authentic deliveries (signed with the server's secret) whose bodies are
+/// wrong, for both verifiers: 400 naming the field, never a 5xx, nothing
+/// settled. The body is read only after the signature checks out.
+fn webhook_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (provider, auth) in [("bfl", Auth::Bfl), ("generic", Auth::Generic)] {
+        let path = format!("/v1/webhooks/{provider}");
+        let delivery =
+            |name: &str, body: &str| post(format!("webhook ({provider}): {name}"), &path, body).auth(auth.clone());
+        let task = || format!("bad-input-{}", uuid::Uuid::new_v4().simple());
+        cases.extend([
+            delivery("signed body that is not JSON", "job done").invalid("body"),
+            delivery("signed JSON array", r#"[{"id":"t","status":"Ready"}]"#).invalid("body"),
+            delivery("no task id", r#"{"status":"Ready"}"#).invalid("task_id"),
+            delivery("empty task id", r#"{"id":"","status":"Ready"}"#).invalid("task_id"),
+            delivery("task id a number", r#"{"task_id":7,"status":"Ready"}"#).invalid("task_id"),
+            delivery("task id of 257 characters", &format!(r#"{{"id":"{}","status":"Ready"}}"#, text(257)))
+                .invalid("task_id"),
+            delivery("no status", r#"{"id":"t"}"#).invalid("status"),
+            delivery("status a number", r#"{"id":"t","status":1}"#).invalid("status"),
+            delivery("negative units", r#"{"id":"t","status":"Ready","units":-1}"#).invalid("units"),
+            delivery("fractional units", r#"{"id":"t","status":"Ready","units":1.5}"#).invalid("units"),
+            delivery("units as a string", r#"{"id":"t","status":"Ready","units":"2"}"#).invalid("units"),
+            delivery("units over 2³²−1", r#"{"id":"t","status":"Ready","units":4294967296}"#).invalid("units"),
+            delivery("signature over other bytes", r#"{"id":"t","status":"Ready"}"#).header("x-tamper", "body").fails(
+                403,
+                "forbidden",
+                None,
+            ),
+            delivery("a status nobody maps, task unknown", &format!(r#"{{"id":"{}","status":"exploded"}}"#, task()))
+                .succeeds(200),
+            delivery("success for a task nobody linked yet", &format!(r#"{{"id":"{}","status":"Ready"}}"#, task()))
+                .succeeds(202),
+            delivery(
+                "any Content-Type (the raw body is what is signed)",
+                &format!(r#"{{"id":"{}","status":"Ready"}}"#, task()),
+            )
+            .content_type(Some("text/plain"))
+            .succeeds(202),
+        ]);
+    }
+    cases
 }
 
 async fn place_hold(client: &Client, server: &TestServer, token: &str) -> String {
@@ -358,6 +410,29 @@ async fn run(client: &Client, server: &TestServer, tokens: (&str, &str), user_id
         Auth::Admin => request.bearer_auth(tokens.1),
         Auth::Missing => request,
         Auth::Raw(value) => request.header("authorization", value),
+        Auth::Bfl | Auth::Generic => {
+            // `x-tamper` asks for a signature over other bytes than the body sent.
+            let tampered = case.headers.iter().any(|(name, _)| *name == "x-tamper");
+            let mut signed = case.body.clone();
+            if tampered {
+                signed.extend_from_slice(b" ");
+            }
+            if matches!(case.auth, Auth::Bfl) {
+                let secret = BFL_SECRETS.split(',').next().unwrap_or_default();
+                request.header("x-bfl-signature", bfl::sign(secret, &signed))
+            } else {
+                let secret = GENERIC_SECRETS.split(',').next().unwrap_or_default();
+                let id = format!("msg_{}", uuid::Uuid::new_v4().simple());
+                let now = server.env.ledger.now().unix_seconds();
+                let Some(signature) = generic::sign(secret, &id, now, &signed) else {
+                    return Some("unsignable".into());
+                };
+                request
+                    .header("webhook-id", id)
+                    .header("webhook-timestamp", now.to_string())
+                    .header("webhook-signature", signature)
+            }
+        }
     };
     if let Some(content_type) = case.content_type {
         request = request.header("content-type", content_type);
