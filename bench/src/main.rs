@@ -354,7 +354,6 @@ async fn throughput(sdk: &aws_config::SdkConfig, out: &mut String, seconds: u64)
     Ok(())
 }
 
-/// The sweep's time and reads with a growing table where 1% is due.
 /// Turns the table's stream off, or back on with the view the table is
 /// created with (`Store::create_table_if_missing`).
 async fn set_stream(store: &Store, enabled: bool) -> Result<(), String> {
@@ -371,6 +370,7 @@ async fn set_stream(store: &Store, enabled: bool) -> Result<(), String> {
         .map_err(|e| format!("turning the stream {}: {e:?}", if enabled { "on" } else { "off" }))
 }
 
+/// The sweep's time and reads with a growing table where 1% is due.
 async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usize]) -> Result<(), String> {
     let _ = writeln!(out, "## Sweep growth: 1% of the pending holds due\n");
     let _ = writeln!(out, "| pending holds | due | expired | index entries read | read requests | RCU | sweep time (ms) |\n|---:|---:|---:|---:|---:|---:|---:|");
