@@ -4,7 +4,7 @@
 //! with `--nocapture` to print them in that table's format.
 
 use credits_shared::webhook::{bfl, generic};
-use credits_tests::{user, TestServer, BFL_SECRETS, GENERIC_SECRETS};
+use credits_tests::{user, Provider, TestServer, BFL_SECRETS, GENERIC_SECRETS};
 use reqwest::header::HeaderValue;
 use reqwest::{Client, Method};
 use serde_json::Value;
@@ -20,10 +20,13 @@ enum Auth {
     Missing,
     /// The whole `Authorization` header value.
     Raw(String),
-    /// A webhook delivery signed over the case's body when it is sent:
-    /// BFL's `X-BFL-Signature`, or Standard Webhooks' three headers.
-    Bfl,
-    Generic,
+    /// A webhook delivery signed with the provider's first secret when it
+    /// is sent (BFL's `X-BFL-Signature`, or Standard Webhooks' three
+    /// headers): over the case's body, or over other bytes when `tampered`.
+    Signed {
+        provider: Provider,
+        tampered: bool,
+    },
 }
 
 #[derive(Clone)]
@@ -345,10 +348,12 @@ fn cases(server: &TestServer, user_token: &str) -> Vec<Case> {
 /// settled. The body is read only after the signature checks out.
 fn webhook_cases() -> Vec<Case> {
     let mut cases = Vec::new();
-    for (provider, auth) in [("bfl", Auth::Bfl), ("generic", Auth::Generic)] {
-        let path = format!("/v1/webhooks/{provider}");
-        let delivery =
-            |name: &str, body: &str| post(format!("webhook ({provider}): {name}"), &path, body).auth(auth.clone());
+    for provider in [Provider::Bfl, Provider::Generic] {
+        let path = format!("/v1/webhooks/{}", provider.as_str());
+        let delivery = |name: &str, body: &str| {
+            post(format!("webhook ({}): {name}", provider.as_str()), &path, body)
+                .auth(Auth::Signed { provider, tampered: false })
+        };
         let task = || format!("bad-input-{}", uuid::Uuid::new_v4().simple());
         cases.extend([
             delivery("signed body that is not JSON", "job done").invalid("body"),
@@ -364,11 +369,9 @@ fn webhook_cases() -> Vec<Case> {
             delivery("fractional units", r#"{"id":"t","status":"Ready","units":1.5}"#).invalid("units"),
             delivery("units as a string", r#"{"id":"t","status":"Ready","units":"2"}"#).invalid("units"),
             delivery("units over 2³²−1", r#"{"id":"t","status":"Ready","units":4294967296}"#).invalid("units"),
-            delivery("signature over other bytes", r#"{"id":"t","status":"Ready"}"#).header("x-tamper", "body").fails(
-                403,
-                "forbidden",
-                None,
-            ),
+            delivery("signature over other bytes", r#"{"id":"t","status":"Ready"}"#)
+                .auth(Auth::Signed { provider, tampered: true })
+                .fails(403, "forbidden", None),
             delivery("a status nobody maps, task unknown", &format!(r#"{{"id":"{}","status":"exploded"}}"#, task()))
                 .succeeds(200),
             delivery("success for a task nobody linked yet", &format!(r#"{{"id":"{}","status":"Ready"}}"#, task()))
@@ -410,14 +413,12 @@ async fn run(client: &Client, server: &TestServer, tokens: (&str, &str), user_id
         Auth::Admin => request.bearer_auth(tokens.1),
         Auth::Missing => request,
         Auth::Raw(value) => request.header("authorization", value),
-        Auth::Bfl | Auth::Generic => {
-            // `x-tamper` asks for a signature over other bytes than the body sent.
-            let tampered = case.headers.iter().any(|(name, _)| *name == "x-tamper");
+        Auth::Signed { provider, tampered } => {
             let mut signed = case.body.clone();
-            if tampered {
+            if *tampered {
                 signed.extend_from_slice(b" ");
             }
-            if matches!(case.auth, Auth::Bfl) {
+            if *provider == Provider::Bfl {
                 let secret = BFL_SECRETS.split(',').next().unwrap_or_default();
                 request.header("x-bfl-signature", bfl::sign(secret, &signed))
             } else {
