@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use credits_shared::domain::UserId;
+use credits_shared::http::Function;
 use credits_shared::Ledger;
 use serde_json::{json, Value};
 
@@ -28,43 +29,46 @@ const BFL_SECRET: &str = "bench-bfl-secret";
 /// The functions' memory setting in template.yaml.
 const MEMORY_MB: &str = "128";
 
+/// What a binary is: one of the HTTP functions, the sweep, the stream
+/// consumer, or the bench's reference Lambda.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    Reserve,
-    Confirm,
-    Release,
-    Account,
-    Admin,
-    Webhook,
+    Http(Function),
     Cleanup,
     Stats,
     Reference,
 }
 
 impl Kind {
-    /// Cargo package and binary.
-    fn package(self) -> (&'static str, &'static str) {
+    /// Every binary the bench starts, the reference last.
+    fn all() -> impl Iterator<Item = Kind> {
+        Function::ALL.into_iter().map(Kind::Http).chain([Kind::Cleanup, Kind::Stats, Kind::Reference])
+    }
+
+    fn binary(self) -> &'static str {
         match self {
-            Kind::Reserve => ("credits-reserve", "reserve"),
-            Kind::Confirm => ("credits-confirm", "confirm"),
-            Kind::Release => ("credits-release", "release"),
-            Kind::Account => ("credits-account", "account"),
-            Kind::Admin => ("credits-admin", "admin"),
-            Kind::Webhook => ("credits-webhook", "webhook"),
-            Kind::Cleanup => ("credits-cleanup", "cleanup"),
-            Kind::Stats => ("credits-stats", "stats"),
-            Kind::Reference => ("credits-bench-reference", "reference"),
+            Kind::Http(function) => function.name(),
+            Kind::Cleanup => "cleanup",
+            Kind::Stats => "stats",
+            Kind::Reference => "reference",
+        }
+    }
+
+    fn package(self) -> String {
+        match self {
+            Kind::Reference => "credits-bench-reference".to_owned(),
+            _ => format!("credits-{}", self.binary()),
         }
     }
 
     fn first_event(self) -> &'static str {
         match self {
-            Kind::Reserve => "POST /v1/reservations",
-            Kind::Confirm => "POST /v1/reservations/{id}/confirm (a new hold)",
-            Kind::Release => "POST /v1/reservations/{id}/release (a new hold)",
-            Kind::Account => "GET /v1/balance",
-            Kind::Admin => "GET /v1/admin/users/{userId}/balance",
-            Kind::Webhook => "POST /v1/webhooks/bfl (signed, settles a linked hold)",
+            Kind::Http(Function::Reserve) => "POST /v1/reservations",
+            Kind::Http(Function::Confirm) => "POST /v1/reservations/{id}/confirm (a new hold)",
+            Kind::Http(Function::Release) => "POST /v1/reservations/{id}/release (a new hold)",
+            Kind::Http(Function::Account) => "GET /v1/balance",
+            Kind::Http(Function::Admin) => "GET /v1/admin/users/{userId}/balance",
+            Kind::Http(Function::Webhook) => "POST /v1/webhooks/bfl (signed, settles a linked hold)",
             Kind::Cleanup => "the schedule's event (a sweep)",
             Kind::Stats => "a stream batch of one new hold",
             Kind::Reference => "GET /v1/balance (answered without I/O)",
@@ -80,25 +84,16 @@ impl Kind {
 
     fn warm_event(self) -> &'static str {
         match self {
-            Kind::Reserve => "a new hold each",
-            Kind::Confirm | Kind::Release => "replays of the first",
-            Kind::Webhook => "redeliveries of the first",
+            Kind::Http(Function::Reserve) => "a new hold each",
+            Kind::Http(Function::Confirm | Function::Release) => "replays of the first",
+            Kind::Http(Function::Webhook) => "redeliveries of the first",
             Kind::Stats => "redeliveries of the first batch",
-            Kind::Account | Kind::Admin | Kind::Cleanup | Kind::Reference => "the same event",
+            Kind::Http(Function::Account | Function::Admin) | Kind::Cleanup | Kind::Reference => "the same event",
         }
     }
 }
 
-const FUNCTIONS: [Kind; 8] = [
-    Kind::Reserve,
-    Kind::Confirm,
-    Kind::Release,
-    Kind::Account,
-    Kind::Admin,
-    Kind::Webhook,
-    Kind::Cleanup,
-    Kind::Stats,
-];
+const RESERVE: Kind = Kind::Http(Function::Reserve);
 
 struct Target {
     label: String,
@@ -133,24 +128,26 @@ impl Fixture {
         };
         let headers = json!({"content-type": "application/json"});
         Ok(match kind {
-            Kind::Reserve => api_event(
+            RESERVE => api_event(
                 "POST",
                 "/v1/reservations",
                 Some(self.claims()),
                 headers,
                 r#"{"operation":"design_generate_image"}"#,
             ),
-            Kind::Confirm | Kind::Release => {
+            Kind::Http(Function::Confirm | Function::Release) => {
                 let id = hold(None).await?;
-                let verb = if kind == Kind::Confirm { "confirm" } else { "release" };
+                let verb = kind.binary();
                 api_event("POST", &format!("/v1/reservations/{id}/{verb}"), Some(self.claims()), headers, "")
             }
-            Kind::Account | Kind::Reference => api_event("GET", "/v1/balance", Some(self.claims()), headers, ""),
-            Kind::Admin => {
+            Kind::Http(Function::Account) | Kind::Reference => {
+                api_event("GET", "/v1/balance", Some(self.claims()), headers, "")
+            }
+            Kind::Http(Function::Admin) => {
                 let claims = json!({"sub": "bench-admin", "cognito:groups": "[credits-admin]"});
                 api_event("GET", &format!("/v1/admin/users/{}/balance", self.user), Some(claims), headers, "")
             }
-            Kind::Webhook => {
+            Kind::Http(Function::Webhook) => {
                 let task = format!("cold-{}", uuid::Uuid::new_v4().simple());
                 hold(Some(task.clone())).await?;
                 let body = json!({"id": task, "status": "Ready", "result": {"sample": "https://x/y.png"}}).to_string();
@@ -202,7 +199,7 @@ async fn start(
     let api = RuntimeApi::start().await?;
     let id = api.queue(first)?;
     let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
-    let (_, function) = target.kind.package();
+    let function = target.kind.binary();
     let mut command = tokio::process::Command::new(&target.path);
     // Only what Lambda's environment holds, so nothing from the bench's
     // shell (a profile, a proxy) changes what the function does.
@@ -329,7 +326,7 @@ async fn memory(target: &Target, fixture: &Fixture) -> Result<Memory, String> {
     for _ in 0..target.kind.warm_invokes() {
         let event = match target.kind {
             // A reserve is new each time; the others repeat the first.
-            Kind::Reserve => fixture.event(Kind::Reserve).await?,
+            RESERVE => fixture.event(RESERVE).await?,
             _ => first.clone(),
         };
         let t = Instant::now();
@@ -406,9 +403,10 @@ fn mib(kib: u64) -> f64 {
 }
 
 pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String> {
+    let packages: Vec<String> = Kind::all().map(Kind::package).collect();
     let mut release_args = vec!["--release"];
-    for kind in FUNCTIONS.iter().chain([&Kind::Reference]) {
-        release_args.extend(["-p", kind.package().0]);
+    for package in &packages {
+        release_args.extend(["-p", package.as_str()]);
     }
     eprintln!("bench: building the release binaries (minutes on a fresh checkout)");
     let (release, release_took) = cargo_build(&release_args).await?;
@@ -417,21 +415,17 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
     let (perf, perf_took) = cargo_build(&["--profile", "perf", "-p", "credits-bench", "-p", "credits-reserve"]).await?;
 
     let mut targets = Vec::new();
-    for kind in FUNCTIONS.iter().chain([&Kind::Reference]) {
-        let (_, binary) = kind.package();
+    for kind in Kind::all() {
+        let binary = kind.binary();
         let path = release.get(binary).ok_or_else(|| format!("cargo built no {binary}"))?;
-        targets.push(Target { label: binary.to_owned(), kind: *kind, path: path.clone() });
+        targets.push(Target { label: binary.to_owned(), kind, path: path.clone() });
     }
     let untuned = perf.get("reserve").ok_or("cargo built no perf reserve")?;
-    targets.push(Target {
-        label: "reserve, cargo's default release".into(),
-        kind: Kind::Reserve,
-        path: untuned.clone(),
-    });
+    targets.push(Target { label: "reserve, cargo's default release".into(), kind: RESERVE, path: untuned.clone() });
     // Other builds of reserve to compare by hand (another profile's binary,
     // copied aside): BENCH_EXTRA_RESERVE=path,path.
     for path in std::env::var("BENCH_EXTRA_RESERVE").unwrap_or_default().split(',').filter(|p| !p.is_empty()) {
-        targets.push(Target { label: format!("reserve, {path}"), kind: Kind::Reserve, path: PathBuf::from(path) });
+        targets.push(Target { label: format!("reserve, {path}"), kind: RESERVE, path: PathBuf::from(path) });
     }
 
     // DynamoDB Local's JIT warms up on its first requests: spend those
@@ -493,8 +487,8 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
         );
     }
     let _ = writeln!(out, "\nFirst events:\n");
-    for kind in FUNCTIONS.iter().chain([&Kind::Reference]) {
-        let (_, binary) = kind.package();
+    for kind in Kind::all() {
+        let binary = kind.binary();
         let _ =
             writeln!(out, "- {binary}: {}; {} warm: {}.", kind.first_event(), kind.warm_invokes(), kind.warm_event());
     }
