@@ -31,8 +31,11 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
+# Built as `make test` builds it (`--workspace`: the same features), so the
+# two never rebuild the SDK for each other.
 run: deps
-	cargo run -q -p credits-cli --bin credits -- serve
+	cargo build -q --workspace --bin credits
+	$${CARGO_TARGET_DIR:-target}/debug/credits serve
 
 fmt:
 	cargo fmt --all

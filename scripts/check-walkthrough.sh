@@ -1,23 +1,119 @@
 #!/usr/bin/env bash
-# Runs the README's curl walk-through, exactly as written, against a fresh
-# dev server (`credits serve`, what `make run` runs) and checks its figures.
+# Runs the README's curl walk-through, exactly as written, against `make
+# run` itself, started as the README says, and checks its figures. Then
+# stops it as Ctrl-C does (SIGINT to its process group), checks that its
+# DynamoDB Local is gone too, starts `make run` again on the same data and
+# checks that the walk-through's grant is still there.
+#
+# The data folder is given relative (`CREDITS_DATA_DIR`, as `.data` is by
+# default), and is one of this check's own: a developer's `.data` is never
+# touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# shellcheck source=scripts/devserver.sh
-source scripts/devserver.sh
-start_dev_server
-eval "$(grep '^export ' "$work/server.log")"
+data=target/walkthrough-data
+rm -rf "$data"
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+server=""
+log=""
+
+# The running `make run`'s process group (its leader's pid), if any.
+group_alive() { [ -n "$server" ] && kill -0 -- "-$server" 2>/dev/null; }
+
+# DynamoDB Local processes (Java and its watcher shell) on this check's data.
+java_left() {
+  local dir
+  dir=$(cd "$data" 2>/dev/null && pwd -P) || return 1
+  ps -eo pid=,args= | grep -F DynamoDBLocal.jar | grep -F -- "$dir"
+}
+
+fail() {
+  echo "walk-through: $*" >&2
+  if [ -n "$log" ] && [ -f "$log" ]; then
+    echo "--- output of make run ($log):" >&2
+    cat "$log" >&2
+    echo "---" >&2
+  fi
+  exit 1
+}
+
+cleanup() {
+  if group_alive; then
+    kill -INT -- "-$server" 2>/dev/null || true
+    for _ in $(seq 1 40); do
+      group_alive || break
+      sleep 0.25
+    done
+    kill -KILL -- "-$server" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# `make run` in a process group of its own (job control on for the `&`, so
+# SIGINT is not ignored in it, as in a terminal), on DynamoDB Local whatever
+# the caller's environment; waits for its exports.
+start_server() {
+  log="$work/run$1.log"
+  set -m
+  env -u DYNAMODB_ENDPOINT CREDITS_LISTEN="127.0.0.1:$port" CREDITS_DATA_DIR="$data" make run </dev/null >"$log" 2>&1 &
+  server=$!
+  set +m
+  # Ready once the tokens are printed: API, USER_TOKEN and ADMIN_TOKEN, and
+  # a line after the last export (the server prints one), or 2 s more.
+  local seen=0
+  for _ in $(seq 1 1800); do
+    if grep -q '^export API=' "$log" && grep -q '^export USER_TOKEN=' "$log" && grep -q '^export ADMIN_TOKEN=' "$log"; then
+      awk '/^export /{last=NR} END{exit !(last && NR > last)}' "$log" && return 0
+      seen=$((seen + 1))
+      [ "$seen" -ge 4 ] && return 0
+    fi
+    kill -0 "$server" 2>/dev/null || fail "make run (run $1) exited before printing its tokens"
+    sleep 0.5
+  done
+  fail "make run (run $1) printed no tokens within 15 minutes"
+}
+
+# Ctrl-C: SIGINT to the whole group; everything in it must end, Java too.
+stop_server() {
+  kill -INT -- "-$server" 2>/dev/null || fail "make run (run $1) was already gone before Ctrl-C"
+  local status=0
+  wait "$server" 2>/dev/null || status=$?
+  for _ in $(seq 1 120); do
+    group_alive || java_left >/dev/null || break
+    sleep 0.25
+  done
+  if group_alive; then
+    ps -o pid=,args= -g "$server" >&2 || true
+    fail "processes of make run (run $1) still running 30 s after SIGINT"
+  fi
+  if java_left >&2; then
+    fail "DynamoDB Local of make run (run $1) still running after SIGINT"
+  fi
+  [ -f "$data/shared-local-instance.db" ] || fail "make run (run $1) kept no data in $data"
+  echo "make run (run $1): stopped by SIGINT (make exited $status), no DynamoDB Local left"
+  server=""
+}
+
+# Run 1: the walk-through, on a fresh data folder.
+start_server 1
+eval "$(grep '^export ' "$log")"
 
 # The shell block between the walkthrough markers, minus its fences.
 sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md | sed '1,2d;$d' | sed '$d' >"$work/walkthrough.sh"
-bash -euo pipefail "$work/walkthrough.sh" >"$work/out.txt"
+bash -euo pipefail "$work/walkthrough.sh" >"$work/out.txt" || {
+  cat "$work/out.txt" >&2
+  fail "the walk-through failed"
+}
 
-fail=0
+bad=0
 expect() {
   if ! grep -qF -- "$1" "$work/out.txt"; then
     echo "walk-through: expected to see $1" >&2
-    fail=1
+    bad=1
   fi
 }
 expect '"granted":50'
@@ -29,8 +125,26 @@ expect '"type":"grant"'
 expect '"code":"insufficient_credits"'
 expect 'Créditos insuficientes'
 expect '"shortfall":110'
-if [ $fail -ne 0 ]; then
+# The user's own token was refused the confirm; the grant says who and why.
+expect '"code":"forbidden"'
+expect 'this token can only read'
+expect '"reason":"purchase","actor":"demo-admin"'
+if [ $bad -ne 0 ]; then
   cat "$work/out.txt" >&2
-  exit 1
+  fail "the walk-through's figures are wrong"
 fi
 echo "README walk-through: OK"
+stop_server 1
+
+# Run 2: the same data folder; the walk-through's grant is still there.
+unset API USER_TOKEN ADMIN_TOKEN
+start_server 2
+eval "$(grep '^export ' "$log")"
+balance=$(curl -s "$API/v1/admin/users/demo-user/balance" -H "Authorization: Bearer $ADMIN_TOKEN")
+case "$balance" in
+  *'"available":40,"reserved":0,"spent":10,"granted":50'*) ;;
+  *) fail "after a restart of make run, demo-user's balance is $balance (expected granted 50, spent 10)" ;;
+esac
+echo "make run again on $data: demo-user's balance kept ($balance)"
+stop_server 2
+echo "make run: OK"

@@ -4,10 +4,12 @@
 # runs), checking that no answer is a 5xx and that every answer conforms to
 # the spec (status code, content type, headers, body schema).
 #
-# Two runs: every route but the admin ones with a user token, then every
-# route with an admin token (an admin is a user too, so its stateful phase
-# can place, confirm and refund holds through the spec's links). Checks and
-# their few documented exceptions are in scripts/schemathesis.toml.
+# Three runs, one per principal: every route but the admin ones with a
+# user token (reads answer, every write must answer 403), then with the
+# app's server token acting for a user (`Credits-User`), then every route
+# with an admin token acting for a user (its stateful phase can place,
+# confirm and refund holds through the spec's links). Checks and their few
+# documented exceptions are in scripts/schemathesis.toml.
 #
 # Webhooks carry no JWT and this server has no webhook secrets, so every
 # webhook request must answer 403 `forbidden` (documented in the spec):
@@ -32,10 +34,11 @@ start_dev_server -u CREDITS_WEBHOOK_SECRET_GENERIC -u CREDITS_WEBHOOK_SECRET_BFL
 api="http://127.0.0.1:$port"
 
 user_token=$(CREDITS_DEV_JWT_SECRET="$secret" target/debug/credits token --user fuzz-user --ttl 3600)
+server_token=$(CREDITS_DEV_JWT_SECRET="$secret" target/debug/credits token --server --ttl 3600)
 admin_token=$(CREDITS_DEV_JWT_SECRET="$secret" target/debug/credits token --user fuzz-admin --admin --ttl 3600)
 
-# Credits for both callers, so that generated reservations can succeed too.
-for who in fuzz-user fuzz-admin; do
+# Credits for the users the runs act for, so that generated reservations can succeed too.
+for who in fuzz-user fuzz-server-user; do
   curl -sf -X POST "$api/v1/admin/users/$who/grants" \
     -H "Authorization: Bearer $admin_token" -H "Content-Type: application/json" \
     -H "Idempotency-Key: schemathesis-grant-$who" \
@@ -64,10 +67,12 @@ run() {
 
 status=0
 run user "$user_token" --exclude-tag admin || status=1
-run admin "$admin_token" --exclude-tag webhooks || status=1
+# The server and the admin name the user they act for in every request.
+run server "$server_token" --header "Credits-User: fuzz-server-user" --exclude-tag admin --exclude-tag webhooks || status=1
+run admin "$admin_token" --header "Credits-User: fuzz-server-user" --exclude-tag webhooks || status=1
 
 # The figures RELIABILITY.md quotes: requests sent and answers by status.
-python3 - "$reports"/user.har "$reports"/admin.har <<'EOF'
+python3 - "$reports"/user.har "$reports"/server.har "$reports"/admin.har <<'EOF'
 import collections, json, sys
 total = collections.Counter()
 for path in sys.argv[1:]:

@@ -16,7 +16,7 @@ use credits_shared::Ledger;
 use serde_json::{json, Value};
 
 use crate::runtime_api::RuntimeApi;
-use crate::{api_event, grant, request, user};
+use crate::{api_event, grant, request, server_claims, user};
 
 /// Each binary's first invocation, counted from its exec.
 const COLD_RUNS: usize = 7;
@@ -115,8 +115,9 @@ impl Fixture {
         Ok(Fixture { ledger, endpoint, user })
     }
 
+    /// The app's back end: a client-credentials token's claims.
     fn claims(&self) -> Value {
-        json!({"sub": self.user.as_str()})
+        server_claims()
     }
 
     /// An event for `kind`; writes what it needs first (a hold to confirm).
@@ -126,7 +127,7 @@ impl Fixture {
             r.task_id = task;
             self.ledger.reserve(&self.user, r).await.map(|h| h.into_inner().reservation_id).map_err(|e| e.to_string())
         };
-        let headers = json!({"content-type": "application/json"});
+        let headers = json!({"content-type": "application/json", "credits-user": self.user.as_str()});
         Ok(match kind {
             RESERVE => api_event(
                 "POST",
@@ -219,6 +220,7 @@ async fn start(
         // (the default credential chain) is the one to time.
         .env("AWS_ENDPOINT_URL_DYNAMODB", &fixture.endpoint)
         .env("CREDITS_TABLE", fixture.ledger.store().table())
+        .env("CREDITS_SERVER_CLIENT_IDS", crate::BENCH_SERVER)
         .env("CREDITS_WEBHOOK_SECRET_BFL", BFL_SECRET)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -434,7 +436,7 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
     for _ in 0..300 {
         let hold = fixture.ledger.reserve(&fixture.user, request("design_generate_image", 1)).await;
         let id = hold.map_err(|e| e.to_string())?.into_inner().reservation_id;
-        let actor = credits_shared::domain::Actor::Client;
+        let actor = credits_shared::domain::Actor::Server;
         fixture.ledger.confirm(Some(&fixture.user), id, None, actor).await.map_err(|e| e.to_string())?;
         fixture.ledger.balance(&fixture.user).await.map_err(|e| e.to_string())?;
     }

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, StreamSpecification, StreamViewType, WriteRequest};
 use credits_shared::clock::ManualClock;
-use credits_shared::domain::{Actor, Credits, GrantReason, Provider, UserId};
+use credits_shared::domain::principal::TrustedClients;
+use credits_shared::domain::{Actor, Attribution, Credits, GrantReason, Provider, UserId};
 use credits_shared::http::{handle, Function};
 use credits_shared::ledger::webhook::Delivery;
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
@@ -61,6 +62,7 @@ async fn grant(ledger: &Ledger, user: &UserId, amount: u64) -> Result<(), String
         reason: GrantReason::Purchase,
         description: None,
         idempotency_key: uuid::Uuid::new_v4().to_string(),
+        actor: "bench".into(),
     };
     ledger.grant(user, request).await.map(|_| ()).map_err(|e| e.to_string())
 }
@@ -89,22 +91,22 @@ async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(), Strin
     rows.push(("grant", c));
     let (hold, c) = metered!(e, l.reserve(&u, request("design_generate_image", 2)).await.map_err(e_)?.into_inner());
     rows.push(("reserve", c));
-    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, None, Actor::Client).await.map_err(e_)?);
+    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, None, Actor::Server).await.map_err(e_)?);
     rows.push(("confirm (all units)", c));
     let success = rows[1].1.write + rows[2].1.write;
     let success_reads = rows[1].1.read + rows[2].1.read;
-    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, None, Actor::Client).await.map_err(e_)?);
+    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, None, Actor::Server).await.map_err(e_)?);
     rows.push(("confirm replay", c));
 
     let (hold, reserve) =
         metered!(e, l.reserve(&u, request("design_generate_image", 4)).await.map_err(e_)?.into_inner());
-    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, Some(3), Actor::Client).await.map_err(e_)?);
+    let (_, c) = metered!(e, l.confirm(Some(&u), hold.reservation_id, Some(3), Actor::Server).await.map_err(e_)?);
     rows.push(("confirm (partial)", c));
     let partial = (reserve.write + c.write, reserve.read + c.read);
 
     let (hold, reserve) =
         metered!(e, l.reserve(&u, request("design_generate_logo", 1)).await.map_err(e_)?.into_inner());
-    let (_, c) = metered!(e, l.release(Some(&u), hold.reservation_id, Actor::Client).await.map_err(e_)?);
+    let (_, c) = metered!(e, l.release(Some(&u), hold.reservation_id, Actor::Server).await.map_err(e_)?);
     rows.push(("release", c));
     let failure = (reserve.write + c.write, reserve.read + c.read);
 
@@ -133,11 +135,17 @@ async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(), Strin
     let webhook = (reserve.write + c.write, reserve.read + c.read);
     let (_, c) = metered!(e, l.apply_webhook(&delivery).await.map_err(e_)?);
     rows.push(("webhook redelivery", c));
-    let (_, c) = metered!(e, l.refund(hold.reservation_id).await.map_err(e_)?);
+    let (_, c) = metered!(
+        e,
+        l.refund(hold.reservation_id, &Attribution { actor: "ops".into(), reason: None }).await.map_err(e_)?
+    );
     rows.push(("refund (admin)", c));
 
     let other = l.reserve(&u, request("design_generate_image", 1)).await.map_err(e_)?.into_inner();
-    let (_, c) = metered!(e, l.link_task(&u, other.reservation_id, Provider::Bfl, "bench-task-2").await.map_err(e_)?);
+    let (_, c) = metered!(
+        e,
+        l.link_task(Some(&u), other.reservation_id, Provider::Bfl, "bench-task-2", Actor::Server).await.map_err(e_)?
+    );
     rows.push(("link task", c));
     let (_, c) = metered!(e, l.balance(&u).await.map_err(e_)?);
     rows.push(("balance", c));
@@ -199,9 +207,18 @@ fn api_event(
     })
 }
 
+/// The client id of the bench's app back end (`CREDITS_SERVER_CLIENT_IDS`).
+pub const BENCH_SERVER: &str = "bench-server";
+
+/// The claims of the app's back end: a client-credentials token.
+fn server_claims() -> serde_json::Value {
+    json!({"sub": BENCH_SERVER, "client_id": BENCH_SERVER, "scope": "credits/server", "token_use": "access"})
+}
+
+/// The app's back end acting for `user`.
 fn event(method: &str, path: &str, user: &UserId, body: &str) -> Result<lambda_http::Request, String> {
-    let claims = json!({"sub": user.as_str()});
-    let event = api_event(method, path, Some(claims), json!({"content-type": "application/json"}), body);
+    let headers = json!({"content-type": "application/json", "credits-user": user.as_str()});
+    let event = api_event(method, path, Some(server_claims()), headers, body);
     lambda_http::request::from_str(&event.to_string()).map_err(|e| e.to_string())
 }
 
@@ -209,7 +226,8 @@ fn event(method: &str, path: &str, user: &UserId, body: &str) -> Result<lambda_h
 /// DynamoDB requests it makes.
 async fn latency(sdk: &aws_config::SdkConfig, out: &mut String, rounds: usize) -> Result<(), String> {
     let e = env(sdk).await?;
-    let app = App { ledger: e.ledger.clone(), verifiers: Arc::new(Verifiers::new("", "")) };
+    let trusted = TrustedClients::new(BENCH_SERVER, "");
+    let app = App { ledger: e.ledger.clone(), verifiers: Arc::new(Verifiers::new("", "")), trusted };
     let u = user("latency");
     grant(&e.ledger, &u, 1_000_000_000).await?;
     let (mut reserve, mut confirm, mut balance) = (Vec::new(), Vec::new(), Vec::new());
@@ -317,7 +335,7 @@ async fn throughput(sdk: &aws_config::SdkConfig, out: &mut String, seconds: u64)
                     while Instant::now() < deadline {
                         let done = match ledger.reserve(u, request("design_generate_image", 1)).await {
                             Ok(hold) => ledger
-                                .confirm(Some(u), hold.into_inner().reservation_id, None, Actor::Client)
+                                .confirm(Some(u), hold.into_inner().reservation_id, None, Actor::Server)
                                 .await
                                 .is_ok(),
                             Err(_) => false,

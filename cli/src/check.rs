@@ -12,7 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Books {
     balance: Option<[i64; 4]>,
+    /// The balance's `openHolds` (the cap's count).
+    open_holds: i64,
     pending: i64,
+    /// Pending holds that moved credits: what `openHolds` counts.
+    pending_paid: i64,
     entries: BTreeMap<String, i64>,
 }
 
@@ -94,12 +98,15 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
             let user = text(item, "userId").to_owned();
             match text(item, "entity") {
                 "balance" => {
-                    books.entry(user).or_default().balance =
-                        Some(["available", "reserved", "spent", "granted"].map(|name| num(item, name)));
+                    let b = books.entry(user).or_default();
+                    b.balance = Some(["available", "reserved", "spent", "granted"].map(|name| num(item, name)));
+                    b.open_holds = num(item, "openHolds");
                 }
                 "hold" => {
                     if text(item, "status") == "pending" {
-                        books.entry(user).or_default().pending += num(item, "amount");
+                        let b = books.entry(user).or_default();
+                        b.pending += num(item, "amount");
+                        b.pending_paid += i64::from(num(item, "amount") > 0);
                     }
                     *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
                 }
@@ -129,6 +136,9 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
         }
         if reserved != b.pending {
             drift(format!("reserved {reserved} but its pending holds hold {}", b.pending));
+        }
+        if b.balance.is_some() && b.open_holds != b.pending_paid {
+            drift(format!("openHolds {} but it has {} pending holds", b.open_holds, b.pending_paid));
         }
         if granted != e("grant") {
             drift(format!("granted {granted} but its grant lines sum to {}", e("grant")));

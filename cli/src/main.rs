@@ -12,7 +12,8 @@ use credits_cli::streams::LocalStream;
 use credits_cli::token;
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
-use credits_shared::domain::{Credits, GrantReason, UserId, MAX_AMOUNT};
+use credits_shared::domain::principal::TrustedClients;
+use credits_shared::domain::{Attribution, Credits, GrantReason, UserId, MAX_AMOUNT};
 use credits_shared::ledger::sweep;
 use credits_shared::ledger::GrantRequest;
 use credits_shared::prices::set_price;
@@ -37,7 +38,7 @@ enum Command {
         #[arg(long, env = "CREDITS_LISTEN", default_value = "127.0.0.1:3000")]
         listen: String,
         /// Where DynamoDB Local keeps its data (ignored with DYNAMODB_ENDPOINT).
-        #[arg(long, default_value = ".data")]
+        #[arg(long, env = "CREDITS_DATA_DIR", default_value = ".data")]
         data_dir: PathBuf,
         /// HS256 secret of local tokens.
         #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET)]
@@ -61,7 +62,7 @@ enum Command {
         user: String,
         #[arg(long)]
         amount: u64,
-        /// ad_reward, purchase, promo, plan_refill or adjustment.
+        /// ad_reward, purchase, promo, plan_refill, adjustment or signup.
         #[arg(long, default_value = "adjustment")]
         reason: String,
         /// The idempotency key: the same key grants once.
@@ -75,14 +76,22 @@ enum Command {
         #[command(subcommand)]
         action: Option<PricesAction>,
     },
-    /// Print a local token (HS256, the dev server's secret).
+    /// Print a local token (HS256, the dev server's secret): a user's, an
+    /// admin's (--user U --admin) or the app server's (--server).
     Token {
         /// The user id (`sub` claim).
-        #[arg(long)]
-        user: String,
+        #[arg(long, required_unless_present = "server", conflicts_with = "server")]
+        user: Option<String>,
         /// Add the `credits-admin` group.
-        #[arg(long)]
+        #[arg(long, requires = "user")]
         admin: bool,
+        /// A client-credentials token of the app's back end (scope
+        /// credits/server, client_id from --client).
+        #[arg(long)]
+        server: bool,
+        /// The server token's client id (listed in CREDITS_SERVER_CLIENT_IDS).
+        #[arg(long, default_value = token::DEV_SERVER_CLIENT, requires = "server")]
+        client: String,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: i64,
@@ -101,6 +110,9 @@ enum PricesAction {
         operation: String,
         #[arg(long)]
         unit_cost: u64,
+        /// Why, recorded with the change.
+        #[arg(long)]
+        reason: Option<String>,
     },
 }
 
@@ -114,8 +126,14 @@ async fn main() -> std::process::ExitCode {
         Command::Grant { user, amount, reason, key, description } => {
             grant(user, amount, reason, key, description).await
         }
-        Command::Token { user, admin, ttl, jwt_secret } => {
-            token::mint(&jwt_secret, &user, admin, ttl).map(|t| println!("{t}"))
+        Command::Token { user, admin, server, client, ttl, jwt_secret } => {
+            let bearer = match (&user, admin, server) {
+                (_, _, true) => token::Bearer::Server(&client),
+                (Some(user), true, _) => token::Bearer::Admin(user),
+                (Some(user), false, _) => token::Bearer::User(user),
+                (None, _, false) => unreachable!("clap requires --user or --server"),
+            };
+            token::mint(&jwt_secret, bearer, ttl).map(|t| println!("{t}"))
         }
     };
     match result {
@@ -206,12 +224,12 @@ async fn prices(action: PricesAction) -> Result<(), String> {
                 println!("{:<28} {:>6}", price.operation, price.unit_cost);
             }
         }
-        PricesAction::Set { operation, unit_cost } => {
+        PricesAction::Set { operation, unit_cost, reason } => {
             if operation.is_empty() || operation.len() > 128 || unit_cost > MAX_AMOUNT {
                 return Err(format!("--operation must be 1 to 128 characters and --unit-cost at most {MAX_AMOUNT}"));
             }
-            let by = std::env::var("USER").unwrap_or_else(|_| "credits-cli".into());
-            let previous = set_price(ledger.store(), &current, &operation, Credits(unit_cost), &by, ledger.now())
+            let who = Attribution { actor: cli_actor(), reason };
+            let previous = set_price(ledger.store(), &current, &operation, Credits(unit_cost), &who, ledger.now())
                 .await
                 .map_err(|e| e.to_string())?;
             match previous {
@@ -234,12 +252,13 @@ async fn grant(
 ) -> Result<(), String> {
     let user = UserId::parse(&user).ok_or("--user must be 1 to 256 characters")?;
     let reason: GrantReason = serde_json::from_value(serde_json::Value::String(reason))
-        .map_err(|_| "--reason must be ad_reward, purchase, promo, plan_refill or adjustment")?;
+        .map_err(|_| "--reason must be ad_reward, purchase, promo, plan_refill, adjustment or signup")?;
     if !(1..=MAX_AMOUNT).contains(&amount) {
         return Err(format!("--amount must be 1 to {MAX_AMOUNT}"));
     }
     let ledger = Config::from_env().ledger().await;
-    let request = GrantRequest { amount: Credits(amount), reason, description, idempotency_key: key };
+    let request =
+        GrantRequest { amount: Credits(amount), reason, description, idempotency_key: key, actor: cli_actor() };
     let outcome = ledger.grant(&user, request).await.map_err(|e| e.to_string())?;
     let replayed = outcome.is_replay();
     let grant = outcome.into_inner();
@@ -248,6 +267,11 @@ async fn grant(
         eprintln!("(a replay: this key was granted before; nothing credited now)");
     }
     Ok(())
+}
+
+/// The actor of changes made from this command line: the operator's login.
+fn cli_actor() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "operator".into()))
 }
 
 async fn cleanup(budget: u64) -> Result<(), String> {
@@ -262,7 +286,18 @@ async fn cleanup(budget: u64) -> Result<(), String> {
 
 async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<(), String> {
     credits_shared::http::init_logging();
-    let config = Config::from_env();
+    if jwt_secret.trim().is_empty() {
+        return Err("CREDITS_DEV_JWT_SECRET is empty: unset it for the default, or give a secret".into());
+    }
+    // Checked before DynamoDB Local starts: a bad secret stops here, named.
+    let verifiers = Arc::new(Verifiers::from_env()?);
+    let mut config = Config::from_env();
+    if std::env::var_os("CREDITS_SERVER_CLIENT_IDS").is_none() {
+        config.trusted = TrustedClients::new(
+            token::DEV_SERVER_CLIENT,
+            &std::env::var("CREDITS_ADMIN_CLIENT_IDS").unwrap_or_default(),
+        );
+    }
     let (endpoint, local) = match &config.endpoint {
         Some(endpoint) => (endpoint.clone(), None),
         None => {
@@ -274,7 +309,8 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     let sdk = sdk_config(Some(&endpoint)).await;
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
     store.create_table_if_missing().await.map_err(|e| format!("creating table {}: {e}", config.table))?;
-    let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days);
+    let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days)
+        .with_max_open_holds(config.max_open_holds);
 
     spawn_sweeps(ledger.clone());
     spawn_stats(&sdk, &ledger).await?;
@@ -284,17 +320,18 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("listening on {listen}: {e}"))?;
-    let user_token = token::mint(&jwt_secret, "demo-user", false, 86_400)?;
-    let admin_token = token::mint(&jwt_secret, "demo-admin", true, 86_400)?;
+    let user_token = token::mint(&jwt_secret, token::Bearer::User("demo-user"), 86_400)?;
+    let server_token = token::mint(&jwt_secret, token::Bearer::Server(token::DEV_SERVER_CLIENT), 86_400)?;
+    let admin_token = token::mint(&jwt_secret, token::Bearer::Admin("demo-admin"), 86_400)?;
     println!("credits dev server on http://{listen} (table {})", config.table);
     println!("Demo tokens (paste into another terminal):");
     println!("export API=http://{listen}");
     println!("export USER_TOKEN={user_token}");
+    println!("export SERVER_TOKEN={server_token}");
     println!("export ADMIN_TOKEN={admin_token}");
     println!("Ctrl-C stops the server and DynamoDB Local.");
 
-    let verifiers = Arc::new(Verifiers::from_env());
-    let server = DevServer { app: App { ledger, verifiers }, jwt_secret };
+    let server = DevServer { app: App { ledger, verifiers, trusted: config.trusted.clone() }, jwt_secret };
     let shutdown = async move {
         tokio::select! {
             _ = interrupt.recv() => {}

@@ -7,14 +7,38 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde_json::{json, Map, Value};
 
 pub const DEFAULT_DEV_SECRET: &str = "credits-dev-secret-not-for-production";
-pub const ADMIN_GROUP: &str = credits_shared::http::identity::ADMIN_GROUP;
+/// The dev server's app client for the back end: its default
+/// `CREDITS_SERVER_CLIENT_IDS`.
+pub const DEV_SERVER_CLIENT: &str = "dev-server";
+use credits_shared::domain::principal::{ADMIN_GROUP, SERVER_SCOPE};
 
-/// Mints a token for `user`, valid for `ttl_seconds`.
-pub fn mint(secret: &str, user: &str, admin: bool, ttl_seconds: i64) -> Result<String, String> {
+/// Whom a token is for.
+#[derive(Clone, Copy, Debug)]
+pub enum Bearer<'a> {
+    /// An end user (`sub`).
+    User(&'a str),
+    /// An operator: a user in the `credits-admin` group.
+    Admin(&'a str),
+    /// The app's back end: a client-credentials token as Cognito issues
+    /// them (`sub` and `client_id` the client, scope `credits/server`).
+    Server(&'a str),
+}
+
+/// Mints a token for `bearer`, valid for `ttl_seconds`.
+pub fn mint(secret: &str, bearer: Bearer<'_>, ttl_seconds: i64) -> Result<String, String> {
     let now = chrono::Utc::now().timestamp();
-    let mut claims = json!({"sub": user, "iat": now, "exp": now + ttl_seconds, "iss": "credits-dev"});
-    if admin {
-        claims["cognito:groups"] = json!([ADMIN_GROUP]);
+    let sub = match bearer {
+        Bearer::User(sub) | Bearer::Admin(sub) | Bearer::Server(sub) => sub,
+    };
+    let mut claims = json!({"sub": sub, "iat": now, "exp": now + ttl_seconds, "iss": "credits-dev"});
+    match bearer {
+        Bearer::User(_) => {}
+        Bearer::Admin(_) => claims["cognito:groups"] = json!([ADMIN_GROUP]),
+        Bearer::Server(client) => {
+            claims["client_id"] = json!(client);
+            claims["scope"] = json!(SERVER_SCOPE);
+            claims["token_use"] = json!("access");
+        }
     }
     encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
         .map_err(|e| e.to_string())
@@ -49,17 +73,21 @@ mod tests {
 
     #[test]
     fn minted_tokens_verify_and_carry_groups() {
-        let token = mint("s", "alice", true, 60).expect("mint");
+        let token = mint("s", Bearer::Admin("alice"), 60).expect("mint");
         let claims = verify("s", Some(&format!("Bearer {token}"))).expect("valid");
         assert_eq!(claims["sub"], "alice");
         assert_eq!(claims["cognito:groups"], "[credits-admin]");
+        let token = mint("s", Bearer::Server("dev-server"), 60).expect("mint");
+        let claims = verify("s", Some(&format!("Bearer {token}"))).expect("valid");
+        assert_eq!((claims["client_id"].as_str(), claims["scope"].as_str()), ("dev-server", "credits/server"));
+        assert!(!claims.contains_key("cognito:groups"));
     }
 
     #[test]
     fn wrong_secret_expired_and_missing_tokens_fail() {
-        let token = mint("s", "alice", false, 60).expect("mint");
+        let token = mint("s", Bearer::User("alice"), 60).expect("mint");
         assert!(verify("other", Some(&format!("Bearer {token}"))).is_none());
-        let expired = mint("s", "alice", false, -5).expect("mint");
+        let expired = mint("s", Bearer::User("alice"), -5).expect("mint");
         assert!(verify("s", Some(&format!("Bearer {expired}"))).is_none());
         assert!(verify("s", None).is_none());
         assert!(verify("s", Some(&token)).is_none(), "the Bearer scheme is required");

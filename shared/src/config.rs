@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::clock::SystemClock;
+use crate::domain::principal::TrustedClients;
 use crate::prices::Catalog;
 use crate::store::{client_from_env, Store};
 use crate::webhook::Verifiers;
@@ -10,6 +11,7 @@ use crate::{App, Ledger};
 
 pub const DEFAULT_TABLE: &str = "credits";
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+pub const DEFAULT_MAX_OPEN_HOLDS: u32 = 100;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -19,7 +21,16 @@ pub struct Config {
     pub endpoint: Option<String>,
     /// `CREDITS_RETENTION_DAYS`: how long settled holds are kept.
     pub retention_days: u32,
+    /// `CREDITS_MAX_OPEN_HOLDS`: pending holds one user may have at once.
+    pub max_open_holds: u32,
+    /// `CREDITS_SERVER_CLIENT_IDS` and `CREDITS_ADMIN_CLIENT_IDS`.
+    pub trusted: TrustedClients,
 }
+
+/// A setting that cannot be used: the function (or dev server) does not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unusable(pub String);
 
 impl Config {
     pub fn from_env() -> Config {
@@ -31,12 +42,22 @@ impl Config {
                 .and_then(|v| v.parse().ok())
                 .filter(|days| *days > 0)
                 .unwrap_or(DEFAULT_RETENTION_DAYS),
+            max_open_holds: var("CREDITS_MAX_OPEN_HOLDS")
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(DEFAULT_MAX_OPEN_HOLDS),
+            trusted: TrustedClients::new(
+                &var("CREDITS_SERVER_CLIENT_IDS").unwrap_or_default(),
+                &var("CREDITS_ADMIN_CLIENT_IDS").unwrap_or_default(),
+            ),
         }
     }
 
-    /// The ledger and the webhook verifiers (secrets from the environment).
-    pub async fn app(&self) -> App {
-        App { ledger: self.ledger().await, verifiers: Arc::new(Verifiers::from_env()) }
+    /// The ledger, the webhook verifiers (secrets from the environment) and
+    /// the trusted clients; `Unusable` names a variable that cannot be used.
+    pub async fn app(&self) -> Result<App, Unusable> {
+        let verifiers = Verifiers::from_env().map_err(Unusable)?;
+        Ok(App { ledger: self.ledger().await, verifiers: Arc::new(verifiers), trusted: self.trusted.clone() })
     }
 
     pub async fn ledger(&self) -> Ledger {
@@ -47,5 +68,6 @@ impl Config {
             Arc::new(Catalog::default_catalog()),
             self.retention_days,
         )
+        .with_max_open_holds(self.max_open_holds)
     }
 }

@@ -13,6 +13,9 @@ pub enum Error {
     Unauthorized,
     #[error("forbidden")]
     Forbidden,
+    /// A user token on a route that moves credits.
+    #[error("a user token cannot change holds")]
+    ReadOnlyToken,
     #[error("insufficient credits: available {available}, required {required}")]
     InsufficientCredits { available: Credits, required: Credits },
     #[error("reservation not found")]
@@ -23,14 +26,20 @@ pub enum Error {
     ReservationExpired,
     #[error("task already linked to another reservation")]
     TaskAlreadyLinked,
+    #[error("too many open holds: {open} of {limit}")]
+    TooManyOpenHolds { open: u64, limit: u64 },
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("idempotency key reused with a different request")]
     IdempotencyKeyReused,
     #[error("route not found")]
     RouteNotFound,
+    /// The change may or may not have been applied.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The change was applied, but reading its result failed.
+    #[error("applied, result unreadable: {0}")]
+    AppliedUnread(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -22,5 +22,7 @@ pub use ledger::Ledger;
 pub struct App {
     pub ledger: Ledger,
     pub verifiers: std::sync::Arc<webhook::Verifiers>,
+    /// The app clients whose tokens act as the server or an admin.
+    pub trusted: domain::principal::TrustedClients,
 }
 pub mod webhook;

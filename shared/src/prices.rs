@@ -124,7 +124,7 @@ pub async fn set_price(
     current: &Catalog,
     operation: &str,
     unit_cost: Credits,
-    by: &str,
+    who: &crate::domain::Attribution,
     at: Timestamp,
 ) -> crate::Result<Option<Credits>> {
     use aws_sdk_dynamodb::types::Update;
@@ -154,7 +154,10 @@ pub async fn set_price(
     if let Some(previous) = previous {
         change.insert("previous".into(), n(previous));
     }
-    change.insert("by".into(), s(by));
+    change.insert("actor".into(), s(&who.actor));
+    if let Some(reason) = &who.reason {
+        change.insert("reason".into(), s(reason));
+    }
     change.insert("at".into(), n(at.millis()));
     let put = |item: Item| -> crate::Result<TransactWriteItem> {
         let put = Put::builder()

@@ -1,7 +1,7 @@
 //! DynamoDB items and the conditional writes that move money.
 //!
 //! One table, keys `pk`/`sk` (see docs/DATA_MODEL.md):
-//! - `USER#<user>` / `BALANCE`: the four balance figures
+//! - `USER#<user>` / `BALANCE`: the four balance figures and `openHolds`
 //! - `USER#<user>` / `GRANT#<grantId>`: a grant, keyed by its idempotency key
 //! - `USER#<user>` / `TX#<millis>#<entryId>`: one history line
 //! - `HOLD#<id>` / `HOLD`: a hold with its events
@@ -232,6 +232,9 @@ pub struct GrantItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub request_hash: String,
+    /// Who granted: the caller's `sub` (absent on grants made before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     pub at: i64,
 }
 
@@ -251,6 +254,10 @@ pub struct EntryItem {
     pub operation: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     pub at: i64,
 }
 
@@ -263,6 +270,8 @@ impl EntryItem {
             reservation_id: self.reservation_id,
             operation: self.operation,
             description: self.description,
+            reason: self.reason,
+            actor: self.actor,
             at: Timestamp(self.at),
         }
     }
@@ -571,6 +580,9 @@ pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
     aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https()
 }
 
+/// The longest one SDK call may take, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The AWS configuration every client here shares: bounded retries with
 /// jittered backoff, timeouts, and fixed credentials for a local endpoint.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
@@ -585,7 +597,9 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(2))
                 .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(10))
+                // Below every function's timeout (15 s, template.yaml), with
+                // room to answer: a slow database ends in our own 503.
+                .operation_timeout(OPERATION_TIMEOUT)
                 .build(),
         );
     if let Some(endpoint) = endpoint {

@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_cli::devserver::{self, DevServer};
 use credits_cli::streams::LocalStream;
+pub use credits_cli::token::Bearer;
 use credits_shared::clock::ManualClock;
+use credits_shared::domain::principal::TrustedClients;
 use credits_shared::domain::{Credits, GrantReason, UserId};
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
 use credits_shared::prices::Catalog;
@@ -27,6 +29,13 @@ pub const GENERIC_SECRETS: &str =
 pub const BFL_SECRETS: &str = "bfl-secret-a,bfl-secret-b";
 
 pub use credits_shared::domain::Provider;
+
+/// The test server's trusted app clients: the back end's and an
+/// operators' tool (`CREDITS_SERVER_CLIENT_IDS`, `CREDITS_ADMIN_CLIENT_IDS`).
+pub const SERVER_CLIENT: &str = "test-server";
+pub const ADMIN_CLIENT: &str = "test-ops";
+/// The header a server or admin names the user it acts for in.
+pub const USER_HEADER: &str = credits_shared::domain::principal::USER_HEADER;
 
 static DYNAMODB: OnceLock<Result<DynamoDbLocal, String>> = OnceLock::new();
 
@@ -97,6 +106,7 @@ impl TestEnv {
             reason: GrantReason::Purchase,
             description: None,
             idempotency_key: uuid::Uuid::new_v4().to_string(),
+            actor: "test".into(),
         };
         self.ledger.grant(user, request).await.expect("grant");
     }
@@ -111,10 +121,12 @@ impl TestEnv {
 }
 
 /// The books of a table, on their own: every balance equation, `reserved`
-/// equal to the user's pending holds, every settled hold's split adding up
+/// equal to the user's pending holds (and `openHolds` to their number), every settled hold's split adding up
 /// to its amount, and the expiry index entry exactly on pending holds.
 pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), String> {
     let mut pending: HashMap<String, u64> = HashMap::new();
+    // Pending holds that moved credits: the balance's `openHolds`.
+    let mut open: HashMap<String, u64> = HashMap::new();
     for item in items.iter().filter(|i| text(i, "entity") == "hold") {
         let amount = number(item, "amount");
         let status = text(item, "status");
@@ -122,6 +134,9 @@ pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), Stri
         match status.as_str() {
             "pending" => {
                 *pending.entry(text(item, "userId")).or_default() += amount;
+                if amount > 0 {
+                    *open.entry(text(item, "userId")).or_default() += 1;
+                }
                 if captured + released != 0 {
                     return Err(format!("pending hold has a split: {item:?}"));
                 }
@@ -143,6 +158,10 @@ pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), Stri
         let held = pending.get(&user).copied().unwrap_or(0);
         if reserved != held {
             return Err(format!("reserved of {user} is {reserved}, its pending holds {held}"));
+        }
+        let (counted, holding) = (number(item, "openHolds"), open.get(&user).copied().unwrap_or(0));
+        if counted != holding {
+            return Err(format!("openHolds of {user} is {counted}, its pending holds {holding}"));
         }
     }
     Ok(())
@@ -228,15 +247,32 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS));
-        let server = DevServer { app: App { ledger, verifiers }, jwt_secret: secret.clone() };
+        let trusted = TrustedClients::new(SERVER_CLIENT, ADMIN_CLIENT);
+        let server = DevServer { app: App { ledger, verifiers, trusted }, jwt_secret: secret.clone() };
         tokio::spawn(devserver::serve(listener, server, async {
             let _ = rx.await;
         }));
         TestServer { base, env, secret, shutdown: Some(tx) }
     }
 
-    pub fn token(&self, user: &UserId, admin: bool) -> String {
-        credits_cli::token::mint(&self.secret, user.as_str(), admin, 3600).expect("token")
+    /// An end user's token: reads only.
+    pub fn user_token(&self, user: &UserId) -> String {
+        self.mint(Bearer::User(user.as_str()))
+    }
+
+    /// The app's back end (a client-credentials token of a listed client);
+    /// it names the user in `Credits-User`.
+    pub fn server_token(&self) -> String {
+        self.mint(Bearer::Server(SERVER_CLIENT))
+    }
+
+    /// An operator in the `credits-admin` group.
+    pub fn admin_token(&self) -> String {
+        self.mint(Bearer::Admin("ops"))
+    }
+
+    pub fn mint(&self, bearer: Bearer<'_>) -> String {
+        credits_cli::token::mint(&self.secret, bearer, 3600).expect("token")
     }
 }
 

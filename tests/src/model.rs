@@ -24,7 +24,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{check_books, number, scan, text, TestServer, BFL_SECRETS, GENERIC_SECRETS};
+use crate::{check_books, number, scan, text, TestServer, BFL_SECRETS, GENERIC_SECRETS, USER_HEADER};
 
 /// The operations a generated hold may be for: priced, cheap, free, dear.
 const OPERATIONS: [&str; 5] = [
@@ -103,6 +103,21 @@ pub enum Op {
     Advance {
         seconds: u32,
     },
+    /// The paying user tries to move credits with their own token: a
+    /// reserve, or a confirm of one unit, a release or a task link of a
+    /// hold of theirs. Always 403, and nothing changes.
+    UserWrite {
+        hold: HoldRef,
+        write: UserWrite,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserWrite {
+    Reserve,
+    Confirm,
+    Release,
+    Link,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -185,6 +200,10 @@ fn op(rng: &mut StdRng, shape: Shape, focus: Option<HoldRef>) -> Op {
                 _ => None,
             };
             Op::Webhook { task, success, units: rng.gen_bool(0.3).then(|| rng.gen_range(1..=5)) }
+        }
+        88..=91 => {
+            let writes = [UserWrite::Reserve, UserWrite::Confirm, UserWrite::Release, UserWrite::Link];
+            Op::UserWrite { hold, write: writes[rng.gen_range(0..writes.len())] }
         }
         _ => Op::Redeliver { nth: rng.gen_range(0..64) },
     }
@@ -308,15 +327,42 @@ fn problem(status: u16, code: &str) -> Answer {
 /// An operation with its references resolved at the start of its batch.
 #[derive(Clone, Debug)]
 enum Resolved {
-    Grant { user: usize, key: u8, amount: u64 },
-    Reserve { user: usize, spec: ReserveSpec, key: Option<u8> },
-    Confirm { id: Uuid, units: Option<u32>, as_other: bool },
-    Release { id: Uuid },
-    Link { id: Uuid, task: usize },
-    Refund { id: Uuid },
+    Grant {
+        user: usize,
+        key: u8,
+        amount: u64,
+    },
+    Reserve {
+        user: usize,
+        spec: ReserveSpec,
+        key: Option<u8>,
+    },
+    Confirm {
+        id: Uuid,
+        units: Option<u32>,
+        as_other: bool,
+    },
+    Release {
+        id: Uuid,
+    },
+    Link {
+        id: Uuid,
+        task: usize,
+    },
+    Refund {
+        id: Uuid,
+    },
     Webhook(Sent),
     Sweep,
-    Advance { seconds: u32 },
+    Advance {
+        seconds: u32,
+    },
+    /// With the token of `user`, the owner of `id` (or user 0 when no hold).
+    UserWrite {
+        user: usize,
+        id: Uuid,
+        write: UserWrite,
+    },
 }
 
 /// A delivery as sent (kept to redeliver it byte for byte).
@@ -382,6 +428,8 @@ impl Model {
                 self.now += i64::from(*seconds) * 1000;
                 vec![Answer::Moved]
             }
+            // The person who pays never decides what they pay.
+            Resolved::UserWrite { .. } => vec![problem(403, "forbidden")],
         }
     }
 
@@ -474,6 +522,8 @@ impl Model {
         match hold.task {
             Some(linked) if linked == task => return Ok(()),
             Some(_) => return Err(problem(409, "task_already_linked")),
+            // A settled hold takes no link: it holds nothing to settle.
+            None if hold.status != Status::Pending => return Err(problem(409, "reservation_not_pending")),
             None => {}
         }
         if self.tasks.get(&task).is_some_and(|owner| *owner != id) {
@@ -694,6 +744,7 @@ fn op_name(op: &Op) -> &'static str {
         Op::Redeliver { .. } => "webhook redelivery",
         Op::Sweep => "sweep",
         Op::Advance { .. } => "clock jump",
+        Op::UserWrite { .. } => "user-token write (refused)",
     }
 }
 
@@ -702,7 +753,10 @@ struct Runner {
     http: Client,
     catalog: Catalog,
     users: Vec<UserId>,
-    tokens: Vec<String>,
+    /// The app's back end: every write goes through it.
+    server_token: String,
+    /// Each user's own token, for the writes that must be refused.
+    user_tokens: Vec<String>,
     admin: String,
     run: String,
     model: Model,
@@ -719,16 +773,16 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
         .collect::<Result<_, _>>()
         .map_err(|message| Violation { batch: 0, message })?;
     // Long-lived tokens: clock jumps move the ledger's clock, not the JWT's.
-    let tokens = users.iter().map(|u| server.token(u, false)).collect();
-    let admin_user = UserId::parse(&format!("admin-{run}"))
-        .ok_or_else(|| Violation { batch: 0, message: "admin user id".into() })?;
-    let admin = server.token(&admin_user, true);
+    let server_token = server.server_token();
+    let user_tokens = users.iter().map(|u| server.user_token(u)).collect();
+    let admin = server.admin_token();
     let model = Model::new(shape.users, server.env.ledger.now().millis());
     let mut runner = Runner {
         catalog: Catalog::default_catalog(),
         http: Client::new(),
         users,
-        tokens,
+        server_token,
+        user_tokens,
         admin,
         run,
         model,
@@ -810,6 +864,11 @@ impl Runner {
             },
             Op::Sweep => Resolved::Sweep,
             Op::Advance { seconds } => Resolved::Advance { seconds: *seconds },
+            Op::UserWrite { hold, write } => {
+                let id = self.hold_id(*hold);
+                let user = self.model.holds.get(&id).map_or(0, |h| h.user);
+                Resolved::UserWrite { user, id, write: *write }
+            }
         }
     }
 
@@ -889,6 +948,9 @@ impl Runner {
     async fn send(&self, op: &Resolved) -> Result<(Answer, Option<Uuid>), String> {
         let base = &self.server.base;
         let post = |path: String, token: &str| self.http.post(format!("{base}{path}")).bearer_auth(token);
+        // The app's server acting for a user, as apps call it.
+        let for_user =
+            |path: String, user: usize| post(path, &self.server_token).header(USER_HEADER, self.users[user].as_str());
         let request = match op {
             Resolved::Grant { user, key, amount } => {
                 post(format!("/v1/admin/users/{}/grants", self.users[*user]), &self.admin)
@@ -902,7 +964,7 @@ impl Runner {
                     body["taskId"] = json!(self.task_name(task));
                     body["provider"] = json!(Self::provider(task).as_str());
                 }
-                let mut request = post("/v1/reservations".into(), &self.tokens[*user]).json(&body);
+                let mut request = for_user("/v1/reservations".into(), *user).json(&body);
                 if let Some(key) = key {
                     request = request.header("idempotency-key", format!("reserve-{key}"));
                 }
@@ -915,15 +977,16 @@ impl Runner {
                     Some(units) => json!({"units": units}),
                     None => json!({}),
                 };
-                post(format!("/v1/reservations/{id}/confirm"), &self.tokens[caller]).json(&body)
+                // Naming another user than the hold's: 404, as for a missing hold.
+                for_user(format!("/v1/reservations/{id}/confirm"), caller).json(&body)
             }
             Resolved::Release { id } => {
                 let owner = self.model.holds.get(id).map_or(0, |h| h.user);
-                post(format!("/v1/reservations/{id}/release"), &self.tokens[owner]).json(&json!({}))
+                for_user(format!("/v1/reservations/{id}/release"), owner).json(&json!({}))
             }
             Resolved::Link { id, task } => {
                 let owner = self.model.holds.get(id).map_or(0, |h| h.user);
-                post(format!("/v1/reservations/{id}/task"), &self.tokens[owner])
+                for_user(format!("/v1/reservations/{id}/task"), owner)
                     .json(&json!({"taskId": self.task_name(*task), "provider": Self::provider(*task).as_str()}))
             }
             Resolved::Refund { id } => {
@@ -931,6 +994,20 @@ impl Runner {
             }
             Resolved::Webhook(sent) => self.signed(sent),
             Resolved::Sweep => post("/v1/admin/cleanup".into(), &self.admin),
+            Resolved::UserWrite { user, id, write } => {
+                let token = &self.user_tokens[*user];
+                match write {
+                    UserWrite::Reserve => {
+                        post("/v1/reservations".into(), token).json(&json!({"operation": OPERATIONS[0], "units": 1}))
+                    }
+                    UserWrite::Confirm => {
+                        post(format!("/v1/reservations/{id}/confirm"), token).json(&json!({"units": 1}))
+                    }
+                    UserWrite::Release => post(format!("/v1/reservations/{id}/release"), token).json(&json!({})),
+                    UserWrite::Link => post(format!("/v1/reservations/{id}/task"), token)
+                        .json(&json!({"taskId": self.task_name(0), "provider": Self::provider(0).as_str()})),
+                }
+            }
             Resolved::Advance { seconds } => {
                 self.server.env.clock.advance_seconds(i64::from(*seconds));
                 return Ok((Answer::Moved, None));

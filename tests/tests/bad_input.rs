@@ -4,17 +4,25 @@
 //! with `--nocapture` to print them in that table's format.
 
 use credits_shared::webhook::{bfl, generic};
-use credits_tests::{user, Provider, TestServer, BFL_SECRETS, GENERIC_SECRETS};
+use credits_tests::{
+    user, Bearer, Provider, TestServer, ADMIN_CLIENT, BFL_SECRETS, GENERIC_SECRETS, SERVER_CLIENT, USER_HEADER,
+};
 use reqwest::header::HeaderValue;
 use reqwest::{Client, Method};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const HOLD: &str = "{hold}";
+/// A hold of the user the server placed and then released.
+const SETTLED: &str = "{settled}";
 const USER: &str = "{user}";
 const OP: &str = "design_generate_image";
 
 #[derive(Clone)]
 enum Auth {
+    /// The app's back end naming the user in `Credits-User` (the default:
+    /// how apps call every route but the admin ones).
+    Server,
+    /// The user's own token: reads only.
     User,
     Admin,
     Missing,
@@ -33,15 +41,21 @@ enum Auth {
 struct Case {
     name: String,
     method: Method,
-    /// `{hold}` becomes a fresh pending hold of the user; `{user}` the user.
+    /// `{hold}` becomes a fresh pending hold of the user, `{settled}` a
+    /// released one; `{user}` the user.
     path: String,
     auth: Auth,
     content_type: Option<&'static str>,
+    /// `{user}` in a value becomes the user. A `Credits-User` here replaces
+    /// the one `Auth::Server` sends.
     headers: Vec<(&'static str, Vec<u8>)>,
     body: Vec<u8>,
     status: u16,
     code: Option<&'static str>,
     field: Option<&'static str>,
+    /// Members the answer (problem or not) must carry, with these values;
+    /// `{user}` in a string value is the user.
+    members: Vec<(&'static str, Value)>,
 }
 
 fn request(name: impl Into<String>, method: Method, path: &str, body: impl Into<Vec<u8>>) -> Case {
@@ -49,13 +63,14 @@ fn request(name: impl Into<String>, method: Method, path: &str, body: impl Into<
         name: name.into(),
         method,
         path: path.to_owned(),
-        auth: Auth::User,
+        auth: Auth::Server,
         content_type: Some("application/json"),
         headers: Vec::new(),
         body: body.into(),
         status: 0,
         code: None,
         field: None,
+        members: Vec::new(),
     }
 }
 
@@ -98,6 +113,12 @@ impl Case {
         self
     }
 
+    /// The answer also carries `name` with this value.
+    fn with(mut self, name: &'static str, value: Value) -> Case {
+        self.members.push((name, value));
+        self
+    }
+
     fn invalid(self, field: &'static str) -> Case {
         self.fails(400, "validation_error", Some(field))
     }
@@ -115,14 +136,26 @@ fn text(n: usize) -> String {
 /// `{"alg":"none","typ":"JWT"}`, base64url: the unsigned-token attack.
 const ALG_NONE_HEADER: &str = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
 
-fn cases(server: &TestServer, user_token: &str) -> Vec<Case> {
+/// A token with these claims besides `sub`, `iat` and `exp`, signed with
+/// `secret`: for shapes `credits_cli::token::mint` does not make.
+fn mint_claims(secret: &str, sub: &str, extra: Value) -> String {
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = json!({"sub": sub, "iat": now, "exp": now + 3600, "iss": "credits-dev"});
+    if let (Some(claims), Value::Object(extra)) = (claims.as_object_mut(), extra) {
+        claims.extend(extra);
+    }
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).expect("mint")
+}
+
+fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let bearer = |token: String| Auth::Raw(format!("Bearer {token}"));
     let someone = user("bad");
-    let other_secret = credits_cli::token::mint("another-secret", someone.as_str(), false, 3600).expect("mint");
+    let other_secret = credits_cli::token::mint("another-secret", Bearer::User(someone.as_str()), 3600).expect("mint");
     // exp = now − 1 s; the dev server allows no leeway.
-    let expired = credits_cli::token::mint(&server.secret, someone.as_str(), false, -1).expect("mint");
+    let expired = credits_cli::token::mint(&server.secret, Bearer::User(someone.as_str()), -1).expect("mint");
     // The user's own valid claims, re-headed with alg none and no signature.
-    let claims = user_token.split('.').nth(1).unwrap_or("");
+    let claims = tokens.user.split('.').nth(1).unwrap_or("");
     let alg_none = format!("{ALG_NONE_HEADER}.{claims}.");
     let padded_to = |size: usize| {
         let mut body = format!(r#"{{"operation":"{OP}"}}"#).into_bytes();
@@ -132,6 +165,23 @@ fn cases(server: &TestServer, user_token: &str) -> Vec<Case> {
     let hold = |suffix: &str| format!("/v1/reservations/{HOLD}/{suffix}");
     let random_id = uuid::Uuid::new_v4().to_string();
     let grants = format!("/v1/admin/users/{USER}/grants");
+    let admin_balance = format!("/v1/admin/users/{USER}/balance");
+    let the_hold = format!("/v1/reservations/{HOLD}");
+    let settled = |suffix: &str| format!("/v1/reservations/{SETTLED}/{suffix}");
+    let task_body = || format!(r#"{{"taskId":"bad-input-{}"}}"#, uuid::Uuid::new_v4().simple());
+    // The server's token naming nobody in `Credits-User`.
+    let server_alone = bearer(tokens.server.clone());
+    // Another user's own token (theirs is valid; the hold is not theirs).
+    let someone_token = bearer(server.mint(Bearer::User(someone.as_str())));
+    // `scope credits/server` from a client that is not listed: a user.
+    let unlisted_server = bearer(server.mint(Bearer::Server("unlisted-client")));
+    let admin_scope = |client: &str| {
+        bearer(mint_claims(
+            &server.secret,
+            client,
+            json!({"client_id": client, "scope": "credits/admin", "token_use": "access"}),
+        ))
+    };
 
     vec![
         // Malformed and truncated JSON.
@@ -331,12 +381,115 @@ fn cases(server: &TestServer, user_token: &str) -> Vec<Case> {
         get("token with alg none, no signature", "/v1/balance").auth(bearer(alg_none)).fails(401, "unauthorized", None),
         get("token expired by one second", "/v1/balance").auth(bearer(expired)).fails(401, "unauthorized", None),
         get("token that is not a JWT", "/v1/balance").auth(bearer("garbage".into())).fails(401, "unauthorized", None),
-        get("token without the Bearer scheme", "/v1/balance").auth(Auth::Raw(user_token.to_owned())).fails(
+        get("token without the Bearer scheme", "/v1/balance").auth(Auth::Raw(tokens.user.clone())).fails(
             401,
             "unauthorized",
             None,
         ),
-        get("user token on an admin route", &format!("/v1/admin/users/{USER}/balance")).fails(403, "forbidden", None),
+        get("user token on an admin route", &admin_balance).auth(Auth::User).fails(403, "forbidden", None),
+        // Principals. A user token reads; its writes are refused before the
+        // body is read (a malformed one too), and nothing changes.
+        reserve("user token: reserve", "").auth(Auth::User).fails(403, "forbidden", None),
+        post("user token: reserve with a malformed body", "/v1/reservations", r#"{"operation":"#)
+            .auth(Auth::User)
+            .fails(403, "forbidden", None),
+        reserve("user token: reserve naming themselves in Credits-User", "")
+            .auth(Auth::User)
+            .header(USER_HEADER, USER)
+            .fails(403, "forbidden", None),
+        post("user token: confirm", &hold("confirm"), "").auth(Auth::User).fails(403, "forbidden", None),
+        post("user token: release", &hold("release"), "{}").auth(Auth::User).fails(403, "forbidden", None),
+        post("user token: link a task", &hold("task"), task_body()).auth(Auth::User).fails(403, "forbidden", None),
+        get("user token: balance", "/v1/balance").auth(Auth::User).succeeds(200).with("userId", json!(USER)),
+        get("user token: history", "/v1/transactions").auth(Auth::User).succeeds(200),
+        get("user token: a hold of theirs", &the_hold).auth(Auth::User).succeeds(200).with("userId", json!(USER)),
+        get("user token: balance naming themselves in Credits-User", "/v1/balance")
+            .auth(Auth::User)
+            .header(USER_HEADER, USER)
+            .succeeds(200)
+            .with("userId", json!(USER)),
+        get("user token: balance naming another user in Credits-User", "/v1/balance")
+            .auth(Auth::User)
+            .header(USER_HEADER, someone.as_str())
+            .fails(403, "forbidden", None),
+        get("user token: a hold of theirs naming another user", &the_hold)
+            .auth(Auth::User)
+            .header(USER_HEADER, someone.as_str())
+            .fails(403, "forbidden", None),
+        get("another user's token: the user's hold", &the_hold).auth(someone_token).fails(
+            404,
+            "reservation_not_found",
+            None,
+        ),
+        // Acting for a user: `Credits-User`.
+        get("server without Credits-User: balance", "/v1/balance").auth(server_alone.clone()).invalid(USER_HEADER),
+        get("server without Credits-User: history", "/v1/transactions").auth(server_alone.clone()).invalid(USER_HEADER),
+        reserve("server without Credits-User: reserve", "").auth(server_alone.clone()).invalid(USER_HEADER),
+        get("admin without Credits-User: balance", "/v1/balance").auth(Auth::Admin).invalid(USER_HEADER),
+        get("server without Credits-User: a hold", &the_hold)
+            .auth(server_alone.clone())
+            .succeeds(200)
+            .with("userId", json!(USER)),
+        post("server without Credits-User: confirm", &hold("confirm"), "")
+            .auth(server_alone)
+            .succeeds(200)
+            .with("status", json!("confirmed")),
+        get("server naming another user: a hold", &the_hold).header(USER_HEADER, someone.as_str()).fails(
+            404,
+            "reservation_not_found",
+            None,
+        ),
+        post("server naming another user: confirm", &hold("confirm"), "").header(USER_HEADER, someone.as_str()).fails(
+            404,
+            "reservation_not_found",
+            None,
+        ),
+        post("server naming another user: link a task", &hold("task"), task_body())
+            .header(USER_HEADER, someone.as_str())
+            .fails(404, "reservation_not_found", None),
+        get("Credits-User empty", "/v1/balance").header(USER_HEADER, "").invalid(USER_HEADER),
+        get("Credits-User only spaces", "/v1/balance").header(USER_HEADER, "   ").invalid(USER_HEADER),
+        get("Credits-User at the limit (256)", "/v1/balance").header(USER_HEADER, text(256)).succeeds(200),
+        get("Credits-User over the limit (257)", "/v1/balance").header(USER_HEADER, text(257)).invalid(USER_HEADER),
+        reserve("Credits-User over the limit (257), reserve", "").header(USER_HEADER, text(257)).invalid(USER_HEADER),
+        get("Credits-User with a control character (tab)", "/v1/balance")
+            .header(USER_HEADER, "a\tb")
+            .invalid(USER_HEADER),
+        get("Credits-User in UTF-8 (josé)", "/v1/balance").header(USER_HEADER, "josé").invalid(USER_HEADER),
+        // Trusted clients: a scope alone makes no server and no admin.
+        reserve("scope credits/server, client not listed: reserve", "")
+            .auth(unlisted_server.clone())
+            .header(USER_HEADER, USER)
+            .fails(403, "forbidden", None),
+        get("scope credits/server, client not listed: own balance", "/v1/balance")
+            .auth(unlisted_server.clone())
+            .succeeds(200)
+            .with("userId", json!("unlisted-client")),
+        get("scope credits/server, client not listed: naming a user", "/v1/balance")
+            .auth(unlisted_server)
+            .header(USER_HEADER, USER)
+            .fails(403, "forbidden", None),
+        get("scope credits/admin, client not listed: admin route", &admin_balance)
+            .auth(admin_scope("unlisted-ops"))
+            .fails(403, "forbidden", None),
+        get("scope credits/admin, the server's client: admin route", &admin_balance)
+            .auth(admin_scope(SERVER_CLIENT))
+            .fails(403, "forbidden", None),
+        get("scope credits/admin, the listed admin client: admin route", &admin_balance)
+            .auth(admin_scope(ADMIN_CLIENT))
+            .succeeds(200)
+            .with("userId", json!(USER)),
+        get("server token on an admin route", &admin_balance).fails(403, "forbidden", None),
+        post("server token: grant", &grants, r#"{"amount":1,"reason":"promo"}"#)
+            .header("idempotency-key", "server-grant")
+            .fails(403, "forbidden", None),
+        // Settled holds.
+        post("link a task to a released hold", &settled("task"), task_body())
+            .fails(409, "reservation_not_pending", None)
+            .with("reservationStatus", json!("released")),
+        post("confirm a released hold", &settled("confirm"), "")
+            .fails(409, "reservation_not_pending", None)
+            .with("reservationStatus", json!("released")),
     ]
     .into_iter()
     .chain(webhook_cases())
@@ -387,10 +540,11 @@ fn webhook_cases() -> Vec<Case> {
     cases
 }
 
-async fn place_hold(client: &Client, server: &TestServer, token: &str) -> String {
+async fn place_hold(client: &Client, server: &TestServer, token: &str, user_id: &str) -> String {
     let response = client
         .post(format!("{}/v1/reservations", server.base))
         .bearer_auth(token)
+        .header(USER_HEADER, user_id)
         .header("content-type", "application/json")
         .body(format!(r#"{{"operation":"{OP}"}}"#))
         .send()
@@ -401,16 +555,39 @@ async fn place_hold(client: &Client, server: &TestServer, token: &str) -> String
     body["reservationId"].as_str().expect("reservationId").to_owned()
 }
 
+/// The tokens the rows are sent with.
+struct Tokens {
+    user: String,
+    server: String,
+    admin: String,
+}
+
 /// Sends the case; returns a description of what was wrong, if anything.
-async fn run(client: &Client, server: &TestServer, tokens: (&str, &str), user_id: &str, case: &Case) -> Option<String> {
+async fn run(client: &Client, server: &TestServer, tokens: &Tokens, user_id: &str, case: &Case) -> Option<String> {
     let mut path = case.path.replace(USER, user_id);
     if path.contains(HOLD) {
-        path = path.replace(HOLD, &place_hold(client, server, tokens.0).await);
+        path = path.replace(HOLD, &place_hold(client, server, &tokens.server, user_id).await);
     }
+    if path.contains(SETTLED) {
+        let id = place_hold(client, server, &tokens.server, user_id).await;
+        let released = client
+            .post(format!("{}/v1/reservations/{id}/release", server.base))
+            .bearer_auth(&tokens.server)
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if !matches!(released, Ok(200)) {
+            return Some(format!("releasing the hold for the case: {released:?}"));
+        }
+        path = path.replace(SETTLED, &id);
+    }
+    let names_user = case.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(USER_HEADER));
     let mut request = client.request(case.method.clone(), format!("{}{}", server.base, path));
     request = match &case.auth {
-        Auth::User => request.bearer_auth(tokens.0),
-        Auth::Admin => request.bearer_auth(tokens.1),
+        Auth::Server if names_user => request.bearer_auth(&tokens.server),
+        Auth::Server => request.bearer_auth(&tokens.server).header(USER_HEADER, user_id),
+        Auth::User => request.bearer_auth(&tokens.user),
+        Auth::Admin => request.bearer_auth(&tokens.admin),
         Auth::Missing => request,
         Auth::Raw(value) => request.header("authorization", value),
         Auth::Signed { provider, tampered } => {
@@ -439,7 +616,11 @@ async fn run(client: &Client, server: &TestServer, tokens: (&str, &str), user_id
         request = request.header("content-type", content_type);
     }
     for (name, value) in &case.headers {
-        let Ok(value) = HeaderValue::from_bytes(value) else { return Some("unsendable header".into()) };
+        let value = match std::str::from_utf8(value) {
+            Ok(text) => text.replace(USER, user_id).into_bytes(),
+            Err(_) => value.clone(),
+        };
+        let Ok(value) = HeaderValue::from_bytes(&value) else { return Some("unsendable header".into()) };
         request = request.header(*name, value);
     }
     let response = match request.body(case.body.clone()).send().await {
@@ -453,6 +634,13 @@ async fn run(client: &Client, server: &TestServer, tokens: (&str, &str), user_id
     let got = format!("{status} {} field={}", body["code"], body["field"]);
     if status != case.status {
         return Some(format!("expected {} {:?}, got {got}: {text:.300}", case.status, case.code));
+    }
+    let members_ok = case.members.iter().all(|(name, value)| match value {
+        Value::String(wanted) => body[*name] == wanted.replace(USER, user_id),
+        _ => body[*name] == *value,
+    });
+    if !members_ok {
+        return Some(format!("expected {:?}, got {text:.300}", case.members));
     }
     // A row that expects success is right once its status is.
     let code = case.code?;
@@ -470,25 +658,206 @@ async fn every_bad_input_gets_its_documented_4xx() {
     let server = TestServer::start().await;
     let alice = user("alice");
     server.env.grant(&alice, 1_000_000_000).await;
-    let user_token = server.token(&alice, false);
-    let admin_token = server.token(&user("admin"), true);
+    let tokens = Tokens { user: server.user_token(&alice), server: server.server_token(), admin: server.admin_token() };
     let client = Client::new();
 
     let mut failures = Vec::new();
-    let table = cases(&server, &user_token);
+    let table = cases(&server, &tokens);
     for case in &table {
         let answer = match case.code {
             Some(code) => {
-                format!("{} `{code}`{}", case.status, case.field.map(|f| format!(" (`{f}`)")).unwrap_or_default())
+                let field = case.field.map(|f| format!(" (`{f}`)")).unwrap_or_default();
+                let members: String =
+                    case.members.iter().map(|(name, value)| format!(" (`{name}`: {value})")).collect();
+                format!("{} `{code}`{field}{members}", case.status)
             }
-            None => format!("{} (accepted)", case.status),
+            None => {
+                let members: String = case.members.iter().map(|(name, value)| format!(", `{name}` {value}")).collect();
+                format!("{} (accepted{members})", case.status)
+            }
         };
         println!("| {} | {answer} |", case.name);
-        if let Some(problem) = run(&client, &server, (&user_token, &admin_token), alice.as_str(), case).await {
+        if let Some(problem) = run(&client, &server, &tokens, alice.as_str(), case).await {
             failures.push(format!("{}: {problem}", case.name));
         }
     }
     assert!(failures.is_empty(), "{} of {} cases wrong:\n{}", failures.len(), table.len(), failures.join("\n"));
     // Nothing a bad request did left the books inconsistent.
+    server.env.assert_books_balance().await;
+}
+
+/// Sends `request`; its status and JSON body (`null` if none).
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// What a user token's write attempts leave behind: nothing. The server's
+/// hold stays pending and unlinked; balance, hold and history read the same
+/// before and after (the table's rows only check the answers).
+#[tokio::test]
+async fn user_token_writes_change_nothing() {
+    let server = TestServer::start().await;
+    let (alice, bob) = (user("alice"), user("bob"));
+    server.env.grant(&alice, 1_000).await;
+    let client = Client::new();
+    let (user_token, server_token) = (server.user_token(&alice), server.server_token());
+    // `scope credits/server` from a client that is not listed: a user.
+    let unlisted = server.mint(Bearer::Server("unlisted-client"));
+    let id = place_hold(&client, &server, &server_token, alice.as_str()).await;
+    let url = |path: &str| format!("{}{path}", server.base);
+    let books = || async {
+        let read = |path: String| answer(client.get(url(&path)).bearer_auth(&user_token));
+        let (balance, hold, history) = (
+            read("/v1/balance".into()).await,
+            read(format!("/v1/reservations/{id}")).await,
+            read("/v1/transactions".into()).await,
+        );
+        for (status, body) in [&balance, &hold, &history] {
+            assert_eq!(*status, 200, "reading as the user: {body}");
+        }
+        (balance.1, hold.1, history.1)
+    };
+    let before = books().await;
+    assert_eq!(before.1["status"], "pending");
+
+    let post = |path: String, token: &str, body: &str| {
+        client.post(url(&path)).bearer_auth(token).header("content-type", "application/json").body(body.to_owned())
+    };
+    let attempts = [
+        ("confirm", post(format!("/v1/reservations/{id}/confirm"), &user_token, "{}"), 403, "forbidden"),
+        (
+            "partial confirm",
+            post(format!("/v1/reservations/{id}/confirm"), &user_token, r#"{"units":1}"#),
+            403,
+            "forbidden",
+        ),
+        ("release", post(format!("/v1/reservations/{id}/release"), &user_token, "{}"), 403, "forbidden"),
+        (
+            "link",
+            post(format!("/v1/reservations/{id}/task"), &user_token, r#"{"taskId":"user-task"}"#),
+            403,
+            "forbidden",
+        ),
+        (
+            "reserve",
+            post("/v1/reservations".into(), &user_token, &format!(r#"{{"operation":"{OP}"}}"#)),
+            403,
+            "forbidden",
+        ),
+        (
+            "unlisted client's confirm",
+            post(format!("/v1/reservations/{id}/confirm"), &unlisted, "{}"),
+            403,
+            "forbidden",
+        ),
+        (
+            "unlisted client's release naming the user",
+            post(format!("/v1/reservations/{id}/release"), &unlisted, "{}").header(USER_HEADER, alice.as_str()),
+            403,
+            "forbidden",
+        ),
+        (
+            "server naming another user: confirm",
+            post(format!("/v1/reservations/{id}/confirm"), &server_token, "{}").header(USER_HEADER, bob.as_str()),
+            404,
+            "reservation_not_found",
+        ),
+        (
+            "server naming another user: release",
+            post(format!("/v1/reservations/{id}/release"), &server_token, "{}").header(USER_HEADER, bob.as_str()),
+            404,
+            "reservation_not_found",
+        ),
+    ];
+    for (name, request, status, code) in attempts {
+        let (got, body) = answer(request).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{name}: {body}");
+    }
+
+    let after = books().await;
+    assert_eq!(after.1["status"], "pending", "the hold: {}", after.1);
+    assert_eq!(after.1["taskId"], Value::Null, "the hold: {}", after.1);
+    assert_eq!(after.0, before.0, "the balance changed");
+    assert_eq!(after.1, before.1, "the hold changed");
+    assert_eq!(after.2, before.2, "the history changed");
+    // The server may still settle it: the refusals left it usable.
+    let (status, body) = answer(post(format!("/v1/reservations/{id}/confirm"), &server_token, "{}")).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("confirmed")), "{body}");
+    server.env.assert_books_balance().await;
+}
+
+/// `CREDITS_MAX_OPEN_HOLDS` (default 100, the test server's): one user's
+/// 101st pending hold is refused with the figures and moves nothing; other
+/// users are not held back; a retry of a hold already placed still replays;
+/// settling a hold makes room, and the refused request's key then works.
+#[tokio::test]
+async fn open_holds_are_capped_per_user() {
+    const LIMIT: u64 = 100;
+    let server = TestServer::start().await;
+    let (bob, carol) = (user("bob"), user("carol"));
+    server.env.grant(&bob, 1_000_000).await;
+    server.env.grant(&carol, 1_000).await;
+    let client = Client::new();
+    let token = server.server_token();
+    let url = |path: &str| format!("{}{path}", server.base);
+    let reserve = |who: &str, key: &str| {
+        client
+            .post(url("/v1/reservations"))
+            .bearer_auth(&token)
+            .header(USER_HEADER, who)
+            .header("idempotency-key", key)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"operation":"{OP}"}}"#))
+    };
+    let settle = |id: &str, how: &str| client.post(url(&format!("/v1/reservations/{id}/{how}"))).bearer_auth(&token);
+    let balance = || answer(client.get(url("/v1/balance")).bearer_auth(&token).header(USER_HEADER, bob.as_str()));
+    let refused = |(status, body): (u16, Value), open: u64| {
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(body["code"], "too_many_open_holds", "{body}");
+        assert_eq!(body["type"], "urn:credits:error:too_many_open_holds", "{body}");
+        assert_eq!((body["openHolds"].as_u64(), body["limit"].as_u64()), (Some(open), Some(LIMIT)), "{body}");
+    };
+
+    let mut holds = Vec::new();
+    for i in 0..LIMIT {
+        let (status, body) = answer(reserve(bob.as_str(), &format!("cap-{i}"))).await;
+        assert_eq!(status, 201, "hold {i}: {body}");
+        holds.push(body["reservationId"].as_str().expect("reservationId").to_owned());
+    }
+    let before = balance().await;
+    refused(answer(reserve(bob.as_str(), "cap-refused")).await, LIMIT);
+    assert_eq!(balance().await, before, "a refused hold moved credits");
+    // A retry of the last hold placed is a replay, not a refusal.
+    let (status, body) = answer(reserve(bob.as_str(), &format!("cap-{}", LIMIT - 1))).await;
+    assert_eq!((status, body["reservationId"].as_str()), (200, holds.last().map(String::as_str)), "{body}");
+    // The cap is per user.
+    let (status, body) = answer(reserve(carol.as_str(), "carol-1")).await;
+    assert_eq!(status, 201, "another user: {body}");
+
+    // A release makes room for one: the refused request's key now works.
+    let (status, body) = answer(settle(&holds[0], "release")).await;
+    assert_eq!(status, 200, "release: {body}");
+    let (status, body) = answer(reserve(bob.as_str(), "cap-refused")).await;
+    assert_eq!(status, 201, "after a release: {body}");
+    refused(answer(reserve(bob.as_str(), "cap-refused-again")).await, LIMIT);
+    // So does a confirm.
+    let (status, body) = answer(settle(&holds[1], "confirm")).await;
+    assert_eq!(status, 200, "confirm: {body}");
+    let (status, body) = answer(reserve(bob.as_str(), "cap-refused-again")).await;
+    assert_eq!(status, 201, "after a confirm: {body}");
+
+    // The count the cap reads is the user's pending holds.
+    let items = credits_tests::scan(&server.env.store).await;
+    let bobs = |entity: &str| {
+        items
+            .iter()
+            .filter(|i| credits_tests::text(i, "entity") == entity && credits_tests::text(i, "userId") == bob.as_str())
+            .collect::<Vec<_>>()
+    };
+    let pending = bobs("hold").iter().filter(|h| credits_tests::text(h, "status") == "pending").count() as u64;
+    let open = bobs("balance").first().map(|b| credits_tests::number(b, "openHolds"));
+    assert_eq!((pending, open), (LIMIT, Some(LIMIT)), "pending holds and the balance's openHolds");
     server.env.assert_books_balance().await;
 }

@@ -1,7 +1,7 @@
 //! `credits check` against DynamoDB Local: clean books exit 0; a balance
 //! corrupted on purpose is named and exits non-zero.
 
-use credits_shared::domain::Actor;
+use credits_shared::domain::{Actor, Attribution};
 use credits_shared::store::{key, n};
 use credits_tests::{reserve_request, user, TestEnv};
 
@@ -10,12 +10,15 @@ async fn some_activity(env: &TestEnv) -> Vec<credits_shared::domain::UserId> {
     for (i, u) in users.iter().enumerate() {
         env.grant(u, 100).await;
         let a = env.ledger.reserve(u, reserve_request("design_generate_image", 4)).await.expect("r").into_inner();
-        env.ledger.confirm(Some(u), a.reservation_id, Some(3), Actor::Client).await.expect("confirm");
+        env.ledger.confirm(Some(u), a.reservation_id, Some(3), Actor::Server).await.expect("confirm");
         let b = env.ledger.reserve(u, reserve_request("design_generate_logo", 1)).await.expect("r").into_inner();
-        env.ledger.release(Some(u), b.reservation_id, Actor::Client).await.expect("release");
+        env.ledger.release(Some(u), b.reservation_id, Actor::Server).await.expect("release");
         env.ledger.reserve(u, reserve_request("design_trends", 2)).await.expect("pending");
         if i == 0 {
-            env.ledger.refund(a.reservation_id).await.expect("refund");
+            env.ledger
+                .refund(a.reservation_id, &Attribution { actor: "ops".into(), reason: None })
+                .await
+                .expect("refund");
         }
     }
     users
@@ -39,16 +42,7 @@ async fn a_corrupted_balance_is_named_and_fails_the_check() {
     let env = TestEnv::new().await;
     let users = some_activity(&env).await;
     let victim = &users[1];
-    env.store
-        .client()
-        .update_item()
-        .table_name(env.store.table())
-        .set_key(Some(key(format!("USER#{victim}"), "BALANCE")))
-        .update_expression("SET spent = spent + :two, granted = granted + :two")
-        .expression_attribute_values(":two", n(2))
-        .send()
-        .await
-        .expect("corrupt");
+    corrupt(&env, victim, "SET spent = spent + :two, granted = granted + :two").await;
     let report = credits_cli::check::run(&env.store, env.ledger.catalog(), false).await.expect("check");
     assert_eq!(report.exit_code(), 1);
     assert!(report.drifts.iter().all(|d| d.user == victim.as_str()), "{}", report.render());
@@ -112,7 +106,7 @@ async fn a_price_change_applies_to_new_holds_only_and_check_shows_old_prices() {
         &current,
         "design_generate_image",
         credits_shared::domain::Credits(7),
-        "test",
+        &credits_shared::domain::Attribution { actor: "test".into(), reason: Some("cost went up".into()) },
         env.ledger.now(),
     )
     .await
@@ -121,7 +115,7 @@ async fn a_price_change_applies_to_new_holds_only_and_check_shows_old_prices() {
     let after = env.ledger.reserve(&u, reserve_request("design_generate_image", 1)).await.expect("r").into_inner();
     assert_eq!((before.unit_cost.get(), after.unit_cost.get()), (5, 7));
     // The hold placed before keeps its price when confirmed.
-    let confirmed = env.ledger.confirm(Some(&u), before.reservation_id, None, Actor::Client).await.expect("confirm");
+    let confirmed = env.ledger.confirm(Some(&u), before.reservation_id, None, Actor::Server).await.expect("confirm");
     assert_eq!(confirmed.captured_amount.get(), 5);
     assert_eq!(env.ledger.prices().await.expect("prices").unit_cost("design_generate_image").map(|c| c.get()), Some(7));
 
@@ -143,4 +137,30 @@ async fn a_price_change_applies_to_new_holds_only_and_check_shows_old_prices() {
         .expect("query");
     assert_eq!(changes.count, 1);
     env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn an_open_hold_count_that_drifts_is_named() {
+    let env = TestEnv::new().await;
+    let users = some_activity(&env).await;
+    let victim = &users[0];
+    corrupt(&env, victim, "SET openHolds = openHolds + :two").await;
+    let report = credits_cli::check::run(&env.store, env.ledger.catalog(), false).await.expect("check");
+    assert_eq!(report.exit_code(), 1);
+    let text = report.render();
+    assert!(text.contains(victim.as_str()) && text.contains("openHolds"), "{text}");
+}
+
+/// Changes a balance behind the ledger's back (`:two` is 2).
+async fn corrupt(env: &TestEnv, victim: &credits_shared::domain::UserId, expression: &str) {
+    env.store
+        .client()
+        .update_item()
+        .table_name(env.store.table())
+        .set_key(Some(key(format!("USER#{victim}"), "BALANCE")))
+        .update_expression(expression)
+        .expression_attribute_values(":two", n(2))
+        .send()
+        .await
+        .expect("corrupt");
 }

@@ -47,10 +47,10 @@ async fn the_dashboard_renders_the_monitoring_figures() {
         env.grant(&u, 200).await;
         for _ in 0..=i {
             let hold = env.ledger.reserve(&u, reserve_request("design_generate_image", 2)).await.expect("r");
-            env.ledger.confirm(Some(&u), hold.into_inner().reservation_id, None, Actor::Client).await.expect("c");
+            env.ledger.confirm(Some(&u), hold.into_inner().reservation_id, None, Actor::Server).await.expect("c");
         }
         let failed = env.ledger.reserve(&u, reserve_request("design_generate_logo", 1)).await.expect("r");
-        env.ledger.release(Some(&u), failed.into_inner().reservation_id, Actor::Client).await.expect("release");
+        env.ledger.release(Some(&u), failed.into_inner().reservation_id, Actor::Server).await.expect("release");
         spenders.push(u);
     }
     env.aggregate().await;
@@ -58,7 +58,7 @@ async fn the_dashboard_renders_the_monitoring_figures() {
     let totals = monitor.totals(&credits_shared::stats::buckets(env.ledger.now())[1]).await.expect("totals");
     assert_eq!((totals.confirmed, totals.released), (6, 3));
 
-    let admin = server.token(&user("ops"), true);
+    let admin = server.admin_token();
     let url = format!("{}/v1/admin/dashboard#token={admin}&period=day", server.base);
     let dom = chromium(&["--dump-dom".into(), url.clone()]).await;
     let html = String::from_utf8_lossy(&dom.stdout);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credits_shared::domain::UserId;
-use credits_tests::{scan, text, user, TestServer};
+use credits_tests::{scan, text, user, TestServer, USER_HEADER};
 use futures::future::join_all;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -46,7 +46,10 @@ struct World {
     server: TestServer,
     http: Client,
     users: Vec<UserId>,
+    /// Each user's own token: reads only.
     tokens: Vec<String>,
+    /// The app's back end: places and settles the holds.
+    server_token: String,
     admin: String,
 }
 
@@ -71,7 +74,8 @@ impl World {
         let request = self
             .http
             .post(format!("{}/v1/reservations", self.server.base))
-            .bearer_auth(&self.tokens[user])
+            .bearer_auth(&self.server_token)
+            .header(USER_HEADER, self.users[user].as_str())
             .header("idempotency-key", key)
             .json(&json!({"operation": "design_generate_image", "units": 2}));
         self.send(request).await
@@ -81,7 +85,8 @@ impl World {
         let request = self
             .http
             .post(format!("{}/v1/reservations/{id}/confirm", self.server.base))
-            .bearer_auth(&self.tokens[user])
+            .bearer_auth(&self.server_token)
+            .header(USER_HEADER, self.users[user].as_str())
             .json(&json!({}));
         self.send(request).await
     }
@@ -181,9 +186,9 @@ async fn stopping_the_database_mid_load_loses_nothing_and_applies_nothing_twice(
     let database = dynamodb_local::start_at(Some(&data), port).expect("start DynamoDB Local");
     let server = TestServer::start_on(&database.endpoint).await;
     let users: Vec<UserId> = (0..USERS).map(|i| user(&format!("fault{i}"))).collect();
-    let tokens = users.iter().map(|u| server.token(u, false)).collect();
-    let admin = server.token(&user("operator"), true);
-    let world = Arc::new(World { server, http: Client::new(), users, tokens, admin });
+    let tokens = users.iter().map(|u| server.user_token(u)).collect();
+    let (server_token, admin) = (server.server_token(), server.admin_token());
+    let world = Arc::new(World { server, http: Client::new(), users, tokens, server_token, admin });
     for u in 0..USERS {
         let reply = world.grant(u, "welcome", GRANT).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use credits_shared::http::ROUTES;
 use credits_shared::store::{client_from_env, Store};
-use credits_tests::{user, TestServer};
+use credits_tests::{user, Bearer, TestServer, USER_HEADER};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -17,21 +17,42 @@ struct Reply {
     body: Value,
 }
 
-async fn call(server: &TestServer, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
-    call_with(server, method, path, token, body.map(|b| b.to_string()), &[]).await
+/// A bearer token and, for the app's server acting for a user, the user it
+/// names in `Credits-User`.
+#[derive(Clone, Debug)]
+struct Auth {
+    token: String,
+    for_user: Option<String>,
+}
+
+impl Auth {
+    fn bearer(token: String) -> Auth {
+        Auth { token, for_user: None }
+    }
+
+    fn acting_for(token: String, user: &str) -> Auth {
+        Auth { token, for_user: Some(user.to_owned()) }
+    }
+}
+
+async fn call(server: &TestServer, method: Method, path: &str, auth: Option<&Auth>, body: Option<Value>) -> Reply {
+    call_with(server, method, path, auth, body.map(|b| b.to_string()), &[]).await
 }
 
 async fn call_with(
     server: &TestServer,
     method: Method,
     path: &str,
-    token: Option<&str>,
+    auth: Option<&Auth>,
     body: Option<String>,
     headers: &[(&str, &str)],
 ) -> Reply {
     let mut request = Client::new().request(method, format!("{}{}", server.base, path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
+    if let Some(auth) = auth {
+        request = request.bearer_auth(&auth.token);
+        if let Some(user) = &auth.for_user {
+            request = request.header(USER_HEADER, user);
+        }
     }
     for (name, value) in headers {
         request = request.header(*name, *value);
@@ -64,7 +85,7 @@ async fn assert_problem_in_three_languages(
     server: &TestServer,
     method: Method,
     path: &str,
-    token: Option<&str>,
+    auth: Option<&Auth>,
     body: Option<Value>,
     extra: &[(&str, &str)],
     status: u16,
@@ -74,8 +95,7 @@ async fn assert_problem_in_three_languages(
     for lang in LANGS {
         let mut headers = extra.to_vec();
         headers.push(("accept-language", lang));
-        let reply =
-            call_with(server, method.clone(), path, token, body.as_ref().map(|b| b.to_string()), &headers).await;
+        let reply = call_with(server, method.clone(), path, auth, body.as_ref().map(|b| b.to_string()), &headers).await;
         assert_problem(&reply, status, code);
         replies.push(reply);
     }
@@ -86,14 +106,13 @@ async fn assert_problem_in_three_languages(
     for (accept, expected) in [("pt", 1), ("es-AR, fr;q=0.8", 2), ("de-DE", 0)] {
         let mut headers = extra.to_vec();
         headers.push(("accept-language", accept));
-        let reply =
-            call_with(server, method.clone(), path, token, body.as_ref().map(|b| b.to_string()), &headers).await;
+        let reply = call_with(server, method.clone(), path, auth, body.as_ref().map(|b| b.to_string()), &headers).await;
         assert_eq!(reply.body["detail"], replies[expected].body["detail"], "Accept-Language: {accept}");
     }
     replies
 }
 
-async fn grant(server: &TestServer, admin: &str, user_id: &str, amount: u64) {
+async fn grant(server: &TestServer, admin: &Auth, user_id: &str, amount: u64) {
     let key = uuid::Uuid::new_v4().to_string();
     let reply = call_with(
         server,
@@ -107,21 +126,25 @@ async fn grant(server: &TestServer, admin: &str, user_id: &str, amount: u64) {
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
 }
 
-async fn reserve(server: &TestServer, token: &str, body: Value) -> Reply {
-    call(server, Method::POST, "/v1/reservations", Some(token), Some(body)).await
+async fn reserve(server: &TestServer, auth: &Auth, body: Value) -> Reply {
+    call(server, Method::POST, "/v1/reservations", Some(auth), Some(body)).await
 }
 
 struct Actors {
-    user: String,
-    admin: String,
+    /// Alice's own token: reads only.
+    user: Auth,
+    /// The app's back end acting for alice.
+    server: Auth,
+    admin: Auth,
     user_id: String,
 }
 
 fn actors(server: &TestServer) -> Actors {
     let alice = user("alice");
     Actors {
-        user: server.token(&alice, false),
-        admin: server.token(&user("admin"), true),
+        user: Auth::bearer(server.user_token(&alice)),
+        server: Auth::acting_for(server.server_token(), alice.as_str()),
+        admin: Auth::bearer(server.admin_token()),
         user_id: alice.as_str().to_owned(),
     }
 }
@@ -132,43 +155,43 @@ async fn image_generation_flow_grant_reserve_confirm_and_a_failure_released() {
     let a = actors(&server);
     grant(&server, &a.admin, &a.user_id, 50).await;
 
-    let hold = reserve(&server, &a.user, json!({"operation": "design_generate_image", "units": 2})).await;
+    let hold = reserve(&server, &a.server, json!({"operation": "design_generate_image", "units": 2})).await;
     assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
     assert_eq!(hold.body["amount"], 10);
     assert_eq!(hold.body["status"], "pending");
     let id = hold.body["reservationId"].as_str().expect("id").to_owned();
 
     let confirmed =
-        call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.user), Some(json!({}))).await;
+        call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.server), Some(json!({}))).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
     assert_eq!(confirmed.body["status"], "confirmed");
     assert_eq!(confirmed.body["capturedAmount"], 10);
 
-    let failed = reserve(&server, &a.user, json!({"operation": "design_generate_logo"})).await;
+    let failed = reserve(&server, &a.server, json!({"operation": "design_generate_logo"})).await;
     let failed_id = failed.body["reservationId"].as_str().expect("id").to_owned();
     let released = call(
         &server,
         Method::POST,
         &format!("/v1/reservations/{failed_id}/release"),
-        Some(&a.user),
+        Some(&a.server),
         Some(json!({"reason": "provider error"})),
     )
     .await;
     assert_eq!(released.status, StatusCode::OK);
     assert_eq!(released.body["status"], "released");
 
-    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.server), None).await;
     assert_eq!(balance.body["available"], 40);
     assert_eq!(balance.body["spent"], 10);
     assert_eq!(balance.body["reserved"], 0);
     assert_eq!(balance.body["granted"], 50);
 
-    let got = call(&server, Method::GET, &format!("/v1/reservations/{id}"), Some(&a.user), None).await;
+    let got = call(&server, Method::GET, &format!("/v1/reservations/{id}"), Some(&a.server), None).await;
     let events: Vec<&str> =
         got.body["events"].as_array().expect("events").iter().filter_map(|e| e["type"].as_str()).collect();
     assert_eq!(events, vec!["reserved", "confirmed"]);
 
-    let history = call(&server, Method::GET, "/v1/transactions?limit=10", Some(&a.user), None).await;
+    let history = call(&server, Method::GET, "/v1/transactions?limit=10", Some(&a.server), None).await;
     assert_eq!(history.body["items"].as_array().map(Vec::len), Some(5));
     let admin_view =
         call(&server, Method::GET, &format!("/v1/admin/users/{}/transactions", a.user_id), Some(&a.admin), None).await;
@@ -186,8 +209,8 @@ async fn reserve_replay_answers_200_with_the_replayed_header() {
     grant(&server, &a.admin, &a.user_id, 50).await;
     let body = json!({"operation": "design_generate_image"}).to_string();
     let key = [("idempotency-key", "job-42")];
-    let first = call_with(&server, Method::POST, "/v1/reservations", Some(&a.user), Some(body.clone()), &key).await;
-    let again = call_with(&server, Method::POST, "/v1/reservations", Some(&a.user), Some(body), &key).await;
+    let first = call_with(&server, Method::POST, "/v1/reservations", Some(&a.server), Some(body.clone()), &key).await;
+    let again = call_with(&server, Method::POST, "/v1/reservations", Some(&a.server), Some(body), &key).await;
     assert_eq!((first.status, again.status), (StatusCode::CREATED, StatusCode::OK));
     assert_eq!(again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
     assert_eq!(first.body, again.body);
@@ -214,16 +237,16 @@ async fn admin_refund_returns_captured_credits_once() {
     let server = TestServer::start().await;
     let a = actors(&server);
     grant(&server, &a.admin, &a.user_id, 50).await;
-    let hold = reserve(&server, &a.user, json!({"operation": "design_generate_image"})).await;
+    let hold = reserve(&server, &a.server, json!({"operation": "design_generate_image"})).await;
     let id = hold.body["reservationId"].as_str().expect("id").to_owned();
-    call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.user), None).await;
+    call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.server), None).await;
     let path = format!("/v1/admin/reservations/{id}/refund");
     let refunded = call(&server, Method::POST, &path, Some(&a.admin), Some(json!({"reason": "bad output"}))).await;
     assert_eq!(refunded.status, StatusCode::OK, "{}", refunded.body);
     assert_eq!(refunded.body["status"], "refunded");
     let again = call(&server, Method::POST, &path, Some(&a.admin), None).await;
     assert_eq!(again.status, StatusCode::OK);
-    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.server), None).await;
     assert_eq!((balance.body["available"].as_u64(), balance.body["spent"].as_u64()), (Some(50), Some(0)));
     server.env.assert_books_balance().await;
 }
@@ -233,23 +256,25 @@ async fn task_link_route_links_once() {
     let server = TestServer::start().await;
     let a = actors(&server);
     grant(&server, &a.admin, &a.user_id, 50).await;
-    let first = reserve(&server, &a.user, json!({"operation": "design_generate_image"})).await;
-    let second = reserve(&server, &a.user, json!({"operation": "design_generate_image"})).await;
+    let first = reserve(&server, &a.server, json!({"operation": "design_generate_image"})).await;
+    let second = reserve(&server, &a.server, json!({"operation": "design_generate_image"})).await;
     let (first, second) =
         (first.body["reservationId"].as_str().unwrap_or(""), second.body["reservationId"].as_str().unwrap_or(""));
     let link = json!({"taskId": "bfl-123", "provider": "bfl"});
     let linked =
-        call(&server, Method::POST, &format!("/v1/reservations/{first}/task"), Some(&a.user), Some(link.clone())).await;
+        call(&server, Method::POST, &format!("/v1/reservations/{first}/task"), Some(&a.server), Some(link.clone()))
+            .await;
     assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
     assert_eq!(linked.body["taskId"], "bfl-123");
     let again =
-        call(&server, Method::POST, &format!("/v1/reservations/{first}/task"), Some(&a.user), Some(link.clone())).await;
+        call(&server, Method::POST, &format!("/v1/reservations/{first}/task"), Some(&a.server), Some(link.clone()))
+            .await;
     assert_eq!(again.status, StatusCode::OK);
     assert_problem_in_three_languages(
         &server,
         Method::POST,
         &format!("/v1/reservations/{second}/task"),
-        Some(&a.user),
+        Some(&a.server),
         Some(link),
         &[],
         409,
@@ -262,7 +287,7 @@ async fn task_link_route_links_once() {
 async fn prices_list_the_catalog() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let prices = call(&server, Method::GET, "/v1/prices", Some(&a.user), None).await;
+    let prices = call(&server, Method::GET, "/v1/prices", Some(&a.server), None).await;
     let ops = prices.body["operations"].as_array().expect("operations");
     assert!(ops.iter().any(|p| p["operation"] == "text_to_image_flux_dev" && p["unitCost"] == 10));
     assert_eq!(ops.len(), 16);
@@ -272,9 +297,9 @@ async fn prices_list_the_catalog() {
 async fn missing_bad_and_expired_tokens_are_401() {
     let server = TestServer::start().await;
     assert_problem_in_three_languages(&server, Method::GET, "/v1/balance", None, None, &[], 401, "unauthorized").await;
-    let forged = credits_cli::token::mint("not-the-secret", "alice", true, 600).expect("token");
+    let forged = Auth::bearer(credits_cli::token::mint("not-the-secret", Bearer::Admin("alice"), 600).expect("token"));
     assert_problem(&call(&server, Method::GET, "/v1/balance", Some(&forged), None).await, 401, "unauthorized");
-    let expired = credits_cli::token::mint(&server.secret, "alice", false, -10).expect("token");
+    let expired = Auth::bearer(credits_cli::token::mint(&server.secret, Bearer::User("alice"), -10).expect("token"));
     assert_problem(&call(&server, Method::GET, "/v1/balance", Some(&expired), None).await, 401, "unauthorized");
 }
 
@@ -284,13 +309,15 @@ async fn admin_routes_are_forbidden_to_users() {
     let a = actors(&server);
     let path = format!("/v1/admin/users/{}/balance", a.user_id);
     assert_problem_in_three_languages(&server, Method::GET, &path, Some(&a.user), None, &[], 403, "forbidden").await;
+    // The app's server is not an operator either.
+    assert_problem(&call(&server, Method::GET, &path, Some(&a.server), None).await, 403, "forbidden");
     let grant_path = format!("/v1/admin/users/{}/grants", a.user_id);
     let body = Some(json!({"amount": 5, "reason": "promo"}));
     let reply = call_with(
         &server,
         Method::POST,
         &grant_path,
-        Some(&a.user),
+        Some(&a.server),
         body.map(|b| b.to_string()),
         &[("idempotency-key", "k")],
     )
@@ -318,7 +345,7 @@ async fn validation_errors_name_the_field_in_three_languages() {
             &server,
             Method::POST,
             "/v1/reservations",
-            Some(&a.user),
+            Some(&a.server),
             Some(body),
             &[],
             400,
@@ -331,9 +358,9 @@ async fn validation_errors_name_the_field_in_three_languages() {
         }
     }
     let malformed =
-        call_with(&server, Method::POST, "/v1/reservations", Some(&a.user), Some("{nope".into()), &[]).await;
+        call_with(&server, Method::POST, "/v1/reservations", Some(&a.server), Some("{nope".into()), &[]).await;
     assert_problem(&malformed, 400, "validation_error");
-    let bad_id = call(&server, Method::POST, "/v1/reservations/not-a-uuid/confirm", Some(&a.user), None).await;
+    let bad_id = call(&server, Method::POST, "/v1/reservations/not-a-uuid/confirm", Some(&a.server), None).await;
     assert_problem(&bad_id, 400, "validation_error");
     assert_eq!(bad_id.body["field"], "id");
     let long_key = "k".repeat(129);
@@ -341,14 +368,14 @@ async fn validation_errors_name_the_field_in_three_languages() {
         &server,
         Method::POST,
         "/v1/reservations",
-        Some(&a.user),
+        Some(&a.server),
         Some(json!({"operation": "design_generate_image"}).to_string()),
         &[("idempotency-key", &long_key)],
     )
     .await;
     assert_problem(&reply, 400, "validation_error");
     for query in ["limit=0", "limit=201", "limit=ten", "cursor=%%%"] {
-        let reply = call(&server, Method::GET, &format!("/v1/transactions?{query}"), Some(&a.user), None).await;
+        let reply = call(&server, Method::GET, &format!("/v1/transactions?{query}"), Some(&a.server), None).await;
         assert_problem(&reply, 400, "validation_error");
     }
     let path = format!("/v1/admin/users/{}/grants", a.user_id);
@@ -388,7 +415,7 @@ async fn unknown_operation_in_three_languages() {
         &server,
         Method::POST,
         "/v1/reservations",
-        Some(&a.user),
+        Some(&a.server),
         body,
         &[],
         400,
@@ -407,7 +434,7 @@ async fn insufficient_credits_in_three_languages_with_figures() {
         &server,
         Method::POST,
         "/v1/reservations",
-        Some(&a.user),
+        Some(&a.server),
         body,
         &[],
         402,
@@ -424,9 +451,13 @@ async fn insufficient_credits_in_three_languages_with_figures() {
 async fn not_found_not_pending_and_expired_in_three_languages() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let mallory = server.token(&user("mallory"), false);
+    // Mallory's own token, and the server naming mallory: alice's hold is
+    // not there for either.
+    let mallory_id = user("mallory");
+    let mallory = Auth::bearer(server.user_token(&mallory_id));
+    let for_mallory = Auth::acting_for(server.server_token(), mallory_id.as_str());
     grant(&server, &a.admin, &a.user_id, 50).await;
-    let hold = reserve(&server, &a.user, json!({"operation": "design_generate_image", "ttlSeconds": 60})).await;
+    let hold = reserve(&server, &a.server, json!({"operation": "design_generate_image", "ttlSeconds": 60})).await;
     let id = hold.body["reservationId"].as_str().expect("id").to_owned();
 
     for path in [format!("/v1/reservations/{id}"), format!("/v1/reservations/{}", uuid::Uuid::new_v4())] {
@@ -443,20 +474,29 @@ async fn not_found_not_pending_and_expired_in_three_languages() {
         .await;
     }
     let release = format!("/v1/reservations/{id}/release");
-    assert_problem(&call(&server, Method::POST, &release, Some(&mallory), None).await, 404, "reservation_not_found");
+    assert_problem(
+        &call(&server, Method::POST, &release, Some(&for_mallory), None).await,
+        404,
+        "reservation_not_found",
+    );
+    assert_problem(
+        &call(&server, Method::GET, &format!("/v1/reservations/{id}"), Some(&for_mallory), None).await,
+        404,
+        "reservation_not_found",
+    );
 
     let confirm = format!("/v1/reservations/{id}/confirm");
-    let too_many = call(&server, Method::POST, &confirm, Some(&a.user), Some(json!({"units": 2}))).await;
+    let too_many = call(&server, Method::POST, &confirm, Some(&a.server), Some(json!({"units": 2}))).await;
     assert_problem(&too_many, 400, "validation_error");
 
     server.env.clock.advance_seconds(61);
-    let expired = call(&server, Method::POST, &confirm, Some(&a.user), None).await;
+    let expired = call(&server, Method::POST, &confirm, Some(&a.server), None).await;
     assert_problem(&expired, 409, "reservation_expired");
     let replies = assert_problem_in_three_languages(
         &server,
         Method::POST,
         &release,
-        Some(&a.user),
+        Some(&a.server),
         None,
         &[],
         409,
@@ -466,7 +506,7 @@ async fn not_found_not_pending_and_expired_in_three_languages() {
     assert_eq!(replies[0].body["reservationStatus"], "expired");
     let refund = format!("/v1/admin/reservations/{id}/refund");
     assert_problem(&call(&server, Method::POST, &refund, Some(&a.admin), None).await, 409, "reservation_not_pending");
-    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.server), None).await;
     assert_eq!(balance.body["available"], 50);
     server.env.assert_books_balance().await;
 }
@@ -478,19 +518,19 @@ async fn confirm_after_expiry_is_409_expired_in_three_languages() {
     grant(&server, &a.admin, &a.user_id, 50).await;
     let mut ids = Vec::new();
     for _ in LANGS {
-        let hold = reserve(&server, &a.user, json!({"operation": "design_generate_image", "ttlSeconds": 1})).await;
+        let hold = reserve(&server, &a.server, json!({"operation": "design_generate_image", "ttlSeconds": 1})).await;
         ids.push(hold.body["reservationId"].as_str().expect("id").to_owned());
     }
     server.env.clock.advance_seconds(1);
     let mut details = BTreeSet::new();
     for (id, lang) in ids.iter().zip(LANGS) {
         let path = format!("/v1/reservations/{id}/confirm");
-        let reply = call_with(&server, Method::POST, &path, Some(&a.user), None, &[("accept-language", lang)]).await;
+        let reply = call_with(&server, Method::POST, &path, Some(&a.server), None, &[("accept-language", lang)]).await;
         assert_problem(&reply, 409, "reservation_expired");
         details.insert(reply.body["detail"].to_string());
     }
     assert_eq!(details.len(), 3);
-    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.server), None).await;
     assert_eq!((balance.body["available"].as_u64(), balance.body["reserved"].as_u64()), (Some(50), Some(0)));
     server.env.assert_books_balance().await;
 }
@@ -505,7 +545,7 @@ async fn idempotency_key_reuse_in_three_languages() {
         &server,
         Method::POST,
         "/v1/reservations",
-        Some(&a.user),
+        Some(&a.server),
         Some(json!({"operation": "design_generate_image"}).to_string()),
         &key,
     )
@@ -516,7 +556,7 @@ async fn idempotency_key_reuse_in_three_languages() {
         &server,
         Method::POST,
         "/v1/reservations",
-        Some(&a.user),
+        Some(&a.server),
         other,
         &key,
         422,
@@ -535,7 +575,7 @@ async fn bodies_over_64_kib_are_413_in_three_languages() {
         &server,
         Method::POST,
         "/v1/reservations",
-        Some(&a.user),
+        Some(&a.server),
         Some(body),
         &[],
         413,
@@ -556,7 +596,7 @@ async fn database_unreachable_is_503_with_retry_after() {
         &server,
         Method::GET,
         "/v1/balance",
-        Some(&a.user),
+        Some(&a.server),
         None,
         &[],
         503,
@@ -577,7 +617,7 @@ async fn unexpected_database_fault_is_500_without_details() {
         &server,
         Method::GET,
         "/v1/balance",
-        Some(&a.user),
+        Some(&a.server),
         None,
         &[],
         500,
@@ -628,7 +668,7 @@ async fn template_spec_and_dev_server_declare_the_same_routes() {
 
     // The dev server answers every route (whatever the answer), and nothing else.
     let server = TestServer::start().await;
-    let token = server.token(&user("admin"), true);
+    let token = Auth::bearer(server.admin_token());
     let id = uuid::Uuid::new_v4().to_string();
     for (method, path) in &code {
         let concrete = path.replace("{id}", &id).replace("{userId}", "someone").replace("{provider}", "bfl");
@@ -646,9 +686,9 @@ async fn admin_cleanup_runs_the_sweep_on_demand() {
     let a = actors(&server);
     grant(&server, &a.admin, &a.user_id, 50).await;
     for _ in 0..2 {
-        reserve(&server, &a.user, json!({"operation": "design_generate_image", "ttlSeconds": 5})).await;
+        reserve(&server, &a.server, json!({"operation": "design_generate_image", "ttlSeconds": 5})).await;
     }
-    reserve(&server, &a.user, json!({"operation": "design_generate_image", "ttlSeconds": 3600})).await;
+    reserve(&server, &a.server, json!({"operation": "design_generate_image", "ttlSeconds": 3600})).await;
     server.env.clock.advance_seconds(5);
     assert_problem(&call(&server, Method::POST, "/v1/admin/cleanup", Some(&a.user), None).await, 403, "forbidden");
     let report = call(&server, Method::POST, "/v1/admin/cleanup", Some(&a.admin), None).await;
@@ -656,7 +696,25 @@ async fn admin_cleanup_runs_the_sweep_on_demand() {
     assert_eq!(report.body["expired"], 2);
     assert_eq!(report.body["remaining"], 0);
     assert!(report.body["durationMs"].is_u64());
-    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.server), None).await;
     assert_eq!((balance.body["available"].as_u64(), balance.body["reserved"].as_u64()), (Some(45), Some(5)));
     server.env.assert_books_balance().await;
+}
+
+/// A slow database must end in the function's own 503, never in its
+/// timeout: every HTTP function's timeout leaves room after the SDK's.
+#[test]
+fn every_function_times_out_after_the_sdk_with_room_to_answer() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(root.join("template.yaml")).expect("template.yaml"))
+            .expect("yaml");
+    let default = template["Globals"]["Function"]["Timeout"].as_u64().expect("a default timeout");
+    let floor = credits_shared::store::OPERATION_TIMEOUT + credits_shared::http::ANSWER_MARGIN;
+    for (name, resource) in template["Resources"].as_mapping().expect("resources") {
+        if resource["Type"] == "AWS::Serverless::Function" {
+            let timeout = resource["Properties"]["Timeout"].as_u64().unwrap_or(default);
+            assert!(std::time::Duration::from_secs(timeout) > floor, "{name:?}: {timeout} s");
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use credits_shared::domain::{Actor, Credits, EntryType, EventType, GrantReason, HoldStatus, Provider};
+use credits_shared::domain::{Actor, Attribution, Credits, EntryType, EventType, GrantReason, HoldStatus, Provider};
 use credits_shared::ledger::{GrantRequest, JobOutput, Outcome, WithCreditsError};
 use credits_shared::Error;
 use credits_tests::{reserve_request, user, TestEnv};
@@ -17,6 +17,7 @@ fn grant_request(amount: u64, key: &str) -> GrantRequest {
         reason: GrantReason::Purchase,
         description: None,
         idempotency_key: key.into(),
+        actor: "ops".into(),
     }
 }
 
@@ -77,10 +78,10 @@ async fn reserve_then_confirm_moves_credits_to_spent() {
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.available, balance.reserved), (Credits(40), Credits(10)));
 
-    let confirmed = env.ledger.confirm(Some(&alice), hold.reservation_id, None, Actor::Client).await.expect("confirm");
+    let confirmed = env.ledger.confirm(Some(&alice), hold.reservation_id, None, Actor::Server).await.expect("confirm");
     assert_eq!(confirmed.status, HoldStatus::Confirmed);
     assert_eq!((confirmed.captured_units, confirmed.captured_amount), (2, Credits(10)));
-    assert_eq!(confirmed.settled_by, Some(Actor::Client));
+    assert_eq!(confirmed.settled_by, Some(Actor::Server));
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.available, balance.reserved, balance.spent), (Credits(40), Credits(0), Credits(10)));
     env.assert_books_balance().await;
@@ -111,7 +112,7 @@ async fn free_operation_holds_nothing_and_needs_no_balance() {
     let alice = user("alice");
     let hold = env.ledger.reserve(&alice, reserve_request("design_assistant", 3)).await.expect("reserve").into_inner();
     assert_eq!(hold.amount, Credits(0));
-    let confirmed = env.ledger.confirm(Some(&alice), hold.reservation_id, None, Actor::Client).await.expect("confirm");
+    let confirmed = env.ledger.confirm(Some(&alice), hold.reservation_id, None, Actor::Server).await.expect("confirm");
     assert_eq!(confirmed.status, HoldStatus::Confirmed);
     env.assert_books_balance().await;
 }
@@ -148,7 +149,7 @@ async fn sixty_four_concurrent_confirms_capture_once_and_answer_alike() {
     env.grant(&alice, 50).await;
     let hold = env.ledger.reserve(&alice, reserve_request(IMAGE, 2)).await.expect("reserve").into_inner();
     let id = hold.reservation_id;
-    let results = join_all((0..64).map(|_| env.ledger.confirm(Some(&alice), id, None, Actor::Client))).await;
+    let results = join_all((0..64).map(|_| env.ledger.confirm(Some(&alice), id, None, Actor::Server))).await;
     let bodies: HashSet<String> = results
         .into_iter()
         .map(|r| serde_json::to_string(&r.expect("every confirm answers 200")).expect("json"))
@@ -170,8 +171,8 @@ async fn confirm_racing_release_has_one_winner() {
         let id =
             env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
         let (confirm, release) = tokio::join!(
-            env.ledger.confirm(Some(&alice), id, None, Actor::Client),
-            env.ledger.release(Some(&alice), id, Actor::Client)
+            env.ledger.confirm(Some(&alice), id, None, Actor::Server),
+            env.ledger.release(Some(&alice), id, Actor::Server)
         );
         match (confirm, release) {
             (Ok(c), Err(Error::ReservationNotPending(HoldStatus::Confirmed))) => {
@@ -206,7 +207,7 @@ async fn partial_capture_returns_the_remainder() {
     let alice = user("alice");
     env.grant(&alice, 50).await;
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 4)).await.expect("reserve").into_inner().reservation_id;
-    let confirmed = env.ledger.confirm(Some(&alice), id, Some(3), Actor::Client).await.expect("confirm");
+    let confirmed = env.ledger.confirm(Some(&alice), id, Some(3), Actor::Server).await.expect("confirm");
     assert_eq!(
         (confirmed.captured_units, confirmed.captured_amount, confirmed.released_amount),
         (3, Credits(15), Credits(5))
@@ -216,7 +217,7 @@ async fn partial_capture_returns_the_remainder() {
     // The same partial confirm again is a replay; other units are refused.
     assert_eq!(env.ledger.confirm(Some(&alice), id, Some(3), Actor::Webhook).await.expect("replay"), confirmed);
     assert!(matches!(
-        env.ledger.confirm(Some(&alice), id, None, Actor::Client).await,
+        env.ledger.confirm(Some(&alice), id, None, Actor::Server).await,
         Err(Error::ReservationNotPending(HoldStatus::Confirmed))
     ));
     env.assert_books_balance().await;
@@ -228,7 +229,7 @@ async fn confirm_of_more_units_than_held_is_a_validation_error() {
     let alice = user("alice");
     env.grant(&alice, 50).await;
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 2)).await.expect("reserve").into_inner().reservation_id;
-    assert!(matches!(env.ledger.confirm(Some(&alice), id, Some(3), Actor::Client).await, Err(Error::Validation(_))));
+    assert!(matches!(env.ledger.confirm(Some(&alice), id, Some(3), Actor::Server).await, Err(Error::Validation(_))));
     env.assert_books_balance().await;
 }
 
@@ -241,14 +242,14 @@ async fn confirm_after_expires_at_is_refused_and_returns_the_hold() {
     request.ttl_seconds = 60;
     let id = env.ledger.reserve(&alice, request).await.expect("reserve").into_inner().reservation_id;
     env.clock.advance_seconds(60);
-    assert!(matches!(env.ledger.confirm(Some(&alice), id, None, Actor::Client).await, Err(Error::ReservationExpired)));
+    assert!(matches!(env.ledger.confirm(Some(&alice), id, None, Actor::Server).await, Err(Error::ReservationExpired)));
     let hold = env.ledger.reservation(Some(&alice), id).await.expect("get");
     assert_eq!(hold.status, HoldStatus::Expired);
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.available, balance.reserved, balance.spent), (Credits(50), Credits(0), Credits(0)));
     // Later confirms see a hold settled differently.
     assert!(matches!(
-        env.ledger.confirm(Some(&alice), id, None, Actor::Client).await,
+        env.ledger.confirm(Some(&alice), id, None, Actor::Server).await,
         Err(Error::ReservationNotPending(HoldStatus::Expired))
     ));
     env.assert_books_balance().await;
@@ -262,11 +263,14 @@ async fn another_users_hold_is_not_found() {
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
     assert!(matches!(env.ledger.reservation(Some(&mallory), id).await, Err(Error::ReservationNotFound)));
     assert!(matches!(
-        env.ledger.confirm(Some(&mallory), id, None, Actor::Client).await,
+        env.ledger.confirm(Some(&mallory), id, None, Actor::Server).await,
         Err(Error::ReservationNotFound)
     ));
-    assert!(matches!(env.ledger.release(Some(&mallory), id, Actor::Client).await, Err(Error::ReservationNotFound)));
-    assert!(matches!(env.ledger.link_task(&mallory, id, Provider::Bfl, "t").await, Err(Error::ReservationNotFound)));
+    assert!(matches!(env.ledger.release(Some(&mallory), id, Actor::Server).await, Err(Error::ReservationNotFound)));
+    assert!(matches!(
+        env.ledger.link_task(Some(&mallory), id, Provider::Bfl, "t", Actor::Server).await,
+        Err(Error::ReservationNotFound)
+    ));
     assert_eq!(env.ledger.reservation(Some(&alice), id).await.expect("own hold").status, HoldStatus::Pending);
     env.assert_books_balance().await;
 }
@@ -277,11 +281,11 @@ async fn release_returns_everything_and_repeats_change_nothing() {
     let alice = user("alice");
     env.grant(&alice, 50).await;
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 3)).await.expect("reserve").into_inner().reservation_id;
-    let released = env.ledger.release(Some(&alice), id, Actor::Client).await.expect("release");
+    let released = env.ledger.release(Some(&alice), id, Actor::Server).await.expect("release");
     assert_eq!((released.status, released.released_amount), (HoldStatus::Released, Credits(15)));
-    assert_eq!(env.ledger.release(Some(&alice), id, Actor::Client).await.expect("replay"), released);
+    assert_eq!(env.ledger.release(Some(&alice), id, Actor::Server).await.expect("replay"), released);
     assert!(matches!(
-        env.ledger.confirm(Some(&alice), id, None, Actor::Client).await,
+        env.ledger.confirm(Some(&alice), id, None, Actor::Server).await,
         Err(Error::ReservationNotPending(HoldStatus::Released))
     ));
     assert_eq!(env.ledger.balance(&alice).await.expect("balance").available, Credits(50));
@@ -294,10 +298,13 @@ async fn refund_of_a_confirmed_hold_happens_once() {
     let alice = user("alice");
     env.grant(&alice, 50).await;
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 2)).await.expect("reserve").into_inner().reservation_id;
-    env.ledger.confirm(Some(&alice), id, None, Actor::Client).await.expect("confirm");
-    let refunded = env.ledger.refund(id).await.expect("refund");
+    env.ledger.confirm(Some(&alice), id, None, Actor::Server).await.expect("confirm");
+    let refunded = env.ledger.refund(id, &Attribution { actor: "ops".into(), reason: None }).await.expect("refund");
     assert_eq!(refunded.status, HoldStatus::Refunded);
-    assert_eq!(env.ledger.refund(id).await.expect("replay"), refunded);
+    assert_eq!(
+        env.ledger.refund(id, &Attribution { actor: "ops".into(), reason: None }).await.expect("replay"),
+        refunded
+    );
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.available, balance.spent), (Credits(50), Credits(0)));
     env.assert_books_balance().await;
@@ -309,9 +316,15 @@ async fn refund_of_a_pending_or_released_hold_is_refused() {
     let alice = user("alice");
     env.grant(&alice, 50).await;
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
-    assert!(matches!(env.ledger.refund(id).await, Err(Error::ReservationNotPending(HoldStatus::Pending))));
-    env.ledger.release(Some(&alice), id, Actor::Client).await.expect("release");
-    assert!(matches!(env.ledger.refund(id).await, Err(Error::ReservationNotPending(HoldStatus::Released))));
+    assert!(matches!(
+        env.ledger.refund(id, &Attribution { actor: "ops".into(), reason: None }).await,
+        Err(Error::ReservationNotPending(HoldStatus::Pending))
+    ));
+    env.ledger.release(Some(&alice), id, Actor::Server).await.expect("release");
+    assert!(matches!(
+        env.ledger.refund(id, &Attribution { actor: "ops".into(), reason: None }).await,
+        Err(Error::ReservationNotPending(HoldStatus::Released))
+    ));
     env.assert_books_balance().await;
 }
 
@@ -324,12 +337,16 @@ async fn task_links_once_and_never_to_two_holds() {
         env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
     let second =
         env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
-    let linked = env.ledger.link_task(&alice, first, Provider::Bfl, "task-1").await.expect("link");
+    let linked = env.ledger.link_task(Some(&alice), first, Provider::Bfl, "task-1", Actor::Server).await.expect("link");
     assert_eq!(linked.task_id.as_deref(), Some("task-1"));
-    let again = env.ledger.link_task(&alice, first, Provider::Bfl, "task-1").await.expect("same link is a no-op");
+    let again = env
+        .ledger
+        .link_task(Some(&alice), first, Provider::Bfl, "task-1", Actor::Server)
+        .await
+        .expect("same link is a no-op");
     assert_eq!(again.task_id.as_deref(), Some("task-1"));
     assert!(matches!(
-        env.ledger.link_task(&alice, second, Provider::Bfl, "task-1").await,
+        env.ledger.link_task(Some(&alice), second, Provider::Bfl, "task-1", Actor::Server).await,
         Err(Error::TaskAlreadyLinked)
     ));
     let mut with_task = reserve_request(IMAGE, 1);
@@ -350,7 +367,7 @@ async fn history_pages_newest_first_with_a_cursor() {
         let id =
             env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
         env.clock.advance_seconds(1);
-        env.ledger.confirm(Some(&alice), id, None, Actor::Client).await.expect("confirm");
+        env.ledger.confirm(Some(&alice), id, None, Actor::Server).await.expect("confirm");
     }
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -417,4 +434,80 @@ async fn with_credits_does_not_run_the_job_without_credits() {
         .await;
     assert!(matches!(result, Err(WithCreditsError::Credits(Error::InsufficientCredits { .. }))));
     assert!(!ran);
+}
+
+#[tokio::test]
+async fn task_links_only_to_pending_holds() {
+    let env = TestEnv::new().await;
+    let alice = user("alice");
+    env.grant(&alice, 50).await;
+    let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
+    env.ledger.confirm(None, id, None, Actor::Server).await.expect("confirm");
+    assert!(matches!(
+        env.ledger.link_task(None, id, Provider::Bfl, "after", Actor::Server).await,
+        Err(Error::ReservationNotPending(HoldStatus::Confirmed))
+    ));
+    // A free hold (nothing held) takes a link only while pending, too.
+    let free = env
+        .ledger
+        .reserve(&alice, reserve_request("design_assistant", 1))
+        .await
+        .expect("reserve")
+        .into_inner()
+        .reservation_id;
+    env.ledger.release(None, free, Actor::Server).await.expect("release");
+    assert!(matches!(
+        env.ledger.link_task(None, free, Provider::Generic, "free", Actor::Server).await,
+        Err(Error::ReservationNotPending(HoldStatus::Released))
+    ));
+    assert!(env.store.get_task(Provider::Generic, "free").await.expect("read").is_none());
+    env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn open_holds_are_capped_per_user_and_settling_frees_a_place() {
+    let env = TestEnv::new().await;
+    let ledger = env.ledger.clone().with_max_open_holds(3);
+    let (alice, bob) = (user("alice"), user("bob"));
+    env.grant(&alice, 100).await;
+    env.grant(&bob, 100).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id);
+    }
+    match ledger.reserve(&alice, reserve_request(IMAGE, 1)).await {
+        Err(Error::TooManyOpenHolds { open, limit }) => assert_eq!((open, limit), (3, 3)),
+        other => panic!("expected the cap, got {other:?}"),
+    }
+    // Another user is not affected; nothing was taken for the refused hold.
+    ledger.reserve(&bob, reserve_request(IMAGE, 1)).await.expect("bob's hold");
+    assert_eq!(env.ledger.balance(&alice).await.expect("balance").reserved.get(), 15);
+    // Each way out of pending frees a place: confirm, release, expiry.
+    ledger.confirm(None, ids[0], None, Actor::Server).await.expect("confirm");
+    ids[0] =
+        ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("after confirm").into_inner().reservation_id;
+    ledger.release(None, ids[1], Actor::Server).await.expect("release");
+    let mut short = reserve_request(IMAGE, 1);
+    short.ttl_seconds = 1;
+    ledger.reserve(&alice, short).await.expect("after release");
+    env.clock.advance_seconds(2);
+    let report =
+        ledger.sweep(credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)), 4).await;
+    assert_eq!(report.expect("sweep").expired, 1);
+    ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("after expiry");
+    assert!(matches!(ledger.reserve(&alice, reserve_request(IMAGE, 1)).await, Err(Error::TooManyOpenHolds { .. })));
+    env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn concurrent_reserves_never_pass_the_open_hold_cap() {
+    let env = TestEnv::new().await;
+    let ledger = env.ledger.clone().with_max_open_holds(5);
+    let alice = user("alice");
+    env.grant(&alice, 1000).await;
+    let results = join_all((0..16).map(|_| ledger.reserve(&alice, reserve_request(IMAGE, 1)))).await;
+    let placed = results.iter().filter(|r| r.is_ok()).count();
+    let capped = results.iter().filter(|r| matches!(r, Err(Error::TooManyOpenHolds { .. }))).count();
+    assert_eq!((placed, capped), (5, 11), "{results:?}");
+    env.assert_books_balance().await;
 }

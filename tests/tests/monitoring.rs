@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::types::AttributeValue;
-use credits_shared::domain::{Actor, Credits, Provider, Timestamp, UserId};
+use credits_shared::domain::{Actor, Attribution, Credits, Provider, Timestamp, UserId};
 use credits_shared::ledger::webhook::{Delivery, WebhookResult};
 use credits_shared::monitoring::{Monitor, Status};
 use credits_shared::stats::{buckets, Period, Stats};
@@ -47,6 +47,7 @@ async fn scripted_mix(env: &TestEnv) -> Vec<UserId> {
         reason: credits_shared::domain::GrantReason::AdReward,
         description: None,
         idempotency_key: "ad-1".into(),
+        actor: "ops".into(),
     };
     env.ledger.grant(&users[0], repeat.clone()).await.expect("grant");
     env.ledger.grant(&users[0], repeat).await.expect("replay");
@@ -55,12 +56,12 @@ async fn scripted_mix(env: &TestEnv) -> Vec<UserId> {
     let logo = |units| reserve_request("design_generate_logo", units);
     // ana: full and partial confirms, a release, a refund.
     let a1 = env.ledger.reserve(&users[0], image(2)).await.expect("reserve").into_inner().reservation_id;
-    env.ledger.confirm(Some(&users[0]), a1, None, Actor::Client).await.expect("confirm");
+    env.ledger.confirm(Some(&users[0]), a1, None, Actor::Server).await.expect("confirm");
     let a2 = env.ledger.reserve(&users[0], image(4)).await.expect("reserve").into_inner().reservation_id;
-    env.ledger.confirm(Some(&users[0]), a2, Some(3), Actor::Client).await.expect("confirm");
+    env.ledger.confirm(Some(&users[0]), a2, Some(3), Actor::Server).await.expect("confirm");
     let a3 = env.ledger.reserve(&users[0], logo(1)).await.expect("reserve").into_inner().reservation_id;
-    env.ledger.release(Some(&users[0]), a3, Actor::Client).await.expect("release");
-    env.ledger.refund(a1).await.expect("refund");
+    env.ledger.release(Some(&users[0]), a3, Actor::Server).await.expect("release");
+    env.ledger.refund(a1, &Attribution { actor: "ops".into(), reason: None }).await.expect("refund");
     // bruno: a webhook success delivered twice, a failure, a late success.
     let mut with_task = logo(2);
     with_task.task_id = Some("task-b1".into());
@@ -304,7 +305,7 @@ async fn monitoring_reads_do_not_grow_with_users_or_holds() {
     let first = user("first");
     env.grant(&first, 100).await;
     let id = env.ledger.reserve(&first, reserve_request("design_generate_image", 1)).await.expect("r").into_inner();
-    env.ledger.confirm(Some(&first), id.reservation_id, None, Actor::Client).await.expect("confirm");
+    env.ledger.confirm(Some(&first), id.reservation_id, None, Actor::Server).await.expect("confirm");
     env.aggregate().await;
     let small = reads_per_call(&env, at).await;
 
@@ -313,7 +314,7 @@ async fn monitoring_reads_do_not_grow_with_users_or_holds() {
         env.grant(&u, 100).await;
         for _ in 0..3 {
             let hold = env.ledger.reserve(&u, reserve_request("design_generate_logo", 1)).await.expect("r");
-            env.ledger.confirm(Some(&u), hold.into_inner().reservation_id, None, Actor::Client).await.expect("c");
+            env.ledger.confirm(Some(&u), hold.into_inner().reservation_id, None, Actor::Server).await.expect("c");
         }
     }
     env.aggregate().await;

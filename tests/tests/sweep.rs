@@ -71,7 +71,12 @@ async fn the_sweep_reads_only_due_holds() {
 
     // Five more due among many more that are not: the reads follow the due ones.
     holds(&env, &alice, 5, 60).await;
-    holds(&env, &alice, 240, 3600).await;
+    // Over several users: one user may have at most 100 open holds.
+    for _ in 0..4 {
+        let other = user("bob");
+        env.grant(&other, 10_000).await;
+        holds(&env, &other, 60, 3600).await;
+    }
     env.clock.advance_seconds(60);
     let large = env.ledger.sweep(far(), DEFAULT_CONCURRENCY).await.expect("sweep");
     assert_eq!((large.expired, large.scanned), (5, 5), "300 pending holds, 5 due: 5 read");
@@ -85,7 +90,7 @@ async fn sweep_racing_confirms_at_the_deadline_never_does_both() {
     env.grant(&alice, 1000).await;
     let ids = holds(&env, &alice, 100, 30).await;
 
-    let confirms = join_all(ids.iter().map(|id| env.ledger.confirm(Some(&alice), *id, None, Actor::Client)));
+    let confirms = join_all(ids.iter().map(|id| env.ledger.confirm(Some(&alice), *id, None, Actor::Server)));
     let clock = async {
         // The deadline passes while the confirms are in flight.
         tokio::time::sleep(Duration::from_millis(15)).await;
@@ -175,7 +180,7 @@ async fn settled_holds_carry_a_ttl_and_pending_ones_never_do() {
     let alice = user("alice");
     env.grant(&alice, 100).await;
     let ids = holds(&env, &alice, 2, 60).await;
-    env.ledger.confirm(Some(&alice), ids[0], None, Actor::Client).await.expect("confirm");
+    env.ledger.confirm(Some(&alice), ids[0], None, Actor::Server).await.expect("confirm");
     let ttl = |id: Uuid| {
         let store = env.store.clone();
         async move { store.get_hold(id).await.expect("read").expect("hold").ttl }

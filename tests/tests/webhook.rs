@@ -2,8 +2,9 @@
 //! for both providers: signatures, redeliveries, races with the client,
 //! early deliveries, partial and late successes.
 
+use credits_shared::domain::UserId;
 use credits_shared::webhook::{bfl, generic};
-use credits_tests::{user, TestServer};
+use credits_tests::{user, TestServer, USER_HEADER};
 use futures::future::join_all;
 use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
@@ -27,18 +28,20 @@ struct Reply {
 
 struct World {
     server: TestServer,
-    user_token: String,
+    alice: UserId,
+    /// The app's back end, acting for alice.
+    server_token: String,
 }
 
 impl World {
     async fn new(credits: u64) -> World {
         let server = TestServer::start().await;
         let alice = user("alice");
-        let user_token = server.token(&alice, false);
+        let server_token = server.server_token();
         if credits > 0 {
             server.env.grant(&alice, credits).await;
         }
-        World { server, user_token }
+        World { server, alice, server_token }
     }
 
     fn now_seconds(&self) -> i64 {
@@ -48,7 +51,8 @@ impl World {
     async fn post(&self, path: &str, body: Value) -> Reply {
         let response = Client::new()
             .post(format!("{}{path}", self.server.base))
-            .bearer_auth(&self.user_token)
+            .bearer_auth(&self.server_token)
+            .header(USER_HEADER, self.alice.as_str())
             .json(&body)
             .send()
             .await
@@ -60,7 +64,8 @@ impl World {
     async fn get(&self, path: &str) -> Value {
         let response = Client::new()
             .get(format!("{}{path}", self.server.base))
-            .bearer_auth(&self.user_token)
+            .bearer_auth(&self.server_token)
+            .header(USER_HEADER, self.alice.as_str())
             .send()
             .await
             .expect("request");
@@ -431,6 +436,46 @@ async fn two_reserves_for_one_parked_task_leave_no_stray_hold() {
         assert_eq!(loser.body["code"], "task_already_linked");
         // One image charged; nothing left reserved by the losing request.
         assert_eq!(w.balance().await, (45, 0, 5), "{via:?}");
+        w.server.env.assert_books_balance().await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_settles_only_a_hold_linked_with_its_own_provider() {
+    let w = World::new(50).await;
+    let t = task("cross");
+    // Linked with BFL; Standard Webhooks says the same task id succeeded.
+    let id = w.hold(Via::Bfl, 2, Some(&t), 1800).await;
+    let other = w.deliver(Via::Generic, &payload(Via::Generic, &t, true, None), Signing::Valid { id: "x-1" }).await;
+    assert_eq!((other.status, other.body["result"].as_str()), (StatusCode::ACCEPTED, Some("parked")), "{}", other.body);
+    assert_eq!(w.get(&format!("/v1/reservations/{id}")).await["status"], "pending");
+    assert_eq!(w.balance().await, (40, 10, 0), "another provider's word changes nothing");
+    // The hold's own provider settles it.
+    let own = w.deliver(Via::Bfl, &payload(Via::Bfl, &t, false, None), Signing::Valid { id: "x-2" }).await;
+    assert_eq!(own.body["result"], "released", "{}", own.body);
+    assert_eq!(w.balance().await, (50, 0, 0));
+    w.server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn a_settled_hold_takes_no_task_link_so_no_parked_outcome_can_be_steered() {
+    for via in BOTH {
+        let w = World::new(50).await;
+        let t = task("late-link");
+        let id = w.hold(via, 2, None, 1800).await;
+        let released = w.post(&format!("/v1/reservations/{id}/release"), json!({})).await;
+        assert_eq!(released.body["status"], "released");
+        // A failure parked for the task, then a link to the released hold: refused.
+        let parked = w.deliver(via, &payload(via, &t, false, None), Signing::Valid { id: "l-1" }).await;
+        assert_eq!(parked.status, StatusCode::ACCEPTED);
+        let link =
+            w.post(&format!("/v1/reservations/{id}/task"), json!({"taskId": t, "provider": provider(via)})).await;
+        assert_eq!((link.status, link.body["code"].as_str()), (StatusCode::CONFLICT, Some("reservation_not_pending")));
+        assert_eq!(link.body["reservationStatus"], "released");
+        // The parked outcome still waits for a pending hold of that task.
+        let next = w.hold(via, 1, Some(&t), 1800).await;
+        assert_eq!(w.get(&format!("/v1/reservations/{next}")).await["status"], "released", "{via:?}");
+        assert_eq!(w.balance().await, (50, 0, 0));
         w.server.env.assert_books_balance().await;
     }
 }

@@ -1,3 +1,4 @@
+import { clientCredentials, type ClientCredentialsConfig, type TokenProvider } from "./auth.js";
 import { CreditsError, errorFromResponse } from "./errors.js";
 import type {
   Balance,
@@ -67,7 +68,7 @@ export const skippedRoutes: readonly { method: HttpMethod; path: string; operati
     method: "POST",
     path: "/v1/webhooks/{provider}",
     operationId: "providerWebhook",
-    why: "called by the image provider with its own signature, never by an app with a user token",
+    why: "called by the image provider with its own signature, never with a bearer token",
   },
 ];
 
@@ -83,8 +84,25 @@ export interface RetryOptions {
 export interface CreditsClientOptions {
   /** The API's base URL, e.g. `http://127.0.0.1:3000`. */
   baseUrl: string;
-  /** A bearer token, or a function giving one per request (refresh it there). */
-  token?: string | (() => string | Promise<string>);
+  /**
+   * The bearer credential: a token, or a function giving one per request
+   * (it is asked again with `{ rejected }` after a 401, and the request is
+   * retried once with the new token). On the app's back end this is the
+   * server credential (`scope` `credits/server`, a listed `client_id`); in
+   * the browser it is the user's own token, which can only read.
+   */
+  token?: string | TokenProvider;
+  /**
+   * The server credential from the OAuth client-credentials grant (instead
+   * of `token`): fetched, cached until shortly before it expires, shared by
+   * concurrent calls and by every client derived with `forUser`/`with`.
+   */
+  clientCredentials?: ClientCredentialsConfig;
+  /**
+   * The user a server credential acts for, sent as `Credits-User` on every
+   * user route and hold route (see `forUser`). Leave unset with a user token.
+   */
+  user?: string;
   /** Language of problem `detail`s. */
   acceptLanguage?: Language;
   retry?: RetryOptions;
@@ -96,6 +114,13 @@ export interface CreditsClientOptions {
 
 export interface CallOptions {
   signal?: AbortSignal;
+  /**
+   * The user this call acts for (`Credits-User`), over the client's bound
+   * user. Needed with a server credential on `getBalance`,
+   * `listTransactions`, `reserve` and `withCredits`; on a hold's routes it
+   * makes the API answer 404 for a hold of anyone else.
+   */
+  user?: string;
 }
 
 export interface ReserveOptions extends CallOptions {
@@ -155,6 +180,10 @@ interface RequestSpec {
   body?: unknown;
   idempotencyKey?: string;
   signal?: AbortSignal | undefined;
+  /** Sent as `Credits-User`. */
+  user?: string | undefined;
+  /** The route acts on one user (`Credits-User` is required with a server credential). */
+  userScoped?: boolean;
 }
 
 export interface ResponseMeta {
@@ -187,20 +216,38 @@ function parseRetryAfter(value: string | null): number | undefined {
 
 const seg = (value: string) => encodeURIComponent(value);
 
+/** The header a server credential names the user it acts for in. */
+export const USER_HEADER = "Credits-User";
+
+/** Token endpoint failures worth another attempt: unreachable, throttled, or a 5xx. */
+const retryableTokenError = (error: unknown) =>
+  error instanceof CreditsError &&
+  error.code === "token_error" &&
+  (error.status === 0 || error.status === 429 || error.status >= 500);
+
 export class CreditsClient {
   readonly baseUrl: string;
   readonly acceptLanguage: Language | undefined;
-  private readonly token: CreditsClientOptions["token"];
+  /** The user this client acts for (`Credits-User`), if bound. */
+  readonly user: string | undefined;
+  private readonly token: string | TokenProvider | undefined;
   private readonly fetchImpl: typeof fetch;
   private readonly retry: Required<RetryOptions>;
   private readonly headers: Record<string, string>;
 
   constructor(options: CreditsClientOptions) {
+    if (options.token !== undefined && options.clientCredentials !== undefined) {
+      throw new TypeError("give either token or clientCredentials, not both");
+    }
+    if (options.user !== undefined) checkUser(options.user);
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.acceptLanguage = options.acceptLanguage;
-    this.token = options.token;
+    this.user = options.user;
     const platformFetch = globalThis.fetch;
     this.fetchImpl = options.fetch ?? ((input, init) => platformFetch(input, init));
+    this.token = options.clientCredentials
+      ? clientCredentials({ fetch: this.fetchImpl, ...options.clientCredentials })
+      : options.token;
     this.retry = {
       maxAttempts: Math.max(1, Math.floor(options.retry?.maxAttempts ?? 3)),
       baseDelayMs: options.retry?.baseDelayMs ?? 200,
@@ -209,12 +256,18 @@ export class CreditsClient {
     this.headers = { ...options.headers };
   }
 
-  /** A copy of this client with other options (e.g. another token or language). */
+  /**
+   * A copy of this client with other options (e.g. another language). It
+   * keeps this client's credential, and so its token cache, unless given
+   * another `token` or `clientCredentials`.
+   */
   with(options: Partial<CreditsClientOptions>): CreditsClient {
+    const inherit = options.token === undefined && options.clientCredentials === undefined;
     return new CreditsClient({
       baseUrl: this.baseUrl,
-      ...(this.token !== undefined && { token: this.token }),
+      ...(inherit && this.token !== undefined && { token: this.token }),
       ...(this.acceptLanguage !== undefined && { acceptLanguage: this.acceptLanguage }),
+      ...(this.user !== undefined && { user: this.user }),
       retry: this.retry,
       fetch: this.fetchImpl,
       headers: this.headers,
@@ -222,11 +275,27 @@ export class CreditsClient {
     });
   }
 
-  // ---- user routes -------------------------------------------------------
+  /**
+   * This client acting for `userId` (the app's server credential, shared
+   * token cache): every user route and hold route sends `Credits-User`.
+   * Take `userId` from the app's own verified session, never from the request.
+   */
+  forUser(userId: string): CreditsClient {
+    checkUser(userId);
+    return this.with({ user: userId });
+  }
 
-  /** `GET /v1/balance` */
+  // ---- user routes (a user token reads its own; a server names the user) --
+
+  /** `GET /v1/balance` of the user (a server credential names it: `forUser` or `{ user }`). */
   getBalance(options: CallOptions = {}): Promise<Balance> {
-    return this.call({ method: "GET", path: "/v1/balance", signal: options.signal });
+    return this.call({
+      method: "GET",
+      path: "/v1/balance",
+      signal: options.signal,
+      user: this.userOf(options),
+      userScoped: true,
+    });
   }
 
   /** `GET /v1/prices` */
@@ -234,7 +303,11 @@ export class CreditsClient {
     return this.call({ method: "GET", path: "/v1/prices", signal: options.signal });
   }
 
-  /** `POST /v1/reservations`: hold `units × unitCost` credits. Idempotent (a key is generated when absent). */
+  /**
+   * `POST /v1/reservations` (server credential, for a user): hold
+   * `units × unitCost` credits. Idempotent (a key is generated when absent,
+   * reused on retries, and carried by a `CreditsError` so you can retry later).
+   */
   async reserve(request: ReserveRequest, options: ReserveOptions = {}): Promise<Reservation> {
     return (await this.reserveWithMeta(request, options)).body;
   }
@@ -247,51 +320,66 @@ export class CreditsClient {
       body: request,
       idempotencyKey: options.idempotencyKey ?? crypto.randomUUID(),
       signal: options.signal,
+      user: this.userOf(options),
+      userScoped: true,
     });
   }
 
   /** `GET /v1/reservations/{id}`, with its events. */
   getReservation(reservationId: string, options: CallOptions = {}): Promise<ReservationWithEvents> {
-    return this.call({ method: "GET", path: `/v1/reservations/${seg(reservationId)}`, signal: options.signal });
+    return this.call({
+      method: "GET",
+      path: `/v1/reservations/${seg(reservationId)}`,
+      signal: options.signal,
+      user: this.userOf(options),
+    });
   }
 
-  /** `POST /v1/reservations/{id}/confirm`: capture `units` (default all held). Safe to repeat. */
+  /** `POST /v1/reservations/{id}/confirm` (server credential): capture `units` (default all held). Safe to repeat. */
   confirm(reservationId: string, request: ConfirmRequest = {}, options: CallOptions = {}): Promise<Reservation> {
     return this.call({
       method: "POST",
       path: `/v1/reservations/${seg(reservationId)}/confirm`,
       body: request,
       signal: options.signal,
+      user: this.userOf(options),
     });
   }
 
-  /** `POST /v1/reservations/{id}/release`: return the whole hold. Safe to repeat. */
+  /** `POST /v1/reservations/{id}/release` (server credential): return the whole hold. Safe to repeat. */
   release(reservationId: string, reason?: string, options: CallOptions = {}): Promise<Reservation> {
     return this.call({
       method: "POST",
       path: `/v1/reservations/${seg(reservationId)}/release`,
       body: reason === undefined ? {} : { reason },
       signal: options.signal,
+      user: this.userOf(options),
     });
   }
 
-  /** `POST /v1/reservations/{id}/task`: link the provider's task (once; the same link again is a no-op). */
+  /**
+   * `POST /v1/reservations/{id}/task` (server credential): link the
+   * provider's task (once; the same link again is a no-op).
+   */
   linkTask(reservationId: string, taskId: string, provider?: Provider, options: CallOptions = {}): Promise<Reservation> {
     return this.call({
       method: "POST",
       path: `/v1/reservations/${seg(reservationId)}/task`,
       body: provider === undefined ? { taskId } : { taskId, provider },
       signal: options.signal,
+      user: this.userOf(options),
     });
   }
 
-  /** `GET /v1/transactions`, newest first. */
+  /** `GET /v1/transactions`, newest first (a server credential names the user). */
   listTransactions(query: PageQuery = {}): Promise<HistoryPage> {
     return this.call({
       method: "GET",
       path: "/v1/transactions",
       query: { limit: query.limit, cursor: query.cursor },
       signal: query.signal,
+      user: this.userOf(query),
+      userScoped: true,
     });
   }
 
@@ -353,7 +441,8 @@ export class CreditsClient {
   // ---- helpers -----------------------------------------------------------
 
   /**
-   * Reserve, run `job(hold)`, then settle: link the task it reports, release
+   * On the app's back end, for a user (`forUser(userId)` or `{ user }`):
+   * reserve, run `job(hold)`, then settle: link the task it reports, release
    * when it failed or produced 0 units, else confirm the units it produced
    * (all held when it does not say). A job that throws releases the hold and
    * the error is rethrown. A confirm that finds the hold already confirmed
@@ -365,7 +454,11 @@ export class CreditsClient {
     job: (hold: Reservation) => Promise<JobResult<T>> | JobResult<T>,
     options: WithCreditsOptions = {},
   ): Promise<WithCreditsResult<T>> {
-    const call = options.signal ? { signal: options.signal } : {};
+    const user = this.userOf(options);
+    const call: CallOptions = {
+      ...(options.signal && { signal: options.signal }),
+      ...(user !== undefined && { user }),
+    };
     let hold = await this.reserve(
       {
         operation,
@@ -429,14 +522,23 @@ export class CreditsClient {
     }
   }
 
+  private userOf(options: CallOptions): string | undefined {
+    const user = options.user ?? this.user;
+    if (user !== undefined) checkUser(user);
+    return user;
+  }
+
   private async call<R>(spec: RequestSpec): Promise<R> {
     return (await this.send<R>(spec)).body;
   }
 
   /**
    * One logical call: the same request (same idempotency key) is re-sent on
-   * a network error or a 503, with jittered exponential backoff honouring
-   * `Retry-After`, up to `maxAttempts`; any other answer is final.
+   * a network error, a 503 (the change may or may not have been applied) or
+   * a 429 (API Gateway throttled it before any function ran), with jittered
+   * exponential backoff honouring `Retry-After`, up to `maxAttempts`. A 401
+   * asks a token provider for a fresh token and is retried once with it.
+   * Any other answer is final.
    */
   private async send<R>(spec: RequestSpec): Promise<{ body: R } & ResponseMeta> {
     const url = new URL(this.baseUrl + spec.path);
@@ -446,12 +548,34 @@ export class CreditsClient {
     const headers: Record<string, string> = { accept: "application/json", ...this.headers };
     if (this.acceptLanguage) headers["accept-language"] = this.acceptLanguage;
     if (spec.idempotencyKey !== undefined) headers["idempotency-key"] = spec.idempotencyKey;
+    if (spec.user !== undefined) headers[USER_HEADER.toLowerCase()] = spec.user;
     const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
     if (body !== undefined) headers["content-type"] = "application/json";
+    const what = `${spec.method} ${spec.path}`;
+    const unknownOutcome =
+      spec.method === "POST"
+        ? spec.idempotencyKey !== undefined
+          ? "; the change may or may not have been applied: retry with the same Idempotency-Key"
+          : "; the change may or may not have been applied: retry (the call is safe to repeat)"
+        : "";
 
+    let freshToken: string | undefined;
+    let refreshed = false;
     for (let attempt = 1; ; attempt++) {
-      const token = typeof this.token === "function" ? await this.token() : this.token;
+      let token: string | undefined;
+      try {
+        token = freshToken ?? (typeof this.token === "function" ? await this.token({}) : this.token);
+      } catch (error) {
+        if (retryableTokenError(error) && attempt < this.retry.maxAttempts) {
+          await sleep(this.backoff(attempt, undefined), spec.signal);
+          continue;
+        }
+        throw error;
+      }
+      freshToken = undefined;
       if (token) headers["authorization"] = `Bearer ${token}`;
+      else delete headers["authorization"];
+
       let response: Response;
       try {
         response = await this.fetchImpl(url, {
@@ -466,7 +590,8 @@ export class CreditsClient {
           throw new CreditsError({
             status: 0,
             code: "network_error",
-            detail: `${spec.method} ${spec.path} failed after ${attempt} attempt(s): ${String((cause as Error)?.message ?? cause)}`,
+            detail: `${what} failed after ${attempt} attempt(s): ${String((cause as Error)?.message ?? cause)}${unknownOutcome}`,
+            ...(spec.idempotencyKey !== undefined && { idempotencyKey: spec.idempotencyKey }),
             cause,
           });
         }
@@ -474,8 +599,20 @@ export class CreditsClient {
         continue;
       }
 
+      // A token that expired or was revoked: one more try with a fresh one.
+      if (response.status === 401 && !refreshed && token && typeof this.token === "function") {
+        refreshed = true;
+        const fresh = await this.token({ rejected: token });
+        if (fresh && fresh !== token) {
+          await response.body?.cancel().catch(() => {});
+          freshToken = fresh;
+          attempt--; // not one of the retry budget's attempts
+          continue;
+        }
+      }
+
       const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
-      if (response.status === 503 && attempt < this.retry.maxAttempts) {
+      if ((response.status === 503 || response.status === 429) && attempt < this.retry.maxAttempts) {
         await response.body?.cancel().catch(() => {});
         await sleep(this.backoff(attempt, retryAfter), spec.signal);
         continue;
@@ -490,16 +627,21 @@ export class CreditsClient {
         }
       }
       if (!response.ok) {
+        // A server credential that named no user: say how to name one.
+        const userMissing =
+          spec.userScoped && spec.user === undefined && (parsed as { field?: unknown } | undefined)?.field === USER_HEADER;
         throw errorFromResponse(response.status, parsed ?? { detail: text.slice(0, 500) || undefined }, {
           requestId: response.headers.get("x-request-id") ?? undefined,
           retryAfter,
+          idempotencyKey: spec.idempotencyKey,
+          ...(userMissing && { hint: `${what} acts for a user: call it on credits.forUser(userId) or pass { user: userId }` }),
         });
       }
       if (parsed === undefined) {
         throw new CreditsError({
           status: response.status,
           code: "unexpected_response",
-          detail: `expected a JSON body from ${spec.method} ${spec.path}`,
+          detail: `expected a JSON body from ${what}`,
         });
       }
       return {
@@ -516,5 +658,12 @@ export class CreditsClient {
     const jittered = Math.random() * exp;
     if (retryAfterSeconds === undefined) return jittered;
     return Math.min(this.retry.maxDelayMs, retryAfterSeconds * 1000 + jittered / 4);
+  }
+}
+
+/** A user id travels in a header: 1–256 printable ASCII characters, no surrounding spaces. */
+function checkUser(userId: unknown): void {
+  if (typeof userId !== "string" || !/^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/.test(userId)) {
+    throw new TypeError(`${USER_HEADER}: a user id is 1 to 256 printable ASCII characters, got ${JSON.stringify(userId)}`);
   }
 }

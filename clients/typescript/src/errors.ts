@@ -1,7 +1,13 @@
 import type { Credits, Problem, ProblemCode, ReservationStatus } from "./types.js";
 
-/** Codes the client adds for failures that never produced a problem body. */
-export type ClientErrorCode = "network_error" | "unexpected_response";
+/**
+ * Codes the client adds for failures that never produced a problem body:
+ * the network failed on every attempt (`network_error`, status 0), API
+ * Gateway throttled every attempt (`rate_limited`, 429), a 2xx without JSON
+ * (`unexpected_response`), or the OAuth token endpoint refused or failed
+ * (`token_error`: status is the token endpoint's, 0 when unreachable).
+ */
+export type ClientErrorCode = "network_error" | "rate_limited" | "unexpected_response" | "token_error";
 
 /** Any non-2xx answer of the service (or a network failure after the last retry). */
 export class CreditsError extends Error {
@@ -14,7 +20,7 @@ export class CreditsError extends Error {
   readonly type: string;
   readonly title: string | undefined;
   readonly requestId: string | undefined;
-  /** validation_error: the offending field. */
+  /** validation_error: the offending field (`Credits-User` when a server call named no user). */
   readonly field: string | undefined;
   /** insufficient_credits */
   readonly available: Credits | undefined;
@@ -24,6 +30,19 @@ export class CreditsError extends Error {
   readonly shortfall: Credits | undefined;
   /** reservation_not_pending: how the reservation was settled. */
   readonly reservationStatus: ReservationStatus | undefined;
+  /** too_many_open_holds: the user's pending holds. */
+  readonly openHolds: number | undefined;
+  /** too_many_open_holds: the most pending holds a user may have. */
+  readonly limit: number | undefined;
+  /**
+   * unavailable: `true` when the service says the change was applied but its
+   * result could not be read. Otherwise (undefined) a 503 or a network error
+   * on a write means the change **may or may not** have been applied: retry
+   * with the same `idempotencyKey`.
+   */
+  readonly applied: boolean | undefined;
+  /** The `Idempotency-Key` the failed request carried (retry with it), if any. */
+  readonly idempotencyKey: string | undefined;
   /** `Retry-After` in seconds, when the answer carried one. */
   readonly retryAfter: number | undefined;
   /** The problem body as received (undefined when there was none). */
@@ -41,11 +60,19 @@ export class CreditsError extends Error {
     required?: Credits;
     shortfall?: Credits;
     reservationStatus?: ReservationStatus;
+    openHolds?: number;
+    limit?: number;
+    applied?: boolean;
+    idempotencyKey?: string;
     retryAfter?: number;
     problem?: Partial<Problem>;
+    /** Appended to `message` only (never to `detail`, which is the service's words). */
+    hint?: string;
     cause?: unknown;
   }) {
-    super(`${init.code}${init.status ? ` (${init.status})` : ""}: ${init.detail}`, { cause: init.cause });
+    super(`${init.code}${init.status ? ` (${init.status})` : ""}: ${init.detail}${init.hint ? ` (${init.hint})` : ""}`, {
+      cause: init.cause,
+    });
     this.name = "CreditsError";
     this.status = init.status;
     this.code = init.code;
@@ -58,6 +85,10 @@ export class CreditsError extends Error {
     this.required = init.required;
     this.shortfall = init.shortfall;
     this.reservationStatus = init.reservationStatus;
+    this.openHolds = init.openHolds;
+    this.limit = init.limit;
+    this.applied = init.applied;
+    this.idempotencyKey = init.idempotencyKey;
     this.retryAfter = init.retryAfter;
     this.problem = init.problem;
   }
@@ -67,7 +98,12 @@ export function isCreditsError(error: unknown, code?: CreditsError["code"]): err
   return error instanceof CreditsError && (code === undefined || error.code === code);
 }
 
-const fallbackCodes: Record<number, ProblemCode> = {
+/**
+ * Codes for answers without a problem body: API Gateway's own
+ * `{"message": "…"}` (a missing or bad token, throttling, a function that
+ * timed out or failed) and anything else that is not ours.
+ */
+const fallbackCodes: Record<number, ProblemCode | ClientErrorCode> = {
   400: "validation_error",
   401: "unauthorized",
   402: "insufficient_credits",
@@ -75,6 +111,7 @@ const fallbackCodes: Record<number, ProblemCode> = {
   404: "not_found",
   413: "payload_too_large",
   422: "idempotency_key_reused",
+  429: "rate_limited",
   503: "unavailable",
 };
 
@@ -82,25 +119,39 @@ const fallbackCodes: Record<number, ProblemCode> = {
 export function errorFromResponse(
   status: number,
   body: unknown,
-  headers: { requestId?: string | undefined; retryAfter?: number | undefined },
+  headers: {
+    requestId?: string | undefined;
+    retryAfter?: number | undefined;
+    idempotencyKey?: string | undefined;
+    hint?: string | undefined;
+  },
 ): CreditsError {
   const p = (body && typeof body === "object" ? body : {}) as Partial<Problem> & { message?: unknown };
   const num = (v: unknown) => (typeof v === "number" ? v : undefined);
   const str = (v: unknown) => (typeof v === "string" ? v : undefined);
-  const code = (str(p.code) as ProblemCode | undefined) ?? fallbackCodes[status] ?? (status >= 500 ? "internal" : "unexpected_response");
+  const code =
+    (str(p.code) as ProblemCode | undefined) ??
+    fallbackCodes[status] ??
+    (status >= 500 ? "internal" : "unexpected_response");
+  const requestId = str(p.requestId) ?? headers.requestId;
   return new CreditsError({
     status,
     code,
     detail: str(p.detail) ?? str(p.message) ?? `HTTP ${status}`,
     ...(str(p.type) !== undefined && { type: str(p.type) }),
     ...(str(p.title) !== undefined && { title: str(p.title) }),
-    ...((str(p.requestId) ?? headers.requestId) !== undefined && { requestId: str(p.requestId) ?? headers.requestId }),
+    ...(requestId !== undefined && { requestId }),
     ...(str(p.field) !== undefined && { field: str(p.field) }),
     ...(num(p.available) !== undefined && { available: num(p.available) }),
     ...(num(p.required) !== undefined && { required: num(p.required) }),
     ...(num(p.shortfall) !== undefined && { shortfall: num(p.shortfall) }),
     ...(str(p.reservationStatus) !== undefined && { reservationStatus: str(p.reservationStatus) as ReservationStatus }),
+    ...(num(p.openHolds) !== undefined && { openHolds: num(p.openHolds) }),
+    ...(num(p.limit) !== undefined && { limit: num(p.limit) }),
+    ...(p.applied === true && { applied: true }),
+    ...(headers.idempotencyKey !== undefined && { idempotencyKey: headers.idempotencyKey }),
     ...(headers.retryAfter !== undefined && { retryAfter: headers.retryAfter }),
+    ...(headers.hint !== undefined && { hint: headers.hint }),
     ...(body && typeof body === "object" ? { problem: p } : {}),
   });
 }

@@ -1,7 +1,9 @@
 export * from "./types.js";
 export { CreditsError, isCreditsError, type ClientErrorCode } from "./errors.js";
+export { clientCredentials, type ClientCredentialsConfig, type TokenProvider } from "./auth.js";
 export {
   CreditsClient,
+  USER_HEADER,
   routes,
   skippedRoutes,
   type CallOptions,

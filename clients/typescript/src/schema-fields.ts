@@ -51,6 +51,9 @@ const problem = [...fieldsOf<T.Problem>()(
     "required",
     "shortfall",
     "reservationStatus",
+    "openHolds",
+    "limit",
+    "applied",
   ],
 )];
 const problemBase = ["type", "title", "status", "code", "detail", "requestId"] as const;
@@ -113,7 +116,17 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   Grant: fieldsOf<T.Grant>()(["grantId", "balance"]),
   Price: fieldsOf<T.Price>()(["operation", "unitCost"]),
   Prices: fieldsOf<T.Prices>()(["operations"]),
-  LedgerEntry: fieldsOf<T.LedgerEntry>()(["id", "type", "amount", "reservationId", "operation", "description", "at"]),
+  LedgerEntry: fieldsOf<T.LedgerEntry>()([
+    "id",
+    "type",
+    "amount",
+    "reservationId",
+    "operation",
+    "description",
+    "reason",
+    "actor",
+    "at",
+  ]),
   HistoryPage: fieldsOf<T.HistoryPage>()(["items", "nextCursor"]),
   Monitoring: fieldsOf<T.Monitoring>()([]),
   SweepReport: fieldsOf<T.SweepReport>()(["expired", "alreadySettled", "remaining", "errors", "scanned", "durationMs"]),
@@ -134,10 +147,11 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   ReservationNotPendingProblem: someFieldsOf<T.ReservationNotPendingProblem>()([...problemBase, "reservationStatus"]),
   ReservationExpiredProblem: someFieldsOf<T.ReservationExpiredProblem>()(problemBase),
   TaskAlreadyLinkedProblem: someFieldsOf<T.TaskAlreadyLinkedProblem>()(problemBase),
+  TooManyOpenHoldsProblem: someFieldsOf<T.TooManyOpenHoldsProblem>()([...problemBase, "openHolds", "limit"]),
   PayloadTooLargeProblem: someFieldsOf<T.PayloadTooLargeProblem>()(problemBase),
   IdempotencyKeyReusedProblem: someFieldsOf<T.IdempotencyKeyReusedProblem>()(problemBase),
   InternalProblem: someFieldsOf<T.InternalProblem>()(problemBase),
-  UnavailableProblem: someFieldsOf<T.UnavailableProblem>()(problemBase),
+  UnavailableProblem: someFieldsOf<T.UnavailableProblem>()([...problemBase, "applied"]),
 };
 
 /** Every field any problem may carry (the union of the variants' extras). */
@@ -150,8 +164,15 @@ export const problemFields: readonly string[] = problem;
 export const enumValues: Readonly<Record<string, readonly string[]>> = {
   Provider: valuesOf<T.Provider>()(["bfl", "generic"]),
   ReservationStatus: valuesOf<T.ReservationStatus>()(["pending", "confirmed", "released", "expired", "refunded"]),
-  Actor: valuesOf<T.Actor>()(["client", "webhook", "cleanup", "admin"]),
-  "GrantRequest.reason": valuesOf<T.GrantReason>()(["ad_reward", "purchase", "promo", "plan_refill", "adjustment"]),
+  Actor: valuesOf<T.Actor>()(["server", "webhook", "cleanup", "admin"]),
+  "GrantRequest.reason": valuesOf<T.GrantReason>()([
+    "ad_reward",
+    "purchase",
+    "promo",
+    "plan_refill",
+    "adjustment",
+    "signup",
+  ]),
   "ReservationEvent.type": valuesOf<T.ReservationEventType>()([
     "reserved",
     "confirmed",
@@ -178,6 +199,7 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
     "reservation_not_pending",
     "reservation_expired",
     "task_already_linked",
+    "too_many_open_holds",
     "payload_too_large",
     "idempotency_key_reused",
     "unavailable",

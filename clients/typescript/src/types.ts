@@ -13,7 +13,8 @@ export type Timestamp = string;
 export type OperationName = string;
 export type Provider = "bfl" | "generic";
 export type ReservationStatus = "pending" | "confirmed" | "released" | "expired" | "refunded";
-export type Actor = "client" | "webhook" | "cleanup" | "admin";
+/** Who settled a hold or made an event: the app's back end, a provider webhook, the expiry sweep, an operator. */
+export type Actor = "server" | "webhook" | "cleanup" | "admin";
 export type Language = "pt-BR" | "en-US" | "es-ES";
 
 export interface ReserveRequest {
@@ -44,7 +45,7 @@ export interface TaskRequest {
   provider?: Provider | null;
 }
 
-export type GrantReason = "ad_reward" | "purchase" | "promo" | "plan_refill" | "adjustment";
+export type GrantReason = "ad_reward" | "purchase" | "promo" | "plan_refill" | "adjustment" | "signup";
 
 export interface GrantRequest {
   amount: Credits;
@@ -118,6 +119,10 @@ export interface LedgerEntry {
   reservationId: string | null;
   operation: string | null;
   description: string | null;
+  /** Why (grants, debits and refunds: e.g. `purchase`, `signup`); `null` otherwise. */
+  reason: string | null;
+  /** Who did it (the caller's `sub`: an operator, the app server's client id, `stripe`); `null` when not recorded. */
+  actor: string | null;
   at: Timestamp;
 }
 
@@ -168,6 +173,7 @@ export type ProblemCode =
   | "reservation_not_pending"
   | "reservation_expired"
   | "task_already_linked"
+  | "too_many_open_holds"
   | "payload_too_large"
   | "idempotency_key_reused"
   | "unavailable"
@@ -194,6 +200,16 @@ export interface Problem {
   shortfall?: Credits;
   /** reservation_not_pending: the reservation's current status. */
   reservationStatus?: ReservationStatus;
+  /** too_many_open_holds: the user's pending holds. */
+  openHolds?: number;
+  /** too_many_open_holds: the most pending holds a user may have. */
+  limit?: number;
+  /**
+   * unavailable: `true` when the change is known to be applied but its result
+   * could not be read (retry with the same Idempotency-Key to read it); absent:
+   * it may or may not have been applied.
+   */
+  applied?: boolean;
 }
 
 export type ValidationProblem = Problem & { code: "validation_error"; status: 400; field: string };
@@ -215,6 +231,12 @@ export type ReservationNotPendingProblem = Problem & {
 };
 export type ReservationExpiredProblem = Problem & { code: "reservation_expired"; status: 409 };
 export type TaskAlreadyLinkedProblem = Problem & { code: "task_already_linked"; status: 409 };
+export type TooManyOpenHoldsProblem = Problem & {
+  code: "too_many_open_holds";
+  status: 409;
+  openHolds: number;
+  limit: number;
+};
 export type PayloadTooLargeProblem = Problem & { code: "payload_too_large"; status: 413 };
 export type IdempotencyKeyReusedProblem = Problem & { code: "idempotency_key_reused"; status: 422 };
 export type InternalProblem = Problem & { code: "internal"; status: 500 };

@@ -1,28 +1,51 @@
 // The client against the real dev server (`credits serve`, DynamoDB Local).
+// Writes go through the app server's credential (`SERVER_TOKEN`, client
+// `dev-server`) acting for a user; a user's own token only reads.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
 import { CreditsClient, CreditsError } from "../dist/index.js";
-import { mintToken, sendBflWebhook, startServer, uniqueUser } from "./support/server.mjs";
+import {
+  MAX_OPEN_HOLDS,
+  SERVER_CLIENT_ID,
+  mintServerToken,
+  mintToken,
+  sendBflWebhook,
+  startServer,
+  uniqueUser,
+} from "./support/server.mjs";
+import { startTokenEndpoint } from "./support/token-endpoint.mjs";
+
+const READ_ONLY = "Holds are placed and settled by the app's server; this token can only read.";
 
 let server;
 let admin;
+let adminId;
+/** The app's back end: the server credential, bound to no user. */
+let backend;
 
 before(async () => {
   server = await startServer();
-  admin = new CreditsClient({ baseUrl: server.api, token: mintToken(uniqueUser("admin"), { admin: true }) });
+  adminId = uniqueUser("admin");
+  admin = new CreditsClient({ baseUrl: server.api, token: mintToken(adminId, { admin: true }) });
+  assert.ok(server.serverToken, "the dev server prints SERVER_TOKEN");
+  backend = new CreditsClient({ baseUrl: server.api, token: server.serverToken });
 });
 
 after(async () => {
   await server?.stop();
 });
 
-/** A new user with `credits` granted (0: none), and a client acting as them. */
+/**
+ * A new user with `credits` granted (0: none): `client` is the app server
+ * acting for them (`forUser`), `own` the user's own token (the browser).
+ */
 async function newUser(label, credits, options = {}) {
   const userId = uniqueUser(label);
   if (credits > 0) await admin.adminGrant(userId, { amount: credits, reason: "purchase" });
-  const client = new CreditsClient({ baseUrl: server.api, token: mintToken(userId), ...options });
-  return { userId, client };
+  const client = backend.with({ ...options, user: userId });
+  const own = new CreditsClient({ baseUrl: server.api, token: mintToken(userId), ...options });
+  return { userId, client, own };
 }
 
 function figures(balance) {
@@ -47,8 +70,9 @@ describe("credits client against the dev server", () => {
     );
     assert.equal(again.grantId, grant.grantId);
 
-    const client = new CreditsClient({ baseUrl: server.api, token: mintToken(userId) });
-    const prices = await client.getPrices();
+    const client = backend.forUser(userId);
+    const own = new CreditsClient({ baseUrl: server.api, token: mintToken(userId) });
+    const prices = await own.getPrices();
     assert.equal(prices.operations.find((p) => p.operation === "design_generate_image")?.unitCost, 5);
 
     let seen;
@@ -56,7 +80,7 @@ describe("credits client against the dev server", () => {
       seen = hold;
       assert.equal(hold.status, "pending");
       assert.equal(hold.amount, 10);
-      assert.deepEqual(figures(await client.getBalance()), { available: 40, reserved: 10, spent: 0, granted: 50 });
+      assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 10, spent: 0, granted: 50 });
       return { value: ["a.png", "b.png"] };
     });
     assert.equal(result.outcome, "confirmed");
@@ -65,9 +89,10 @@ describe("credits client against the dev server", () => {
     assert.equal(result.reservation.status, "confirmed");
     assert.equal(result.reservation.capturedAmount, 10);
 
-    const balance = await client.getBalance();
+    const balance = await own.getBalance();
     assert.equal(balance.userId, userId);
     assert.deepEqual(figures(balance), { available: 40, reserved: 0, spent: 10, granted: 50 });
+    assert.deepEqual(figures(await client.getBalance()), figures(balance));
     assert.deepEqual(figures(await admin.adminBalance(userId)), figures(balance));
 
     // Confirm is idempotent: a repeat answers the same and charges nothing more.
@@ -75,16 +100,25 @@ describe("credits client against the dev server", () => {
     assert.equal(repeat.status, "confirmed");
     assert.deepEqual(figures(await client.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
 
-    const withEvents = await client.getReservation(seen.reservationId);
+    const withEvents = await own.getReservation(seen.reservationId);
     assert.deepEqual(
-      withEvents.events.map((e) => e.type),
-      ["reserved", "confirmed"],
+      withEvents.events.map((e) => [e.type, e.by]),
+      [
+        ["reserved", "server"],
+        ["confirmed", "server"],
+      ],
     );
-    const history = await client.listTransactions({ limit: 10 });
+    assert.equal(withEvents.settledBy, "server");
+    const history = await own.listTransactions({ limit: 10 });
     assert.deepEqual(
       history.items.map((i) => i.type),
       ["confirm", "reserve", "grant"],
     );
+    assert.deepEqual(await client.listTransactions({ limit: 10 }), history);
+    const granted = history.items[2];
+    assert.equal(granted.reason, "purchase");
+    assert.equal(granted.actor, adminId);
+    assert.equal(granted.description, "Starter pack");
     const adminHistory = await admin.adminTransactions(userId, { limit: 1 });
     assert.equal(adminHistory.items.length, 1);
     assert.equal(typeof adminHistory.nextCursor, "string");
@@ -198,7 +232,8 @@ describe("credits client against the dev server", () => {
     };
     const client = new CreditsClient({
       baseUrl: server.api,
-      token: mintToken(userId),
+      token: server.serverToken,
+      user: userId,
       fetch: flaky,
       retry: { baseDelayMs: 10 },
     });
@@ -302,8 +337,8 @@ describe("credits client against the dev server", () => {
     assert.deepEqual(figures(await client.getBalance()), { available: 50, reserved: 0, spent: 0, granted: 50 });
   });
 
-  test("admin routes: refund, cleanup, monitoring; 403 for a user; 404 for another user's hold", async () => {
-    const { userId, client } = await newUser("admin-routes", 50);
+  test("admin routes: refund, cleanup, monitoring; 403 for a user and the server; 404 for another user's hold", async () => {
+    const { userId, client, own } = await newUser("admin-routes", 50);
     const done = await client.withCredits("design_generate_image", 1, async () => ({ value: 1 }));
     const refunded = await admin.adminRefund(done.reservation.reservationId, "unusable");
     assert.equal(refunded.status, "refunded");
@@ -318,12 +353,242 @@ describe("credits client against the dev server", () => {
     assert.ok(Array.isArray(health.checks));
 
     await assert.rejects(client.adminCleanup(), (error) => error.status === 403 && error.code === "forbidden");
+    await assert.rejects(own.adminCleanup(), (error) => error.status === 403 && error.code === "forbidden");
     const other = await newUser("other", 0);
     await assert.rejects(
-      other.client.getReservation(done.reservation.reservationId),
+      other.own.getReservation(done.reservation.reservationId),
       (error) => error.status === 404 && error.code === "reservation_not_found",
     );
     const anonymous = new CreditsClient({ baseUrl: server.api });
     await assert.rejects(anonymous.getBalance(), (error) => error.status === 401 && error.code === "unauthorized");
+  });
+});
+
+describe("trust model: the app's server writes, a user's token reads", () => {
+  test("a user token is refused a reserve, confirm, release and task link: 403 forbidden, nothing changes", async () => {
+    const { client, own } = await newUser("read-only", 50);
+    const hold = await client.reserve({ operation: "design_generate_image", units: 2 });
+    const refused = (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.status, 403);
+      assert.equal(error.code, "forbidden");
+      assert.equal(error.detail, READ_ONLY);
+      return true;
+    };
+    await assert.rejects(own.confirm(hold.reservationId), refused);
+    await assert.rejects(own.release(hold.reservationId, "mine"), refused);
+    await assert.rejects(own.linkTask(hold.reservationId, `bfl-${crypto.randomUUID()}`), refused);
+    await assert.rejects(own.reserve({ operation: "design_generate_image" }), refused);
+    await assert.rejects(
+      own.withCredits("design_generate_image", 1, async () => assert.fail("the job must not run")),
+      refused,
+    );
+    // The user still reads all of it: the hold untouched, the balance as the server left it.
+    const seen = await own.getReservation(hold.reservationId);
+    assert.equal(seen.status, "pending");
+    assert.deepEqual(
+      seen.events.map((e) => e.type),
+      ["reserved"],
+    );
+    assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 10, spent: 0, granted: 50 });
+    assert.ok((await own.getPrices()).operations.length > 0);
+    // The server settles it.
+    assert.equal((await client.confirm(hold.reservationId, { units: 1 })).capturedAmount, 5);
+    assert.deepEqual(figures(await own.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
+  });
+
+  test("the server acts for the user named by forUser or per call, and only for that user", async () => {
+    const alice = await newUser("alice", 30);
+    const bob = await newUser("bob", 20);
+    assert.equal((await backend.forUser(alice.userId).getBalance()).available, 30);
+    assert.equal((await backend.getBalance({ user: bob.userId })).available, 20);
+    // A per-call user wins over the bound one.
+    assert.equal((await alice.client.getBalance({ user: bob.userId })).userId, bob.userId);
+
+    const hold = await backend.reserve({ operation: "design_generate_icon" }, { user: alice.userId });
+    assert.equal(hold.userId, alice.userId);
+    assert.equal((await alice.own.getBalance()).reserved, 4);
+    assert.equal((await bob.own.getBalance()).reserved, 0);
+    // A hold's routes need no user from the server (the hold knows it) ...
+    assert.equal((await backend.getReservation(hold.reservationId)).userId, alice.userId);
+    // ... but one naming another user answers 404, so a bound client never settles someone else's hold.
+    for (const attempt of [
+      () => bob.client.getReservation(hold.reservationId),
+      () => bob.client.confirm(hold.reservationId),
+      () => bob.client.release(hold.reservationId),
+      () => backend.confirm(hold.reservationId, {}, { user: bob.userId }),
+    ]) {
+      await assert.rejects(attempt(), (error) => error.status === 404 && error.code === "reservation_not_found");
+    }
+    assert.equal((await alice.client.release(hold.reservationId, "changed my mind")).status, "released");
+    assert.deepEqual(figures(await alice.own.getBalance()), { available: 30, reserved: 0, spent: 0, granted: 30 });
+  });
+
+  test("a server call on a user route without a user is a 400 naming Credits-User, and says how to fix it", async () => {
+    const { userId } = await newUser("nobody-named", 10);
+    const missing = (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.status, 400);
+      assert.equal(error.code, "validation_error");
+      assert.equal(error.field, "Credits-User");
+      assert.match(error.message, /forUser\(userId\)/);
+      return true;
+    };
+    await assert.rejects(backend.getBalance(), missing);
+    await assert.rejects(backend.listTransactions(), missing);
+    await assert.rejects(backend.reserve({ operation: "design_generate_image" }), missing);
+    let ran = false;
+    await assert.rejects(
+      backend.withCredits("design_generate_image", 1, async () => {
+        ran = true;
+        return { value: 1 };
+      }),
+      missing,
+    );
+    assert.equal(ran, false);
+    assert.throws(() => backend.forUser(""), TypeError);
+    assert.deepEqual(figures(await admin.adminBalance(userId)), { available: 10, reserved: 0, spent: 0, granted: 10 });
+  });
+
+  test("a credits/server token from a client that is not listed is only a user", async () => {
+    const rogue = new CreditsClient({ baseUrl: server.api, token: mintServerToken({ client: "rogue-app" }) });
+    await assert.rejects(
+      rogue.reserve({ operation: "design_generate_image" }, { user: uniqueUser("victim") }),
+      (error) => error.status === 403 && error.code === "forbidden",
+    );
+  });
+
+  test(`the ${MAX_OPEN_HOLDS + 1}th pending hold of a user is 409 too_many_open_holds with openHolds and limit`, async () => {
+    const { client } = await newUser("many-holds", 100);
+    const holds = [];
+    for (let i = 0; i < MAX_OPEN_HOLDS; i++) holds.push(await client.reserve({ operation: "design_analyze_image" }));
+    await assert.rejects(client.reserve({ operation: "design_analyze_image" }), (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.status, 409);
+      assert.equal(error.code, "too_many_open_holds");
+      assert.equal(error.openHolds, MAX_OPEN_HOLDS);
+      assert.equal(error.limit, MAX_OPEN_HOLDS);
+      return true;
+    });
+    await client.release(holds[0].reservationId);
+    assert.equal((await client.reserve({ operation: "design_analyze_image" })).status, "pending");
+  });
+});
+
+describe("client credentials: the server's token from an OAuth token endpoint", () => {
+  const clientId = SERVER_CLIENT_ID;
+  const clientSecret = "s3cret with spaces/and:colons";
+  let endpoint;
+
+  after(async () => {
+    await endpoint?.stop();
+  });
+
+  async function tokenEndpoint(issue, extra = {}) {
+    await endpoint?.stop();
+    endpoint = await startTokenEndpoint({ clientId, clientSecret, issue, ...extra });
+    return endpoint;
+  }
+
+  const credentials = (extra = {}) => ({ clientId, clientSecret, tokenUrl: endpoint.tokenUrl, ...extra });
+
+  test("fetches a token once (Basic auth, form body, scope credits/server) and reuses it", async () => {
+    await tokenEndpoint(() => ({ token: mintServerToken(), expiresIn: 3600 }));
+    const { userId } = await newUser("cc-cache", 50);
+    const credits = new CreditsClient({ baseUrl: server.api, clientCredentials: credentials() });
+    assert.equal(endpoint.issued(), 0, "nothing is fetched before the first call");
+
+    const result = await credits.forUser(userId).withCredits("design_generate_image", 1, async () => ({ value: "ok" }));
+    assert.equal(result.outcome, "confirmed");
+    assert.equal((await credits.getBalance({ user: userId })).spent, 5);
+    // Clients derived with forUser/with share the cache.
+    await credits.forUser(uniqueUser("cc-other")).with({ acceptLanguage: "es-ES" }).getBalance();
+
+    assert.equal(endpoint.issued(), 1, "one token for all the calls");
+    assert.deepEqual(endpoint.requests, [
+      {
+        method: "POST",
+        contentType: "application/x-www-form-urlencoded",
+        grantType: "client_credentials",
+        scope: "credits/server",
+        clientId,
+      },
+    ]);
+  });
+
+  test("fetches a new token shortly before expires_in runs out", async () => {
+    await tokenEndpoint(() => ({ token: mintServerToken(), expiresIn: 2 }));
+    const { userId } = await newUser("cc-expiry", 0);
+    const credits = new CreditsClient({ baseUrl: server.api, clientCredentials: credentials(), user: userId });
+    await credits.getBalance();
+    await credits.getBalance();
+    assert.equal(endpoint.issued(), 1);
+    // A 2 s token is refreshed after at most half its lifetime (the 60 s margin is capped).
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await credits.getBalance();
+    assert.equal(endpoint.issued(), 2);
+  });
+
+  test("a 401 from the API drops the cached token, fetches a new one and retries once", async () => {
+    // The first token is already expired, as a revoked or clock-skewed one would be.
+    await tokenEndpoint((n) => ({ token: n === 1 ? mintServerToken({ ttlSeconds: -60 }) : mintServerToken(), expiresIn: 3600 }));
+    const { userId } = await newUser("cc-401", 20);
+    const statuses = [];
+    const recording = async (input, init) => {
+      const response = await fetch(input, init);
+      if (new URL(String(input)).origin === new URL(server.api).origin) statuses.push(response.status);
+      return response;
+    };
+    const credits = new CreditsClient({
+      baseUrl: server.api,
+      clientCredentials: credentials(),
+      fetch: recording,
+      user: userId,
+    });
+    assert.equal((await credits.getBalance()).available, 20);
+    assert.deepEqual(statuses, [401, 200]);
+    assert.equal(endpoint.issued(), 2);
+    await credits.getBalance();
+    assert.equal(endpoint.issued(), 2, "the new token is cached");
+
+    // A token endpoint that keeps issuing refused tokens: one retry, then the 401.
+    await tokenEndpoint((n) => ({ token: mintServerToken({ ttlSeconds: -60 - n }), expiresIn: 3600 }));
+    statuses.length = 0;
+    const stuck = credits.with({ clientCredentials: credentials() });
+    await assert.rejects(stuck.getBalance(), (error) => error.status === 401 && error.code === "unauthorized");
+    assert.deepEqual(statuses, [401, 401]);
+    assert.equal(endpoint.issued(), 2);
+  });
+
+  test("concurrent calls share one token fetch", async () => {
+    await tokenEndpoint(() => ({ token: mintServerToken(), expiresIn: 3600 }), { delayMs: 150 });
+    const users = await Promise.all([1, 2, 3, 4, 5].map((i) => newUser(`cc-concurrent-${i}`, 10 * i)));
+    const credits = new CreditsClient({ baseUrl: server.api, clientCredentials: credentials() });
+    const balances = await Promise.all(
+      [...users, ...users].map(({ userId }) => credits.forUser(userId).getBalance()),
+    );
+    assert.deepEqual(
+      balances.map((b) => b.available),
+      [10, 20, 30, 40, 50, 10, 20, 30, 40, 50],
+    );
+    assert.equal(endpoint.requests.length, 1);
+  });
+
+  test("a refused client is a token_error naming the endpoint's error, never the secret", async () => {
+    await tokenEndpoint(() => assert.fail("a wrong secret gets no token"));
+    const credits = new CreditsClient({
+      baseUrl: server.api,
+      clientCredentials: credentials({ clientSecret: "wrong-secret" }),
+      user: uniqueUser("cc-refused"),
+    });
+    await assert.rejects(credits.getBalance(), (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.code, "token_error");
+      assert.equal(error.status, 401);
+      assert.match(error.detail, /invalid_client/);
+      assert.doesNotMatch(error.message, /wrong-secret/);
+      return true;
+    });
+    assert.equal(endpoint.requests.length, 1, "a 4xx from the token endpoint is not retried");
   });
 });

@@ -171,3 +171,224 @@ describe("requests", () => {
     await assert.rejects(c.getBalance(), { status: 401, code: "unauthorized", detail: "Unauthorized" });
   });
 });
+
+describe("API Gateway's own answers and the 503 outcome", () => {
+  const gateway = (status, message, headers = {}) =>
+    new Response(JSON.stringify({ message }), { status, headers: { "content-type": "application/json", ...headers } });
+
+  test("a gateway 503 {message} is retried like ours; a gateway 429 too (nothing ran)", async () => {
+    const { fetch, calls } = scripted(
+      gateway(503, "Service Unavailable"),
+      gateway(429, "Too Many Requests"),
+      ok(reservation, 201),
+    );
+    await client(fetch).reserve({ operation: "x" });
+    assert.equal(calls.length, 3);
+    assert.equal(new Set(calls.map((c) => c.headers.get("idempotency-key"))).size, 1);
+  });
+
+  test("gateway bodies become CreditsErrors with the gateway's message", async () => {
+    const { fetch } = scripted(
+      gateway(429, "Too Many Requests"),
+      gateway(429, "Too Many Requests"),
+      gateway(429, "Too Many Requests"),
+      gateway(403, "Forbidden"),
+      gateway(500, "Internal Server Error"),
+      gateway(404, "Not Found"),
+    );
+    const c = client(fetch);
+    await assert.rejects(c.getPrices(), { status: 429, code: "rate_limited", detail: "Too Many Requests" });
+    await assert.rejects(c.getPrices(), { status: 403, code: "forbidden", detail: "Forbidden" });
+    await assert.rejects(c.getPrices(), { status: 500, code: "internal", detail: "Internal Server Error" });
+    await assert.rejects(c.getPrices(), { status: 404, code: "not_found", detail: "Not Found" });
+  });
+
+  test("a 503 that says applied is retried; the last one keeps applied and the idempotency key", async () => {
+    const applied = () =>
+      new Response(
+        JSON.stringify({ code: "unavailable", status: 503, detail: "applied, unread", requestId: "r", applied: true }),
+        { status: 503, headers: { "content-type": "application/problem+json", "retry-after": "0" } },
+      );
+    const { fetch, calls } = scripted(applied(), applied(), applied());
+    await assert.rejects(client(fetch).reserve({ operation: "x" }, { idempotencyKey: "job-9" }), (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.code, "unavailable");
+      assert.equal(error.applied, true);
+      assert.equal(error.idempotencyKey, "job-9");
+      return true;
+    });
+    assert.equal(calls.length, 3);
+    const plain = scripted(unavailable(), unavailable(), unavailable());
+    await assert.rejects(client(plain.fetch).reserve({ operation: "x" }), (error) => {
+      assert.equal(error.applied, undefined, "a plain 503: may or may not have been applied");
+      assert.equal(error.idempotencyKey, plain.calls[0].headers.get("idempotency-key"));
+      return true;
+    });
+  });
+
+  test("a network failure on a write says the change may or may not have been applied", async () => {
+    const { fetch } = scripted(new TypeError("a"), new TypeError("b"), new TypeError("c"));
+    await assert.rejects(client(fetch).reserve({ operation: "x" }, { idempotencyKey: "k" }), (error) => {
+      assert.equal(error.code, "network_error");
+      assert.equal(error.idempotencyKey, "k");
+      assert.match(error.detail, /may or may not have been applied: retry with the same Idempotency-Key/);
+      return true;
+    });
+  });
+
+  test("too_many_open_holds carries openHolds and limit", async () => {
+    const { fetch } = scripted(problem(409, "too_many_open_holds", { openHolds: 100, limit: 100 }));
+    await assert.rejects(client(fetch).reserve({ operation: "x" }), {
+      status: 409,
+      code: "too_many_open_holds",
+      openHolds: 100,
+      limit: 100,
+    });
+  });
+});
+
+describe("acting for a user", () => {
+  test("forUser sends Credits-User on user routes and hold routes, not on prices or admin routes", async () => {
+    const answers = [
+      ok({}),
+      ok({ items: [], nextCursor: null }),
+      ok(reservation, 201),
+      ok(reservation),
+      ok(reservation),
+      ok(reservation),
+      ok(reservation),
+      ok({ operations: [] }),
+      ok({}),
+    ];
+    const { fetch, calls } = scripted(...answers);
+    const base = client(fetch);
+    const alice = base.forUser("alice@example.com");
+    assert.equal(alice.user, "alice@example.com");
+    assert.equal(base.user, undefined, "forUser leaves the original unbound");
+    await alice.getBalance();
+    await alice.listTransactions();
+    await alice.reserve({ operation: "x" });
+    await alice.getReservation("r");
+    await alice.confirm("r");
+    await alice.release("r");
+    await alice.linkTask("r", "t");
+    await alice.getPrices();
+    await alice.adminBalance("bob");
+    assert.deepEqual(
+      calls.map((c) => c.headers.get("credits-user")),
+      [...Array(7).fill("alice@example.com"), null, null],
+    );
+    assert.ok(calls.every((c) => c.headers.get("authorization") === "Bearer tok"));
+  });
+
+  test("a per-call user wins over the bound one; an unbound client sends none", async () => {
+    const { fetch, calls } = scripted(ok({}), ok({}), ok({}));
+    const base = client(fetch);
+    await base.forUser("alice").getBalance({ user: "bob" });
+    await base.getBalance({ user: "carol" });
+    await base.getBalance();
+    assert.deepEqual(
+      calls.map((c) => c.headers.get("credits-user")),
+      ["bob", "carol", null],
+    );
+    assert.throws(() => base.forUser(""), TypeError);
+    assert.throws(() => base.forUser("x".repeat(257)), TypeError);
+    assert.throws(() => base.forUser("jos\u00e9"), TypeError);
+    assert.equal(base.forUser("x".repeat(256)).user.length, 256);
+  });
+
+  test("a 400 naming Credits-User, with no user given, says to use forUser", async () => {
+    const missing = () => problem(400, "validation_error", { field: "Credits-User", detail: 'Field "Credits-User" is required.' });
+    const { fetch } = scripted(missing(), missing());
+    const c = client(fetch);
+    await assert.rejects(c.getBalance(), (error) => {
+      assert.equal(error.field, "Credits-User");
+      assert.equal(error.detail, 'Field "Credits-User" is required.');
+      assert.match(error.message, /GET \/v1\/balance acts for a user: call it on credits\.forUser\(userId\) or pass \{ user: userId \}/);
+      return true;
+    });
+    await assert.rejects(c.forUser("u").getBalance(), (error) => !/forUser/.test(error.message));
+  });
+});
+
+describe("credentials", () => {
+  const unauthorized = () => problem(401, "unauthorized");
+
+  test("after a 401 a token provider is asked again with { rejected } and the request retried once", async () => {
+    const asked = [];
+    let n = 0;
+    const provider = async (context) => {
+      asked.push(context);
+      return `token-${++n}`;
+    };
+    const { fetch, calls } = scripted(unauthorized(), ok({}), unauthorized(), unauthorized());
+    const c = client(fetch, { token: provider });
+    await c.getBalance();
+    assert.deepEqual(
+      calls.map((call) => call.headers.get("authorization")),
+      ["Bearer token-1", "Bearer token-2"],
+    );
+    assert.deepEqual(asked, [{}, { rejected: "token-1" }]);
+    // Refused again after the fresh token: one retry only, then the 401.
+    await assert.rejects(c.getBalance(), { status: 401, code: "unauthorized" });
+    assert.equal(calls.length, 4);
+  });
+
+  test("a provider that gives the same token again, or a static token, is not retried on a 401", async () => {
+    const same = scripted(unauthorized());
+    await assert.rejects(client(same.fetch, { token: () => "same" }).getBalance(), { status: 401 });
+    assert.equal(same.calls.length, 1);
+    const fixed = scripted(unauthorized());
+    await assert.rejects(client(fixed.fetch).getBalance(), { status: 401 });
+    assert.equal(fixed.calls.length, 1);
+  });
+
+  test("client credentials: token endpoint failures that may pass are retried within the budget", async () => {
+    const tokenUrl = "https://auth.example/oauth2/token";
+    const sent = [];
+    const answers = [
+      new TypeError("connect ECONNREFUSED"),
+      new Response(JSON.stringify({ error: "slow_down" }), { status: 503 }),
+      ok({ access_token: "cc-1", expires_in: 3600, token_type: "Bearer" }),
+      ok({}),
+    ];
+    const fetch = async (url, init) => {
+      sent.push({ url: String(url), headers: new Headers(init.headers), body: String(init.body ?? "") });
+      const next = answers.shift();
+      if (next instanceof Error) throw next;
+      return next;
+    };
+    const c = new CreditsClient({
+      baseUrl: "http://credits.test",
+      clientCredentials: { clientId: "app", clientSecret: "p@ss word", tokenUrl, scope: "credits/server openid" },
+      fetch,
+      retry: { baseDelayMs: 1 },
+    });
+    await c.forUser("u").getBalance();
+    assert.deepEqual(
+      sent.map((s) => s.url),
+      [tokenUrl, tokenUrl, tokenUrl, "http://credits.test/v1/balance"],
+    );
+    assert.equal(sent[0].headers.get("authorization"), `Basic ${btoa("app:p%40ss+word")}`);
+    assert.equal(sent[0].headers.get("content-type"), "application/x-www-form-urlencoded");
+    assert.equal(sent[0].body, "grant_type=client_credentials&scope=credits%2Fserver+openid");
+    assert.equal(sent[3].headers.get("authorization"), "Bearer cc-1");
+  });
+
+  test("client credentials: a token without expires_in is kept until the API refuses it", async () => {
+    const { clientCredentials } = await import("../dist/index.js");
+    let n = 0;
+    const provider = clientCredentials({
+      clientId: "app",
+      clientSecret: "s",
+      tokenUrl: "https://auth.example/token",
+      fetch: async () => ok({ access_token: `t${++n}` }),
+    });
+    assert.equal(await provider({}), "t1");
+    assert.equal(await provider({}), "t1");
+    assert.equal(await provider({ rejected: "an older one" }), "t1", "only the cached token is dropped");
+    assert.equal(await provider({ rejected: "t1" }), "t2");
+    assert.throws(() => clientCredentials({ clientId: "app", clientSecret: "", tokenUrl: "x" }), TypeError);
+    assert.throws(() => new CreditsClient({ baseUrl: "http://x", token: "t", clientCredentials: { clientId: "a", clientSecret: "b", tokenUrl: "c" } }), TypeError);
+  });
+});

@@ -1,4 +1,4 @@
-import { CreditsClient, CreditsError, type Language } from "@credits/client";
+import { CreditsClient, CreditsError, type CreditsClientOptions, type Language } from "@credits/client";
 
 /** The credits API (the dev server prints it as `API`). */
 export const creditsApi = (process.env.CREDITS_API_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
@@ -12,30 +12,97 @@ export function languageOf(request: Request): Language {
   return "en-US";
 }
 
+// ---------------------------------------------------------------------------
+// PLACEHOLDER: replace with your app's own authentication.
+//
+// Return the id of the signed-in user *as your session verified it*: e.g.
+// `(await auth())?.user?.id` with Auth.js, `(await auth()).userId` with
+// Clerk, or the `sub` of a Cognito session cookie checked with
+// aws-jwt-verify. It must be the same id the credits API knows the user by
+// (the `sub` of the user's own token).
+//
+// Never take it from anything the browser sends as data (a header such as
+// `Credits-User`, a query parameter, the body): whoever can set it would
+// spend another user's credits, because the server credential may act for
+// anyone.
+//
+// This stand-in only exists so the example runs locally: it answers
+// `CREDITS_DEMO_USER` outside production and nobody (401) otherwise.
+// ---------------------------------------------------------------------------
+export async function currentUserId(_request: Request): Promise<string | null> {
+  if (process.env.NODE_ENV === "production") return null;
+  return process.env.CREDITS_DEMO_USER ?? null;
+}
+
 /**
- * A client acting as the signed-in user: the user's own JWT (the same one the
- * credits API's authorizer checks) is forwarded, so a user only ever touches
- * their own balance and holds.
+ * The app server's credential: the OAuth client-credentials grant of an app
+ * client listed in the API's `ServerClientIds` (scope `credits/server`), or
+ * for local development the dev server's `SERVER_TOKEN`.
  */
-export function clientFor(request: Request): CreditsClient | null {
+function serverCredential(): Pick<CreditsClientOptions, "token" | "clientCredentials"> {
+  const clientId = process.env.CREDITS_CLIENT_ID;
+  const clientSecret = process.env.CREDITS_CLIENT_SECRET;
+  const tokenUrl = process.env.CREDITS_TOKEN_URL;
+  if (clientId || clientSecret || tokenUrl) {
+    if (!clientId || !clientSecret || !tokenUrl) {
+      throw new Error("set all of CREDITS_CLIENT_ID, CREDITS_CLIENT_SECRET and CREDITS_TOKEN_URL");
+    }
+    return { clientCredentials: { clientId, clientSecret, tokenUrl } };
+  }
+  const token = process.env.CREDITS_SERVER_TOKEN;
+  if (token) return { token };
+  throw new Error(
+    "no credits server credential: set CREDITS_CLIENT_ID, CREDITS_CLIENT_SECRET and CREDITS_TOKEN_URL " +
+      "(or CREDITS_SERVER_TOKEN for local development)",
+  );
+}
+
+let server: CreditsClient | undefined;
+
+/** The app server's credits client: one per process, so one cached token for all requests. */
+export function serverClient(): CreditsClient {
+  server ??= new CreditsClient({ baseUrl: creditsApi, ...serverCredential() });
+  return server;
+}
+
+/**
+ * The server credential acting for `userId` (from `currentUserId`), in the
+ * browser's language: it places and settles that user's holds, and a hold
+ * of anyone else answers 404.
+ */
+export function creditsFor(userId: string, request: Request): CreditsClient {
+  return serverClient().with({ user: userId, acceptLanguage: languageOf(request) });
+}
+
+/**
+ * A client with the signed-in user's own token (`Authorization: Bearer …`,
+ * the token the credits API's authorizer checks). It can only read: the
+ * user's balance, history and holds, and the prices.
+ */
+export function userClient(request: Request): CreditsClient | null {
   const authorization = request.headers.get("authorization");
   const token = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
   if (!token) return null;
   return new CreditsClient({ baseUrl: creditsApi, token, acceptLanguage: languageOf(request) });
 }
 
+/** The app's answer when no user is signed in. */
+export const signInFirst = () => Response.json({ code: "unauthorized", detail: "Sign in first." }, { status: 401 });
+
 /** A credits error as the app's JSON answer (same status, stable code, localized detail). */
 export function errorResponse(error: unknown): Response {
-  if (error instanceof CreditsError) {
+  if (error instanceof CreditsError && error.code !== "token_error") {
     const body: Record<string, unknown> = { code: error.code, detail: error.detail, requestId: error.requestId };
     if (error.code === "insufficient_credits") {
       Object.assign(body, { available: error.available, required: error.required, shortfall: error.shortfall });
     }
+    if (error.code === "too_many_open_holds") Object.assign(body, { openHolds: error.openHolds, limit: error.limit });
     const status = error.status === 0 ? 502 : error.status;
     const headers: Record<string, string> = {};
     if (error.retryAfter !== undefined) headers["retry-after"] = String(Math.ceil(error.retryAfter));
     return Response.json(body, { status, headers });
   }
+  // The server's own credential failing (token endpoint, configuration) is the app's problem, not the user's.
   console.error(error);
   return Response.json({ code: "internal", detail: "Something went wrong." }, { status: 500 });
 }

@@ -9,13 +9,14 @@ use uuid::Uuid;
 
 use super::identity::Caller;
 use super::{json, Op, Params};
+use crate::domain::principal::Role;
 use crate::domain::{
     Actor, Credits, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
 use crate::ledger::sweep;
 use crate::ledger::webhook::{Delivery, WebhookResult};
-use crate::ledger::{GrantRequest, Outcome, ReserveRequest};
+use crate::ledger::{Attribution, GrantRequest, Outcome, ReserveRequest};
 use crate::monitoring::{period_name, Monitor};
 use crate::stats::Period;
 use crate::validate::{self, json_body, Invalid, Problem};
@@ -23,7 +24,7 @@ use crate::webhook::parse_payload;
 use crate::{App, Error, Ledger};
 
 const PROVIDERS: &[&str] = &["bfl", "generic"];
-const GRANT_REASONS: &[&str] = &["ad_reward", "purchase", "promo", "plan_refill", "adjustment"];
+const GRANT_REASONS: &[&str] = &["ad_reward", "purchase", "promo", "plan_refill", "adjustment", "signup"];
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
 pub const MAX_TASK_ID: usize = 256;
@@ -47,32 +48,38 @@ pub async fn dispatch(
         Op::AdminDashboardPage => return Ok(dashboard_page()),
         _ => {}
     }
+    // `handle` has checked that the caller may use this route at all.
     let Some(caller) = caller else { return Err(Error::Unauthorized) };
+    let by = match caller.role {
+        Role::Admin => Actor::Admin,
+        Role::Server | Role::User => Actor::Server,
+    };
     match op {
         Op::ProviderWebhook | Op::AdminDashboardPage => Err(Error::RouteNotFound),
-        Op::GetBalance => Ok(json(StatusCode::OK, &ledger.balance(&caller.user).await?)),
+        Op::GetBalance => Ok(json(StatusCode::OK, &ledger.balance(&caller.subject(req)?).await?)),
         Op::GetPrices => Ok(json(StatusCode::OK, ledger.prices().await?.as_ref())),
         Op::CreateReservation => {
-            let request = reserve_request(body, idempotency_key(req)?)?;
-            let outcome = ledger.reserve(&caller.user, request).await?;
+            let user = caller.subject(req)?;
+            let request = reserve_request(body, idempotency_key(req)?, by)?;
+            let outcome = ledger.reserve(&user, request).await?;
             Ok(created_or_replayed(outcome))
         }
         Op::GetReservation => {
             let id = reservation_id(params)?;
-            Ok(json(StatusCode::OK, &ledger.reservation(Some(&caller.user), id).await?))
+            Ok(json(StatusCode::OK, &ledger.reservation(caller.hold_owner(req)?.as_ref(), id).await?))
         }
         Op::ConfirmReservation => {
             let id = reservation_id(params)?;
             let body: ConfirmBody = json_body(body)?;
             let units = body.units.map(|u| validate::range("units", u, 1, u64::from(MAX_UNITS))).transpose()?;
-            let hold = ledger.confirm(Some(&caller.user), id, units.map(|u| u as u32), Actor::Client).await?;
+            let hold = ledger.confirm(caller.hold_owner(req)?.as_ref(), id, units.map(|u| u as u32), by).await?;
             Ok(json(StatusCode::OK, &hold))
         }
         Op::ReleaseReservation => {
             let id = reservation_id(params)?;
             let body: ReasonBody = json_body(body)?;
             validate::optional_text("reason", &body.reason, MAX_REASON)?;
-            let hold = ledger.release(Some(&caller.user), id, Actor::Client).await?;
+            let hold = ledger.release(caller.hold_owner(req)?.as_ref(), id, by).await?;
             tracing::info!(reservation = %id, reason = body.reason.as_deref().unwrap_or(""), "released");
             Ok(json(StatusCode::OK, &hold))
         }
@@ -81,52 +88,47 @@ pub async fn dispatch(
             let body: TaskBody = json_body(body)?;
             validate::text("taskId", &body.task_id, 1, MAX_TASK_ID)?;
             let provider = provider(body.provider.as_deref())?;
-            Ok(json(StatusCode::OK, &ledger.link_task(&caller.user, id, provider, &body.task_id).await?))
+            let owner = caller.hold_owner(req)?;
+            Ok(json(StatusCode::OK, &ledger.link_task(owner.as_ref(), id, provider, &body.task_id, by).await?))
         }
-        Op::ListTransactions => history(ledger, &caller.user, req).await,
+        Op::ListTransactions => history(ledger, &caller.subject(req)?, req).await,
         Op::AdminGrant => {
-            caller.require_admin()?;
             let user = user_param(params)?;
             let key = idempotency_key(req)?.ok_or_else(|| Invalid::new("Idempotency-Key", Problem::Missing))?;
             let body: GrantBody = json_body(body)?;
             let amount = validate::range("amount", body.amount, 1, MAX_AMOUNT)?;
             let reason = grant_reason(&body.reason)?;
             validate::optional_text("description", &body.description, MAX_DESCRIPTION)?;
-            let request =
-                GrantRequest { amount: Credits(amount), reason, description: body.description, idempotency_key: key };
+            let request = GrantRequest {
+                amount: Credits(amount),
+                reason,
+                description: body.description,
+                idempotency_key: key,
+                actor: caller.sub.to_string(),
+            };
             let outcome = ledger.grant(&user, request).await?;
             Ok(created_or_replayed(outcome))
         }
-        Op::AdminBalance => {
-            caller.require_admin()?;
-            Ok(json(StatusCode::OK, &ledger.balance(&user_param(params)?).await?))
-        }
-        Op::AdminTransactions => {
-            caller.require_admin()?;
-            history(ledger, &user_param(params)?, req).await
-        }
+        Op::AdminBalance => Ok(json(StatusCode::OK, &ledger.balance(&user_param(params)?).await?)),
+        Op::AdminTransactions => history(ledger, &user_param(params)?, req).await,
         Op::AdminCleanup => {
-            caller.require_admin()?;
             // Within this invocation's time limit, else the dev server's default.
             let deadline = match req.lambda_context_ref() {
                 Some(context) => sweep::deadline_at(context.deadline()),
                 None => sweep::deadline_within(ADMIN_SWEEP_BUDGET),
             };
             let report = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await?;
-            tracing::info!(admin = %caller.user, expired = report.expired, "cleanup on demand");
+            tracing::info!(admin = %caller.sub, expired = report.expired, "cleanup on demand");
             Ok(json(StatusCode::OK, &report))
         }
-        Op::AdminMonitoring => {
-            caller.require_admin()?;
-            monitoring(ledger, req).await
-        }
+        Op::AdminMonitoring => monitoring(ledger, req).await,
         Op::AdminRefund => {
-            caller.require_admin()?;
             let id = reservation_id(params)?;
             let body: ReasonBody = json_body(body)?;
             validate::optional_text("reason", &body.reason, MAX_REASON)?;
-            let hold = ledger.refund(id).await?;
-            tracing::info!(reservation = %id, admin = %caller.user, reason = body.reason.as_deref().unwrap_or(""), "refunded");
+            let note = Attribution { actor: caller.sub.to_string(), reason: body.reason };
+            let hold = ledger.refund(id, &note).await?;
+            tracing::info!(reservation = %id, admin = %caller.sub, "refunded");
             Ok(json(StatusCode::OK, &hold))
         }
     }
@@ -198,7 +200,7 @@ struct GrantBody {
     description: Option<String>,
 }
 
-fn reserve_request(body: &[u8], idempotency_key: Option<String>) -> Result<ReserveRequest> {
+fn reserve_request(body: &[u8], idempotency_key: Option<String>, by: Actor) -> Result<ReserveRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Invalid::new("operation", Problem::Missing).into());
     }
@@ -223,6 +225,7 @@ fn reserve_request(body: &[u8], idempotency_key: Option<String>) -> Result<Reser
         description: body.description,
         ttl_seconds,
         idempotency_key,
+        by,
     })
 }
 

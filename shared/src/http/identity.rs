@@ -1,60 +1,58 @@
 //! Who is calling, from the JWT claims API Gateway's authorizer (or the dev
-//! server, in the same shape) put in the request context.
+//! server, in the same shape) put in the request context. What each kind
+//! of caller may do is `domain::principal`'s table.
 
 use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 
+use crate::domain::principal::{self, Role, TokenClaims, TrustedClients, USER_HEADER};
 use crate::domain::UserId;
 use crate::error::{Error, Result};
+use crate::validate::{Invalid, Problem};
 
-pub const ADMIN_GROUP: &str = "credits-admin";
-pub const ADMIN_SCOPE: &str = "credits/admin";
+pub use crate::domain::principal::{ADMIN_GROUP, ADMIN_SCOPE, SERVER_SCOPE};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
-    pub user: UserId,
-    pub admin: bool,
+    /// The token's `sub`: the user, or for a client-credentials token the
+    /// client id. Recorded as `actor` on what it changes.
+    pub sub: UserId,
+    pub role: Role,
 }
 
-impl Caller {
-    pub fn require_admin(&self) -> Result<()> {
-        if self.admin {
-            Ok(())
-        } else {
-            Err(Error::Forbidden)
-        }
-    }
-}
-
-pub fn caller(req: &Request) -> Result<Caller> {
+/// The caller of `req`, or `Unauthorized` when no authorizer vouched for one.
+pub fn caller(req: &Request, trusted: &TrustedClients) -> Result<Caller> {
     let jwt = match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()),
         _ => None,
     };
     let jwt = jwt.ok_or(Error::Unauthorized)?;
-    let user = jwt.claims.get("sub").and_then(|sub| UserId::parse(sub)).ok_or(Error::Unauthorized)?;
-    let in_groups = jwt.claims.get("cognito:groups").is_some_and(|g| list_contains(g, ADMIN_GROUP));
-    let in_scope = jwt.claims.get("scope").is_some_and(|s| list_contains(s, ADMIN_SCOPE))
-        || jwt.scopes.as_ref().is_some_and(|s| s.iter().any(|s| s == ADMIN_SCOPE));
-    Ok(Caller { user, admin: in_groups || in_scope })
+    let claim = |name: &str| jwt.claims.get(name).map(String::as_str);
+    let sub = claim("sub").and_then(UserId::parse).ok_or(Error::Unauthorized)?;
+    let role = trusted.role(TokenClaims {
+        groups: claim("cognito:groups"),
+        scope: claim("scope"),
+        client_id: claim("client_id"),
+    });
+    Ok(Caller { sub, role })
 }
 
-/// API Gateway flattens list claims into strings such as `[a b]`; JSON
-/// arrays, commas and spaces all occur in the wild.
-fn list_contains(raw: &str, wanted: &str) -> bool {
-    raw.split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '"')).any(|part| part == wanted)
+/// The user named in `Credits-User`, if the request names one.
+fn named_user(req: &Request) -> Result<Option<UserId>> {
+    let Some(value) = req.headers().get(USER_HEADER) else { return Ok(None) };
+    let invalid = || Invalid::new(USER_HEADER, Problem::Length { min: 1, max: UserId::MAX_LEN });
+    let text = value.to_str().map_err(|_| invalid())?;
+    UserId::parse(text.trim()).map(Some).ok_or_else(|| invalid().into())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl Caller {
+    /// The user a user-scoped route (balance, history, reserve) acts on.
+    pub fn subject(&self, req: &Request) -> Result<UserId> {
+        principal::subject(self.role, &self.sub, named_user(req)?)
+    }
 
-    #[test]
-    fn list_claims_in_every_shape() {
-        for raw in ["[credits-admin other]", "[\"other\",\"credits-admin\"]", "credits-admin", "a, credits-admin"] {
-            assert!(list_contains(raw, ADMIN_GROUP), "{raw}");
-        }
-        assert!(!list_contains("[credits-admins]", ADMIN_GROUP));
-        assert!(list_contains("openid credits/admin", ADMIN_SCOPE));
+    /// Whose hold a route on one hold may touch (`None`: anyone's).
+    pub fn hold_owner(&self, req: &Request) -> Result<Option<UserId>> {
+        principal::hold_owner(self.role, &self.sub, named_user(req)?)
     }
 }

@@ -6,7 +6,7 @@ pub mod identity;
 pub mod problem;
 
 use std::convert::Infallible;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
@@ -14,6 +14,7 @@ use lambda_http::{service_fn, Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::domain::principal::Access;
 use crate::error::Error;
 use crate::validate::{Invalid, Problem};
 use crate::App;
@@ -77,11 +78,28 @@ pub enum Op {
 }
 
 impl Op {
-    /// Public routes carry no JWT: a webhook is authenticated by its
-    /// signature; the dashboard page holds no data (it calls the admin API
-    /// with the operator's token).
+    /// What the route needs of its caller; `None` for public routes, which
+    /// carry no JWT: a webhook is authenticated by its signature; the
+    /// dashboard page holds no data (it calls the admin API with the
+    /// operator's token).
+    pub fn access(self) -> Option<Access> {
+        match self {
+            Op::ProviderWebhook | Op::AdminDashboardPage => None,
+            Op::GetBalance | Op::GetPrices | Op::GetReservation | Op::ListTransactions => Some(Access::Read),
+            Op::CreateReservation | Op::ConfirmReservation | Op::ReleaseReservation | Op::LinkTask => {
+                Some(Access::Write)
+            }
+            Op::AdminGrant
+            | Op::AdminBalance
+            | Op::AdminTransactions
+            | Op::AdminRefund
+            | Op::AdminCleanup
+            | Op::AdminMonitoring => Some(Access::Admin),
+        }
+    }
+
     pub fn public(self) -> bool {
-        matches!(self, Op::ProviderWebhook | Op::AdminDashboardPage)
+        self.access().is_none()
     }
 }
 
@@ -220,27 +238,60 @@ fn json_or_empty(req: &Request) -> bool {
     media_type.eq_ignore_ascii_case("application/json")
 }
 
+/// How long a request may take outside Lambda (the dev server), like API
+/// Gateway's 30 s integration limit.
+pub const LOCAL_REQUEST_BUDGET: Duration = Duration::from_secs(25);
+/// Kept free before the function's own timeout to answer in.
+pub const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
+/// The time this request may run before it must answer: the invocation's
+/// deadline less a margin, so a slow database ends in a truthful 503 from
+/// us, never in the function's timeout (API Gateway's bare 503).
+fn request_budget(req: &Request) -> Duration {
+    match req.lambda_context_ref() {
+        Some(context) => context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(ANSWER_MARGIN),
+        None => LOCAL_REQUEST_BUDGET,
+    }
+}
+
 /// Serves one request for `function`: the route must belong to it.
 pub async fn handle(app: &App, function: Function, req: Request) -> Response<Body> {
     let started = Instant::now();
     let lang = Lang::from_accept_language(req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()));
     let request_id = request_id(&req);
     let route = match_route(req.method(), req.uri().path()).filter(|(route, _)| route.function == function);
-    let public = route.as_ref().is_some_and(|(route, _)| route.op.public());
-    let caller = if public { None } else { identity::caller(&req).ok() };
-    let user = caller.as_ref().map(|c| c.user.to_string()).unwrap_or_default();
+    let access = route.as_ref().and_then(|(route, _)| route.op.access());
+    let caller = access.and_then(|_| identity::caller(&req, &app.trusted).ok());
+    let user = caller.as_ref().map(|c| c.sub.to_string()).unwrap_or_default();
     let (op, reservation) = match &route {
         Some((route, params)) => (Some(route.op), params.get("id").unwrap_or("").to_owned()),
         None => (None, String::new()),
     };
-    let result = match route {
-        None => Err(Error::RouteNotFound),
-        Some(_) if caller.is_none() && !public => Err(Error::Unauthorized),
-        Some(_) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
-        Some((route, _)) if !route.op.public() && !json_or_empty(&req) => {
+    let refused = match (access, &caller) {
+        (Some(_), None) => Some(Error::Unauthorized),
+        // Before the body is read: a caller who may not write learns
+        // nothing from validation errors, and nothing changes.
+        (Some(access), Some(caller)) if !caller.role.may(access) => Some(caller.role.refusal(access)),
+        _ => None,
+    };
+    let result = match (route, refused) {
+        (None, _) => Err(Error::RouteNotFound),
+        (Some(_), Some(refusal)) => Err(refusal),
+        (Some(_), None) if req.body().len() > MAX_BODY_BYTES => Err(Error::PayloadTooLarge),
+        (Some((route, _)), None) if !route.op.public() && !json_or_empty(&req) => {
             Err(Invalid::new("Content-Type", Problem::NotOneOf(JSON_MEDIA_TYPE)).into())
         }
-        Some((route, params)) => handlers::dispatch(app, route.op, &params, &req, caller.as_ref()).await,
+        (Some((route, params)), None) => {
+            let served = handlers::dispatch(app, route.op, &params, &req, caller.as_ref());
+            match tokio::time::timeout(request_budget(&req), served).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::Unavailable("the request ran out of time".into())),
+            }
+        }
     };
     let (response, outcome) = match result {
         Ok(response) => (response, "ok"),
@@ -258,7 +309,8 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
         request_id = %request_id,
         function = function.name(),
         op = ?op,
-        user = %user,
+        caller = %user,
+        role = ?caller.as_ref().map(|c| c.role),
         reservation = %reservation,
         status = response.status().as_u16(),
         outcome,
@@ -278,7 +330,15 @@ pub fn init_logging() {
 /// The whole `main` of an HTTP function.
 pub async fn run_function(function: Function) -> Result<(), lambda_http::Error> {
     init_logging();
-    let app = Config::from_env().app().await;
+    let app = match Config::from_env().app().await {
+        Ok(app) => app,
+        Err(unusable) => {
+            // Refusing to start is loud; a function that refuses every
+            // request because of a bad secret is not.
+            tracing::error!(error = %unusable, "configuration refused");
+            return Err(unusable.into());
+        }
+    };
     let app = &app;
     lambda_http::run(service_fn(
         move |req: Request| async move { Ok::<_, Infallible>(handle(app, function, req).await) },

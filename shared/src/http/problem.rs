@@ -58,17 +58,20 @@ pub fn code_of(error: &Error) -> Code {
         Error::InsufficientCredits { .. } => {
             (StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Insufficient credits")
         }
-        Error::Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+        Error::Forbidden | Error::ReadOnlyToken => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
         Error::ReservationNotFound => (StatusCode::NOT_FOUND, "reservation_not_found", "Reservation not found"),
         Error::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
         Error::ReservationNotPending(_) => (StatusCode::CONFLICT, "reservation_not_pending", "Reservation not pending"),
         Error::ReservationExpired => (StatusCode::CONFLICT, "reservation_expired", "Reservation expired"),
         Error::TaskAlreadyLinked => (StatusCode::CONFLICT, "task_already_linked", "Task already linked"),
+        Error::TooManyOpenHolds { .. } => (StatusCode::CONFLICT, "too_many_open_holds", "Too many open holds"),
         Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
         Error::IdempotencyKeyReused => {
             (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency key reused")
         }
-        Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
+        Error::Unavailable(_) | Error::AppliedUnread(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+        }
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
     };
     Code { status, code, title }
@@ -99,6 +102,11 @@ pub fn detail(error: &Error, lang: Lang) -> String {
             "Você não tem permissão para fazer isso.",
             "No tienes permiso para hacer esto.",
         ),
+        Error::ReadOnlyToken => pick(
+            "Holds are placed and settled by the app's server; this token can only read.",
+            "As reservas são feitas e liquidadas pelo servidor do app; este token só pode ler.",
+            "Las reservas las crea y liquida el servidor de la app; este token solo puede leer.",
+        ),
         Error::InsufficientCredits { .. } => pick(
             "Insufficient credits for this operation. Watch ads or upgrade.",
             "Créditos insuficientes para esta operação. Assista a anúncios ou faça upgrade.",
@@ -121,6 +129,11 @@ pub fn detail(error: &Error, lang: Lang) -> String {
             "Esta tarefa do provedor já está vinculada a outra reserva.",
             "Esta tarea del proveedor ya está vinculada a otra reserva.",
         ),
+        Error::TooManyOpenHolds { limit, .. } => match lang {
+            En => format!("This user already has {limit} open holds; settle some before placing another."),
+            Pt => format!("Este usuário já tem {limit} reservas abertas; liquide algumas antes de criar outra."),
+            Es => format!("Este usuario ya tiene {limit} reservas abiertas; liquida alguna antes de crear otra."),
+        },
         Error::PayloadTooLarge => pick(
             "The request body is larger than 64 KiB.",
             "O corpo da requisição é maior que 64 KiB.",
@@ -132,14 +145,19 @@ pub fn detail(error: &Error, lang: Lang) -> String {
             "Esta Idempotency-Key ya se usó para otra solicitud.",
         ),
         Error::Unavailable(_) => pick(
-            "The service is busy. Nothing was changed; retry shortly.",
-            "O serviço está ocupado. Nada foi alterado; tente novamente em instantes.",
-            "El servicio está ocupado. No se cambió nada; reintenta en breve.",
+            "The service is busy. The change may or may not have been applied: retry with the same Idempotency-Key.",
+            "O serviço está ocupado. A alteração pode ou não ter sido aplicada: tente novamente com a mesma Idempotency-Key.",
+            "El servicio está ocupado. El cambio puede o no haberse aplicado: reintenta con la misma Idempotency-Key.",
+        ),
+        Error::AppliedUnread(_) => pick(
+            "The change was applied, but its result could not be read: retry with the same Idempotency-Key to read it.",
+            "A alteração foi aplicada, mas o resultado não pôde ser lido: repita com a mesma Idempotency-Key para lê-lo.",
+            "El cambio se aplicó, pero no se pudo leer el resultado: repite con la misma Idempotency-Key para leerlo.",
         ),
         Error::Internal(_) => pick(
-            "Unexpected error. Nothing was changed.",
-            "Erro inesperado. Nada foi alterado.",
-            "Error inesperado. No se cambió nada.",
+            "Unexpected error. The change may or may not have been applied: retry with the same Idempotency-Key.",
+            "Erro inesperado. A alteração pode ou não ter sido aplicada: tente novamente com a mesma Idempotency-Key.",
+            "Error inesperado. El cambio puede o no haberse aplicado: reintenta con la misma Idempotency-Key.",
         ),
     }
 }
@@ -211,13 +229,20 @@ pub fn problem(error: &Error, lang: Lang, request_id: &str) -> Response<Body> {
         Error::ReservationNotPending(status) => {
             body.insert("reservationStatus".into(), json!(status.as_str()));
         }
+        Error::TooManyOpenHolds { open, limit } => {
+            body.insert("openHolds".into(), json!(open));
+            body.insert("limit".into(), json!(limit));
+        }
+        Error::AppliedUnread(_) => {
+            body.insert("applied".into(), json!(true));
+        }
         _ => {}
     }
     let mut response = Response::new(Body::from(Value::Object(body).to_string()));
     *response.status_mut() = code.status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    if let Error::Unavailable(_) = error {
+    if let Error::Unavailable(_) | Error::AppliedUnread(_) = error {
         headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
@@ -234,15 +259,18 @@ mod tests {
             Error::UnknownOperation("x".into()),
             Error::Unauthorized,
             Error::Forbidden,
+            Error::ReadOnlyToken,
             Error::InsufficientCredits { available: Credits(3), required: Credits(5) },
             Error::ReservationNotFound,
             Error::ReservationNotPending(HoldStatus::Released),
             Error::ReservationExpired,
             Error::TaskAlreadyLinked,
+            Error::TooManyOpenHolds { open: 100, limit: 100 },
             Error::PayloadTooLarge,
             Error::IdempotencyKeyReused,
             Error::RouteNotFound,
             Error::Unavailable("throttled".into()),
+            Error::AppliedUnread("read failed".into()),
             Error::Internal("boom".into()),
         ]
     }
@@ -263,6 +291,28 @@ mod tests {
             assert!(!detail(&Error::Internal("secret stack".into()), lang).contains("secret"));
             assert!(!detail(&Error::Unavailable("throttled".into()), lang).contains("throttled"));
         }
+    }
+
+    #[test]
+    fn failures_say_the_change_may_have_been_applied() {
+        for lang in [Lang::En, Lang::Pt, Lang::Es] {
+            for error in [Error::Unavailable("x".into()), Error::Internal("x".into()), Error::AppliedUnread("x".into())]
+            {
+                let text = detail(&error, lang);
+                assert!(text.contains("Idempotency-Key"), "{text}");
+                for never in ["Nothing was changed", "Nada foi alterado", "No se cambió nada"] {
+                    assert!(!text.contains(never), "{text}");
+                }
+            }
+        }
+        let body: Value = serde_json::from_slice(
+            problem(&Error::TooManyOpenHolds { open: 100, limit: 100 }, Lang::En, "r").body().as_ref(),
+        )
+        .expect("json body");
+        assert_eq!(
+            (body["status"].as_u64(), body["openHolds"].as_u64(), body["limit"].as_u64()),
+            (Some(409), Some(100), Some(100))
+        );
     }
 
     #[test]

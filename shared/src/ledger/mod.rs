@@ -23,8 +23,8 @@ use crate::domain::{
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{
-    entry_sk, hold_pk, key, n, pending_shard, s, task_pk, to_item, user_pk, EntryItem, EventItem, GrantItem, HoldItem,
-    Item, Store, TaskItem, TxFailure,
+    attr_number, entry_sk, hold_pk, key, n, pending_shard, s, task_pk, to_item, user_pk, EntryItem, EventItem,
+    GrantItem, HoldItem, Item, Store, TaskItem, TxFailure,
 };
 use crate::validate::{Invalid, Problem};
 
@@ -66,6 +66,9 @@ pub struct ReserveRequest {
     pub ttl_seconds: u32,
     #[serde(skip)]
     pub idempotency_key: Option<String>,
+    /// Who places it (the hold's `reserved` event).
+    #[serde(skip)]
+    pub by: Actor,
 }
 
 impl ReserveRequest {
@@ -80,6 +83,7 @@ impl ReserveRequest {
             description: None,
             ttl_seconds: crate::domain::DEFAULT_TTL_SECONDS,
             idempotency_key: None,
+            by: Actor::Server,
         }
     }
 }
@@ -92,7 +96,13 @@ pub struct GrantRequest {
     pub description: Option<String>,
     #[serde(skip)]
     pub idempotency_key: String,
+    /// Who grants (the caller's `sub`): recorded, not part of the request's
+    /// identity, so another operator's retry of the same key replays.
+    #[serde(skip)]
+    pub actor: String,
 }
+
+pub use crate::domain::Attribution;
 
 /// What a job run under [`Ledger::with_credits`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +126,7 @@ pub struct Ledger {
     clock: Arc<dyn Clock>,
     prices: Arc<PriceCache>,
     retention_seconds: i64,
+    max_open_holds: u32,
 }
 
 fn request_hash<T: Serialize>(request: &T) -> Result<String> {
@@ -140,7 +151,14 @@ impl Ledger {
             clock,
             prices: Arc::new(PriceCache::new(catalog, PRICE_REFRESH)),
             retention_seconds: i64::from(retention_days) * 86_400,
+            max_open_holds: crate::config::DEFAULT_MAX_OPEN_HOLDS,
         }
+    }
+
+    /// Pending holds one user may have at once (`CREDITS_MAX_OPEN_HOLDS`).
+    pub fn with_max_open_holds(mut self, limit: u32) -> Ledger {
+        self.max_open_holds = limit.max(1);
+        self
     }
 
     /// Reads operator price changes at most every `refresh` (tests: always).
@@ -187,6 +205,7 @@ impl Ledger {
                 reason: request.reason,
                 description: request.description.clone(),
                 request_hash: hash.clone(),
+                actor: Some(request.actor.clone()),
                 at: now.millis(),
             };
             let balance = Update::builder()
@@ -195,6 +214,7 @@ impl Ledger {
                     "SET available = if_not_exists(available, :zero) + :amount, \
                      granted = if_not_exists(granted, :zero) + :amount, \
                      reserved = if_not_exists(reserved, :zero), spent = if_not_exists(spent, :zero), \
+                     openHolds = if_not_exists(openHolds, :zero), \
                      userId = :user, entity = :entity, updatedAt = :now",
                 )
                 .expression_attribute_values(":zero", n(0))
@@ -202,8 +222,10 @@ impl Ledger {
                 .expression_attribute_values(":user", s(user.as_str()))
                 .expression_attribute_values(":entity", s("balance"))
                 .expression_attribute_values(":now", n(now.millis()));
-            let entry =
+            let mut entry =
                 self.entry(user, grant_id, EntryType::Grant, request.amount, None, request.description.clone(), now);
+            entry.reason = Some(request.reason.as_str().to_owned());
+            entry.actor = Some(request.actor.clone());
             let items = vec![
                 self.put(to_item(&grant)?, Some("attribute_not_exists(pk)"))?,
                 self.update(balance)?,
@@ -211,7 +233,8 @@ impl Ledger {
             ];
             match self.tx(items).await {
                 Ok(()) => {
-                    let balance = self.store.get_balance(user).await?;
+                    // Credited: a failed read must not say "may not have been applied".
+                    let balance = self.store.get_balance(user).await.map_err(applied_unread)?;
                     return Ok(Outcome::Created(Grant { grant_id, balance }));
                 }
                 Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {
@@ -224,7 +247,7 @@ impl Ledger {
                     if stored_hash.as_deref() != Some(hash.as_str()) {
                         return Err(Error::IdempotencyKeyReused);
                     }
-                    let balance = self.store.get_balance(user).await?;
+                    let balance = self.store.get_balance(user).await.map_err(applied_unread)?;
                     return Ok(Outcome::Replayed(Grant { grant_id, balance }));
                 }
                 Err(failure) => self.retry_or_fail(failure, attempt).await?,
@@ -282,7 +305,7 @@ impl Ledger {
                 events: vec![EventItem {
                     kind: EventType::Reserved,
                     at: now.millis(),
-                    by: Actor::Client,
+                    by: request.by,
                     amount: amount.get(),
                 }],
                 pending_shard: Some(pending_shard(id)),
@@ -296,11 +319,19 @@ impl Ledger {
                     self.update(
                         Update::builder()
                             .set_key(Some(key(user_pk(user), "BALANCE")))
+                            // The open-hold count rides on the write reserve
+                            // makes anyway: no extra item, no extra unit.
                             .update_expression(
-                                "SET available = available - :amount, reserved = reserved + :amount, updatedAt = :now",
+                                "SET available = available - :amount, reserved = reserved + :amount, \
+                                 openHolds = if_not_exists(openHolds, :zero) + :one, updatedAt = :now",
                             )
-                            .condition_expression("available >= :amount")
+                            .condition_expression(
+                                "available >= :amount AND (attribute_not_exists(openHolds) OR openHolds < :limit)",
+                            )
                             .expression_attribute_values(":amount", n(amount))
+                            .expression_attribute_values(":zero", n(0))
+                            .expression_attribute_values(":one", n(1))
+                            .expression_attribute_values(":limit", n(self.max_open_holds))
                             .expression_attribute_values(":now", n(now.millis())),
                     )?,
                 );
@@ -332,14 +363,19 @@ impl Ledger {
             match self.tx(items).await {
                 Ok(()) if link_after => {
                     let task_id = request.task_id.as_deref().unwrap_or_default();
-                    return match self.link_task(user, id, request.provider, task_id).await {
+                    return match self.link_task(Some(user), id, request.provider, task_id, request.by).await {
                         Ok(linked) => Ok(Outcome::Created(linked)),
                         Err(error) => {
                             // Never leave a hold the caller was told failed.
-                            if let Err(release_error) = self.release(Some(user), id, Actor::Client).await {
-                                tracing::warn!(reservation = %id, error = %release_error, "release after failed link failed");
+                            match self.release(Some(user), id, request.by).await {
+                                Ok(_) => Err(error),
+                                // Placed, not linked, not released: what is
+                                // known is that the outcome is unknown.
+                                Err(release_error) => {
+                                    tracing::warn!(reservation = %id, error = %release_error, "release after failed link failed");
+                                    Err(Error::Unavailable(format!("hold {id} placed; link failed: {error}")))
+                                }
                             }
-                            Err(error)
                         }
                     };
                 }
@@ -365,13 +401,13 @@ impl Ledger {
                         continue;
                     }
                     if let Some(reason) = balance_index.and_then(|i| reasons.get(i)).filter(|r| r.condition_failed()) {
-                        let available = reason
-                            .item
-                            .as_ref()
-                            .and_then(|item| item.get("available"))
-                            .and_then(|v| v.as_n().ok())
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
+                        let figure =
+                            |name: &str| reason.item.as_ref().map_or(0, |item| attr_number(item, name).max(0) as u64);
+                        let (available, open) = (figure("available"), figure("openHolds"));
+                        if available >= amount.get() && open >= u64::from(self.max_open_holds) {
+                            crate::metrics::count("TooManyOpenHolds", 1);
+                            return Err(Error::TooManyOpenHolds { open, limit: u64::from(self.max_open_holds) });
+                        }
                         crate::metrics::count("Insufficient", 1);
                         return Err(Error::InsufficientCredits { available: Credits(available), required: amount });
                     }
@@ -398,7 +434,8 @@ impl Ledger {
         }
         match (&request.task_id, &existing.task_id) {
             (Some(task_id), None) => {
-                let linked = self.link_task(user, existing.reservation_id, request.provider, task_id).await?;
+                let linked =
+                    self.link_task(Some(user), existing.reservation_id, request.provider, task_id, request.by).await?;
                 Ok(Outcome::Replayed(linked))
             }
             _ => Ok(Outcome::Replayed(existing.into_reservation(false))),
@@ -418,9 +455,12 @@ impl Ledger {
         self.settle(user, id, SettleWhat::Exactly(Settlement::Release), by).await
     }
 
-    /// Admin: gives a confirmed hold's captured credits back, once.
-    pub async fn refund(&self, id: Uuid) -> Result<Reservation> {
-        self.settle(None, id, SettleWhat::Exactly(Settlement::Refund), Actor::Admin).await
+    /// Admin: gives a confirmed hold's captured credits back, once,
+    /// recording who and why on the history line.
+    pub async fn refund(&self, id: Uuid, note: &Attribution) -> Result<Reservation> {
+        self.settle_noted(None, id, SettleWhat::Exactly(Settlement::Refund), Actor::Admin, Some(note))
+            .await
+            .map(|(hold, _)| hold)
     }
 
     /// Expires one hold if it is pending and due (the sweep's transition).
@@ -449,6 +489,17 @@ impl Ledger {
         what: SettleWhat,
         by: Actor,
     ) -> Result<(Reservation, bool)> {
+        self.settle_noted(user, id, what, by, None).await
+    }
+
+    async fn settle_noted(
+        &self,
+        user: Option<&UserId>,
+        id: Uuid,
+        what: SettleWhat,
+        by: Actor,
+        note: Option<&Attribution>,
+    ) -> Result<(Reservation, bool)> {
         for attempt in 0..MAX_ATTEMPTS {
             let item = self.owned_hold(user, id).await?;
             let wanted = match what {
@@ -472,7 +523,10 @@ impl Ledger {
                         Err(failure) => self.lost_race(failure, attempt, id).await?,
                     }
                 }
-                Decision::Apply => match self.transition(item, wanted, by, now, Along::default()).await {
+                Decision::Apply => match self
+                    .transition(item, wanted, by, now, Along { note: note.cloned(), ..Along::default() })
+                    .await
+                {
                     Ok(settled) => return Ok((settled, true)),
                     Err(failure) => self.lost_race(failure, attempt, id).await?,
                 },
@@ -509,8 +563,8 @@ impl Ledger {
         let ttl = now.unix_seconds() + self.retention_seconds;
         let mut events = Vec::with_capacity(2);
         if with.link.is_some() {
-            // Links are made by the client (the route, or a reserve with a task id).
-            events.push(EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Client, amount: 0 });
+            // Links are made by the app's server (the route, or a reserve with a task id).
+            events.push(EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Server, amount: 0 });
         }
         events.push(EventItem { kind: event, at: now.millis(), by, amount: event_amount.get() });
 
@@ -572,8 +626,10 @@ impl Ledger {
                 _ => balance
                     .update_expression(
                         "SET reserved = reserved - :amount, spent = spent + :captured, \
-                         available = available + :returned, updatedAt = :now",
+                         available = available + :returned, \
+                         openHolds = if_not_exists(openHolds, :one) - :one, updatedAt = :now",
                     )
+                    .expression_attribute_values(":one", n(1))
                     .condition_expression("reserved >= :amount")
                     .expression_attribute_values(":amount", n(hold.amount))
                     .expression_attribute_values(":captured", n(parts.captured))
@@ -583,7 +639,7 @@ impl Ledger {
         }
 
         let origin = Some((hold.reservation_id, hold.operation.as_str()));
-        let entry = self.entry(
+        let mut entry = self.entry(
             &hold.user_id,
             hold.reservation_id,
             entry_kind,
@@ -592,6 +648,10 @@ impl Ledger {
             hold.description.clone(),
             now,
         );
+        if let Some(note) = &with.note {
+            entry.actor = Some(note.actor.clone());
+            entry.reason = note.reason.clone();
+        }
         items.push(to_item(&entry).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
         if matches!(wanted, Settlement::Confirm { .. })
             && parts.returned > Credits::ZERO
@@ -639,19 +699,31 @@ impl Ledger {
         Ok(hold.into_reservation(false))
     }
 
-    /// Links a provider task to a hold, once. The same link again is a
-    /// no-op. A delivery parked for the task is applied in the same write.
-    pub async fn link_task(&self, user: &UserId, id: Uuid, provider: Provider, task_id: &str) -> Result<Reservation> {
+    /// Links a provider task to a pending hold, once (`user`: the hold's
+    /// owner as the caller knows it, `None` for any). The same link again
+    /// is a no-op; a settled hold is refused, so nobody can steer a parked
+    /// outcome through a hold that no longer holds anything. A delivery
+    /// parked for the task is applied in the same write.
+    pub async fn link_task(
+        &self,
+        user: Option<&UserId>,
+        id: Uuid,
+        provider: Provider,
+        task_id: &str,
+        by: Actor,
+    ) -> Result<Reservation> {
         for attempt in 0..MAX_ATTEMPTS {
-            let hold = self.owned_hold(Some(user), id).await?;
+            let hold = self.owned_hold(user, id).await?;
             match &hold.task_id {
                 Some(linked) if linked == task_id && hold.provider == provider => {
                     return Ok(hold.into_reservation(false));
                 }
                 Some(_) => return Err(Error::TaskAlreadyLinked),
+                None if hold.status != HoldStatus::Pending => return Err(Error::ReservationNotPending(hold.status)),
                 None => {}
             }
-            let task_link = to_item(&self.task_item(provider, task_id, id, user, Timestamp(hold.expires_at)))?;
+            let owner = hold.user_id.clone();
+            let task_link = to_item(&self.task_item(provider, task_id, id, &owner, Timestamp(hold.expires_at)))?;
             let linked = match self.parked(provider, task_id).await? {
                 Some(outcome) => self.link_and_apply(hold, provider, task_id, outcome, task_link, attempt).await?,
                 None => {
@@ -659,7 +731,7 @@ impl Ledger {
                         self.put(task_link, Some("attribute_not_exists(pk)"))?,
                         self.parked_absent(provider, task_id)?,
                     ];
-                    self.link_only(hold, provider, task_id, items, attempt).await?
+                    self.link_only(hold, provider, task_id, items, attempt, by).await?
                 }
             };
             if let Some(linked) = linked {
@@ -678,13 +750,16 @@ impl Ledger {
         task_id: &str,
         items: Vec<TransactWriteItem>,
         attempt: u32,
+        by: Actor,
     ) -> Result<Option<Reservation>> {
         let now = self.clock.now();
-        let event = EventItem { kind: EventType::TaskLinked, at: now.millis(), by: Actor::Client, amount: 0 };
+        let event = EventItem { kind: EventType::TaskLinked, at: now.millis(), by, amount: 0 };
         let update = Update::builder()
             .set_key(Some(key(hold_pk(hold.reservation_id), "HOLD")))
             .update_expression("SET taskId = :task, provider = :provider, events = list_append(events, :events)")
-            .condition_expression("attribute_not_exists(taskId)")
+            .condition_expression("attribute_not_exists(taskId) AND #status = :pending")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(HoldStatus::Pending.as_str()))
             .expression_attribute_values(":task", s(task_id))
             .expression_attribute_values(":provider", s(provider.as_str()))
             .expression_attribute_values(":events", AttributeValue::L(vec![event.to_value()]));
@@ -700,7 +775,7 @@ impl Ledger {
             Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
                 self.task_owned_elsewhere(provider, task_id, hold.reservation_id).await.map(|_| None)
             }
-            // The hold was linked meanwhile, or a delivery was parked: read again.
+            // The hold was linked or settled meanwhile, or a delivery was parked: read again.
             Err(TxFailure::Cancelled(reasons)) if reasons.iter().any(|r| r.condition_failed()) => Ok(None),
             Err(failure) => self.retry_or_fail(failure, attempt).await.map(|_| None),
         }
@@ -743,15 +818,15 @@ impl Ledger {
                 // Never more than was held: the rest of a job's report is not ours to charge.
                 let units = units.unwrap_or(held).min(held);
                 let settled = if units == 0 {
-                    self.release(Some(user), id, Actor::Client).await
+                    self.release(Some(user), id, Actor::Server).await
                 } else {
-                    self.confirm(Some(user), id, Some(units), Actor::Client).await
+                    self.confirm(Some(user), id, Some(units), Actor::Server).await
                 };
                 settled.map_err(WithCreditsError::Credits)?;
                 Ok(value)
             }
             Err(job_error) => {
-                if let Err(release_error) = self.release(Some(user), id, Actor::Client).await {
+                if let Err(release_error) = self.release(Some(user), id, Actor::Server).await {
                     // The sweep returns the hold at its expiry if this fails.
                     tracing::warn!(reservation = %id, error = %release_error, "release after failed job failed");
                 }
@@ -796,6 +871,8 @@ impl Ledger {
             reservation_id: origin.map(|(id, _)| id),
             operation: origin.map(|(_, op)| op.to_owned()),
             description,
+            reason: None,
+            actor: None,
             at: at.millis(),
         }
     }
@@ -861,6 +938,8 @@ struct Along {
     link: Option<(Provider, String)>,
     /// Further items, placed after the transition's own.
     items: Vec<TransactWriteItem>,
+    /// Who and why, on the history line (refunds).
+    note: Option<Attribution>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -868,6 +947,12 @@ enum SettleWhat {
     Exactly(Settlement),
     /// `None`: all the units held.
     Confirm(Option<u32>),
+}
+
+/// A read after a write that committed: its failure must not be reported
+/// as "may not have been applied".
+fn applied_unread(error: Error) -> Error {
+    Error::AppliedUnread(error.to_string())
 }
 
 fn decode_cursor(cursor: &str) -> Result<String> {

@@ -189,7 +189,7 @@ impl Ledger {
             };
             let is_late = attempted == Settlement::Expire;
             let record = self.delivery_item(delivery, answer, Some(&hold), is_late, now)?;
-            let along = Along { link: None, items: vec![record] };
+            let along = Along { link: None, items: vec![record], note: None };
             match self.transition(item, attempted, Actor::Webhook, now, along).await {
                 Ok(settled) => {
                     if is_late {
@@ -351,7 +351,7 @@ impl Ledger {
         items.push(self.delete(parked_key(provider, task_id), "attribute_exists(pk)")?);
         let Some(attempted) = attempted else {
             // Settled already (or nothing to do): link only, and drop the parked delivery.
-            return self.link_only(item, provider, task_id, items, attempt).await;
+            return self.link_only(item, provider, task_id, items, attempt, Actor::Server).await;
         };
         match self
             .transition(
@@ -359,7 +359,7 @@ impl Ledger {
                 attempted,
                 Actor::Webhook,
                 now,
-                Along { link: Some((provider, task_id.to_owned())), items },
+                Along { link: Some((provider, task_id.to_owned())), items, note: None },
             )
             .await
         {

@@ -11,20 +11,27 @@ use crate::domain::{Provider, Timestamp};
 /// Deliveries more than this far from our clock are refused (replays).
 pub const TOLERANCE_SECONDS: i64 = 5 * 60;
 
-#[derive(Debug)]
 pub struct StandardWebhooks {
     keys: Vec<Vec<u8>>,
 }
 
+/// Says how many keys, never what they are.
+impl std::fmt::Debug for StandardWebhooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandardWebhooks").field("keys", &self.keys.len()).finish()
+    }
+}
+
+/// The key of a `whsec_<base64>` secret, `None` when it is not one.
+pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    base64::engine::general_purpose::STANDARD.decode(encoded).ok().filter(|key| !key.is_empty())
+}
+
 impl StandardWebhooks {
     pub fn new(secrets: Vec<String>) -> StandardWebhooks {
-        let keys = secrets
-            .iter()
-            .filter_map(|s| {
-                let encoded = s.strip_prefix("whsec_").unwrap_or(s);
-                base64::engine::general_purpose::STANDARD.decode(encoded).ok()
-            })
-            .collect();
+        // `Verifiers::from_env` has refused any secret that does not decode.
+        let keys = secrets.iter().filter_map(|s| decode_secret(s)).collect();
         StandardWebhooks { keys }
     }
 }

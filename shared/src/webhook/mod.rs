@@ -36,10 +36,16 @@ pub struct Verifiers {
 
 impl Verifiers {
     /// From `CREDITS_WEBHOOK_SECRET_GENERIC` and `CREDITS_WEBHOOK_SECRET_BFL`
-    /// (comma-separated for rotation).
-    pub fn from_env() -> Verifiers {
+    /// (comma-separated for rotation). A secret that cannot be used is an
+    /// error naming its variable: refusing to start is loud, a verifier
+    /// that silently refuses every delivery is not.
+    pub fn from_env() -> Result<Verifiers, String> {
         let var = |name: &str| std::env::var(name).unwrap_or_default();
-        Verifiers::new(&var("CREDITS_WEBHOOK_SECRET_GENERIC"), &var("CREDITS_WEBHOOK_SECRET_BFL"))
+        let generic = var(GENERIC_VAR);
+        let bfl = var(BFL_VAR);
+        check_secrets(GENERIC_VAR, &generic, |s| generic::decode_secret(s).is_some())?;
+        check_secrets(BFL_VAR, &bfl, |_| true)?;
+        Ok(Verifiers::new(&generic, &bfl))
     }
 
     pub fn new(generic_secrets: &str, bfl_secrets: &str) -> Verifiers {
@@ -54,6 +60,29 @@ impl Verifiers {
     pub fn get(&self, provider: Provider) -> Option<&dyn Verifier> {
         self.verifiers.iter().find(|v| v.provider() == provider).map(|v| v.as_ref())
     }
+}
+
+pub const GENERIC_VAR: &str = "CREDITS_WEBHOOK_SECRET_GENERIC";
+pub const BFL_VAR: &str = "CREDITS_WEBHOOK_SECRET_BFL";
+
+/// An unset or empty variable configures no secret (that provider's
+/// deliveries are refused); otherwise every comma-separated entry must be
+/// non-empty and `usable`. The message names the variable and the entry's
+/// position, never its value.
+pub fn check_secrets(var: &str, raw: &str, usable: impl Fn(&str) -> bool) -> Result<(), String> {
+    if raw.trim().is_empty() {
+        return Ok(());
+    }
+    for (position, entry) in raw.split(',').map(str::trim).enumerate() {
+        let n = position + 1;
+        if entry.is_empty() {
+            return Err(format!("{var}: secret {n} of the comma-separated list is empty"));
+        }
+        if !usable(entry) {
+            return Err(format!("{var}: secret {n} is not a whsec_<base64> secret"));
+        }
+    }
+    Ok(())
 }
 
 fn split_secrets(raw: &str) -> Vec<String> {
@@ -144,6 +173,23 @@ pub(crate) fn hmac_matches(key: &[u8], message: &[&[u8]], signature: &[u8]) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unusable_secrets_are_named_and_never_shown() {
+        let generic = |s: &str| generic::decode_secret(s).is_some();
+        assert_eq!(check_secrets("V", "", generic), Ok(()));
+        assert_eq!(check_secrets("V", "whsec_c2VjcmV0", generic), Ok(()));
+        let bad = check_secrets("V", "whsec_c2VjcmV0,whsec_not base64!", generic).expect_err("refused");
+        assert!(bad.starts_with("V: secret 2") && !bad.contains("not base64"), "{bad}");
+        assert!(check_secrets("V", "whsec_c2VjcmV0,", generic).expect_err("refused").contains("empty"));
+        assert!(check_secrets("V", "a,,b", |_| true).is_err());
+        assert!(check_secrets("V", "whsec_", generic).is_err());
+        let shown = format!("{:?}", Verifiers::new("whsec_c2VjcmV0", "bfl-plain-secret"));
+        assert!(
+            !shown.contains("c2VjcmV0") && !shown.contains("bfl-plain-secret") && !shown.contains("115"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn status_mapping_is_case_insensitive() {

@@ -11,6 +11,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = resolve(here, "../../../..");
 export const creditsBin = process.env.CREDITS_BIN || join(repoRoot, "target/debug/credits");
 export const BFL_SECRET = "test-bfl-secret";
+/** The app server's client id the test server trusts (`CREDITS_SERVER_CLIENT_IDS`). */
+export const SERVER_CLIENT_ID = "dev-server";
+/** Pending holds one user may have on the test server (small, so the limit is cheap to reach). */
+export const MAX_OPEN_HOLDS = 5;
 
 function freePort() {
   return new Promise((resolvePort, reject) => {
@@ -35,6 +39,8 @@ export async function startServer({ timeoutMs = 60_000 } = {}) {
       ...process.env,
       CREDITS_LISTEN: `127.0.0.1:${port}`,
       CREDITS_WEBHOOK_SECRET_BFL: BFL_SECRET,
+      CREDITS_SERVER_CLIENT_IDS: SERVER_CLIENT_ID,
+      CREDITS_MAX_OPEN_HOLDS: String(MAX_OPEN_HOLDS),
       RUST_LOG: process.env.RUST_LOG ?? "warn",
     },
     stdio: ["ignore", "pipe", "pipe"],
@@ -58,7 +64,12 @@ export async function startServer({ timeoutMs = 60_000 } = {}) {
       if (/^export ADMIN_TOKEN=\S+$/m.test(stdout)) {
         clearTimeout(timer);
         const read = (name) => stdout.match(new RegExp(`^export ${name}=(\\S+)$`, "m"))?.[1];
-        resolveReady({ api: read("API"), userToken: read("USER_TOKEN"), adminToken: read("ADMIN_TOKEN") });
+        resolveReady({
+          api: read("API"),
+          userToken: read("USER_TOKEN"),
+          serverToken: read("SERVER_TOKEN"),
+          adminToken: read("ADMIN_TOKEN"),
+        });
       }
     });
     child.once("error", (error) => {
@@ -102,6 +113,13 @@ export async function startServer({ timeoutMs = 60_000 } = {}) {
 export function mintToken(user, { admin = false } = {}) {
   const args = ["token", "--user", user];
   if (admin) args.push("--admin");
+  return execFileSync(creditsBin, args, { encoding: "utf8", cwd: repoRoot }).trim();
+}
+
+/** A client-credentials token of the app's back end (scope `credits/server`), as an OAuth server would issue. */
+export function mintServerToken({ client = SERVER_CLIENT_ID, ttlSeconds } = {}) {
+  const args = ["token", "--server", "--client", client];
+  if (ttlSeconds !== undefined) args.push(`--ttl=${ttlSeconds}`);
   return execFileSync(creditsBin, args, { encoding: "utf8", cwd: repoRoot }).trim();
 }
 

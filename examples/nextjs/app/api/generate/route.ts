@@ -1,7 +1,9 @@
 // POST /api/generate {"prompt": "...", "images": 2}
-// Holds the credits, runs the (fake) image job, and confirms only the images
-// that came out — or releases the hold when the job fails or throws.
-import { clientFor, errorResponse } from "../../../lib/credits";
+// Runs on the app's server: with the server credential, acting for the user
+// of the app's own session, it holds the credits, runs the (fake) image job,
+// and confirms only the images that came out — or releases the hold when
+// the job fails or throws. The browser never holds or settles credits itself.
+import { creditsFor, currentUserId, errorResponse, signInFirst } from "../../../lib/credits";
 
 interface GenerateBody {
   prompt: string;
@@ -18,8 +20,9 @@ async function fakeImageJob(prompt: string, images: number): Promise<{ urls: str
 }
 
 export async function POST(request: Request): Promise<Response> {
-  const client = clientFor(request);
-  if (!client) return Response.json({ code: "unauthorized", detail: "Sign in first." }, { status: 401 });
+  // Who pays comes from the app's verified session, never from the request's data.
+  const userId = await currentUserId(request);
+  if (!userId) return signInFirst();
 
   let body: GenerateBody;
   try {
@@ -35,7 +38,7 @@ export async function POST(request: Request): Promise<Response> {
   // A double-clicked button or a retried request holds credits once.
   const idempotencyKey = request.headers.get("idempotency-key") ?? undefined;
   try {
-    const result = await client.withCredits(
+    const result = await creditsFor(userId, request).withCredits(
       "design_generate_image",
       images,
       async () => {

@@ -1,12 +1,14 @@
 // GET /api/generate/{reservationId}: the hold's status and events, for a UI polling a long job.
-import { clientFor, errorResponse } from "../../../../lib/credits";
+// The server credential acts for the session's user: a hold of anyone else answers 404.
+import { creditsFor, currentUserId, errorResponse, signInFirst } from "../../../../lib/credits";
 
 export async function GET(request: Request, context: { params: Promise<{ id: string }> }): Promise<Response> {
-  const client = clientFor(request);
-  if (!client) return Response.json({ code: "unauthorized", detail: "Sign in first." }, { status: 401 });
+  const userId = await currentUserId(request);
+  if (!userId) return signInFirst();
   const { id } = await context.params;
   try {
-    const [reservation, balance] = await Promise.all([client.getReservation(id), client.getBalance()]);
+    const credits = creditsFor(userId, request);
+    const [reservation, balance] = await Promise.all([credits.getReservation(id), credits.getBalance()]);
     return Response.json({
       status: reservation.status,
       charged: reservation.capturedAmount,

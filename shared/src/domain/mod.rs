@@ -1,6 +1,8 @@
 //! Types and money rules without I/O: amounts, holds, their states and the
 //! decision of what a settlement request does to a hold.
 
+pub mod principal;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
@@ -112,7 +114,9 @@ impl HoldStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Actor {
-    Client,
+    /// The app's back end (holds placed before the trust model say `client`).
+    #[serde(alias = "client")]
+    Server,
     Webhook,
     Cleanup,
     Admin,
@@ -121,7 +125,7 @@ pub enum Actor {
 impl Actor {
     pub fn as_str(self) -> &'static str {
         match self {
-            Actor::Client => "client",
+            Actor::Server => "server",
             Actor::Webhook => "webhook",
             Actor::Cleanup => "cleanup",
             Actor::Admin => "admin",
@@ -231,6 +235,20 @@ pub enum GrantReason {
     Promo,
     PlanRefill,
     Adjustment,
+    Signup,
+}
+
+impl GrantReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantReason::AdReward => "ad_reward",
+            GrantReason::Purchase => "purchase",
+            GrantReason::Promo => "promo",
+            GrantReason::PlanRefill => "plan_refill",
+            GrantReason::Adjustment => "adjustment",
+            GrantReason::Signup => "signup",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -262,7 +280,19 @@ pub struct LedgerEntry {
     pub reservation_id: Option<Uuid>,
     pub operation: Option<String>,
     pub description: Option<String>,
+    /// Why (grants, refunds): the grant reason or the operator's words.
+    pub reason: Option<String>,
+    /// Who (grants, refunds): the caller's `sub`.
+    pub actor: Option<String>,
     pub at: Timestamp,
+}
+
+/// Who made a change (a caller's `sub`, `stripe`, `cli:<user>`) and why,
+/// recorded with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub actor: String,
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

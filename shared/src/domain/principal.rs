@@ -1,0 +1,202 @@
+//! Who the caller is and what each kind of caller may do. The person who
+//! pays never decides what they pay: only the app's back end (server),
+//! operators (admin) and signed webhooks move credits; a user token reads.
+
+use super::UserId;
+use crate::error::{Error, Result};
+use crate::validate::{Invalid, Problem};
+
+pub const ADMIN_GROUP: &str = "credits-admin";
+pub const ADMIN_SCOPE: &str = "credits/admin";
+pub const SERVER_SCOPE: &str = "credits/server";
+/// The header a server or admin names the user it acts for in.
+pub const USER_HEADER: &str = "Credits-User";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The app's end user: reads their own balance, history and holds.
+    User,
+    /// The app's back end: reads and writes for any user.
+    Server,
+    /// Operators: all a server may, plus the admin routes.
+    Admin,
+}
+
+/// What a route needs of its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+    Admin,
+}
+
+impl Role {
+    /// The one table of who may do what.
+    pub fn may(self, access: Access) -> bool {
+        match (self, access) {
+            (_, Access::Read) => true,
+            (Role::User, Access::Write | Access::Admin) => false,
+            (Role::Server, Access::Write) => true,
+            (Role::Server, Access::Admin) => false,
+            (Role::Admin, Access::Write | Access::Admin) => true,
+        }
+    }
+
+    /// The refusal for a route this role may not use.
+    pub fn refusal(self, access: Access) -> Error {
+        match (self, access) {
+            (Role::User, Access::Write) => Error::ReadOnlyToken,
+            _ => Error::Forbidden,
+        }
+    }
+}
+
+/// What a verified token says about its bearer, as the authorizer hands
+/// it over (claims are strings; lists arrive as `"[a b]"`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenClaims<'a> {
+    pub groups: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+}
+
+/// The app clients trusted with the `credits/server` and `credits/admin`
+/// scopes. A scope alone is not enough: in Cognito a custom scope belongs
+/// to an app client, so anyone signing in through a client that allows it
+/// would carry it; the client id list closes that door.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedClients {
+    server: Vec<String>,
+    admin: Vec<String>,
+}
+
+impl TrustedClients {
+    /// From comma-separated lists (`CREDITS_SERVER_CLIENT_IDS`,
+    /// `CREDITS_ADMIN_CLIENT_IDS`); empty entries are ignored.
+    pub fn new(server: &str, admin: &str) -> TrustedClients {
+        TrustedClients { server: split_list(server), admin: split_list(admin) }
+    }
+
+    pub fn role(&self, claims: TokenClaims<'_>) -> Role {
+        let scoped = |scope: &str, clients: &[String]| {
+            claims.scope.is_some_and(|s| list_contains(s, scope))
+                && claims.client_id.is_some_and(|id| clients.iter().any(|c| c == id))
+        };
+        if claims.groups.is_some_and(|g| list_contains(g, ADMIN_GROUP)) || scoped(ADMIN_SCOPE, &self.admin) {
+            Role::Admin
+        } else if scoped(SERVER_SCOPE, &self.server) {
+            Role::Server
+        } else {
+            Role::User
+        }
+    }
+}
+
+fn split_list(raw: &str) -> Vec<String> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+}
+
+/// API Gateway flattens list claims into strings such as `[a b]`; JSON
+/// arrays, commas and spaces all occur in the wild.
+fn list_contains(raw: &str, wanted: &str) -> bool {
+    raw.split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '"')).any(|part| part == wanted)
+}
+
+/// The user a user-scoped request (balance, history, reserve) is about.
+/// A server or admin must name it in `Credits-User`; a user token is about
+/// its own `sub`, and naming anyone else is refused.
+pub fn subject(role: Role, sub: &UserId, named: Option<UserId>) -> Result<UserId> {
+    match (role, named) {
+        (Role::User, Some(named)) if named != *sub => Err(Error::Forbidden),
+        (Role::User, _) => Ok(sub.clone()),
+        (Role::Server | Role::Admin, Some(named)) => Ok(named),
+        (Role::Server | Role::Admin, None) => Err(Invalid::new(USER_HEADER, Problem::Missing).into()),
+    }
+}
+
+/// Whose holds a request on one hold may see: a user only their own; a
+/// server or admin any (`None`), or the named user's when it sends
+/// `Credits-User` (another user's hold then answers 404).
+pub fn hold_owner(role: Role, sub: &UserId, named: Option<UserId>) -> Result<Option<UserId>> {
+    match (role, named) {
+        (Role::User, Some(named)) if named != *sub => Err(Error::Forbidden),
+        (Role::User, _) => Ok(Some(sub.clone())),
+        (Role::Server | Role::Admin, named) => Ok(named),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trusted() -> TrustedClients {
+        TrustedClients::new("backend, ,other-backend", "ops-tool")
+    }
+
+    fn role(groups: Option<&str>, scope: Option<&str>, client_id: Option<&str>) -> Role {
+        trusted().role(TokenClaims { groups, scope, client_id })
+    }
+
+    #[test]
+    fn list_claims_in_every_shape() {
+        for raw in ["[credits-admin other]", "[\"other\",\"credits-admin\"]", "credits-admin", "a, credits-admin"] {
+            assert!(list_contains(raw, ADMIN_GROUP), "{raw}");
+        }
+        assert!(!list_contains("[credits-admins]", ADMIN_GROUP));
+        assert!(list_contains("openid credits/admin", ADMIN_SCOPE));
+    }
+
+    #[test]
+    fn the_admin_group_makes_an_admin() {
+        assert_eq!(role(Some("[credits-admin other]"), None, None), Role::Admin);
+        assert_eq!(role(Some("[other]"), None, None), Role::User);
+    }
+
+    #[test]
+    fn a_scope_needs_a_listed_client() {
+        assert_eq!(role(None, Some("credits/server"), Some("backend")), Role::Server);
+        assert_eq!(role(None, Some("openid credits/server"), Some("other-backend")), Role::Server);
+        assert_eq!(role(None, Some("credits/server"), Some("browser-app")), Role::User);
+        assert_eq!(role(None, Some("credits/server"), None), Role::User);
+        assert_eq!(role(None, None, Some("backend")), Role::User);
+        assert_eq!(role(None, Some("credits/admin"), Some("ops-tool")), Role::Admin);
+        // The server's client is not an admin's, and the other way round.
+        assert_eq!(role(None, Some("credits/admin"), Some("backend")), Role::User);
+        assert_eq!(role(None, Some("credits/server"), Some("ops-tool")), Role::User);
+        assert_eq!(
+            TrustedClients::new("", "").role(TokenClaims {
+                scope: Some("credits/server"),
+                client_id: Some(""),
+                groups: None
+            }),
+            Role::User
+        );
+    }
+
+    #[test]
+    fn users_read_servers_write_admins_do_all() {
+        assert!(Role::User.may(Access::Read));
+        assert!(!Role::User.may(Access::Write));
+        assert!(!Role::User.may(Access::Admin));
+        assert!(Role::Server.may(Access::Write));
+        assert!(!Role::Server.may(Access::Admin));
+        assert!(Role::Admin.may(Access::Write) && Role::Admin.may(Access::Admin));
+        assert!(matches!(Role::User.refusal(Access::Write), Error::ReadOnlyToken));
+        assert!(matches!(Role::Server.refusal(Access::Admin), Error::Forbidden));
+    }
+
+    #[test]
+    fn acting_for_a_user() {
+        let alice = UserId::parse("alice").expect("valid");
+        let bob = UserId::parse("bob").expect("valid");
+        assert_eq!(subject(Role::User, &alice, None).ok(), Some(alice.clone()));
+        assert_eq!(subject(Role::User, &alice, Some(alice.clone())).ok(), Some(alice.clone()));
+        assert!(matches!(subject(Role::User, &alice, Some(bob.clone())), Err(Error::Forbidden)));
+        assert!(matches!(subject(Role::Server, &alice, None), Err(Error::Validation(_))));
+        assert_eq!(subject(Role::Server, &alice, Some(bob.clone())).ok(), Some(bob.clone()));
+        assert_eq!(hold_owner(Role::Server, &alice, None).ok(), Some(None));
+        assert_eq!(hold_owner(Role::Admin, &alice, Some(bob.clone())).ok(), Some(Some(bob.clone())));
+        assert_eq!(hold_owner(Role::User, &alice, None).ok(), Some(Some(alice.clone())));
+        assert!(matches!(hold_owner(Role::User, &alice, Some(bob)), Err(Error::Forbidden)));
+    }
+}
