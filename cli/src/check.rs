@@ -15,7 +15,7 @@ struct Books {
     /// The balance's `openHolds` (the cap's count).
     open_holds: i64,
     pending: i64,
-    /// Pending holds that moved credits: what `openHolds` counts.
+    /// Pending holds their reserve counted: what `openHolds` counts.
     pending_paid: i64,
     entries: BTreeMap<String, i64>,
 }
@@ -106,7 +106,7 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
                     if text(item, "status") == "pending" {
                         let b = books.entry(user).or_default();
                         b.pending += num(item, "amount");
-                        b.pending_paid += i64::from(num(item, "amount") > 0);
+                        b.pending_paid += i64::from(item.get("openCounted").is_some_and(|v| v.as_bool() == Ok(&true)));
                     }
                     *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
                 }

@@ -41,7 +41,7 @@ enum Command {
         #[arg(long, env = "CREDITS_DATA_DIR", default_value = ".data")]
         data_dir: PathBuf,
         /// HS256 secret of local tokens.
-        #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET)]
+        #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET, hide_env_values = true, hide_default_value = true)]
         jwt_secret: String,
     },
     /// Run the expiry sweep once against CREDITS_TABLE (DYNAMODB_ENDPOINT, or AWS) and print its report.
@@ -95,7 +95,7 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 86_400)]
         ttl: i64,
-        #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET)]
+        #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET, hide_env_values = true, hide_default_value = true)]
         jwt_secret: String,
     },
 }
@@ -288,6 +288,15 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     credits_shared::http::init_logging();
     if jwt_secret.trim().is_empty() {
         return Err("CREDITS_DEV_JWT_SECRET is empty: unset it for the default, or give a secret".into());
+    }
+    // The default secret is public: anyone who reaches the server could
+    // mint an admin token with it.
+    let loopback =
+        listen.parse::<std::net::SocketAddr>().is_ok_and(|a| a.ip().is_loopback()) || listen.starts_with("localhost:");
+    if jwt_secret == token::DEFAULT_DEV_SECRET && !loopback {
+        return Err(format!(
+            "listening on {listen} with the default CREDITS_DEV_JWT_SECRET: set a secret of your own, or listen on 127.0.0.1"
+        ));
     }
     // Checked before DynamoDB Local starts: a bad secret stops here, named.
     let verifiers = Arc::new(Verifiers::from_env()?);

@@ -128,6 +128,10 @@ pub struct HoldItem {
     pub pending_shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+    /// Counted in its balance's `openHolds` by its reserve (every hold that
+    /// moved credits since the cap exists), so its settlement uncounts it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_counted: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

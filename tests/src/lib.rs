@@ -167,6 +167,21 @@ pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), Stri
     Ok(())
 }
 
+/// The `credits` binary: `CREDITS_BIN` (what `make test` builds), else built here.
+pub fn credits_bin() -> std::path::PathBuf {
+    match std::env::var("CREDITS_BIN") {
+        Ok(path) => std::path::PathBuf::from(path),
+        Err(_) => {
+            let build = std::process::Command::new(env!("CARGO"))
+                .args(["build", "-q", "--workspace", "--bin", "credits"])
+                .status()
+                .expect("cargo build");
+            assert!(build.success());
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/credits")
+        }
+    }
+}
+
 pub fn user(name: &str) -> UserId {
     UserId::parse(&format!("{name}-{}", uuid::Uuid::new_v4().simple())).expect("valid user id")
 }

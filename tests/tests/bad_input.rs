@@ -456,6 +456,8 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
             .header(USER_HEADER, "a\tb")
             .invalid(USER_HEADER),
         get("Credits-User in UTF-8 (josé)", "/v1/balance").header(USER_HEADER, "josé").invalid(USER_HEADER),
+        // API Gateway joins a repeated header with commas: one user only.
+        get("Credits-User repeated (alice,bob)", "/v1/balance").header(USER_HEADER, "alice,bob").invalid(USER_HEADER),
         // Trusted clients: a scope alone makes no server and no admin.
         reserve("scope credits/server, client not listed: reserve", "")
             .auth(unlisted_server.clone())

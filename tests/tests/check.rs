@@ -57,17 +57,7 @@ async fn the_credits_binary_exits_non_zero_on_drift() {
     let env = TestEnv::new().await;
     let users = some_activity(&env).await;
     // `make test` builds the binary first and names it; otherwise build it here.
-    let binary = match std::env::var("CREDITS_BIN") {
-        Ok(path) => std::path::PathBuf::from(path),
-        Err(_) => {
-            let build = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "credits-cli", "--bin", "credits"])
-                .status()
-                .expect("cargo build");
-            assert!(build.success());
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/credits")
-        }
-    };
+    let binary = credits_tests::credits_bin();
     let run = || {
         std::process::Command::new(&binary)
             .args(["check", "--quiet"])

@@ -511,3 +511,48 @@ async fn concurrent_reserves_never_pass_the_open_hold_cap() {
     assert_eq!((placed, capped), (5, 11), "{results:?}");
     env.assert_books_balance().await;
 }
+
+#[tokio::test]
+async fn holds_placed_before_the_cap_existed_never_drive_the_count_below_zero() {
+    let env = TestEnv::new().await;
+    let ledger = env.ledger.clone().with_max_open_holds(2);
+    let alice = user("alice");
+    env.grant(&alice, 100).await;
+    let mut old = Vec::new();
+    for _ in 0..2 {
+        old.push(ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id);
+    }
+    // As data written before the cap: holds not counted, a balance without the count.
+    for id in &old {
+        env.store
+            .client()
+            .update_item()
+            .table_name(env.store.table())
+            .set_key(Some(credits_shared::store::key(format!("HOLD#{id}"), "HOLD")))
+            .update_expression("REMOVE openCounted")
+            .send()
+            .await
+            .expect("strip the mark");
+    }
+    env.store
+        .client()
+        .update_item()
+        .table_name(env.store.table())
+        .set_key(Some(credits_shared::store::key(format!("USER#{alice}"), "BALANCE")))
+        .update_expression("REMOVE openHolds")
+        .send()
+        .await
+        .expect("strip the count");
+    ledger.confirm(None, old[0], None, Actor::Server).await.expect("confirm an old hold");
+    ledger.release(None, old[1], Actor::Server).await.expect("release an old hold");
+    env.grant(&alice, 10).await;
+    // The count did not go below zero: the cap still holds at exactly 2.
+    for _ in 0..2 {
+        ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("a new hold");
+    }
+    assert!(matches!(
+        ledger.reserve(&alice, reserve_request(IMAGE, 1)).await,
+        Err(Error::TooManyOpenHolds { open: 2, limit: 2 })
+    ));
+    env.assert_books_balance().await;
+}

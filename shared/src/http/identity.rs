@@ -37,11 +37,16 @@ pub fn caller(req: &Request, trusted: &TrustedClients) -> Result<Caller> {
     Ok(Caller { sub, role })
 }
 
-/// The user named in `Credits-User`, if the request names one.
+/// The user named in `Credits-User`, if the request names one. One user:
+/// API Gateway joins a repeated header with commas, so a comma is refused
+/// rather than read as a user called "alice,bob".
 fn named_user(req: &Request) -> Result<Option<UserId>> {
     let Some(value) = req.headers().get(USER_HEADER) else { return Ok(None) };
     let invalid = || Invalid::new(USER_HEADER, Problem::Length { min: 1, max: UserId::MAX_LEN });
     let text = value.to_str().map_err(|_| invalid())?;
+    if text.contains(',') {
+        return Err(Invalid::new(USER_HEADER, Problem::WrongType).into());
+    }
     UserId::parse(text.trim()).map(Some).ok_or_else(|| invalid().into())
 }
 

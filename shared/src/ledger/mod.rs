@@ -310,6 +310,7 @@ impl Ledger {
                 }],
                 pending_shard: Some(pending_shard(id)),
                 ttl: None,
+                open_counted: amount > Credits::ZERO,
             };
             let mut items = Vec::with_capacity(4);
             // A free operation moves no credits, so it needs no balance item.
@@ -365,18 +366,20 @@ impl Ledger {
                     let task_id = request.task_id.as_deref().unwrap_or_default();
                     return match self.link_task(Some(user), id, request.provider, task_id, request.by).await {
                         Ok(linked) => Ok(Outcome::Created(linked)),
-                        Err(error) => {
-                            // Never leave a hold the caller was told failed.
-                            match self.release(Some(user), id, request.by).await {
-                                Ok(_) => Err(error),
-                                // Placed, not linked, not released: what is
-                                // known is that the outcome is unknown.
-                                Err(release_error) => {
-                                    tracing::warn!(reservation = %id, error = %release_error, "release after failed link failed");
-                                    Err(Error::Unavailable(format!("hold {id} placed; link failed: {error}")))
-                                }
+                        // The task is another hold's: this one must not stay,
+                        // since the caller is told the reserve failed.
+                        Err(Error::TaskAlreadyLinked) => {
+                            if let Err(release_error) = self.release(Some(user), id, request.by).await {
+                                // The sweep returns it at its expiry.
+                                tracing::warn!(reservation = %id, error = %release_error, "release after failed link failed");
                             }
+                            Err(Error::TaskAlreadyLinked)
                         }
+                        // Unknown outcome (the link may yet be made): the hold
+                        // stays pending, so a retry with the same key links it
+                        // and applies the parked outcome; without a key the
+                        // sweep returns it at its expiry.
+                        Err(error) => Err(error),
                     };
                 }
                 Ok(()) => {
@@ -433,7 +436,9 @@ impl Ledger {
             return Err(Error::IdempotencyKeyReused);
         }
         match (&request.task_id, &existing.task_id) {
-            (Some(task_id), None) => {
+            // Linked only while pending: a hold settled since (released after
+            // its link failed, say) answers as it is.
+            (Some(task_id), None) if existing.status == HoldStatus::Pending => {
                 let linked =
                     self.link_task(Some(user), existing.reservation_id, request.provider, task_id, request.by).await?;
                 Ok(Outcome::Replayed(linked))
@@ -623,13 +628,23 @@ impl Ledger {
                     )
                     .condition_expression("spent >= :captured")
                     .expression_attribute_values(":captured", n(parts.captured)),
+                // Only a hold its reserve counted leaves the count: holds
+                // placed before the cap existed were never in it.
+                _ if hold.open_counted => balance
+                    .update_expression(
+                        "SET reserved = reserved - :amount, spent = spent + :captured, \
+                         available = available + :returned, openHolds = openHolds - :one, updatedAt = :now",
+                    )
+                    .expression_attribute_values(":one", n(1))
+                    .condition_expression("reserved >= :amount AND openHolds >= :one")
+                    .expression_attribute_values(":amount", n(hold.amount))
+                    .expression_attribute_values(":captured", n(parts.captured))
+                    .expression_attribute_values(":returned", n(parts.returned)),
                 _ => balance
                     .update_expression(
                         "SET reserved = reserved - :amount, spent = spent + :captured, \
-                         available = available + :returned, \
-                         openHolds = if_not_exists(openHolds, :one) - :one, updatedAt = :now",
+                         available = available + :returned, updatedAt = :now",
                     )
-                    .expression_attribute_values(":one", n(1))
                     .condition_expression("reserved >= :amount")
                     .expression_attribute_values(":amount", n(hold.amount))
                     .expression_attribute_values(":captured", n(parts.captured))

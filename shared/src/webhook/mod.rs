@@ -40,9 +40,13 @@ impl Verifiers {
     /// error naming its variable: refusing to start is loud, a verifier
     /// that silently refuses every delivery is not.
     pub fn from_env() -> Result<Verifiers, String> {
-        let var = |name: &str| std::env::var(name).unwrap_or_default();
-        let generic = var(GENERIC_VAR);
-        let bfl = var(BFL_VAR);
+        let var = |name: &str| match std::env::var(name) {
+            Ok(value) => Ok(value),
+            Err(std::env::VarError::NotPresent) => Ok(String::new()),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name}: not valid UTF-8")),
+        };
+        let generic = var(GENERIC_VAR)?;
+        let bfl = var(BFL_VAR)?;
         check_secrets(GENERIC_VAR, &generic, |s| generic::decode_secret(s).is_some())?;
         check_secrets(BFL_VAR, &bfl, |_| true)?;
         Ok(Verifiers::new(&generic, &bfl))

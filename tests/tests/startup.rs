@@ -1,0 +1,60 @@
+//! A configured secret that cannot be used stops the dev server and the
+//! functions at start-up with a message naming its variable (never the
+//! value), instead of a server that silently refuses every delivery.
+
+use std::process::Command;
+
+use credits_shared::config::Config;
+
+const UNUSABLE: [(&str, &str); 4] = [
+    ("CREDITS_WEBHOOK_SECRET_GENERIC", "whsec_c2VjcmV0,whsec_not*base64!"),
+    ("CREDITS_WEBHOOK_SECRET_GENERIC", "whsec_c2VjcmV0,"),
+    ("CREDITS_WEBHOOK_SECRET_BFL", "bfl-secret-a,,bfl-secret-b"),
+    ("CREDITS_DEV_JWT_SECRET", "   "),
+];
+
+#[tokio::test]
+async fn an_unusable_secret_stops_start_up_naming_its_variable() {
+    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("startup-data");
+    for (variable, value) in UNUSABLE {
+        let out = Command::new(credits_tests::credits_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env_remove("DYNAMODB_ENDPOINT")
+            .env_remove("CREDITS_WEBHOOK_SECRET_GENERIC")
+            .env_remove("CREDITS_WEBHOOK_SECRET_BFL")
+            .env(variable, value)
+            .output()
+            .expect("run credits serve");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{variable}={value:?} started: {said}");
+        assert!(said.contains(variable), "{variable}: {said}");
+        assert!(!said.contains("not*base64") && !said.contains("bfl-secret"), "the value leaked: {said}");
+        assert!(!said.contains("DynamoDB Local on"), "refused before starting anything: {said}");
+    }
+
+    // The default development secret is public: not on a reachable address.
+    let out = Command::new(credits_tests::credits_bin())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&data)
+        .env_remove("DYNAMODB_ENDPOINT")
+        .env_remove("CREDITS_DEV_JWT_SECRET")
+        .output()
+        .expect("run credits serve");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("CREDITS_DEV_JWT_SECRET"), "{said}");
+    let help = Command::new(credits_tests::credits_bin())
+        .args(["serve", "--help"])
+        .env("CREDITS_DEV_JWT_SECRET", "a-secret-of-mine")
+        .output()
+        .expect("credits serve --help");
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("a-secret-of-mine"), "help shows the secret");
+
+    // The functions build their configuration the same way (`run_function`
+    // returns this error before serving). This binary's only test sets it.
+    std::env::set_var("CREDITS_WEBHOOK_SECRET_GENERIC", "whsec_%%%");
+    let refused = Config::from_env().app().await.expect_err("an unusable secret");
+    assert!(refused.to_string().starts_with("CREDITS_WEBHOOK_SECRET_GENERIC"), "{refused}");
+    std::env::set_var("CREDITS_WEBHOOK_SECRET_GENERIC", "whsec_c2VjcmV0");
+    assert!(Config::from_env().app().await.is_ok());
+}
