@@ -661,9 +661,15 @@ export class CreditsClient {
   }
 }
 
-/** A user id travels in a header: 1–256 printable ASCII characters, no surrounding spaces. */
+/**
+ * A user id travels in a header: 1–256 printable ASCII characters, no
+ * surrounding spaces, and no comma (a repeated header arrives joined with
+ * commas, so the service refuses one).
+ */
 function checkUser(userId: unknown): void {
-  if (typeof userId !== "string" || !/^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/.test(userId)) {
-    throw new TypeError(`${USER_HEADER}: a user id is 1 to 256 printable ASCII characters, got ${JSON.stringify(userId)}`);
+  if (typeof userId !== "string" || !/^[\x21-\x2b\x2d-\x7e](?:[\x20-\x2b\x2d-\x7e]{0,254}[\x21-\x2b\x2d-\x7e])?$/.test(userId)) {
+    throw new TypeError(
+      `${USER_HEADER}: a user id is 1 to 256 printable ASCII characters without a comma, got ${JSON.stringify(userId)}`,
+    );
   }
 }

@@ -61,6 +61,7 @@ const problemBase = ["type", "title", "status", "code", "detail", "requestId"] a
 export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   Credits: scalar<T.Credits>(),
   UserId: scalar<T.UserId>(),
+  CreditsUserId: scalar<T.CreditsUserId>(),
   IdempotencyKey: scalar<T.IdempotencyKey>(),
   Timestamp: scalar<T.Timestamp>(),
   OperationName: scalar<T.OperationName>(),

@@ -5,6 +5,8 @@
 export type Credits = number;
 /** A user id (a token's `sub`), 1–256 characters. */
 export type UserId = string;
+/** A user id as `Credits-User` carries it: printable ASCII, no comma, 1–256 characters. */
+export type CreditsUserId = string;
 /** Printable ASCII, 1–128 characters. */
 export type IdempotencyKey = string;
 /** RFC 3339 UTC with milliseconds, e.g. `2026-11-22T18:04:05.123Z`. */
