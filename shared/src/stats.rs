@@ -19,7 +19,7 @@ use crate::domain::{HoldStatus, Timestamp};
 use crate::error::{Error, Result};
 use crate::store::{key, n, s, Item, Store, TxFailure};
 
-pub const USAGE_INDEX: &str = "usage-by-spent";
+pub use crate::store::USAGE_INDEX;
 /// Marks outlive the stream's 24-hour retention, so any redelivery finds them.
 const MARK_TTL_SECONDS: i64 = 2 * 86_400;
 /// TransactWriteItems takes at most 100 items.

@@ -30,6 +30,10 @@ use crate::domain::{
 use crate::error::{Error, Result};
 
 pub const PENDING_INDEX: &str = "pending-by-expiry";
+
+/// Per-user usage items by spent (written by the stats function).
+pub const USAGE_INDEX: &str = "usage-by-spent";
+
 /// Pending holds spread over this many index partitions, so that no shard
 /// key becomes hot however many holds are placed at once.
 pub const PENDING_SHARDS: u8 = 16;
@@ -407,7 +411,7 @@ impl Store {
             .build()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let usage = GlobalSecondaryIndex::builder()
-            .index_name(crate::stats::USAGE_INDEX)
+            .index_name(USAGE_INDEX)
             .key_schema(key_elem("usageBucket", KeyType::Hash)?)
             .key_schema(key_elem("spent", KeyType::Range)?)
             .projection(
