@@ -14,6 +14,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use credits_shared::domain::{Provider, UserId};
+use credits_shared::ledger::keyed_reservation_id;
 use credits_shared::prices::Catalog;
 use credits_shared::store::{task_pk, user_pk};
 use credits_shared::webhook::{bfl, generic};
@@ -460,7 +461,9 @@ impl Model {
                 if first != *spec {
                     return vec![problem(422, "idempotency_key_reused")];
                 }
-                let unlinked = self.holds.get(&existing).is_some_and(|h| h.task.is_none());
+                // Only a pending hold still takes its link (as the service replays).
+                let unlinked =
+                    self.holds.get(&existing).is_some_and(|h| h.task.is_none() && h.status == Status::Pending);
                 return match spec.task {
                     Some(task) if unlinked => match self.link_task(existing, task) {
                         Ok(()) => vec![self.hold_answer(200, existing)],
@@ -762,6 +765,10 @@ struct Runner {
     model: Model,
     sent: Vec<Sent>,
     tasks: usize,
+    /// Keyed reserves of the last batch answered `task_already_linked`: the
+    /// one that placed its hold before losing the link race keeps its key
+    /// bound to that (released) hold.
+    lost_links: Vec<(usize, u8, ReserveSpec)>,
 }
 
 /// Runs the batches on a fresh table; `Err` at the first violation.
@@ -788,6 +795,7 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
         model,
         sent: Vec::new(),
         tasks: shape.tasks,
+        lost_links: Vec::new(),
         server,
     };
     let mut tally = Tally::default();
@@ -932,6 +940,18 @@ impl Runner {
             match mismatch {
                 None => {
                     self.model = model;
+                    self.lost_links = resolved
+                        .iter()
+                        .zip(&observed)
+                        .filter_map(|(op, (answer, _))| match (op, answer) {
+                            (Resolved::Reserve { user, spec, key: Some(k) }, Answer::Problem { code, .. })
+                                if code == "task_already_linked" =>
+                            {
+                                Some((*user, *k, spec.clone()))
+                            }
+                            _ => None,
+                        })
+                        .collect();
                     return Ok(());
                 }
                 Some(m) => {
@@ -1125,6 +1145,12 @@ impl Runner {
                         None if status == "released" && captured == 0 => {
                             let Some(u) = user else { return Err(format!("hold {id} of an unknown user")) };
                             self.model.entries[u] += 2;
+                            // Its key stays bound to it: a retry replays it, another body is 422.
+                            for (_, k, spec) in self.lost_links.iter().filter(|(lu, _, _)| *lu == u) {
+                                if keyed_reservation_id(&self.users[u], &format!("reserve-{k}")) == id {
+                                    self.model.reserve_keys.insert((u, *k), (id, spec.clone()));
+                                }
+                            }
                             self.model.holds.insert(
                                 id,
                                 Hold {

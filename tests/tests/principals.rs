@@ -44,6 +44,11 @@ fn client_claims(client_id: &str, scope: &str) -> Value {
 
 /// An HTTP API payload 2.0 event, as API Gateway sends it to the function.
 fn event(method: &str, path: &str, claims: Option<Value>, headers: &[(&str, &str)], body: &str) -> Request {
+    lambda_http::request::from_str(&event_json(method, path, claims, headers, body).to_string())
+        .expect("an API Gateway event")
+}
+
+fn event_json(method: &str, path: &str, claims: Option<Value>, headers: &[(&str, &str)], body: &str) -> Value {
     let mut header_map = json!({
         "accept": "*/*", "content-length": body.len().to_string(), "host": "abc123.execute-api.eu-west-1.amazonaws.com",
         "user-agent": "curl/8.5.0", "x-amzn-trace-id": "Root=1-6543-abc", "x-forwarded-for": "203.0.113.9",
@@ -65,11 +70,10 @@ fn event(method: &str, path: &str, claims: Option<Value>, headers: &[(&str, &str
     if let Some(claims) = claims {
         context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
     }
-    let event = json!({
+    json!({
         "version": "2.0", "routeKey": format!("{method} {path}"), "rawPath": path, "rawQueryString": "",
         "headers": header_map, "requestContext": context, "body": body, "isBase64Encoded": false,
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event")
+    })
 }
 
 fn body(response: &Response<Body>) -> Value {
@@ -97,6 +101,14 @@ fn who_each_aws_shaped_token_is_taken_to_be() {
             .expect("a caller");
     assert_eq!(server.sub.as_str(), BACKEND, "the actor recorded for a client is its id");
     assert!(caller(&event("GET", "/v1/balance", None, &[], ""), &trusted).is_err(), "no authorizer, no caller");
+
+    // The authorizer's own `scopes` list counts like the `scope` claim.
+    let mut claims = client_claims(BACKEND, "");
+    claims.as_object_mut().map(|c| c.remove("scope"));
+    let mut listed = event_json("GET", "/v1/balance", Some(claims), &[], "");
+    listed["requestContext"]["authorizer"]["jwt"]["scopes"] = json!(["credits/server"]);
+    let listed = lambda_http::request::from_str(&listed.to_string()).expect("an API Gateway event");
+    assert_eq!(caller(&listed, &trusted).map(|c| c.role).ok(), Some(Role::Server));
 }
 
 struct Handlers {

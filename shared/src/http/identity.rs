@@ -29,9 +29,11 @@ pub fn caller(req: &Request, trusted: &TrustedClients) -> Result<Caller> {
     let jwt = jwt.ok_or(Error::Unauthorized)?;
     let claim = |name: &str| jwt.claims.get(name).map(String::as_str);
     let sub = claim("sub").and_then(UserId::parse).ok_or(Error::Unauthorized)?;
+    // The authorizer may also hand the scopes over as a list.
+    let listed_scopes = jwt.scopes.as_ref().map(|scopes| scopes.join(" "));
     let role = trusted.role(TokenClaims {
         groups: claim("cognito:groups"),
-        scope: claim("scope"),
+        scope: claim("scope").or(listed_scopes.as_deref()),
         client_id: claim("client_id"),
     });
     Ok(Caller { sub, role })

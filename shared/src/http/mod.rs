@@ -266,7 +266,12 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
     let route = match_route(req.method(), req.uri().path()).filter(|(route, _)| route.function == function);
     let access = route.as_ref().and_then(|(route, _)| route.op.access());
     let caller = access.and_then(|_| identity::caller(&req, &app.trusted).ok());
-    let user = caller.as_ref().map(|c| c.sub.to_string()).unwrap_or_default();
+    let sub = caller.as_ref().map(|c| c.sub.to_string()).unwrap_or_default();
+    // The user acted for: named by a server or admin, else the caller.
+    let user = match req.headers().get(crate::domain::principal::USER_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(named) if caller.is_some() => named.trim().chars().take(crate::domain::UserId::MAX_LEN).collect(),
+        _ => sub.clone(),
+    };
     let (op, reservation) = match &route {
         Some((route, params)) => (Some(route.op), params.get("id").unwrap_or("").to_owned()),
         None => (None, String::new()),
@@ -309,7 +314,8 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
         request_id = %request_id,
         function = function.name(),
         op = ?op,
-        caller = %user,
+        caller = %sub,
+        user = %user,
         role = ?caller.as_ref().map(|c| c.role),
         reservation = %reservation,
         status = response.status().as_u16(),

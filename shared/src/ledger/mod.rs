@@ -135,6 +135,12 @@ fn derived_id(kind: &str, user: &UserId, key: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("{kind}\n{user}\n{key}").as_bytes())
 }
 
+/// The id a reserve of `user` with `Idempotency-Key: key` gets (and keeps
+/// for every retry of that key).
+pub fn keyed_reservation_id(user: &UserId, key: &str) -> Uuid {
+    derived_id("reserve", user, key)
+}
+
 async fn backoff(attempt: u32) {
     let cap = 5u64 << attempt.min(5);
     let jitter = rand::random::<u64>() % cap.max(1);

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::Update;
 use uuid::Uuid;
 
-use super::{derived_id, request_hash, Ledger, Outcome, ReserveRequest, MAX_ATTEMPTS};
+use super::{keyed_reservation_id, request_hash, Ledger, Outcome, ReserveRequest, MAX_ATTEMPTS};
 use crate::domain::{Credits, EntryType, EventType, HoldStatus, Reservation, UserId};
 use crate::error::{Error, Result};
 use crate::store::{attr_number, hold_pk, key, n, pending_shard, to_item, user_pk, EventItem, HoldItem, TxFailure};
@@ -19,7 +19,7 @@ impl Ledger {
             .ok_or_else(|| Error::UnknownOperation(request.operation.clone()))?;
         let amount = Credits(unit_cost.get() * u64::from(request.units));
         let (id, hash) = match &request.idempotency_key {
-            Some(k) => (derived_id("reserve", user, k), Some(request_hash(&request)?)),
+            Some(k) => (keyed_reservation_id(user, k), Some(request_hash(&request)?)),
             None => (Uuid::new_v4(), None),
         };
         if hash.is_some() {
