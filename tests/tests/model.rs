@@ -75,7 +75,10 @@ async fn soak() {
          order of its operations run on a model of the ledger; after every batch the table must \
          equal that model (balances, hold states and splits, history lines per user, parked \
          deliveries) and the books must balance on their own (each balance equation, reserved = \
-         the pending holds, the expiry index entry exactly on pending holds).\n\n\
+         the pending holds, `openHolds` = their number, the expiry index entry exactly on pending \
+         holds). Writes go through the app's server token (`Credits-User`); the paying user's own \
+         token tries reserves, confirms, releases and task links, which must answer 403 and \
+         change nothing.\n\n\
          Result: **0 invariant violations** in {} operations ({episodes} episodes of {} batches, \
          {} batches with 2–4 operations in flight at once), {:.0} s on {}.\n\n\
          | operation | count |\n|---|---:|\n",
