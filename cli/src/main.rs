@@ -12,7 +12,6 @@ use credits_cli::streams::LocalStream;
 use credits_cli::token;
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
-use credits_shared::domain::principal::TrustedClients;
 use credits_shared::domain::{Attribution, Credits, GrantReason, UserId, MAX_AMOUNT};
 use credits_shared::ledger::sweep;
 use credits_shared::ledger::GrantRequest;
@@ -302,10 +301,7 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     let verifiers = Arc::new(Verifiers::from_env()?);
     let mut config = Config::from_env();
     if std::env::var_os("CREDITS_SERVER_CLIENT_IDS").is_none() {
-        config.trusted = TrustedClients::new(
-            token::DEV_SERVER_CLIENT,
-            &std::env::var("CREDITS_ADMIN_CLIENT_IDS").unwrap_or_default(),
-        );
+        config.trusted = config.trusted.with_server_clients(token::DEV_SERVER_CLIENT);
     }
     let (endpoint, local) = match &config.endpoint {
         Some(endpoint) => (endpoint.clone(), None),

@@ -77,6 +77,11 @@ impl TrustedClients {
         TrustedClients { server: split_list(server), admin: split_list(admin) }
     }
 
+    /// The same, with `server` as the back end's clients instead.
+    pub fn with_server_clients(self, server: &str) -> TrustedClients {
+        TrustedClients { server: split_list(server), ..self }
+    }
+
     pub fn role(&self, claims: TokenClaims<'_>) -> Role {
         let scoped = |scope: &str, clients: &[String]| {
             claims.scope.is_some_and(|s| list_contains(s, scope))
@@ -171,6 +176,16 @@ mod tests {
             }),
             Role::User
         );
+    }
+
+    #[test]
+    fn replacing_the_server_clients_keeps_the_admin_clients() {
+        let dev = trusted().with_server_clients("dev-server");
+        let role =
+            |scope, client_id| dev.role(TokenClaims { groups: None, scope: Some(scope), client_id: Some(client_id) });
+        assert_eq!(role("credits/server", "dev-server"), Role::Server);
+        assert_eq!(role("credits/server", "backend"), Role::User);
+        assert_eq!(role("credits/admin", "ops-tool"), Role::Admin);
     }
 
     #[test]

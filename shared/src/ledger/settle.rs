@@ -201,27 +201,28 @@ impl Ledger {
                     )
                     .condition_expression("spent >= :captured")
                     .expression_attribute_values(":captured", n(parts.captured)),
-                // Only a hold its reserve counted leaves the count: holds
-                // placed before the cap existed were never in it.
-                _ if hold.open_counted => balance
-                    .update_expression(
-                        "SET reserved = reserved - :amount, spent = spent + :captured, \
-                         available = available + :returned, openHolds = openHolds - :one, updatedAt = :now",
-                    )
-                    .expression_attribute_values(":one", n(1))
-                    .condition_expression("reserved >= :amount AND openHolds >= :one")
-                    .expression_attribute_values(":amount", n(hold.amount))
-                    .expression_attribute_values(":captured", n(parts.captured))
-                    .expression_attribute_values(":returned", n(parts.returned)),
-                _ => balance
-                    .update_expression(
-                        "SET reserved = reserved - :amount, spent = spent + :captured, \
-                         available = available + :returned, updatedAt = :now",
-                    )
-                    .condition_expression("reserved >= :amount")
-                    .expression_attribute_values(":amount", n(hold.amount))
-                    .expression_attribute_values(":captured", n(parts.captured))
-                    .expression_attribute_values(":returned", n(parts.returned)),
+                _ => {
+                    // Only a hold its reserve counted leaves the count: holds
+                    // placed before the cap existed were never in it.
+                    let (uncount, counted) = match hold.open_counted {
+                        true => (", openHolds = openHolds - :one", " AND openHolds >= :one"),
+                        false => ("", ""),
+                    };
+                    let balance = balance
+                        .update_expression(format!(
+                            "SET reserved = reserved - :amount, spent = spent + :captured, \
+                             available = available + :returned{uncount}, updatedAt = :now"
+                        ))
+                        .condition_expression(format!("reserved >= :amount{counted}"))
+                        .expression_attribute_values(":amount", n(hold.amount))
+                        .expression_attribute_values(":captured", n(parts.captured))
+                        .expression_attribute_values(":returned", n(parts.returned));
+                    // DynamoDB refuses a value no expression uses.
+                    match hold.open_counted {
+                        true => balance.expression_attribute_values(":one", n(1)),
+                        false => balance,
+                    }
+                }
             };
             items.push(self.update(balance).map_err(TxFailure::Store)?);
         }
