@@ -105,7 +105,8 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
                 "hold" => {
                     if text(item, "status") == "pending" {
                         let b = books.entry(user).or_default();
-                        b.pending += num(item, "amount");
+                        // What it still holds: captures so far are spent.
+                        b.pending += num(item, "amount") - num(item, "capturedAmount");
                         b.pending_paid += i64::from(item.get("openCounted").is_some_and(|v| v.as_bool() == Ok(&true)));
                     }
                     *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
@@ -143,11 +144,11 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
         if granted != e("grant") {
             drift(format!("granted {granted} but its grant lines sum to {}", e("grant")));
         }
-        let ledger_spent = e("confirm") - e("refund");
+        let ledger_spent = e("capture") + e("confirm") - e("refund");
         if spent != ledger_spent {
-            drift(format!("spent {spent} but confirm minus refund lines give {ledger_spent}"));
+            drift(format!("spent {spent} but capture and confirm minus refund lines give {ledger_spent}"));
         }
-        let ledger_reserved = e("reserve") - e("confirm") - e("release") - e("expire");
+        let ledger_reserved = e("reserve") - e("capture") - e("confirm") - e("release") - e("expire");
         if reserved != ledger_reserved {
             drift(format!("reserved {reserved} but reserve lines minus settlements give {ledger_reserved}"));
         }

@@ -52,6 +52,7 @@ struct Image {
     at: i64,
     late_success: bool,
     refunded_at: Option<i64>,
+    events: Vec<EventAt>,
     // Signed, so that a corrupted negative figure is read (and flagged).
     available: i64,
     reserved: i64,
@@ -73,6 +74,12 @@ impl Image {
         figures.iter().all(|f| *f >= 0)
             && self.available.checked_add(self.reserved).and_then(|v| v.checked_add(self.spent)) == Some(self.granted)
     }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct EventAt {
+    at: i64,
 }
 
 /// The counters one change moves: per operation (or `TOTAL`) and per user.
@@ -99,16 +106,26 @@ fn contribution(change: &Change) -> Option<Contribution> {
                 c.op_fields = vec![("placed", 1), ("reserved", amount)];
                 c.user_fields = vec![("holds", 1)];
             }
+            (Some(HoldStatus::Pending), Some(HoldStatus::Pending)) => {
+                // A non-final capture (or an extend or a link: nothing to count).
+                let (units, credits) = captured_since(old.as_ref(), image);
+                if units == 0 && credits == 0 {
+                    return None;
+                }
+                c.at = change_at(image);
+                c.op_fields = vec![("captures", 1), ("captured", credits), ("capturedUnits", units)];
+                c.user_fields = vec![("spent", credits)];
+            }
             (Some(HoldStatus::Pending) | None, Some(HoldStatus::Confirmed)) => {
                 c.at = image.settled_at.unwrap_or(image.created_at);
-                let captured = image.captured_amount as i64;
+                let (units, credits) = captured_since(old.as_ref(), image);
                 c.op_fields = vec![
                     ("confirmed", 1),
-                    ("captured", captured),
-                    ("capturedUnits", image.captured_units as i64),
+                    ("captured", credits),
+                    ("capturedUnits", units),
                     ("returned", image.released_amount as i64),
                 ];
-                c.user_fields = vec![("spent", captured)];
+                c.user_fields = vec![("spent", credits)];
                 if old.is_none() {
                     // Placed and settled in one write (a reserve that met a parked delivery).
                     c.op_fields.extend([("placed", 1), ("reserved", amount)]);
@@ -118,13 +135,14 @@ fn contribution(change: &Change) -> Option<Contribution> {
             (Some(HoldStatus::Pending) | None, Some(status @ (HoldStatus::Released | HoldStatus::Expired))) => {
                 c.at = image.settled_at.unwrap_or(image.created_at);
                 let name = if status == HoldStatus::Released { "released" } else { "expired" };
-                c.op_fields = vec![(name, 1), ("returned", amount)];
+                // Captured before the release stays spent: only the rest returns.
+                c.op_fields = vec![(name, 1), ("returned", image.released_amount as i64)];
                 if old.is_none() {
                     c.op_fields.extend([("placed", 1), ("reserved", amount)]);
                     c.user_fields.push(("holds", 1));
                 }
             }
-            (Some(HoldStatus::Confirmed), Some(HoldStatus::Refunded)) => {
+            (Some(HoldStatus::Confirmed | HoldStatus::Released | HoldStatus::Expired), Some(HoldStatus::Refunded)) => {
                 c.at = image.refunded_at.or(image.settled_at).unwrap_or(image.created_at);
                 let refunded = image.captured_amount as i64;
                 c.op_fields = vec![("refunded", 1), ("refundedCredits", refunded)];
@@ -148,6 +166,17 @@ fn contribution(change: &Change) -> Option<Contribution> {
         return Some(Contribution { at: image.at, total_fields: vec![("lateSuccess", 1)], ..Default::default() });
     }
     None
+}
+
+/// Units and credits captured between two images of a hold.
+fn captured_since(old: Option<&Image>, new: &Image) -> (i64, i64) {
+    let (units, credits) = old.map_or((0, 0), |o| (o.captured_units, o.captured_amount));
+    (new.captured_units as i64 - units as i64, new.captured_amount as i64 - credits as i64)
+}
+
+/// When a change to a pending hold happened: its newest event.
+fn change_at(image: &Image) -> i64 {
+    image.events.iter().map(|e| e.at).max().unwrap_or(image.created_at)
 }
 
 /// The buckets a moment falls in, coarsest last.

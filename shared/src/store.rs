@@ -10,7 +10,7 @@
 //! Pending holds carry `pendingShard`, which puts them in the sparse
 //! `pending-by-expiry` index (shard, `expiresAt`); settling removes it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -136,6 +136,13 @@ pub struct HoldItem {
     /// moved credits since the cap exists), so its settlement uncounts it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub open_counted: bool,
+    /// Units its closing confirm captured (absent: closed before captures
+    /// existed, when that was all its captured units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_units: Option<u32>,
+    /// Non-final captures by key digest: the units each captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub captures: Option<BTreeMap<String, u32>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -166,6 +173,8 @@ fn event_type_str(kind: EventType) -> &'static str {
         EventType::Expired => "expired",
         EventType::Refunded => "refunded",
         EventType::TaskLinked => "task_linked",
+        EventType::Captured => "captured",
+        EventType::Extended => "extended",
     }
 }
 
@@ -189,6 +198,7 @@ impl HoldItem {
             released_amount: Credits(self.released_amount),
             settled_at: self.settled_at.map(Timestamp),
             settled_by: self.settled_by,
+            final_units: self.final_units.unwrap_or(self.captured_units),
             events: with_events.then(|| {
                 self.events
                     .into_iter()
@@ -294,6 +304,14 @@ pub struct TaskItem {
     pub reservation_id: Uuid,
     pub user_id: UserId,
     pub ttl: i64,
+}
+
+/// The parts of [`Store::update_if`].
+pub struct ConditionalUpdate<'a> {
+    pub set: &'a str,
+    pub condition: &'a str,
+    pub names: &'a [(&'a str, &'a str)],
+    pub values: Vec<(&'a str, AttributeValue)>,
 }
 
 pub fn to_item<T: Serialize>(value: &T) -> Result<Item> {
@@ -480,6 +498,29 @@ impl Store {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(false),
+            Err(e) => Err(sdk_error(e)),
+        }
+    }
+
+    /// One conditional update outside a transaction (a single item needs
+    /// none, at half the write units); `false` when its condition failed.
+    pub async fn update_if(&self, key: Item, update: ConditionalUpdate<'_>) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update.set)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(
+                update.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            ))
+            .set_expression_attribute_values(Some(update.values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
             .send()
             .await;
         match result {

@@ -2,6 +2,7 @@
 //! the jar `make` installs), a fresh table per test, and the books check
 //! every test ends with.
 
+pub mod api;
 pub mod model;
 
 use std::collections::HashMap;
@@ -121,8 +122,9 @@ impl TestEnv {
 }
 
 /// The books of a table, on their own: every balance equation, `reserved`
-/// equal to the user's pending holds (and `openHolds` to their number), every settled hold's split adding up
-/// to its amount, and the expiry index entry exactly on pending holds.
+/// equal to what the user's pending holds still hold (and `openHolds` to their number), every settled
+/// hold's split adding up to its amount, every hold's captures to its captured units, and the expiry index
+/// entry exactly on pending holds.
 pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), String> {
     let mut pending: HashMap<String, u64> = HashMap::new();
     // Pending holds that moved credits: the balance's `openHolds`.
@@ -131,14 +133,34 @@ pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), Stri
         let amount = number(item, "amount");
         let status = text(item, "status");
         let (captured, released) = (number(item, "capturedAmount"), number(item, "releasedAmount"));
+        let captured_units = number(item, "capturedUnits");
+        if captured_units > number(item, "units") || captured != captured_units * number(item, "unitCost") {
+            return Err(format!("captured units and credits disagree: {item:?}"));
+        }
+        // Each non-final capture's units, then the closing confirm's, make up the captured units.
+        let by_key: u64 = match item.get("captures") {
+            Some(AttributeValue::M(captures)) => {
+                captures.values().map(|v| v.as_n().map_or(0, |n| n.parse().unwrap_or(0))).sum()
+            }
+            _ => 0,
+        };
+        let closing = match status.as_str() {
+            "confirmed" | "refunded" if item.contains_key("finalUnits") => number(item, "finalUnits"),
+            "confirmed" | "refunded" => captured_units - by_key,
+            _ => 0,
+        };
+        if by_key + closing != captured_units {
+            return Err(format!("captures by key and the final confirm do not add up: {item:?}"));
+        }
         match status.as_str() {
             "pending" => {
-                *pending.entry(text(item, "userId")).or_default() += amount;
+                // What it still holds: its captures so far are spent.
+                *pending.entry(text(item, "userId")).or_default() += amount - captured;
                 if amount > 0 {
                     *open.entry(text(item, "userId")).or_default() += 1;
                 }
-                if captured + released != 0 {
-                    return Err(format!("pending hold has a split: {item:?}"));
+                if released != 0 {
+                    return Err(format!("pending hold has returned credits: {item:?}"));
                 }
             }
             _ if captured + released != amount => return Err(format!("settled hold does not add up: {item:?}")),

@@ -5,78 +5,12 @@ use std::collections::BTreeSet;
 
 use credits_shared::http::ROUTES;
 use credits_shared::store::{client_from_env, Store};
-use credits_tests::{user, Bearer, TestServer, USER_HEADER};
-use reqwest::{Client, Method, StatusCode};
+use credits_tests::api::{actors, assert_problem, call, call_with, grant, reserve, Auth, Reply};
+use credits_tests::{user, Bearer, TestServer};
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const LANGS: [&str; 3] = ["en-US", "pt-BR", "es-ES"];
-
-struct Reply {
-    status: StatusCode,
-    headers: reqwest::header::HeaderMap,
-    body: Value,
-}
-
-/// A bearer token and, for the app's server acting for a user, the user it
-/// names in `Credits-User`.
-#[derive(Clone, Debug)]
-struct Auth {
-    token: String,
-    for_user: Option<String>,
-}
-
-impl Auth {
-    fn bearer(token: String) -> Auth {
-        Auth { token, for_user: None }
-    }
-
-    fn acting_for(token: String, user: &str) -> Auth {
-        Auth { token, for_user: Some(user.to_owned()) }
-    }
-}
-
-async fn call(server: &TestServer, method: Method, path: &str, auth: Option<&Auth>, body: Option<Value>) -> Reply {
-    call_with(server, method, path, auth, body.map(|b| b.to_string()), &[]).await
-}
-
-async fn call_with(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    auth: Option<&Auth>,
-    body: Option<String>,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let mut request = Client::new().request(method, format!("{}{}", server.base, path));
-    if let Some(auth) = auth {
-        request = request.bearer_auth(&auth.token);
-        if let Some(user) = &auth.for_user {
-            request = request.header(USER_HEADER, user);
-        }
-    }
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if let Some(body) = body {
-        request = request.header("content-type", "application/json").body(body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Reply { status, headers, body }
-}
-
-/// Asserts the reply is the problem `code` with `status`.
-fn assert_problem(reply: &Reply, status: u16, code: &str) {
-    assert_eq!(reply.status.as_u16(), status, "{}", reply.body);
-    assert_eq!(reply.body["code"], code, "{}", reply.body);
-    assert_eq!(reply.body["status"], status);
-    assert_eq!(reply.body["type"], format!("urn:credits:error:{code}"));
-    let content_type = reply.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert_eq!(content_type, "application/problem+json");
-}
 
 #[allow(clippy::too_many_arguments)]
 /// Sends the same failing request in the three languages and checks each
@@ -110,43 +44,6 @@ async fn assert_problem_in_three_languages(
         assert_eq!(reply.body["detail"], replies[expected].body["detail"], "Accept-Language: {accept}");
     }
     replies
-}
-
-async fn grant(server: &TestServer, admin: &Auth, user_id: &str, amount: u64) {
-    let key = uuid::Uuid::new_v4().to_string();
-    let reply = call_with(
-        server,
-        Method::POST,
-        &format!("/v1/admin/users/{user_id}/grants"),
-        Some(admin),
-        Some(json!({"amount": amount, "reason": "purchase"}).to_string()),
-        &[("idempotency-key", &key)],
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-}
-
-async fn reserve(server: &TestServer, auth: &Auth, body: Value) -> Reply {
-    call(server, Method::POST, "/v1/reservations", Some(auth), Some(body)).await
-}
-
-struct Actors {
-    /// Alice's own token: reads only.
-    user: Auth,
-    /// The app's back end acting for alice.
-    server: Auth,
-    admin: Auth,
-    user_id: String,
-}
-
-fn actors(server: &TestServer) -> Actors {
-    let alice = user("alice");
-    Actors {
-        user: Auth::bearer(server.user_token(&alice)),
-        server: Auth::acting_for(server.server_token(), alice.as_str()),
-        admin: Auth::bearer(server.admin_token()),
-        user_id: alice.as_str().to_owned(),
-    }
 }
 
 #[tokio::test]

@@ -1,7 +1,10 @@
 //! Types and money rules without I/O: amounts, holds, their states and the
 //! decision of what a settlement request does to a hold.
 
+mod hold;
 pub mod principal;
+
+pub use hold::*;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -142,6 +145,10 @@ pub enum EventType {
     Expired,
     Refunded,
     TaskLinked,
+    /// Units captured while the hold stays open (`final: false`).
+    Captured,
+    /// `expiresAt` moved (`extend`).
+    Extended,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +203,9 @@ pub struct Reservation {
     pub settled_by: Option<Actor>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Vec<HoldEvent>>,
+    /// Units the closing confirm captured (its replays must name the same).
+    #[serde(skip)]
+    pub final_units: u32,
 }
 
 /// `available + reserved + spent == granted`, always.
@@ -263,6 +273,8 @@ pub struct Grant {
 pub enum EntryType {
     Grant,
     Reserve,
+    /// Credits captured by a non-final confirm; the hold stays open.
+    Capture,
     Confirm,
     Release,
     Expire,
@@ -302,159 +314,9 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
-/// What a caller asks of a hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Settlement {
-    /// Capture this many units (the rest goes back to `available`).
-    Confirm {
-        units: u32,
-    },
-    Release,
-    Expire,
-    Refund,
-}
-
-/// What a settlement request does, decided from the hold as last read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Try the conditional transition.
-    Apply,
-    /// The same settlement already happened: answer with the hold as it is.
-    Replay,
-    /// Settled differently (or not yet due, for the sweep): refuse.
-    NotPending(HoldStatus),
-    /// A confirm of a pending hold past `expiresAt`: expire it, then refuse.
-    ExpireInstead,
-}
-
-/// The money rules for one hold: which transitions are open from its state.
-/// Expiry is judged against `now` here only to pick the path; the write that
-/// follows carries the same comparison as its condition.
-pub fn decide(hold: &Reservation, wanted: Settlement, now: Timestamp) -> Decision {
-    let due = hold.expires_at <= now;
-    match (wanted, hold.status) {
-        (Settlement::Confirm { .. }, HoldStatus::Pending) if due => Decision::ExpireInstead,
-        (Settlement::Confirm { .. }, HoldStatus::Pending) => Decision::Apply,
-        (Settlement::Confirm { units }, HoldStatus::Confirmed) if hold.captured_units == units => Decision::Replay,
-        (Settlement::Release, HoldStatus::Pending) => Decision::Apply,
-        (Settlement::Release, HoldStatus::Released) => Decision::Replay,
-        (Settlement::Expire, HoldStatus::Pending) if due => Decision::Apply,
-        (Settlement::Expire, HoldStatus::Expired) => Decision::Replay,
-        (Settlement::Refund, HoldStatus::Confirmed) => Decision::Apply,
-        (Settlement::Refund, HoldStatus::Refunded) => Decision::Replay,
-        (_, status) => Decision::NotPending(status),
-    }
-}
-
-/// How a settlement splits a hold's amount.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Split {
-    pub captured_units: u32,
-    pub captured: Credits,
-    pub returned: Credits,
-}
-
-pub fn split(hold: &Reservation, wanted: Settlement) -> Split {
-    match wanted {
-        Settlement::Confirm { units } => {
-            let captured = hold.unit_cost.0.saturating_mul(u64::from(units)).min(hold.amount.0);
-            Split { captured_units: units, captured: Credits(captured), returned: Credits(hold.amount.0 - captured) }
-        }
-        Settlement::Release | Settlement::Expire => {
-            Split { captured_units: 0, captured: Credits::ZERO, returned: hold.amount }
-        }
-        Settlement::Refund => Split {
-            captured_units: hold.captured_units,
-            captured: hold.captured_amount,
-            returned: hold.captured_amount,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hold(status: HoldStatus, expires_at: i64) -> Reservation {
-        Reservation {
-            reservation_id: Uuid::nil(),
-            user_id: UserId::parse("u").expect("valid"),
-            operation: "design_generate_image".into(),
-            units: 4,
-            unit_cost: Credits(5),
-            amount: Credits(20),
-            status,
-            task_id: None,
-            provider: Provider::Bfl,
-            description: None,
-            created_at: Timestamp(0),
-            expires_at: Timestamp(expires_at),
-            captured_units: if status == HoldStatus::Confirmed { 3 } else { 0 },
-            captured_amount: Credits(if status == HoldStatus::Confirmed { 15 } else { 0 }),
-            released_amount: Credits(0),
-            settled_at: None,
-            settled_by: None,
-            events: None,
-        }
-    }
-
-    const NOW: Timestamp = Timestamp(1000);
-
-    #[test]
-    fn confirm_of_pending_hold_before_expiry_applies() {
-        let d = decide(&hold(HoldStatus::Pending, 2000), Settlement::Confirm { units: 4 }, NOW);
-        assert_eq!(d, Decision::Apply);
-    }
-
-    #[test]
-    fn confirm_at_or_after_expiry_expires_instead() {
-        let at_deadline = hold(HoldStatus::Pending, 1000);
-        assert_eq!(decide(&at_deadline, Settlement::Confirm { units: 4 }, NOW), Decision::ExpireInstead);
-    }
-
-    #[test]
-    fn confirm_replay_needs_the_same_units() {
-        let confirmed = hold(HoldStatus::Confirmed, 2000);
-        assert_eq!(decide(&confirmed, Settlement::Confirm { units: 3 }, NOW), Decision::Replay);
-        assert_eq!(
-            decide(&confirmed, Settlement::Confirm { units: 4 }, NOW),
-            Decision::NotPending(HoldStatus::Confirmed)
-        );
-    }
-
-    #[test]
-    fn release_after_confirm_is_refused_and_release_twice_replays() {
-        assert_eq!(
-            decide(&hold(HoldStatus::Confirmed, 2000), Settlement::Release, NOW),
-            Decision::NotPending(HoldStatus::Confirmed)
-        );
-        assert_eq!(decide(&hold(HoldStatus::Released, 2000), Settlement::Release, NOW), Decision::Replay);
-    }
-
-    #[test]
-    fn expire_only_when_due() {
-        assert_eq!(
-            decide(&hold(HoldStatus::Pending, 2000), Settlement::Expire, NOW),
-            Decision::NotPending(HoldStatus::Pending)
-        );
-        assert_eq!(decide(&hold(HoldStatus::Pending, 1000), Settlement::Expire, NOW), Decision::Apply);
-    }
-
-    #[test]
-    fn refund_only_from_confirmed_and_once() {
-        assert_eq!(decide(&hold(HoldStatus::Confirmed, 0), Settlement::Refund, NOW), Decision::Apply);
-        assert_eq!(decide(&hold(HoldStatus::Refunded, 0), Settlement::Refund, NOW), Decision::Replay);
-        assert_eq!(
-            decide(&hold(HoldStatus::Released, 0), Settlement::Refund, NOW),
-            Decision::NotPending(HoldStatus::Released)
-        );
-    }
-
-    #[test]
-    fn partial_capture_returns_the_remainder() {
-        let s = split(&hold(HoldStatus::Pending, 2000), Settlement::Confirm { units: 3 });
-        assert_eq!(s, Split { captured_units: 3, captured: Credits(15), returned: Credits(5) });
-    }
 
     #[test]
     fn timestamps_render_as_rfc3339_millis() {

@@ -71,9 +71,28 @@ pub async fn dispatch(
         Op::ConfirmReservation => {
             let id = reservation_id(params)?;
             let body: ConfirmBody = json_body(body)?;
-            let units = body.units.map(|u| validate::range("units", u, 1, u64::from(MAX_UNITS))).transpose()?;
-            let hold = ledger.confirm(caller.hold_owner(req)?.as_ref(), id, units.map(|u| u as u32), by).await?;
-            Ok(json(StatusCode::OK, &hold))
+            // A final confirm may name 0 more units (after captures); the
+            // hold's own figures bound the rest.
+            let capturing = body.r#final == Some(false);
+            let min = if capturing { 1 } else { 0 };
+            let units = body.units.map(|u| validate::range("units", u, min, u64::from(MAX_UNITS))).transpose()?;
+            let units = units.map(|u| u as u32);
+            let owner = caller.hold_owner(req)?;
+            if capturing {
+                // A retried partial capture would charge twice: its key is what
+                // makes the retry a replay.
+                let key = idempotency_key(req)?.ok_or_else(|| Invalid::new("Idempotency-Key", Problem::Missing))?;
+                let units = units.ok_or_else(|| Invalid::new("units", Problem::Missing))?;
+                let outcome = ledger.capture(owner.as_ref(), id, units, &key, by).await?;
+                return Ok(applied_or_replayed(outcome, StatusCode::OK));
+            }
+            Ok(json(StatusCode::OK, &ledger.confirm(owner.as_ref(), id, units, by).await?))
+        }
+        Op::ExtendReservation => {
+            let id = reservation_id(params)?;
+            let body: ExtendBody = json_body(body)?;
+            let ttl = validate::range("ttlSeconds", body.ttl_seconds, 1, u64::from(MAX_TTL_SECONDS))? as u32;
+            Ok(json(StatusCode::OK, &ledger.extend(caller.hold_owner(req)?.as_ref(), id, ttl, by).await?))
         }
         Op::ReleaseReservation => {
             let id = reservation_id(params)?;
@@ -177,6 +196,14 @@ struct ReserveBody {
 #[serde(deny_unknown_fields)]
 struct ConfirmBody {
     units: Option<u64>,
+    /// `false`: capture and keep the rest held.
+    r#final: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExtendBody {
+    ttl_seconds: u64,
 }
 
 #[derive(Deserialize)]
@@ -332,8 +359,13 @@ async fn history(ledger: &Ledger, user: &UserId, req: &Request) -> Result<Respon
 
 /// 201 the first time; 200 with `Idempotent-Replayed: true` on a replay.
 fn created_or_replayed<T: Serialize>(outcome: Outcome<T>) -> Response<Body> {
+    applied_or_replayed(outcome, StatusCode::CREATED)
+}
+
+/// `status` for a first application; a replay answers 200 and says so.
+fn applied_or_replayed<T: Serialize>(outcome: Outcome<T>, status: StatusCode) -> Response<Body> {
     match outcome {
-        Outcome::Created(value) => json(StatusCode::CREATED, &value),
+        Outcome::Created(value) => json(status, &value),
         Outcome::Replayed(value) => {
             let mut response = json(StatusCode::OK, &value);
             response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));

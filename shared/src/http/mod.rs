@@ -64,6 +64,7 @@ pub enum Op {
     CreateReservation,
     GetReservation,
     ConfirmReservation,
+    ExtendReservation,
     ReleaseReservation,
     LinkTask,
     ListTransactions,
@@ -86,9 +87,11 @@ impl Op {
         match self {
             Op::ProviderWebhook | Op::AdminDashboardPage => None,
             Op::GetBalance | Op::GetPrices | Op::GetReservation | Op::ListTransactions => Some(Access::Read),
-            Op::CreateReservation | Op::ConfirmReservation | Op::ReleaseReservation | Op::LinkTask => {
-                Some(Access::Write)
-            }
+            Op::CreateReservation
+            | Op::ConfirmReservation
+            | Op::ExtendReservation
+            | Op::ReleaseReservation
+            | Op::LinkTask => Some(Access::Write),
             Op::AdminGrant
             | Op::AdminBalance
             | Op::AdminTransactions
@@ -123,6 +126,12 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/reservations/{id}/confirm",
         function: Function::Confirm,
         op: Op::ConfirmReservation,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/reservations/{id}/extend",
+        function: Function::Account,
+        op: Op::ExtendReservation,
     },
     Route {
         method: "POST",

@@ -184,6 +184,15 @@ fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
         (Problem::WrongType, Lang::En) => format!("Field \"{f}\" has an invalid value."),
         (Problem::WrongType, Lang::Pt) => format!("O campo \"{f}\" tem um valor inválido."),
         (Problem::WrongType, Lang::Es) => format!("El campo \"{f}\" tiene un valor no válido."),
+        // Nothing fits (a hold with no units left to capture, a hold at
+        // the end of its longest life).
+        (Problem::OutOfRange { min, max }, Lang::En) if max < min => format!("Field \"{f}\" has no valid value left."),
+        (Problem::OutOfRange { min, max }, Lang::Pt) if max < min => {
+            format!("O campo \"{f}\" não tem mais nenhum valor válido.")
+        }
+        (Problem::OutOfRange { min, max }, Lang::Es) if max < min => {
+            format!("El campo \"{f}\" ya no tiene ningún valor válido.")
+        }
         (Problem::OutOfRange { min, max }, Lang::En) => format!("Field \"{f}\" must be between {min} and {max}."),
         (Problem::OutOfRange { min, max }, Lang::Pt) => format!("O campo \"{f}\" deve estar entre {min} e {max}."),
         (Problem::OutOfRange { min, max }, Lang::Es) => format!("El campo \"{f}\" debe estar entre {min} y {max}."),

@@ -2,6 +2,7 @@
 //! conditions encode the money rules; a failed condition is read back and
 //! turned into an answer (a replay, or a refusal), never re-applied blindly.
 
+mod extend;
 mod grant;
 mod history;
 mod job;
@@ -20,7 +21,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{Actor, Balance, Credits, EntryType, GrantReason, Provider, Settlement, Timestamp, UserId};
+use crate::domain::{Actor, Balance, Credits, EntryType, GrantReason, Provider, Timestamp, UserId};
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Item, Store, TaskItem, TxFailure};
@@ -192,16 +193,17 @@ impl Ledger {
         self.store.get_balance(user).await
     }
 
-    fn task_item(&self, provider: Provider, task_id: &str, id: Uuid, user: &UserId, expires_at: Timestamp) -> TaskItem {
+    /// `placed`: when the hold was created.
+    fn task_item(&self, provider: Provider, task_id: &str, id: Uuid, user: &UserId, placed: Timestamp) -> TaskItem {
         TaskItem {
             pk: task_pk(provider, task_id),
             sk: "TASK".into(),
             entity: "task".into(),
             reservation_id: id,
             user_id: user.clone(),
-            // Kept while the hold it points to could still be settled, plus
-            // the retention period.
-            ttl: expires_at.unix_seconds() + self.retention_seconds,
+            // Kept while the hold it points to could still be settled (an
+            // extend moves its expiry up to this far), plus the retention.
+            ttl: placed.plus_seconds(crate::domain::MAX_HOLD_SECONDS).unix_seconds() + self.retention_seconds,
         }
     }
 
@@ -297,13 +299,6 @@ struct Along {
     items: Vec<TransactWriteItem>,
     /// Who and why, on the history line (refunds).
     note: Option<Attribution>,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum SettleWhat {
-    Exactly(Settlement),
-    /// `None`: all the units held.
-    Confirm(Option<u32>),
 }
 
 /// A read after a write that committed: its failure must not be reported

@@ -65,6 +65,8 @@ impl Ledger {
                 pending_shard: Some(pending_shard(id)),
                 ttl: None,
                 open_counted: amount > Credits::ZERO,
+                final_units: None,
+                captures: None,
             };
             let mut items = Vec::with_capacity(4);
             // A free operation moves no credits, so it needs no balance item.
@@ -96,7 +98,7 @@ impl Ledger {
             let task_index = match request.task_id.as_ref().filter(|_| !link_after) {
                 Some(task_id) => {
                     items.push(self.put(
-                        to_item(&self.task_item(request.provider, task_id, id, user, expires_at))?,
+                        to_item(&self.task_item(request.provider, task_id, id, user, now))?,
                         Some("attribute_not_exists(pk)"),
                     )?);
                     items.push(self.parked_absent(request.provider, task_id)?);

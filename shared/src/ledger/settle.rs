@@ -4,10 +4,12 @@
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
 use uuid::Uuid;
 
-use super::{Along, Attribution, Ledger, SettleWhat, MAX_ATTEMPTS};
+use aws_sdk_dynamodb::types::builders::UpdateBuilder;
+
+use super::{Along, Attribution, Ledger, Outcome, MAX_ATTEMPTS};
 use crate::domain::{
-    decide, split, Actor, Credits, Decision, EntryType, EventType, HoldStatus, Reservation, Settlement, Timestamp,
-    UserId,
+    decide, split, Actor, Ask, CaptureKey, Credits, Decision, EntryType, EventType, HoldStatus, Reservation,
+    Settlement, Split, Timestamp, UserId,
 };
 use crate::error::{Error, Result};
 use crate::store::{hold_pk, key, n, s, to_item, user_pk, EventItem, HoldItem, TxFailure};
@@ -19,26 +21,43 @@ impl Ledger {
         Ok(self.owned_hold(user, id).await?.into_reservation(true))
     }
 
+    /// The final confirm: captures `units` more (`None`: all still held)
+    /// and returns the rest.
     pub async fn confirm(&self, user: Option<&UserId>, id: Uuid, units: Option<u32>, by: Actor) -> Result<Reservation> {
-        self.settle(user, id, SettleWhat::Confirm(units), by).await
+        self.settle(user, id, Ask::Confirm { units }, by).await
+    }
+
+    /// A non-final capture: `units` more now, the rest stays held. Its
+    /// `Idempotency-Key` makes a retry a replay, never a second charge.
+    pub async fn capture(
+        &self,
+        user: Option<&UserId>,
+        id: Uuid,
+        units: u32,
+        idempotency_key: &str,
+        by: Actor,
+    ) -> Result<Outcome<Reservation>> {
+        let ask = Ask::Capture { units, key: CaptureKey::of(idempotency_key) };
+        Ok(match self.settle_once(user, id, ask, by).await? {
+            (hold, true) => Outcome::Created(hold),
+            (hold, false) => Outcome::Replayed(hold),
+        })
     }
 
     pub async fn release(&self, user: Option<&UserId>, id: Uuid, by: Actor) -> Result<Reservation> {
-        self.settle(user, id, SettleWhat::Exactly(Settlement::Release), by).await
+        self.settle(user, id, Ask::Release, by).await
     }
 
-    /// Admin: gives a confirmed hold's captured credits back, once,
-    /// recording who and why on the history line.
+    /// Admin: gives a hold's captured credits back, once, recording who and
+    /// why on the history line.
     pub async fn refund(&self, id: Uuid, note: &Attribution) -> Result<Reservation> {
-        self.settle_noted(None, id, SettleWhat::Exactly(Settlement::Refund), Actor::Admin, Some(note))
-            .await
-            .map(|(hold, _)| hold)
+        self.settle_noted(None, id, Ask::Refund, Actor::Admin, Some(note)).await.map(|(hold, _)| hold)
     }
 
     /// Expires one hold if it is pending and due (the sweep's transition).
     /// `true` when this call expired it, `false` when it already was.
     pub async fn expire(&self, id: Uuid, by: Actor) -> Result<bool> {
-        self.settle_once(None, id, SettleWhat::Exactly(Settlement::Expire), by).await.map(|(_, applied)| applied)
+        self.settle_once(None, id, Ask::Expire, by).await.map(|(_, applied)| applied)
     }
 
     pub(super) async fn owned_hold(&self, user: Option<&UserId>, id: Uuid) -> Result<HoldItem> {
@@ -49,14 +68,8 @@ impl Ledger {
         }
     }
 
-    pub(super) async fn settle(
-        &self,
-        user: Option<&UserId>,
-        id: Uuid,
-        what: SettleWhat,
-        by: Actor,
-    ) -> Result<Reservation> {
-        self.settle_once(user, id, what, by).await.map(|(hold, _)| hold)
+    pub(super) async fn settle(&self, user: Option<&UserId>, id: Uuid, ask: Ask, by: Actor) -> Result<Reservation> {
+        self.settle_once(user, id, ask, by).await.map(|(hold, _)| hold)
     }
 
     /// The settlement and whether this call applied it (`false`: a replay).
@@ -64,44 +77,48 @@ impl Ledger {
         &self,
         user: Option<&UserId>,
         id: Uuid,
-        what: SettleWhat,
+        ask: Ask,
         by: Actor,
     ) -> Result<(Reservation, bool)> {
-        self.settle_noted(user, id, what, by, None).await
+        self.settle_noted(user, id, ask, by, None).await
     }
 
     pub(super) async fn settle_noted(
         &self,
         user: Option<&UserId>,
         id: Uuid,
-        what: SettleWhat,
+        ask: Ask,
         by: Actor,
         note: Option<&Attribution>,
     ) -> Result<(Reservation, bool)> {
         for attempt in 0..MAX_ATTEMPTS {
             let item = self.owned_hold(user, id).await?;
-            let wanted = match what {
-                SettleWhat::Exactly(s) => s,
-                SettleWhat::Confirm(None) => Settlement::Confirm { units: item.units },
-                SettleWhat::Confirm(Some(units)) if units >= 1 && units <= item.units => Settlement::Confirm { units },
-                SettleWhat::Confirm(Some(_)) => {
-                    return Err(Invalid::new("units", Problem::OutOfRange { min: 1, max: u64::from(item.units) }).into())
-                }
-            };
-            let now = self.clock.now();
             let hold = item.clone().into_reservation(false);
-            match decide(&hold, wanted, now) {
+            if let Ask::Capture { units, key } = ask {
+                // Read again after every lost race: a capture that committed
+                // meanwhile under this key is this request's own.
+                match item.captures.as_ref().and_then(|seen| seen.get(&key.as_hex())) {
+                    Some(&prior) if prior == units => return Ok((hold, false)),
+                    Some(_) => return Err(Error::IdempotencyKeyReused),
+                    None => {}
+                }
+            }
+            let now = self.clock.now();
+            match decide(&hold, ask, now) {
                 Decision::Replay => return Ok((hold, false)),
                 Decision::NotPending(status) => return Err(Error::ReservationNotPending(status)),
+                Decision::TooManyUnits { held } => {
+                    return Err(Invalid::new("units", Problem::OutOfRange { min: 1, max: u64::from(held) }).into())
+                }
                 Decision::ExpireInstead => {
                     match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
-                        // The hold goes back by this very call, and the confirm
+                        // The hold goes back by this very call, and the capture
                         // is refused.
                         Ok(_) => return Err(Error::ReservationExpired),
                         Err(failure) => self.lost_race(failure, attempt, id).await?,
                     }
                 }
-                Decision::Apply => match self
+                Decision::Apply(wanted) => match self
                     .transition(item, wanted, by, now, Along { note: note.cloned(), ..Along::default() })
                     .await
                 {
@@ -115,9 +132,11 @@ impl Ledger {
 
     /// The one conditional transition of a hold, with its balance change and
     /// history lines, as a single transaction (hold first: its failure
-    /// reason tells a lost race apart). `with.link` also links a provider
-    /// task in the same write; `with.items` go last, for the caller to read
-    /// their cancellation reasons.
+    /// reason tells a lost race apart). A transition from pending is
+    /// conditional on the captured units it read, since what it settles is
+    /// what was still held. `with.link` also links a provider task in the
+    /// same write; `with.items` go last, for the caller to read their
+    /// cancellation reasons.
     pub(super) async fn transition(
         &self,
         mut hold: HoldItem,
@@ -128,17 +147,22 @@ impl Ledger {
     ) -> Result<Reservation, TxFailure> {
         let reservation = hold.clone().into_reservation(false);
         let parts = split(&reservation, wanted);
+        let held = reservation.held_amount();
         let (status, event, entry_kind) = match wanted {
             Settlement::Confirm { .. } => (HoldStatus::Confirmed, EventType::Confirmed, EntryType::Confirm),
+            Settlement::Capture { .. } => (HoldStatus::Pending, EventType::Captured, EntryType::Capture),
             Settlement::Release => (HoldStatus::Released, EventType::Released, EntryType::Release),
             Settlement::Expire => (HoldStatus::Expired, EventType::Expired, EntryType::Expire),
             Settlement::Refund => (HoldStatus::Refunded, EventType::Refunded, EntryType::Refund),
         };
         let event_amount = match wanted {
-            Settlement::Confirm { .. } | Settlement::Refund => parts.captured,
+            Settlement::Confirm { .. } | Settlement::Capture { .. } | Settlement::Refund => parts.captured,
             Settlement::Release | Settlement::Expire => parts.returned,
         };
-        let ttl = now.unix_seconds() + self.retention_seconds;
+        let closes = matches!(wanted, Settlement::Confirm { .. } | Settlement::Release | Settlement::Expire);
+        let captured_units = hold.captured_units + if wanted == Settlement::Refund { 0 } else { parts.captured_units };
+        let captured_amount =
+            hold.captured_amount + if wanted == Settlement::Refund { 0 } else { parts.captured.get() };
         let mut events = Vec::with_capacity(2);
         if with.link.is_some() {
             // Links are made by the app's server (the route, or a reserve with a task id).
@@ -146,37 +170,73 @@ impl Ledger {
         }
         events.push(EventItem { kind: event, at: now.millis(), by, amount: event_amount.get() });
 
-        let mut set = vec!["#status = :new", "events = list_append(events, :events)", "#ttl = :ttl"];
+        let mut set = vec!["#status = :new", "events = list_append(events, :events)"];
         let mut condition = vec!["#status = :from"];
         let mut update = Update::builder()
             .set_key(Some(key(hold_pk(hold.reservation_id), "HOLD")))
             .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_values(":new", s(status.as_str()))
-            .expression_attribute_values(":events", AttributeValue::L(events.iter().map(EventItem::to_value).collect()))
-            .expression_attribute_values(":ttl", n(ttl));
+            .expression_attribute_values(":from", s(hold.status.as_str()))
+            .expression_attribute_values(
+                ":events",
+                AttributeValue::L(events.iter().map(EventItem::to_value).collect()),
+            );
+        if wanted == Settlement::Refund || closes {
+            // Settled: kept for the retention period from now.
+            set.push("#ttl = :ttl");
+            update = update
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(now.unix_seconds() + self.retention_seconds))
+                .expression_attribute_values(":now", n(now.millis()));
+        }
         let mut remove = "";
         if wanted == Settlement::Refund {
             set.push("refundedAt = :now");
-            update = update
-                .expression_attribute_values(":from", s(HoldStatus::Confirmed.as_str()))
-                .expression_attribute_values(":now", n(now.millis()));
         } else {
-            set.extend(["capturedUnits = :cu", "capturedAmount = :ca", "releasedAmount = :ra"]);
-            set.extend(["settledAt = :now", "settledBy = :by"]);
-            remove = " REMOVE pendingShard";
-            match wanted {
-                Settlement::Confirm { .. } => condition.push("expiresAt > :now"),
-                Settlement::Expire => condition.push("expiresAt <= :now"),
-                _ => {}
-            }
+            set.extend(["capturedUnits = :cu", "capturedAmount = :ca"]);
+            condition.push("capturedUnits = :seen");
             update = update
-                .expression_attribute_values(":from", s(HoldStatus::Pending.as_str()))
-                .expression_attribute_values(":cu", n(parts.captured_units))
-                .expression_attribute_values(":ca", n(parts.captured))
+                .expression_attribute_values(":seen", n(hold.captured_units))
+                .expression_attribute_values(":cu", n(captured_units))
+                .expression_attribute_values(":ca", n(captured_amount));
+            match wanted {
+                Settlement::Confirm { .. } | Settlement::Capture { .. } => {
+                    condition.push("expiresAt > :at");
+                    update = update.expression_attribute_values(":at", n(now.millis()));
+                }
+                Settlement::Expire => {
+                    condition.push("expiresAt <= :at");
+                    update = update.expression_attribute_values(":at", n(now.millis()));
+                }
+                Settlement::Release | Settlement::Refund => {}
+            }
+        }
+        if closes {
+            set.extend(["releasedAmount = :ra", "settledAt = :now", "settledBy = :by"]);
+            remove = " REMOVE pendingShard";
+            update = update
                 .expression_attribute_values(":ra", n(parts.returned))
-                .expression_attribute_values(":now", n(now.millis()))
                 .expression_attribute_values(":by", s(by.as_str()));
+        }
+        if let Settlement::Confirm { units } = wanted {
+            set.push("finalUnits = :fu");
+            update = update.expression_attribute_values(":fu", n(units));
+        }
+        if let Settlement::Capture { units, key: capture_key } = wanted {
+            // The first capture creates the map; later ones add their key.
+            match hold.captures {
+                Some(_) => {
+                    set.push("captures.#key = :units");
+                    update = update
+                        .expression_attribute_names("#key", capture_key.as_hex())
+                        .expression_attribute_values(":units", n(units));
+                }
+                None => {
+                    set.push("captures = :captures");
+                    let first = std::collections::HashMap::from([(capture_key.as_hex(), n(units))]);
+                    update = update.expression_attribute_values(":captures", AttributeValue::M(first));
+                }
+            }
         }
         if let Some((provider, task_id)) = &with.link {
             set.extend(["taskId = :task", "provider = :provider"]);
@@ -190,63 +250,25 @@ impl Ledger {
             .condition_expression(condition.join(" AND "));
         let mut items = vec![self.update(update).map_err(TxFailure::Store)?];
 
-        if hold.amount > 0 {
-            let balance = Update::builder()
-                .set_key(Some(key(user_pk(&hold.user_id), "BALANCE")))
-                .expression_attribute_values(":now", n(now.millis()));
-            let balance = match wanted {
-                Settlement::Refund => balance
-                    .update_expression(
-                        "SET spent = spent - :captured, available = available + :captured, updatedAt = :now",
-                    )
-                    .condition_expression("spent >= :captured")
-                    .expression_attribute_values(":captured", n(parts.captured)),
-                _ => {
-                    // Only a hold its reserve counted leaves the count: holds
-                    // placed before the cap existed were never in it.
-                    let (uncount, counted) = match hold.open_counted {
-                        true => (", openHolds = openHolds - :one", " AND openHolds >= :one"),
-                        false => ("", ""),
-                    };
-                    let balance = balance
-                        .update_expression(format!(
-                            "SET reserved = reserved - :amount, spent = spent + :captured, \
-                             available = available + :returned{uncount}, updatedAt = :now"
-                        ))
-                        .condition_expression(format!("reserved >= :amount{counted}"))
-                        .expression_attribute_values(":amount", n(hold.amount))
-                        .expression_attribute_values(":captured", n(parts.captured))
-                        .expression_attribute_values(":returned", n(parts.returned));
-                    // DynamoDB refuses a value no expression uses.
-                    match hold.open_counted {
-                        true => balance.expression_attribute_values(":one", n(1)),
-                        false => balance,
-                    }
-                }
-            };
+        if let Some(balance) = self.balance_change(&hold, wanted, parts, held, now) {
             items.push(self.update(balance).map_err(TxFailure::Store)?);
         }
 
         let origin = Some((hold.reservation_id, hold.operation.as_str()));
-        let mut entry = self.entry(
-            &hold.user_id,
-            hold.reservation_id,
-            entry_kind,
-            event_amount,
-            origin,
-            hold.description.clone(),
-            now,
-        );
+        // One line per capture: each has its own source, from its key.
+        let source = match wanted {
+            Settlement::Capture { key: capture_key, .. } => capture_source(hold.reservation_id, capture_key),
+            _ => hold.reservation_id,
+        };
+        let mut entry =
+            self.entry(&hold.user_id, source, entry_kind, event_amount, origin, hold.description.clone(), now);
         if let Some(note) = &with.note {
             entry.actor = Some(note.actor.clone());
             entry.reason = note.reason.clone();
         }
         items.push(to_item(&entry).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
-        if matches!(wanted, Settlement::Confirm { .. })
-            && parts.returned > Credits::ZERO
-            && parts.captured > Credits::ZERO
-        {
-            // A partial capture returns the rest: its own history line.
+        if matches!(wanted, Settlement::Confirm { .. }) && parts.returned > Credits::ZERO {
+            // A final confirm returns the rest: its own history line.
             let rest = self.entry(
                 &hold.user_id,
                 hold.reservation_id,
@@ -262,12 +284,12 @@ impl Ledger {
 
         self.tx(items).await?;
         crate::metrics::count(
-            match status {
-                HoldStatus::Confirmed => "Confirmed",
-                HoldStatus::Released => "Released",
-                HoldStatus::Expired => "Expired",
-                HoldStatus::Refunded => "Refunded",
-                HoldStatus::Pending => "Pending",
+            match wanted {
+                Settlement::Confirm { .. } => "Confirmed",
+                Settlement::Capture { .. } => "Captured",
+                Settlement::Release => "Released",
+                Settlement::Expire => "Expired",
+                Settlement::Refund => "Refunded",
             },
             1,
         );
@@ -278,13 +300,79 @@ impl Ledger {
             hold.provider = provider;
             hold.task_id = Some(task_id);
         }
-        if wanted != Settlement::Refund {
-            hold.captured_units = parts.captured_units;
-            hold.captured_amount = parts.captured.get();
-            hold.released_amount = parts.returned.get();
-            hold.settled_at = Some(now.millis());
-            hold.settled_by = Some(by);
+        hold.captured_units = captured_units;
+        hold.captured_amount = captured_amount;
+        match wanted {
+            Settlement::Refund => hold.refunded_at = Some(now.millis()),
+            Settlement::Capture { units, key: capture_key } => {
+                hold.captures.get_or_insert_with(Default::default).insert(capture_key.as_hex(), units);
+            }
+            Settlement::Confirm { .. } | Settlement::Release | Settlement::Expire => {
+                hold.released_amount = parts.returned.get();
+                hold.settled_at = Some(now.millis());
+                hold.settled_by = Some(by);
+                if let Settlement::Confirm { units } = wanted {
+                    hold.final_units = Some(units);
+                }
+            }
         }
         Ok(hold.into_reservation(false))
     }
+
+    /// The balance side of a transition: `held` is what the hold still held
+    /// when read (its condition guarantees it still does).
+    fn balance_change(
+        &self,
+        hold: &HoldItem,
+        wanted: Settlement,
+        parts: Split,
+        held: Credits,
+        now: Timestamp,
+    ) -> Option<UpdateBuilder> {
+        if hold.amount == 0 {
+            return None; // a free hold never touched the balance
+        }
+        let balance = Update::builder()
+            .set_key(Some(key(user_pk(&hold.user_id), "BALANCE")))
+            .expression_attribute_values(":now", n(now.millis()));
+        Some(match wanted {
+            Settlement::Refund => balance
+                .update_expression("SET spent = spent - :captured, available = available + :captured, updatedAt = :now")
+                .condition_expression("spent >= :captured")
+                .expression_attribute_values(":captured", n(parts.captured)),
+            Settlement::Capture { .. } if parts.captured == Credits::ZERO => return None,
+            Settlement::Capture { .. } => balance
+                .update_expression("SET reserved = reserved - :captured, spent = spent + :captured, updatedAt = :now")
+                .condition_expression("reserved >= :captured")
+                .expression_attribute_values(":captured", n(parts.captured)),
+            Settlement::Confirm { .. } | Settlement::Release | Settlement::Expire => {
+                // Only a hold its reserve counted leaves the count: holds
+                // placed before the cap existed were never in it.
+                let (uncount, counted) = match hold.open_counted {
+                    true => (", openHolds = openHolds - :one", " AND openHolds >= :one"),
+                    false => ("", ""),
+                };
+                let balance = balance
+                    .update_expression(format!(
+                        "SET reserved = reserved - :held, spent = spent + :captured, \
+                         available = available + :returned{uncount}, updatedAt = :now"
+                    ))
+                    .condition_expression(format!("reserved >= :held{counted}"))
+                    .expression_attribute_values(":held", n(held))
+                    .expression_attribute_values(":captured", n(parts.captured))
+                    .expression_attribute_values(":returned", n(parts.returned));
+                // DynamoDB refuses a value no expression uses.
+                match hold.open_counted {
+                    true => balance.expression_attribute_values(":one", n(1)),
+                    false => balance,
+                }
+            }
+        })
+    }
+}
+
+/// The source a capture's history line is derived from: the hold and the
+/// capture's key, so each capture is one line whoever retries it.
+fn capture_source(id: Uuid, key: CaptureKey) -> Uuid {
+    Uuid::new_v5(&id, key.as_hex().as_bytes())
 }

@@ -34,7 +34,7 @@ impl Ledger {
                 None => {}
             }
             let owner = hold.user_id.clone();
-            let task_link = to_item(&self.task_item(provider, task_id, id, &owner, Timestamp(hold.expires_at)))?;
+            let task_link = to_item(&self.task_item(provider, task_id, id, &owner, Timestamp(hold.created_at)))?;
             let linked = match self.parked(provider, task_id).await? {
                 Some(outcome) => self.link_and_apply(hold, provider, task_id, outcome, task_link, attempt).await?,
                 None => {

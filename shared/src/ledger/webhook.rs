@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Along, Ledger, MAX_ATTEMPTS};
-use crate::domain::{decide, Actor, Decision, HoldStatus, Provider, Reservation, Settlement, Timestamp, UserId};
+use crate::domain::{decide, Actor, Ask, Decision, HoldStatus, Provider, Reservation, Settlement, Timestamp, UserId};
 use crate::error::{Error, Result};
 use crate::store::{from_item, key, task_pk, to_item, HoldItem, Item, TxFailure};
 use crate::webhook::Outcome;
@@ -114,19 +114,19 @@ fn parked_key(provider: Provider, task_id: &str) -> Item {
     key(task_pk(provider, task_id), "PARKED")
 }
 
-/// What a provider outcome asks of a hold.
-fn settlement_for(outcome: Outcome, hold: &HoldItem) -> Option<Settlement> {
+/// What a provider outcome asks of a hold: a success's units are the
+/// task's total output, whatever the app captured on the way.
+fn ask_for(outcome: Outcome) -> Option<Ask> {
     match outcome {
-        // A provider may report more units than were held: never charge more.
-        Outcome::Success { units } => Some(Settlement::Confirm { units: units.unwrap_or(hold.units).min(hold.units) }),
-        Outcome::Failure => Some(Settlement::Release),
+        Outcome::Success { units } => Some(Ask::Produced { units }),
+        Outcome::Failure => Some(Ask::Release),
         Outcome::Other => None,
     }
 }
 
-fn result_of(wanted: Settlement) -> WebhookResult {
-    match wanted {
-        Settlement::Confirm { .. } => WebhookResult::Confirmed,
+fn result_of(ask: Ask) -> WebhookResult {
+    match ask {
+        Ask::Produced { .. } => WebhookResult::Confirmed,
         _ => WebhookResult::Released,
     }
 }
@@ -170,20 +170,22 @@ impl Ledger {
                 // The hold is gone (past retention): nothing left to settle.
                 return self.record(delivery, WebhookResult::Ignored, None, false, now).await;
             };
-            let Some(wanted) = settlement_for(delivery.outcome, &item) else {
+            let Some(ask) = ask_for(delivery.outcome) else {
                 return Ok(WebhookAnswer::of(WebhookResult::Ignored));
             };
             let hold = item.clone().into_reservation(false);
-            let late = matches!(wanted, Settlement::Confirm { .. });
-            let (attempted, answer) = match decide(&hold, wanted, now) {
-                Decision::Apply => (wanted, result_of(wanted)),
+            let late = matches!(ask, Ask::Produced { .. });
+            let (attempted, answer) = match decide(&hold, ask, now) {
+                Decision::Apply(wanted) => (wanted, result_of(ask)),
                 Decision::ExpireInstead => (Settlement::Expire, WebhookResult::Ignored),
-                Decision::Replay => return self.record(delivery, result_of(wanted), Some(&hold), false, now).await,
+                Decision::Replay => return self.record(delivery, result_of(ask), Some(&hold), false, now).await,
                 Decision::NotPending(HoldStatus::Expired) if late => {
                     return self.record(delivery, WebhookResult::Ignored, Some(&hold), true, now).await;
                 }
-                Decision::NotPending(status) => {
-                    tracing::info!(reservation = %hold.reservation_id, status = status.as_str(), "webhook after another settlement");
+                // (A provider's total is bounded by the hold's units, so it
+                // never asks for too many.)
+                Decision::NotPending(_) | Decision::TooManyUnits { .. } => {
+                    tracing::info!(reservation = %hold.reservation_id, status = hold.status.as_str(), "webhook after another settlement");
                     return self.record(delivery, WebhookResult::Ignored, Some(&hold), false, now).await;
                 }
             };
@@ -320,10 +322,9 @@ impl Ledger {
         let now = self.clock.now();
         let id = item.reservation_id;
         let hold = item.clone().into_reservation(false);
-        let wanted = settlement_for(outcome, &item);
-        let attempted = match wanted.map(|w| (w, decide(&hold, w, now))) {
-            Some((w, Decision::Apply)) => Some(w),
-            Some((_, Decision::ExpireInstead)) => Some(Settlement::Expire),
+        let attempted = match ask_for(outcome).map(|ask| decide(&hold, ask, now)) {
+            Some(Decision::Apply(wanted)) => Some(wanted),
+            Some(Decision::ExpireInstead) => Some(Settlement::Expire),
             _ => None,
         };
         let mut items = Vec::with_capacity(3);

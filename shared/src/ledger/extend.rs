@@ -1,0 +1,59 @@
+//! Extending a pending hold for a job that outlives its first time to
+//! live. The sweep's index is sorted by `expiresAt`, so moving it moves the
+//! hold's index entry in the same write.
+
+use uuid::Uuid;
+
+use super::{Along, Ledger, MAX_ATTEMPTS};
+use crate::domain::{extension, Actor, EventType, Extension, HoldStatus, Reservation, Settlement, UserId};
+use crate::error::{Error, Result};
+use crate::store::{hold_pk, key, n, s, ConditionalUpdate, EventItem};
+use crate::validate::{Invalid, Problem};
+
+impl Ledger {
+    /// Moves a pending hold's `expiresAt` to now + `ttl_seconds`. Past
+    /// `expiresAt` it is too late: the hold is expired by this call (if the
+    /// sweep has not yet) and the answer is `ReservationExpired`.
+    pub async fn extend(&self, user: Option<&UserId>, id: Uuid, ttl_seconds: u32, by: Actor) -> Result<Reservation> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut item = self.owned_hold(user, id).await?;
+            let now = self.clock.now();
+            let hold = item.clone().into_reservation(false);
+            match extension(&hold, ttl_seconds, now) {
+                Extension::NotPending(status) => return Err(Error::ReservationNotPending(status)),
+                Extension::TooLong { max } => {
+                    return Err(Invalid::new("ttlSeconds", Problem::OutOfRange { min: 1, max }).into());
+                }
+                Extension::Expired if hold.status == HoldStatus::Expired => return Err(Error::ReservationExpired),
+                Extension::Expired => {
+                    match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
+                        Ok(_) => return Err(Error::ReservationExpired),
+                        Err(failure) => self.lost_race(failure, attempt, id).await?,
+                    }
+                }
+                Extension::To(until) => {
+                    let event = EventItem { kind: EventType::Extended, at: now.millis(), by, amount: 0 };
+                    let update = ConditionalUpdate {
+                        set: "SET expiresAt = :until, events = list_append(events, :events)",
+                        condition: "#status = :pending AND expiresAt > :now",
+                        names: &[("#status", "status")],
+                        values: vec![
+                            (":until", n(until.millis())),
+                            (":events", aws_sdk_dynamodb::types::AttributeValue::L(vec![event.to_value()])),
+                            (":pending", s(HoldStatus::Pending.as_str())),
+                            (":now", n(now.millis())),
+                        ],
+                    };
+                    // A failed condition: settled or expired meanwhile; decide again.
+                    if self.store.update_if(key(hold_pk(id), "HOLD"), update).await? {
+                        crate::metrics::count("Extended", 1);
+                        item.expires_at = until.millis();
+                        item.events.push(event);
+                        return Ok(item.into_reservation(false));
+                    }
+                }
+            }
+        }
+        Err(Error::Unavailable("extend kept conflicting".into()))
+    }
+}
