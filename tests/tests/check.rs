@@ -19,6 +19,15 @@ async fn some_activity(env: &TestEnv) -> Vec<credits_shared::domain::UserId> {
                 .refund(a.reservation_id, &Attribution { actor: "ops".into(), reason: None })
                 .await
                 .expect("refund");
+            // Captured along the way: one hold still pending, one released after.
+            for close in [false, true] {
+                let c = env.ledger.reserve(u, reserve_request("design_generate_icon", 3)).await.expect("r");
+                let id = c.into_inner().reservation_id;
+                env.ledger.capture(Some(u), id, 1, "out-1", Actor::Server).await.expect("capture");
+                if close {
+                    env.ledger.release(Some(u), id, Actor::Server).await.expect("release");
+                }
+            }
         }
     }
     users

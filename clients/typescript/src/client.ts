@@ -35,6 +35,7 @@ export const routes: readonly RouteEntry[] = [
   { method: "POST", path: "/v1/reservations", operationId: "createReservation", clientMethod: "reserve" },
   { method: "GET", path: "/v1/reservations/{id}", operationId: "getReservation", clientMethod: "getReservation" },
   { method: "POST", path: "/v1/reservations/{id}/confirm", operationId: "confirmReservation", clientMethod: "confirm" },
+  { method: "POST", path: "/v1/reservations/{id}/extend", operationId: "extendReservation", clientMethod: "extend" },
   { method: "POST", path: "/v1/reservations/{id}/release", operationId: "releaseReservation", clientMethod: "release" },
   { method: "POST", path: "/v1/reservations/{id}/task", operationId: "linkReservationTask", clientMethod: "linkTask" },
   { method: "GET", path: "/v1/transactions", operationId: "listTransactions", clientMethod: "listTransactions" },
@@ -128,6 +129,17 @@ export interface ReserveOptions extends CallOptions {
   idempotencyKey?: string;
 }
 
+export interface CaptureOptions extends CallOptions {
+  /**
+   * Required: this capture's identity on the hold, 1–128 printable ASCII
+   * (derive it from your job and the output, e.g. `job-<id>-out-<n>`). The
+   * same key with the same units again — the client's own retry on a 503 or
+   * a network error, or yours — answers the hold as it is now and charges
+   * nothing more; with other units it is 422 `idempotency_key_reused`.
+   */
+  idempotencyKey: string;
+}
+
 export interface GrantOptions extends CallOptions {
   /** The grant's identity: the same key credits once. Generated when absent, reused on retries. */
   idempotencyKey?: string;
@@ -155,7 +167,60 @@ export interface JobResult<T> {
   failed?: boolean;
 }
 
+/**
+ * What a per-output `withCredits` job (`{ perOutput: true }`) reports when it
+ * ends; its outputs were charged one by one with `outputs.report()`.
+ */
+export interface PerOutputJobResult<T> {
+  value: T;
+  /**
+   * Units to charge at the end on top of those reported (default 0): the
+   * final confirm captures them. Not a total: units already reported are
+   * never counted again.
+   */
+  extraUnits?: number;
+  /** Not in per-output mode (a job that returns it gets a TypeError): see `extraUnits`. */
+  units?: never;
+  /** The provider's task id, linked to the hold so its webhook can settle it. */
+  taskId?: string;
+  /** The job failed without throwing: the rest of the hold is released (reported outputs stay charged). */
+  failed?: boolean;
+}
+
+export interface ReportOptions {
+  /**
+   * The output's index, which names its capture: `<idempotencyKey>-out-<index>`.
+   * Default: one more than the highest index used so far (0 for the first).
+   * Pass the index of an earlier report to repeat it (after a
+   * `network_error` or `unavailable`, whose outcome is unknown): it is
+   * charged at most once.
+   */
+  index?: number;
+  signal?: AbortSignal;
+}
+
+/** The second argument of a per-output `withCredits` job. */
+export interface Outputs {
+  /**
+   * Charge one output now: a non-final capture of `units` (default 1) with
+   * the key `<idempotencyKey>-out-<index>`, so a repeated report (same
+   * index, same units) never charges twice. Resolves to the hold after the
+   * capture; rejects with a `CreditsError` when the capture fails, e.g.
+   * 409 `reservation_expired` once the hold has expired (extend long jobs
+   * with `extend`), or 400 `validation_error` (`units`) when fewer units are
+   * left than asked. Await every report before the job returns.
+   */
+  report(units?: number, options?: ReportOptions): Promise<Reservation>;
+  /** The hold as the latest report (or the reserve) left it: `capturedUnits` so far. */
+  readonly hold: Reservation;
+}
+
 export interface WithCreditsOptions extends CallOptions {
+  /**
+   * The reserve's key (generated when absent); a retried job with the same
+   * key finds the same hold. In per-output mode each output's capture key is
+   * derived from it (`<key>-out-<index>`), so it must be at most 120 characters.
+   */
   idempotencyKey?: string;
   description?: string;
   provider?: Provider;
@@ -164,13 +229,37 @@ export interface WithCreditsOptions extends CallOptions {
   ttlSeconds?: number;
   /** Reason recorded when the hold is released. */
   releaseReason?: string;
+  /**
+   * Charge each output as it is produced instead of all at the end: the job
+   * gets `outputs` as its second argument and calls `outputs.report()` per
+   * output, and returns a `PerOutputJobResult`. See `withCredits`.
+   */
+  perOutput?: boolean;
 }
 
 export interface WithCreditsResult<T> {
   value: T;
-  /** The hold as settled. */
+  /** The hold as settled (`capturedAmount`: what the job cost). */
   reservation: Reservation;
+  /**
+   * `confirmed`: the job succeeded and was charged. `released`: it failed,
+   * or produced nothing, and the hold went back (in per-output mode, outputs
+   * it reported before failing stay charged).
+   */
   outcome: "confirmed" | "released";
+}
+
+/** A capture key is at most 128 characters; `-out-999` (a hold has at most 1000 outputs) takes 8. */
+const MAX_OUTPUT_KEY_BASE = 120;
+
+/** The capture key of a per-output job's output `index`. */
+function outputKey(base: string, index: number): string {
+  if (!Number.isSafeInteger(index) || index < 0) {
+    throw new TypeError(`an output index is an integer ≥ 0, got ${String(index)}`);
+  }
+  const key = `${base}-out-${index}`;
+  if (key.length > 128) throw new TypeError(`the capture key ${JSON.stringify(key)} is longer than 128 characters`);
+  return key;
 }
 
 interface RequestSpec {
@@ -335,7 +424,13 @@ export class CreditsClient {
     });
   }
 
-  /** `POST /v1/reservations/{id}/confirm` (server credential): capture `units` (default all held). Safe to repeat. */
+  /**
+   * `POST /v1/reservations/{id}/confirm` (server credential), the final
+   * confirm: capture `units` more (default: all still held), return the rest
+   * and close the hold. Safe to repeat with the same units. After non-final
+   * captures, `{}` closes a hold whose units were all captured; for a capture
+   * that keeps the hold open use `capture`.
+   */
   confirm(reservationId: string, request: ConfirmRequest = {}, options: CallOptions = {}): Promise<Reservation> {
     return this.call({
       method: "POST",
@@ -346,7 +441,58 @@ export class CreditsClient {
     });
   }
 
-  /** `POST /v1/reservations/{id}/release` (server credential): return the whole hold. Safe to repeat. */
+  /**
+   * `POST /v1/reservations/{id}/confirm` with `{"units": units, "final": false}`
+   * (server credential): capture `units` now (1 to the units still held) and
+   * keep the rest held; the hold stays `pending`. The `idempotencyKey` is
+   * required and reused on the client's own retries: the same key and units
+   * again charge nothing more (even after the hold closed), other units → 422
+   * `idempotency_key_reused`. A hold past `expiresAt` → 409
+   * `reservation_expired` (the rest goes back); a settled hold → 409
+   * `reservation_not_pending`.
+   */
+  async capture(reservationId: string, units: number, options: CaptureOptions): Promise<Reservation> {
+    return (await this.captureWithMeta(reservationId, units, options)).body;
+  }
+
+  /** `capture`, also telling whether the answer was a replay (`Idempotent-Replayed`). */
+  async captureWithMeta(
+    reservationId: string,
+    units: number,
+    options: CaptureOptions,
+  ): Promise<{ body: Reservation } & ResponseMeta> {
+    const key = (options as Partial<CaptureOptions> | undefined)?.idempotencyKey;
+    if (typeof key !== "string" || key.length === 0) {
+      throw new TypeError("capture needs { idempotencyKey }: the same key makes a retried capture charge once");
+    }
+    return this.send({
+      method: "POST",
+      path: `/v1/reservations/${seg(reservationId)}/confirm`,
+      body: { units, final: false },
+      idempotencyKey: key,
+      signal: options.signal,
+      user: this.userOf(options),
+    });
+  }
+
+  /**
+   * `POST /v1/reservations/{id}/extend` (server credential): a pending hold's
+   * `expiresAt` becomes now + `ttlSeconds` (1–86400, at most 7 days after
+   * `createdAt`, else 400 naming `ttlSeconds`). Past `expiresAt` → 409
+   * `reservation_expired`; a settled hold → 409 `reservation_not_pending`.
+   * Safe to repeat. For jobs that outlive the hold's first TTL.
+   */
+  extend(reservationId: string, ttlSeconds: number, options: CallOptions = {}): Promise<Reservation> {
+    return this.call({
+      method: "POST",
+      path: `/v1/reservations/${seg(reservationId)}/extend`,
+      body: { ttlSeconds },
+      signal: options.signal,
+      user: this.userOf(options),
+    });
+  }
+
+  /** `POST /v1/reservations/{id}/release` (server credential): return what is still held. Safe to repeat. */
   release(reservationId: string, reason?: string, options: CallOptions = {}): Promise<Reservation> {
     return this.call({
       method: "POST",
@@ -447,11 +593,41 @@ export class CreditsClient {
    * (all held when it does not say). A job that throws releases the hold and
    * the error is rethrown. A confirm that finds the hold already confirmed
    * (the provider's webhook won the race) counts as success.
+   *
+   * **Per-output mode** (`{ perOutput: true }`): the job is
+   * `job(hold, outputs)` and charges each output the moment it exists with
+   * `await outputs.report()` (a non-final capture of 1 unit, or
+   * `report(units)`), keyed `<idempotencyKey>-out-<index>` (index 0, 1, …
+   * in report order, or `report(units, { index })`), so a retried job or a
+   * repeated report never charges an output twice. A report on an expired
+   * hold rejects with `CreditsError` `reservation_expired`. When the job
+   * ends:
+   * - it threw (the error is rethrown) or returned `failed: true`: the rest
+   *   of the hold is released; reported outputs stay charged;
+   * - it succeeded: a final confirm captures `extraUnits` more (0 when it
+   *   returns none) and returns the unused rest, so the hold ends
+   *   `confirmed` with `capturedAmount` = what was reported; a job that
+   *   reported nothing and returns no `extraUnits` releases the hold.
+   *   `outcome` is `confirmed` when anything was charged, else `released`.
    */
-  async withCredits<T>(
+  withCredits<T>(
+    operation: string,
+    units: number,
+    job: (hold: Reservation, outputs: Outputs) => Promise<PerOutputJobResult<T>> | PerOutputJobResult<T>,
+    options: WithCreditsOptions & { perOutput: true },
+  ): Promise<WithCreditsResult<T>>;
+  withCredits<T>(
     operation: string,
     units: number,
     job: (hold: Reservation) => Promise<JobResult<T>> | JobResult<T>,
+    options?: WithCreditsOptions & { perOutput?: false },
+  ): Promise<WithCreditsResult<T>>;
+  async withCredits<T>(
+    operation: string,
+    units: number,
+    job:
+      | ((hold: Reservation, outputs: Outputs) => Promise<PerOutputJobResult<T>> | PerOutputJobResult<T>)
+      | ((hold: Reservation) => Promise<JobResult<T>> | JobResult<T>),
     options: WithCreditsOptions = {},
   ): Promise<WithCreditsResult<T>> {
     const user = this.userOf(options);
@@ -459,6 +635,12 @@ export class CreditsClient {
       ...(options.signal && { signal: options.signal }),
       ...(user !== undefined && { user }),
     };
+    const idempotencyKey = options.idempotencyKey ?? crypto.randomUUID();
+    if (options.perOutput && idempotencyKey.length > MAX_OUTPUT_KEY_BASE) {
+      throw new TypeError(
+        `in per-output mode the idempotencyKey is at most ${MAX_OUTPUT_KEY_BASE} characters (each output's key adds -out-<index>)`,
+      );
+    }
     let hold = await this.reserve(
       {
         operation,
@@ -468,12 +650,21 @@ export class CreditsClient {
         ...(options.description !== undefined && { description: options.description }),
         ...(options.ttlSeconds !== undefined && { ttlSeconds: options.ttlSeconds }),
       },
-      { idempotencyKey: options.idempotencyKey ?? crypto.randomUUID(), ...call },
+      { idempotencyKey, ...call },
     );
+    if (options.perOutput) {
+      return this.perOutput(
+        hold,
+        idempotencyKey,
+        job as (hold: Reservation, outputs: Outputs) => Promise<PerOutputJobResult<T>> | PerOutputJobResult<T>,
+        options,
+        call,
+      );
+    }
 
     let result: JobResult<T>;
     try {
-      result = await job(hold);
+      result = await (job as (hold: Reservation) => Promise<JobResult<T>> | JobResult<T>)(hold);
     } catch (error) {
       try {
         await this.settleRelease(hold.reservationId, options.releaseReason ?? "job failed", call);
@@ -490,33 +681,130 @@ export class CreditsClient {
       const released = await this.settleRelease(hold.reservationId, options.releaseReason ?? "job failed", call);
       return { value: result.value, reservation: released, outcome: "released" };
     }
+    const confirmed = await this.settleConfirm(hold.reservationId, result.units, call);
+    return { value: result.value, reservation: confirmed, outcome: "confirmed" };
+  }
+
+  /** `withCredits` once the hold is placed, in per-output mode. */
+  private async perOutput<T>(
+    reserved: Reservation,
+    idempotencyKey: string,
+    job: (hold: Reservation, outputs: Outputs) => Promise<PerOutputJobResult<T>> | PerOutputJobResult<T>,
+    options: WithCreditsOptions,
+    call: CallOptions,
+  ): Promise<WithCreditsResult<T>> {
+    const id = reserved.reservationId;
+    let hold = reserved;
+    // Captured units only grow: keep the freshest view whatever order answers arrive in.
+    const seen = (next: Reservation) => {
+      if (next.capturedUnits >= hold.capturedUnits) hold = next;
+      return next;
+    };
+    let nextIndex = 0;
+    let finished = false;
+    const client = this;
+    const outputs: Outputs = {
+      async report(units = 1, reportOptions = {}) {
+        if (finished) throw new Error("outputs.report() after the job ended: the hold is already settled");
+        // The index is taken before any await, so concurrent reports get distinct ones.
+        const index = reportOptions.index ?? nextIndex;
+        const key = outputKey(idempotencyKey, index);
+        nextIndex = Math.max(nextIndex, index + 1);
+        const signal = reportOptions.signal ?? call.signal;
+        return seen(
+          await client.capture(id, units, {
+            idempotencyKey: key,
+            ...(signal && { signal }),
+            ...(call.user !== undefined && { user: call.user }),
+          }),
+        );
+      },
+      get hold() {
+        return hold;
+      },
+    };
+
+    const releaseRest = () => this.settleRelease(id, options.releaseReason ?? "job failed", call);
+    let result: PerOutputJobResult<T>;
     try {
-      const confirmed = await this.confirm(
-        hold.reservationId,
-        result.units === undefined ? {} : { units: result.units },
-        call,
+      result = await job(hold, outputs);
+    } catch (error) {
+      finished = true;
+      try {
+        await releaseRest();
+      } catch {
+        // The hold expires by itself; the job's error is the one that matters.
+      }
+      throw error;
+    }
+    finished = true;
+    if (result.units !== undefined) {
+      await releaseRest().catch(() => undefined);
+      throw new TypeError(
+        "a per-output job returns extraUnits (units beyond those reported), not units; the rest of the hold was released",
       );
-      return { value: result.value, reservation: confirmed, outcome: "confirmed" };
+    }
+
+    if (result.taskId !== undefined && result.taskId !== hold.taskId) {
+      seen(await this.linkTask(id, result.taskId, options.provider, call));
+    }
+    const extra = result.extraUnits ?? 0;
+    let settled: Reservation;
+    if (result.failed) {
+      settled = await releaseRest();
+    } else if (extra > 0 || hold.capturedUnits > 0) {
+      // Captures `extra` more, or closes the hold at what was reported
+      // (0 more): the unused rest goes back.
+      settled = await this.settleConfirm(id, extra, call, true);
+    } else {
+      // Nothing came out: the whole hold goes back. A webhook may have closed it already.
+      settled = await this.settleRelease(id, "no outputs", call, true);
+    }
+    const outcome = !result.failed && settled.capturedUnits > 0 ? "confirmed" : "released";
+    return { value: result.value, reservation: settled, outcome };
+  }
+
+  /**
+   * Final confirm; a hold already confirmed (the provider's webhook won the
+   * race) counts as confirmed, and with `orClosed` one already released or
+   * expired too (a retried per-output job whose hold closed before: its
+   * reported outputs were charged once, nothing is left to settle).
+   */
+  private async settleConfirm(
+    reservationId: string,
+    units: number | undefined,
+    options: CallOptions,
+    orClosed = false,
+  ): Promise<Reservation> {
+    try {
+      return await this.confirm(reservationId, units === undefined ? {} : { units }, options);
     } catch (error) {
       if (error instanceof CreditsError && error.code === "reservation_not_pending") {
-        const current = await this.getReservation(hold.reservationId, call);
-        if (current.status === "confirmed") {
-          const { events: _events, ...reservation } = current;
-          return { value: result.value, reservation, outcome: "confirmed" };
-        }
+        const { events: _events, ...current } = await this.getReservation(reservationId, options);
+        if (current.status === "confirmed") return current;
+        if (orClosed && (current.status === "released" || current.status === "expired")) return current;
       }
       throw error;
     }
   }
 
-  /** Release; a hold already released or expired counts as released. */
-  private async settleRelease(reservationId: string, reason: string, options: CallOptions): Promise<Reservation> {
+  /**
+   * Release; a hold already released or expired counts as released (and
+   * one already confirmed too, with `orConfirmed`).
+   */
+  private async settleRelease(
+    reservationId: string,
+    reason: string,
+    options: CallOptions,
+    orConfirmed = false,
+  ): Promise<Reservation> {
     try {
       return await this.release(reservationId, reason, options);
     } catch (error) {
       if (error instanceof CreditsError && error.code === "reservation_not_pending") {
         const { events: _events, ...current } = await this.getReservation(reservationId, options);
         if (current.status === "released" || current.status === "expired") return current;
+        if (orConfirmed && current.status === "confirmed") return current;
       }
       throw error;
     }

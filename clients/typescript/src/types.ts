@@ -33,8 +33,23 @@ export interface ReserveRequest {
 }
 
 export interface ConfirmRequest {
-  /** 1 to the units held; `null` or absent means all. */
+  /**
+   * Units to capture now, 1 to the units still held (`units − capturedUnits`).
+   * Final confirm: `null` or absent means all still held. Required when
+   * `final` is `false`.
+   */
   units?: number | null;
+  /**
+   * `false`: a non-final capture (needs an `Idempotency-Key`; the hold stays
+   * pending with the rest still held; see `CreditsClient.capture`).
+   * `true`, `null` or absent: the final confirm, which returns the rest.
+   */
+  final?: boolean | null;
+}
+
+export interface ExtendRequest {
+  /** 1–86400: the pending hold's `expiresAt` becomes now + `ttlSeconds` (at most 7 days after `createdAt`). */
+  ttlSeconds: number;
 }
 
 export interface ReasonRequest {
@@ -75,7 +90,15 @@ export interface Reservation {
   settledBy: Actor | null;
 }
 
-export type ReservationEventType = "reserved" | "confirmed" | "released" | "expired" | "refunded" | "task_linked";
+export type ReservationEventType =
+  | "reserved"
+  | "captured"
+  | "confirmed"
+  | "released"
+  | "expired"
+  | "refunded"
+  | "task_linked"
+  | "extended";
 
 export interface ReservationEvent {
   type: ReservationEventType;
@@ -112,7 +135,7 @@ export interface Prices {
   operations: Price[];
 }
 
-export type LedgerEntryType = "grant" | "reserve" | "confirm" | "release" | "expire" | "refund";
+export type LedgerEntryType = "grant" | "reserve" | "capture" | "confirm" | "release" | "expire" | "refund";
 
 export interface LedgerEntry {
   id: string;

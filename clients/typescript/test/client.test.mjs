@@ -364,6 +364,310 @@ describe("credits client against the dev server", () => {
   });
 });
 
+describe("several captures per hold, and extending a hold", () => {
+  /** The server credential for a new user with `credits`, recording each capture's Idempotency-Key. */
+  async function recordingUser(label, credits) {
+    const { userId, own } = await newUser(label, credits);
+    const captureKeys = [];
+    const recording = async (input, init) => {
+      const url = new URL(String(input));
+      if (url.pathname.endsWith("/confirm") && JSON.parse(init?.body ?? "{}").final === false) {
+        captureKeys.push(new Headers(init.headers).get("idempotency-key"));
+      }
+      return fetch(input, init);
+    };
+    const client = new CreditsClient({ baseUrl: server.api, token: server.serverToken, user: userId, fetch: recording });
+    return { userId, own, client, captureKeys };
+  }
+
+  test("capture charges now and keeps the rest held; the same key again replays and charges nothing", async () => {
+    const { client, own } = await newUser("capture", 50);
+    const hold = await client.reserve({ operation: "design_generate_image", units: 4 });
+    const first = await client.captureWithMeta(hold.reservationId, 1, { idempotencyKey: "job-1-out-0" });
+    assert.equal(first.status, 200);
+    assert.equal(first.replayed, false);
+    assert.equal(first.body.status, "pending");
+    assert.equal(first.body.capturedUnits, 1);
+    assert.equal(first.body.capturedAmount, 5);
+    assert.deepEqual(figures(await own.getBalance()), { available: 30, reserved: 15, spent: 5, granted: 50 });
+
+    const again = await client.captureWithMeta(hold.reservationId, 1, { idempotencyKey: "job-1-out-0" });
+    assert.equal(again.status, 200);
+    assert.equal(again.replayed, true);
+    assert.equal(again.body.capturedUnits, 1);
+    assert.deepEqual(figures(await own.getBalance()), { available: 30, reserved: 15, spent: 5, granted: 50 });
+
+    const second = await client.capture(hold.reservationId, 2, { idempotencyKey: "job-1-out-1" });
+    assert.equal(second.capturedUnits, 3);
+    assert.deepEqual(figures(await own.getBalance()), { available: 30, reserved: 5, spent: 15, granted: 50 });
+
+    // The final confirm captures 1 more (the last unit held) and closes the hold.
+    const closed = await client.confirm(hold.reservationId, { units: 1 });
+    assert.equal(closed.status, "confirmed");
+    assert.equal(closed.capturedUnits, 4);
+    assert.equal(closed.capturedAmount, 20);
+    // A capture's replay still answers after the hold closed, and still charges nothing.
+    const late = await client.captureWithMeta(hold.reservationId, 1, { idempotencyKey: "job-1-out-0" });
+    assert.equal(late.replayed, true);
+    assert.equal(late.body.status, "confirmed");
+    assert.deepEqual(figures(await own.getBalance()), { available: 30, reserved: 0, spent: 20, granted: 50 });
+
+    const seen = await own.getReservation(hold.reservationId);
+    assert.deepEqual(
+      seen.events.map((e) => [e.type, e.amount]),
+      [
+        ["reserved", 20],
+        ["captured", 5],
+        ["captured", 10],
+        ["confirmed", 5],
+      ],
+    );
+    const history = await own.listTransactions({ limit: 10 });
+    assert.deepEqual(
+      history.items.map((i) => [i.type, i.amount]),
+      [
+        ["confirm", 5],
+        ["capture", 10],
+        ["capture", 5],
+        ["reserve", 20],
+        ["grant", 50],
+      ],
+    );
+  });
+
+  test("a capture with other units under the same key is 422 idempotency_key_reused; no key is refused before sending", async () => {
+    const { client, own } = await newUser("capture-reused", 50);
+    const hold = await client.reserve({ operation: "design_generate_image", units: 4 });
+    await client.capture(hold.reservationId, 1, { idempotencyKey: "job-2-out-0" });
+    await assert.rejects(client.capture(hold.reservationId, 2, { idempotencyKey: "job-2-out-0" }), (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.status, 422);
+      assert.equal(error.code, "idempotency_key_reused");
+      assert.equal(error.idempotencyKey, "job-2-out-0");
+      return true;
+    });
+    await assert.rejects(client.capture(hold.reservationId, 1, {}), TypeError);
+    // More than is still held: 400 naming units.
+    await assert.rejects(
+      client.capture(hold.reservationId, 4, { idempotencyKey: "job-2-out-1" }),
+      (error) => error.status === 400 && error.code === "validation_error" && error.field === "units",
+    );
+    assert.deepEqual(figures(await own.getBalance()), { available: 30, reserved: 15, spent: 5, granted: 50 });
+    // A release returns only what is still held.
+    const released = await client.release(hold.reservationId);
+    assert.equal(released.capturedAmount, 5);
+    assert.equal(released.releasedAmount, 15);
+    assert.deepEqual(figures(await own.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
+  });
+
+  test("extend moves expiresAt; extending a settled hold is 409 reservation_not_pending", async () => {
+    const { client, own } = await newUser("extend", 50);
+    const hold = await client.reserve({ operation: "design_generate_image", ttlSeconds: 60 });
+    const before = Date.parse(hold.expiresAt);
+    const extended = await client.extend(hold.reservationId, 3600);
+    assert.equal(extended.status, "pending");
+    const moved = Date.parse(extended.expiresAt) - before;
+    assert.ok(moved >= 3540_000 && moved < 3600_000, `expiresAt moved by ${moved} ms`);
+    const seen = await own.getReservation(hold.reservationId);
+    assert.equal(seen.expiresAt, extended.expiresAt);
+    assert.deepEqual(
+      seen.events.map((e) => [e.type, e.amount]),
+      [
+        ["reserved", 5],
+        ["extended", 0],
+      ],
+    );
+    await assert.rejects(
+      client.extend(hold.reservationId, 0),
+      (error) => error.status === 400 && error.code === "validation_error" && error.field === "ttlSeconds",
+    );
+    await assert.rejects(own.extend(hold.reservationId, 60), (error) => error.status === 403 && error.code === "forbidden");
+
+    await client.confirm(hold.reservationId);
+    await assert.rejects(client.extend(hold.reservationId, 60), (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.status, 409);
+      assert.equal(error.code, "reservation_not_pending");
+      assert.equal(error.reservationStatus, "confirmed");
+      return true;
+    });
+  });
+
+  test("per-output withCredits charges each output as it comes and releases the rest when the job throws after 2 of 4", async () => {
+    const { client, own, captureKeys } = await recordingUser("per-output-throws", 50);
+    const boom = new Error("the provider died after two images");
+    let holdId;
+    const job = async (hold, outputs) => {
+      holdId = hold.reservationId;
+      assert.equal((await outputs.report()).capturedUnits, 1);
+      assert.deepEqual(figures(await own.getBalance()), { available: 30, reserved: 15, spent: 5, granted: 50 });
+      await outputs.report();
+      assert.equal(outputs.hold.capturedAmount, 10);
+      throw boom;
+    };
+    await assert.rejects(
+      client.withCredits("design_generate_image", 4, job, { perOutput: true, idempotencyKey: "job-9" }),
+      (error) => error === boom,
+    );
+    assert.deepEqual(captureKeys, ["job-9-out-0", "job-9-out-1"]);
+    const hold = await own.getReservation(holdId);
+    assert.equal(hold.status, "released");
+    assert.equal(hold.capturedUnits, 2);
+    assert.equal(hold.capturedAmount, 10);
+    assert.equal(hold.releasedAmount, 10);
+    assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
+
+    // The queue retries the job with the same key: the same hold, the same two outputs — charged once.
+    const retried = await client.withCredits(
+      "design_generate_image",
+      4,
+      async (again, outputs) => {
+        assert.equal(again.reservationId, holdId);
+        await outputs.report();
+        await outputs.report();
+        return { value: "two images" };
+      },
+      { perOutput: true, idempotencyKey: "job-9" },
+    );
+    assert.deepEqual(captureKeys.slice(2), ["job-9-out-0", "job-9-out-1"]);
+    assert.equal(retried.reservation.capturedAmount, 10);
+    assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
+    const history = await own.listTransactions({ limit: 10 });
+    assert.deepEqual(
+      history.items.map((i) => [i.type, i.amount]),
+      [
+        ["release", 10],
+        ["capture", 5],
+        ["capture", 5],
+        ["reserve", 20],
+        ["grant", 50],
+      ],
+    );
+  });
+
+  test("per-output withCredits closes on success: every unit reported, extra units, unused units, none", async () => {
+    const { client, own } = await newUser("per-output-ok", 100);
+    const reportAll = await client.withCredits(
+      "design_generate_image",
+      3,
+      async (_hold, outputs) => {
+        for (let i = 0; i < 3; i++) await outputs.report();
+        return { value: "3 of 3" };
+      },
+      { perOutput: true },
+    );
+    assert.equal(reportAll.outcome, "confirmed");
+    assert.equal(reportAll.reservation.status, "confirmed");
+    assert.equal(reportAll.reservation.capturedAmount, 15);
+    assert.equal(reportAll.reservation.releasedAmount, 0);
+    assert.deepEqual(
+      (await own.getReservation(reportAll.reservation.reservationId)).events.map((e) => [e.type, e.amount]),
+      [
+        ["reserved", 15],
+        ["captured", 5],
+        ["captured", 5],
+        ["captured", 5],
+        ["confirmed", 0],
+      ],
+    );
+
+    const withExtra = await client.withCredits(
+      "design_generate_image",
+      4,
+      async (_hold, outputs) => {
+        await outputs.report(2);
+        return { value: "2 reported + 1 at the end", extraUnits: 1 };
+      },
+      { perOutput: true },
+    );
+    assert.equal(withExtra.outcome, "confirmed");
+    assert.equal(withExtra.reservation.status, "confirmed");
+    assert.equal(withExtra.reservation.capturedUnits, 3);
+    assert.equal(withExtra.reservation.releasedAmount, 5);
+
+    const unused = await client.withCredits(
+      "design_generate_image",
+      4,
+      async (_hold, outputs) => {
+        await outputs.report();
+        await outputs.report();
+        return { value: "2 of 4" };
+      },
+      { perOutput: true },
+    );
+    assert.equal(unused.outcome, "confirmed");
+    assert.equal(unused.reservation.status, "confirmed");
+    assert.equal(unused.reservation.capturedAmount, 10);
+    assert.equal(unused.reservation.releasedAmount, 10);
+
+    const nothing = await client.withCredits("design_generate_image", 2, async () => ({ value: null }), { perOutput: true });
+    assert.equal(nothing.outcome, "released");
+    assert.equal(nothing.reservation.capturedAmount, 0);
+
+    const failed = await client.withCredits(
+      "design_generate_image",
+      2,
+      async (_hold, outputs) => {
+        await outputs.report();
+        return { value: null, failed: true };
+      },
+      { perOutput: true },
+    );
+    assert.equal(failed.outcome, "released");
+    assert.equal(failed.reservation.capturedAmount, 5);
+    assert.equal(failed.reservation.releasedAmount, 5);
+
+    // 15 + 15 + 10 + 0 + 5 spent of 100; nothing left held.
+    assert.deepEqual(figures(await own.getBalance()), { available: 55, reserved: 0, spent: 45, granted: 100 });
+  });
+
+  test("a report on an expired hold rejects with CreditsError reservation_expired; extend keeps a long job's hold", async () => {
+    const { client, own } = await newUser("per-output-expired", 50);
+    const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+    let holdId;
+    await assert.rejects(
+      client.withCredits(
+        "design_generate_image",
+        2,
+        async (hold, outputs) => {
+          holdId = hold.reservationId;
+          await outputs.report();
+          await sleep(1500);
+          await outputs.report();
+          return { value: "too late" };
+        },
+        { perOutput: true, ttlSeconds: 1 },
+      ),
+      (error) => {
+        assert.ok(error instanceof CreditsError);
+        assert.equal(error.status, 409);
+        assert.equal(error.code, "reservation_expired");
+        return true;
+      },
+    );
+    const expired = await own.getReservation(holdId);
+    assert.equal(expired.status, "expired");
+    assert.equal(expired.capturedAmount, 5);
+    assert.equal(expired.releasedAmount, 5);
+
+    const long = await client.withCredits(
+      "design_generate_image",
+      2,
+      async (hold, outputs) => {
+        await outputs.report();
+        await client.extend(hold.reservationId, 60);
+        await sleep(1500);
+        await outputs.report();
+        return { value: "in time" };
+      },
+      { perOutput: true, ttlSeconds: 1 },
+    );
+    assert.equal(long.reservation.status, "confirmed");
+    assert.equal(long.reservation.capturedAmount, 10);
+    assert.deepEqual(figures(await own.getBalance()), { available: 35, reserved: 0, spent: 15, granted: 50 });
+  });
+});
+
 describe("trust model: the app's server writes, a user's token reads", () => {
   test("a user token is refused a reserve, confirm, release and task link: 403 forbidden, nothing changes", async () => {
     const { client, own } = await newUser("read-only", 50);

@@ -85,6 +85,34 @@ describe("retries", () => {
     assert.equal(calls[2].headers.get("idempotency-key"), calls[1].headers.get("idempotency-key"));
   });
 
+  test("a capture sends final: false with its key, reused on its retries; a replay says so", async () => {
+    const replayed = () =>
+      new Response(JSON.stringify(reservation), {
+        status: 200,
+        headers: { "content-type": "application/json", "idempotent-replayed": "true" },
+      });
+    const { fetch, calls } = scripted(unavailable(), new TypeError("fetch failed"), replayed);
+    const answer = await client(fetch).captureWithMeta("hold/1", 2, { idempotencyKey: "job-7-out-0" });
+    assert.equal(answer.replayed, true);
+    assert.equal(calls.length, 3);
+    for (const call of calls) {
+      assert.equal(call.url, "http://credits.test/v1/reservations/hold%2F1/confirm");
+      assert.equal(call.headers.get("idempotency-key"), "job-7-out-0");
+      assert.deepEqual(JSON.parse(call.body), { units: 2, final: false });
+    }
+    // No key: refused before anything is sent.
+    await assert.rejects(client(fetch).capture("hold/1", 1, {}), TypeError);
+    assert.equal(calls.length, 3);
+  });
+
+  test("extend sends ttlSeconds to the hold's extend route", async () => {
+    const { fetch, calls } = scripted(ok(reservation));
+    await client(fetch).extend(reservation.reservationId, 3600);
+    assert.equal(calls[0].url, `http://credits.test/v1/reservations/${reservation.reservationId}/extend`);
+    assert.equal(calls[0].method, "POST");
+    assert.deepEqual(JSON.parse(calls[0].body), { ttlSeconds: 3600 });
+  });
+
   test("gives up after maxAttempts 503s with the last problem", async () => {
     const { fetch, calls } = scripted(unavailable(), unavailable(), unavailable(), unavailable());
     await assert.rejects(client(fetch).getBalance(), (error) => {

@@ -122,7 +122,7 @@ test("every schema property of openapi.yaml is declared by the client's types", 
 
 test("the comparison catches a new route, a new property and a new enum value", () => {
   const changed = structuredClone(spec);
-  changed.paths["/v1/reservations/{id}/extend"] = { post: { operationId: "extendReservation" } };
+  changed.paths["/v1/reservations/{id}/split"] = { post: { operationId: "splitReservation" } };
   changed.paths["/v1/balance"].delete = { operationId: "deleteBalance" };
   changed.components.schemas.Balance.properties.currency = { type: "string" };
   changed.components.schemas.ReservationNotPendingProblem.allOf[1].properties.since = { type: "string" };
@@ -135,7 +135,7 @@ test("the comparison catches a new route, a new property and a new enum value", 
     "property missing in the client: Balance.currency",
     "property missing in the client: ReservationNotPendingProblem.since",
     "route missing in the client: DELETE /v1/balance (deleteBalance)",
-    "route missing in the client: POST /v1/reservations/{id}/extend (extendReservation)",
+    "route missing in the client: POST /v1/reservations/{id}/split (splitReservation)",
     "schema missing in the client: Widget",
   ].sort());
 });
