@@ -8,7 +8,7 @@
 # user token (reads answer, every write must answer 403), then with the
 # app's server token acting for a user (`Credits-User`), then every route
 # with an admin token acting for a user (its stateful phase can place,
-# confirm and refund holds through the spec's links). Checks and their few
+# confirm, extend and refund holds through the spec's links). Checks and their few
 # documented exceptions are in scripts/schemathesis.toml.
 #
 # Webhooks carry no JWT and this server has no webhook secrets, so every

@@ -14,6 +14,11 @@ use serde_json::{json, Value};
 const HOLD: &str = "{hold}";
 /// A hold of the user the server placed and then released.
 const SETTLED: &str = "{settled}";
+/// A pending hold of the user placed [`AGED_HOURS`] ago on the test clock.
+const AGED: &str = "{aged}";
+/// How old an `{aged}` hold is: 6 days 17 hours, so that it may be extended
+/// by 7 hours at most (7 days after `createdAt`).
+const AGED_HOURS: i64 = 161;
 const USER: &str = "{user}";
 const OP: &str = "design_generate_image";
 
@@ -42,7 +47,8 @@ struct Case {
     name: String,
     method: Method,
     /// `{hold}` becomes a fresh pending hold of the user, `{settled}` a
-    /// released one; `{user}` the user.
+    /// released one, `{aged}` a pending one placed [`AGED_HOURS`] ago;
+    /// `{user}` the user.
     path: String,
     auth: Auth,
     content_type: Option<&'static str>,
@@ -168,6 +174,7 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let admin_balance = format!("/v1/admin/users/{USER}/balance");
     let the_hold = format!("/v1/reservations/{HOLD}");
     let settled = |suffix: &str| format!("/v1/reservations/{SETTLED}/{suffix}");
+    let aged = |suffix: &str| format!("/v1/reservations/{AGED}/{suffix}");
     let task_body = || format!(r#"{{"taskId":"bad-input-{}"}}"#, uuid::Uuid::new_v4().simple());
     // The server's token naming nobody in `Credits-User`.
     let server_alone = bearer(tokens.server.clone());
@@ -218,6 +225,36 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         reserve("ttlSeconds above the range (86401)", r#","ttlSeconds":86401"#).invalid("ttlSeconds"),
         post("confirm more units than held", &hold("confirm"), r#"{"units":2}"#).invalid("units"),
         post("confirm negative units", &hold("confirm"), r#"{"units":-1}"#).invalid("units"),
+        post("confirm with final not a boolean", &hold("confirm"), r#"{"units":1,"final":"false"}"#).invalid("final"),
+        // Non-final captures (`final: false`): units and a key required.
+        post("non-final capture of 1 unit", &hold("confirm"), r#"{"units":1,"final":false}"#)
+            .header("idempotency-key", "capture-one")
+            .succeeds(200)
+            .with("status", json!("pending"))
+            .with("capturedUnits", json!(1)),
+        post("non-final capture of 0 units", &hold("confirm"), r#"{"units":0,"final":false}"#)
+            .header("idempotency-key", "capture-zero")
+            .invalid("units"),
+        post("non-final capture of more units than held", &hold("confirm"), r#"{"units":2,"final":false}"#)
+            .header("idempotency-key", "capture-two")
+            .invalid("units"),
+        post("non-final capture without units", &hold("confirm"), r#"{"final":false}"#)
+            .header("idempotency-key", "capture-all")
+            .invalid("units"),
+        post("non-final capture without Idempotency-Key", &hold("confirm"), r#"{"units":1,"final":false}"#)
+            .invalid("Idempotency-Key"),
+        // Extending a hold: `ttlSeconds` 1–86400, at most 7 days after `createdAt`.
+        post("extend ttlSeconds 0", &hold("extend"), r#"{"ttlSeconds":0}"#).invalid("ttlSeconds"),
+        post("extend ttlSeconds at the limit (86400)", &hold("extend"), r#"{"ttlSeconds":86400}"#).succeeds(200),
+        post("extend ttlSeconds above the range (86401)", &hold("extend"), r#"{"ttlSeconds":86401}"#)
+            .invalid("ttlSeconds"),
+        post("extend ttlSeconds as a string", &hold("extend"), r#"{"ttlSeconds":"3600"}"#).invalid("ttlSeconds"),
+        post("extend without ttlSeconds", &hold("extend"), "{}").invalid("ttlSeconds"),
+        post("extend a 161-hour-old hold to 7 days after createdAt (7 h)", &aged("extend"), r#"{"ttlSeconds":25200}"#)
+            .succeeds(200)
+            .with("status", json!("pending")),
+        post("extend a 161-hour-old hold beyond 7 days after createdAt", &aged("extend"), r#"{"ttlSeconds":25201}"#)
+            .invalid("ttlSeconds"),
         post("grant amount at the limit (1000000000)", &grants, r#"{"amount":1000000000,"reason":"promo"}"#)
             .auth(Auth::Admin)
             .header("idempotency-key", "grant-at-limit")
@@ -400,6 +437,11 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         post("user token: confirm", &hold("confirm"), "").auth(Auth::User).fails(403, "forbidden", None),
         post("user token: release", &hold("release"), "{}").auth(Auth::User).fails(403, "forbidden", None),
         post("user token: link a task", &hold("task"), task_body()).auth(Auth::User).fails(403, "forbidden", None),
+        post("user token: extend", &hold("extend"), r#"{"ttlSeconds":3600}"#).auth(Auth::User).fails(
+            403,
+            "forbidden",
+            None,
+        ),
         get("user token: balance", "/v1/balance").auth(Auth::User).succeeds(200).with("userId", json!(USER)),
         get("user token: history", "/v1/transactions").auth(Auth::User).succeeds(200),
         get("user token: a hold of theirs", &the_hold).auth(Auth::User).succeeds(200).with("userId", json!(USER)),
@@ -492,6 +534,9 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         post("confirm a released hold", &settled("confirm"), "")
             .fails(409, "reservation_not_pending", None)
             .with("reservationStatus", json!("released")),
+        post("extend a released hold", &settled("extend"), r#"{"ttlSeconds":3600}"#)
+            .fails(409, "reservation_not_pending", None)
+            .with("reservationStatus", json!("released")),
     ]
     .into_iter()
     .chain(webhook_cases())
@@ -557,6 +602,28 @@ async fn place_hold(client: &Client, server: &TestServer, token: &str, user_id: 
     body["reservationId"].as_str().expect("reservationId").to_owned()
 }
 
+/// Keeps a fresh hold pending for [`AGED_HOURS`] of the test clock: it is
+/// extended by a day (the longest `ttlSeconds`) every 23 hours, and after
+/// the last 23 hours it is still pending for one more.
+async fn age_hold(client: &Client, server: &TestServer, token: &str, id: &str) -> Result<(), String> {
+    const STEP_HOURS: i64 = 23;
+    for _ in 0..AGED_HOURS / STEP_HOURS {
+        let extended = client
+            .post(format!("{}/v1/reservations/{id}/extend", server.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(r#"{"ttlSeconds":86400}"#)
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if !matches!(extended, Ok(200)) {
+            return Err(format!("extend: {extended:?}"));
+        }
+        server.env.clock.advance_seconds(STEP_HOURS * 3600);
+    }
+    Ok(())
+}
+
 /// The tokens the rows are sent with.
 struct Tokens {
     user: String,
@@ -582,6 +649,13 @@ async fn run(client: &Client, server: &TestServer, tokens: &Tokens, user_id: &st
             return Some(format!("releasing the hold for the case: {released:?}"));
         }
         path = path.replace(SETTLED, &id);
+    }
+    if path.contains(AGED) {
+        let id = place_hold(client, server, &tokens.server, user_id).await;
+        if let Err(problem) = age_hold(client, server, &tokens.server, &id).await {
+            return Some(format!("ageing the hold for the case: {problem}"));
+        }
+        path = path.replace(AGED, &id);
     }
     let names_user = case.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(USER_HEADER));
     let mut request = client.request(case.method.clone(), format!("{}{}", server.base, path));
@@ -696,8 +770,9 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 /// What a user token's write attempts leave behind: nothing. The server's
-/// hold stays pending and unlinked; balance, hold and history read the same
-/// before and after (the table's rows only check the answers).
+/// hold stays pending, uncaptured, unlinked and due when it was; balance,
+/// hold and history read the same before and after (the table's rows only
+/// check the answers).
 #[tokio::test]
 async fn user_token_writes_change_nothing() {
     let server = TestServer::start().await;
@@ -732,6 +807,19 @@ async fn user_token_writes_change_nothing() {
         (
             "partial confirm",
             post(format!("/v1/reservations/{id}/confirm"), &user_token, r#"{"units":1}"#),
+            403,
+            "forbidden",
+        ),
+        (
+            "non-final capture",
+            post(format!("/v1/reservations/{id}/confirm"), &user_token, r#"{"units":1,"final":false}"#)
+                .header("idempotency-key", "user-capture"),
+            403,
+            "forbidden",
+        ),
+        (
+            "extend",
+            post(format!("/v1/reservations/{id}/extend"), &user_token, r#"{"ttlSeconds":86400}"#),
             403,
             "forbidden",
         ),

@@ -512,3 +512,25 @@ async fn a_parked_success_applied_at_link_time_counts_what_was_captured() {
     assert_eq!((linked.status, linked.captured_units, linked.released_amount), (HoldStatus::Confirmed, 3, Credits(5)));
     env.assert_books_balance().await;
 }
+
+#[tokio::test]
+async fn a_heartbeat_of_extends_records_ten_events_and_keeps_moving_the_expiry() {
+    use credits_shared::ledger::MAX_EXTEND_EVENTS;
+    let env = TestEnv::new().await;
+    let alice = user("alice");
+    env.grant(&alice, 100).await;
+    let mut request = reserve_request(IMAGE, 1);
+    request.ttl_seconds = 120;
+    let id = env.ledger.reserve(&alice, request).await.expect("reserve").into_inner().reservation_id;
+    for _ in 0..(MAX_EXTEND_EVENTS + 5) {
+        env.clock.advance_seconds(60);
+        let extended = env.ledger.extend(Some(&alice), id, 120, Actor::Server).await.expect("extend");
+        assert_eq!(extended.expires_at, env.ledger.now().plus_seconds(120));
+    }
+    let hold = env.ledger.reservation(None, id).await.expect("hold");
+    assert_eq!(hold.expires_at, env.ledger.now().plus_seconds(120));
+    let extends = hold.events.unwrap_or_default().iter().filter(|e| e.kind == EventType::Extended).count();
+    assert_eq!(extends, MAX_EXTEND_EVENTS);
+    env.ledger.confirm(Some(&alice), id, None, Actor::Server).await.expect("confirm");
+    env.assert_books_balance().await;
+}

@@ -131,7 +131,7 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   ]),
   HistoryPage: fieldsOf<T.HistoryPage>()(["items", "nextCursor"]),
   Monitoring: fieldsOf<T.Monitoring>()([]),
-  SweepReport: fieldsOf<T.SweepReport>()(["expired", "alreadySettled", "remaining", "errors", "scanned", "durationMs"]),
+  SweepReport: fieldsOf<T.SweepReport>()(["expired", "alreadySettled", "extended", "remaining", "errors", "scanned", "durationMs"]),
   WebhookPayload: fieldsOf<T.WebhookPayload>()(["task_id", "id", "status", "units"]),
   WebhookAnswer: fieldsOf<T.WebhookAnswer>()(["result", "lateSuccess", "reservationId"]),
   Problem: someFieldsOf<T.Problem>()(problemBase),

@@ -166,6 +166,8 @@ export type MonitoringPeriod = "hour" | "day" | "week" | "month";
 export interface SweepReport {
   expired: number;
   alreadySettled: number;
+  /** Holds due when listed and extended since (not due any more). */
+  extended: number;
   remaining: number;
   errors: number;
   scanned: number;

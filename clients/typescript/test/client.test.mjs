@@ -345,7 +345,7 @@ describe("credits client against the dev server", () => {
     assert.deepEqual(figures(await admin.adminBalance(userId)), { available: 50, reserved: 0, spent: 0, granted: 50 });
 
     const report = await admin.adminCleanup();
-    for (const field of ["expired", "alreadySettled", "remaining", "errors", "scanned", "durationMs"]) {
+    for (const field of ["expired", "alreadySettled", "extended", "remaining", "errors", "scanned", "durationMs"]) {
       assert.equal(typeof report[field], "number", field);
     }
     const health = await admin.adminMonitoring({ type: "health" });

@@ -78,10 +78,12 @@ pub async fn dispatch(
             let units = body.units.map(|u| validate::range("units", u, min, u64::from(MAX_UNITS))).transpose()?;
             let units = units.map(|u| u as u32);
             let owner = caller.hold_owner(req)?;
+            // A malformed key is refused even where none is needed.
+            let key = idempotency_key(req)?;
             if capturing {
                 // A retried partial capture would charge twice: its key is what
                 // makes the retry a replay.
-                let key = idempotency_key(req)?.ok_or_else(|| Invalid::new("Idempotency-Key", Problem::Missing))?;
+                let key = key.ok_or_else(|| Invalid::new("Idempotency-Key", Problem::Missing))?;
                 let units = units.ok_or_else(|| Invalid::new("units", Problem::Missing))?;
                 let outcome = ledger.capture(owner.as_ref(), id, units, &key, by).await?;
                 return Ok(applied_or_replayed(outcome, StatusCode::OK));

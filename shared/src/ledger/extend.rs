@@ -8,6 +8,12 @@ use super::{Along, Ledger, MAX_ATTEMPTS};
 use crate::domain::{extension, Actor, EventType, Extension, HoldStatus, Reservation, Settlement, UserId};
 use crate::error::{Error, Result};
 use crate::store::{hold_pk, key, n, s, ConditionalUpdate, EventItem};
+
+/// `extended` events a hold records; later extends only move `expiresAt`.
+/// A job that extends its hold every minute as a heartbeat would otherwise
+/// grow the hold by an event a minute, every write of it billed per KB,
+/// until DynamoDB's 400 KB item limit refused its settlement.
+pub const MAX_EXTEND_EVENTS: usize = 10;
 use crate::validate::{Invalid, Problem};
 
 impl Ledger {
@@ -33,22 +39,32 @@ impl Ledger {
                 }
                 Extension::To(until) => {
                     let event = EventItem { kind: EventType::Extended, at: now.millis(), by, amount: 0 };
+                    let recorded = item.events.iter().filter(|e| e.kind == EventType::Extended).count();
+                    let record = recorded < MAX_EXTEND_EVENTS;
+                    let mut values = vec![
+                        (":until", n(until.millis())),
+                        (":pending", s(HoldStatus::Pending.as_str())),
+                        (":now", n(now.millis())),
+                    ];
+                    if record {
+                        values.push((":events", aws_sdk_dynamodb::types::AttributeValue::L(vec![event.to_value()])));
+                    }
                     let update = ConditionalUpdate {
-                        set: "SET expiresAt = :until, events = list_append(events, :events)",
+                        set: match record {
+                            true => "SET expiresAt = :until, events = list_append(events, :events)",
+                            false => "SET expiresAt = :until",
+                        },
                         condition: "#status = :pending AND expiresAt > :now",
                         names: &[("#status", "status")],
-                        values: vec![
-                            (":until", n(until.millis())),
-                            (":events", aws_sdk_dynamodb::types::AttributeValue::L(vec![event.to_value()])),
-                            (":pending", s(HoldStatus::Pending.as_str())),
-                            (":now", n(now.millis())),
-                        ],
+                        values,
                     };
                     // A failed condition: settled or expired meanwhile; decide again.
                     if self.store.update_if(key(hold_pk(id), "HOLD"), update).await? {
                         crate::metrics::count("Extended", 1);
                         item.expires_at = until.millis();
-                        item.events.push(event);
+                        if record {
+                            item.events.push(event);
+                        }
                         return Ok(item.into_reservation(false));
                     }
                 }

@@ -101,6 +101,7 @@ pub struct GrantRequest {
 }
 
 pub use crate::domain::Attribution;
+pub use extend::MAX_EXTEND_EVENTS;
 
 /// What a job run under [`Ledger::with_credits`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -27,6 +27,8 @@ pub struct SweepReport {
     pub expired: u32,
     /// Due holds someone else settled first (a confirm, a release, another sweep).
     pub already_settled: u32,
+    /// Due holds extended since they were listed: not due any more.
+    pub extended: u32,
     /// Due holds left for the next run (time budget spent).
     pub remaining: u32,
     /// Expiries that failed (retried by the next run).
@@ -73,7 +75,7 @@ impl Ledger {
                 None => report.remaining += 1,
                 Some(Ok(true)) => report.expired += 1,
                 Some(Ok(false)) => report.already_settled += 1,
-                Some(Err(Error::ReservationNotPending(HoldStatus::Pending))) => report.remaining += 1,
+                Some(Err(Error::ReservationNotPending(HoldStatus::Pending))) => report.extended += 1,
                 Some(Err(Error::ReservationNotPending(_) | Error::ReservationNotFound)) => report.already_settled += 1,
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "expiry failed; the next sweep retries it");
@@ -85,6 +87,7 @@ impl Ledger {
         tracing::info!(
             expired = report.expired,
             already_settled = report.already_settled,
+            extended = report.extended,
             remaining = report.remaining,
             errors = report.errors,
             scanned = report.scanned,
