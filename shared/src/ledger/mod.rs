@@ -10,6 +10,7 @@ mod reserve;
 mod settle;
 pub mod sweep;
 mod task;
+mod transition;
 pub mod webhook;
 
 use std::sync::Arc;
