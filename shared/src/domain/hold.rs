@@ -149,8 +149,11 @@ pub fn decide(hold: &Reservation, ask: Ask, now: Timestamp) -> Decision {
 pub enum Extension {
     /// Move `expiresAt` here.
     To(Timestamp),
-    /// Past `expiresAt` (or expired already): too late.
+    /// Expired already: too late.
     Expired,
+    /// Pending past `expiresAt`: too late, and the caller expires it (as a
+    /// confirm does).
+    ExpireInstead,
     NotPending(HoldStatus),
     /// Beyond [`MAX_HOLD_SECONDS`] after `createdAt`: at most `max` seconds.
     TooLong {
@@ -163,7 +166,7 @@ pub enum Extension {
 /// condition, so it never revives a hold the sweep may already take.
 pub fn extension(hold: &Reservation, ttl_seconds: u32, now: Timestamp) -> Extension {
     match hold.status {
-        HoldStatus::Pending if hold.expires_at <= now => Extension::Expired,
+        HoldStatus::Pending if hold.expires_at <= now => Extension::ExpireInstead,
         HoldStatus::Pending => {
             let until = now.plus_seconds(i64::from(ttl_seconds));
             let latest = hold.created_at.plus_seconds(MAX_HOLD_SECONDS);
@@ -391,7 +394,7 @@ mod tests {
         // Placed at 0, now 1 s later: 7 days minus 1 s is the most.
         assert_eq!(extension(&pending, week - 1, NOW), Extension::To(Timestamp(MAX_HOLD_SECONDS * 1000)));
         assert_eq!(extension(&pending, week, NOW), Extension::TooLong { max: u64::from(week) - 1 });
-        assert_eq!(extension(&hold(HoldStatus::Pending, 1000, 0), 60, NOW), Extension::Expired);
+        assert_eq!(extension(&hold(HoldStatus::Pending, 1000, 0), 60, NOW), Extension::ExpireInstead);
         assert_eq!(extension(&hold(HoldStatus::Expired, 1000, 0), 60, NOW), Extension::Expired);
         assert_eq!(
             extension(&hold(HoldStatus::Confirmed, 2000, 4), 60, NOW),

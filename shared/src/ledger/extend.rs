@@ -8,13 +8,13 @@ use super::{Along, Ledger, MAX_ATTEMPTS};
 use crate::domain::{extension, Actor, EventType, Extension, HoldStatus, Reservation, Settlement, UserId};
 use crate::error::{Error, Result};
 use crate::store::{hold_pk, key, n, s, ConditionalUpdate, EventItem};
+use crate::validate::{Invalid, Problem};
 
 /// `extended` events a hold records; later extends only move `expiresAt`.
 /// A job that extends its hold every minute as a heartbeat would otherwise
 /// grow the hold by an event a minute, every write of it billed per KB,
 /// until DynamoDB's 400 KB item limit refused its settlement.
 pub const MAX_EXTEND_EVENTS: usize = 10;
-use crate::validate::{Invalid, Problem};
 
 impl Ledger {
     /// Moves a pending hold's `expiresAt` to now + `ttl_seconds`. Past
@@ -30,8 +30,8 @@ impl Ledger {
                 Extension::TooLong { max } => {
                     return Err(Invalid::new("ttlSeconds", Problem::OutOfRange { min: 1, max }).into());
                 }
-                Extension::Expired if hold.status == HoldStatus::Expired => return Err(Error::ReservationExpired),
-                Extension::Expired => {
+                Extension::Expired => return Err(Error::ReservationExpired),
+                Extension::ExpireInstead => {
                     match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
                         Ok(_) => return Err(Error::ReservationExpired),
                         Err(failure) => self.lost_race(failure, attempt, id).await?,
