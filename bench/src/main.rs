@@ -63,13 +63,7 @@ fn request(operation: &str, units: u32) -> ReserveRequest {
 }
 
 async fn grant(ledger: &Ledger, user: &UserId, amount: u64) -> Result<(), String> {
-    let request = GrantRequest {
-        amount: Credits(amount),
-        reason: GrantReason::Purchase,
-        description: None,
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
-        actor: "bench".into(),
-    };
+    let request = GrantRequest::new(amount, GrantReason::Purchase, &uuid::Uuid::new_v4().to_string(), "bench");
     ledger.grant(user, request).await.map(|_| ()).map_err(|e| e.to_string())
 }
 

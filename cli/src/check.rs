@@ -1,31 +1,16 @@
-//! `credits check`: reconciles every balance with its holds and its ledger
-//! lines, and lists the unit costs holds were charged against today's
+//! `credits check`: reconciles every balance, lot by lot, with its holds and
+//! its ledger lines (`credits_shared::audit`), and lists the unit costs holds were charged against today's
 //! catalog. A full scan, so it is an operator's command, never a request.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use credits_shared::audit::Audit;
 use credits_shared::prices::Catalog;
 use credits_shared::store::{attr_number as num, attr_text as text, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Books {
-    balance: Option<[i64; 4]>,
-    /// The balance's `openHolds` (the cap's count).
-    open_holds: i64,
-    pending: i64,
-    /// Pending holds their reserve counted: what `openHolds` counts.
-    pending_paid: i64,
-    entries: BTreeMap<String, i64>,
-}
-
-/// One figure that does not add up.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Drift {
-    pub user: String,
-    pub what: String,
-}
+pub use credits_shared::audit::Drift;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PriceLine {
@@ -80,7 +65,7 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
         ProgressStyle::with_template("{spinner} {pos} items scanned ({per_sec}) {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let mut books: BTreeMap<String, Books> = BTreeMap::new();
+    let mut audit = Audit::default();
     let mut charged: BTreeMap<(String, i64), u64> = BTreeMap::new();
     let mut report = Report::default();
     let mut start = None;
@@ -95,28 +80,9 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
             .map_err(|e| format!("scanning {}: {e:?}", store.table()))?;
         for item in page.items() {
             report.items += 1;
-            let user = text(item, "userId").to_owned();
-            match text(item, "entity") {
-                "balance" => {
-                    let b = books.entry(user).or_default();
-                    b.balance = Some(["available", "reserved", "spent", "granted"].map(|name| num(item, name)));
-                    b.open_holds = num(item, "openHolds");
-                }
-                "hold" => {
-                    if text(item, "status") == "pending" {
-                        let b = books.entry(user).or_default();
-                        // What it still holds: captures so far are spent.
-                        b.pending += num(item, "amount") - num(item, "capturedAmount");
-                        b.pending_paid += i64::from(item.get("openCounted").is_some_and(|v| v.as_bool() == Ok(&true)));
-                    }
-                    *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
-                }
-                "entry" => {
-                    let user = text(item, "pk").trim_start_matches("USER#").to_owned();
-                    *books.entry(user).or_default().entries.entry(text(item, "type").to_owned()).or_default() +=
-                        num(item, "amount");
-                }
-                _ => {}
+            audit.add(item);
+            if text(item, "entity") == "hold" {
+                *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
             }
         }
         bar.inc(page.items().len() as u64);
@@ -127,32 +93,8 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
     }
     bar.finish_and_clear();
 
-    report.users = books.len() as u64;
-    for (user, b) in &books {
-        let mut drift = |what: String| report.drifts.push(Drift { user: user.clone(), what });
-        let e = |kind: &str| b.entries.get(kind).copied().unwrap_or(0);
-        let [available, reserved, spent, granted] = b.balance.unwrap_or_default();
-        if available + reserved + spent != granted {
-            drift(format!("available {available} + reserved {reserved} + spent {spent} != granted {granted}"));
-        }
-        if reserved != b.pending {
-            drift(format!("reserved {reserved} but its pending holds hold {}", b.pending));
-        }
-        if b.balance.is_some() && b.open_holds != b.pending_paid {
-            drift(format!("openHolds {} but it has {} pending holds", b.open_holds, b.pending_paid));
-        }
-        if granted != e("grant") {
-            drift(format!("granted {granted} but its grant lines sum to {}", e("grant")));
-        }
-        let ledger_spent = e("capture") + e("confirm") - e("refund");
-        if spent != ledger_spent {
-            drift(format!("spent {spent} but capture and confirm minus refund lines give {ledger_spent}"));
-        }
-        let ledger_reserved = e("reserve") - e("capture") - e("confirm") - e("release") - e("expire");
-        if reserved != ledger_reserved {
-            drift(format!("reserved {reserved} but reserve lines minus settlements give {ledger_reserved}"));
-        }
-    }
+    report.users = audit.users() as u64;
+    report.drifts = audit.drifts();
     report.prices = charged
         .into_iter()
         .map(|((operation, unit_cost), holds)| PriceLine {

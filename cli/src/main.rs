@@ -256,8 +256,7 @@ async fn grant(
         return Err(format!("--amount must be 1 to {MAX_AMOUNT}"));
     }
     let ledger = Config::from_env().ledger().await;
-    let request =
-        GrantRequest { amount: Credits(amount), reason, description, idempotency_key: key, actor: cli_actor() };
+    let request = GrantRequest { description, ..GrantRequest::new(amount, reason, &key, &cli_actor()) };
     let outcome = ledger.grant(&user, request).await.map_err(|e| e.to_string())?;
     let replayed = outcome.is_replay();
     let grant = outcome.into_inner();

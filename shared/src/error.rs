@@ -28,6 +28,8 @@ pub enum Error {
     TaskAlreadyLinked,
     #[error("too many open holds: {open} of {limit}")]
     TooManyOpenHolds { open: u64, limit: u64 },
+    #[error("too many lots (limit {limit})")]
+    TooManyLots { limit: u32 },
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("idempotency key reused with a different request")]

@@ -1,6 +1,7 @@
 //! The credits ledger shared by every function: domain rules, the DynamoDB
 //! store, the ledger operations and the HTTP glue.
 
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod domain;

@@ -234,7 +234,7 @@ impl Monitor {
             detail: if broken.is_empty() {
                 "every balance changed so far adds up".into()
             } else {
-                format!("available + reserved + spent != granted for: {}", broken.join(", "))
+                format!("available + reserved + spent + expired + debited != granted for: {}", broken.join(", "))
             },
         });
 

@@ -53,11 +53,6 @@ struct Image {
     late_success: bool,
     refunded_at: Option<i64>,
     events: Vec<EventAt>,
-    // Signed, so that a corrupted negative figure is read (and flagged).
-    available: i64,
-    reserved: i64,
-    spent: i64,
-    granted: i64,
 }
 
 impl Image {
@@ -69,10 +64,8 @@ impl Image {
         self.entity.as_deref() == Some(entity)
     }
 
-    fn adds_up(&self) -> bool {
-        let figures = [self.available, self.reserved, self.spent, self.granted];
-        figures.iter().all(|f| *f >= 0)
-            && self.available.checked_add(self.reserved).and_then(|v| v.checked_add(self.spent)) == Some(self.granted)
+    fn adds_up(item: &serde_dynamo::Item) -> bool {
+        crate::store::balance_adds_up(&item.clone().into())
     }
 }
 
@@ -263,7 +256,7 @@ struct Group {
     counters: BTreeMap<(String, String), Fields>,
     users: BTreeMap<(String, String), (String, Fields)>,
     /// Last balance state in this group per user: broken (with the image) or fine.
-    broken: BTreeMap<String, Option<Image>>,
+    broken: BTreeMap<String, Option<[(&'static str, i64); 6]>>,
 }
 
 impl Group {
@@ -345,10 +338,10 @@ impl Stats {
     /// check; one that adds up again clears the flag.
     fn note_balance(&self, change: &Change, group: &mut Group) {
         let Some(new) = Image::read(&change.new).filter(|i| i.is("balance")) else { return };
-        let Some(user) = new.user_id.clone() else { return };
-        let was_broken = Image::read(&change.old).is_some_and(|o| !o.adds_up());
-        if !new.adds_up() {
-            group.broken.insert(user, Some(new));
+        let (Some(user), Some(raw)) = (new.user_id.clone(), change.new.as_ref()) else { return };
+        let was_broken = change.old.as_ref().is_some_and(|o| !Image::adds_up(o));
+        if !Image::adds_up(raw) {
+            group.broken.insert(user, Some(crate::store::signed_figures(&raw.clone().into())));
         } else if was_broken || group.broken.contains_key(&user) {
             group.broken.insert(user, None);
         }
@@ -425,16 +418,11 @@ impl Stats {
         for (user, state) in &group.broken {
             let item_key = key(BROKEN_PK.into(), &format!("USER#{user}"));
             let item = match state {
-                Some(image) => {
+                Some(figures) => {
                     let mut item = item_key;
                     item.insert("userId".into(), s(user.as_str()));
-                    for (name, value) in [
-                        ("available", image.available),
-                        ("reserved", image.reserved),
-                        ("spent", image.spent),
-                        ("granted", image.granted),
-                    ] {
-                        item.insert(name.into(), n(value));
+                    for (name, value) in figures {
+                        item.insert((*name).into(), n(value));
                     }
                     item.insert("at".into(), n(now.millis()));
                     TransactWriteItem::builder()

@@ -32,6 +32,10 @@ pub enum Problem {
     NotUuid,
     /// Not one of the allowed words.
     NotOneOf(&'static [&'static str]),
+    /// Not an RFC 3339 date-time.
+    NotDateTime,
+    /// A date-time that has already passed.
+    NotInFuture,
 }
 
 impl std::fmt::Display for Invalid {
@@ -102,6 +106,16 @@ pub fn range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, Invalid
 }
 
 /// A string of `min..=max` characters without control characters.
+/// An RFC 3339 date-time (with a time zone) after `now`.
+pub fn future_time(field: &str, raw: &str, now: crate::domain::Timestamp) -> Result<crate::domain::Timestamp, Invalid> {
+    let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| Invalid::new(field, Problem::NotDateTime))?;
+    let at = crate::domain::Timestamp(at.timestamp_millis());
+    match at > now {
+        true => Ok(at),
+        false => Err(Invalid::new(field, Problem::NotInFuture)),
+    }
+}
+
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     let len = value.chars().count();
     if len < min || len > max || value.chars().any(char::is_control) {

@@ -15,7 +15,7 @@ use credits_cli::streams::LocalStream;
 pub use credits_cli::token::Bearer;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::principal::TrustedClients;
-use credits_shared::domain::{Credits, GrantReason, UserId};
+use credits_shared::domain::{GrantReason, UserId};
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
 use credits_shared::prices::Catalog;
 use credits_shared::stats::{Change, Stats};
@@ -102,13 +102,7 @@ impl TestEnv {
     }
 
     pub async fn grant(&self, user: &UserId, amount: u64) {
-        let request = GrantRequest {
-            amount: Credits(amount),
-            reason: GrantReason::Purchase,
-            description: None,
-            idempotency_key: uuid::Uuid::new_v4().to_string(),
-            actor: "test".into(),
-        };
+        let request = GrantRequest::new(amount, GrantReason::Purchase, &uuid::Uuid::new_v4().to_string(), "test");
         self.ledger.grant(user, request).await.expect("grant");
     }
 
@@ -121,72 +115,19 @@ impl TestEnv {
     }
 }
 
-/// The books of a table, on their own: every balance equation, `reserved`
-/// equal to what the user's pending holds still hold (and `openHolds` to their number), every settled
-/// hold's split adding up to its amount, every hold's captures to its captured units, and the expiry index
-/// entry exactly on pending holds.
+/// The books of a table, on their own (the same audit as `credits check`):
+/// every balance equation, each lot's remaining and held credits against
+/// the user's pending holds and history lines, `openHolds`, every hold's
+/// split and captures, and the due-work index entries.
 pub fn check_books(items: &[HashMap<String, AttributeValue>]) -> Result<(), String> {
-    let mut pending: HashMap<String, u64> = HashMap::new();
-    // Pending holds that moved credits: the balance's `openHolds`.
-    let mut open: HashMap<String, u64> = HashMap::new();
-    for item in items.iter().filter(|i| text(i, "entity") == "hold") {
-        let amount = number(item, "amount");
-        let status = text(item, "status");
-        let (captured, released) = (number(item, "capturedAmount"), number(item, "releasedAmount"));
-        let captured_units = number(item, "capturedUnits");
-        if captured_units > number(item, "units") || captured != captured_units * number(item, "unitCost") {
-            return Err(format!("captured units and credits disagree: {item:?}"));
-        }
-        // Each non-final capture's units, then the closing confirm's, make up the captured units.
-        let by_key: u64 = match item.get("captures") {
-            Some(AttributeValue::M(captures)) => {
-                captures.values().map(|v| v.as_n().map_or(0, |n| n.parse().unwrap_or(0))).sum()
-            }
-            _ => 0,
-        };
-        let closing = match status.as_str() {
-            "confirmed" | "refunded" if item.contains_key("finalUnits") => number(item, "finalUnits"),
-            "confirmed" | "refunded" => captured_units - by_key,
-            _ => 0,
-        };
-        if by_key + closing != captured_units {
-            return Err(format!("captures by key and the final confirm do not add up: {item:?}"));
-        }
-        match status.as_str() {
-            "pending" => {
-                // What it still holds: its captures so far are spent.
-                *pending.entry(text(item, "userId")).or_default() += amount - captured;
-                if amount > 0 {
-                    *open.entry(text(item, "userId")).or_default() += 1;
-                }
-                if released != 0 {
-                    return Err(format!("pending hold has returned credits: {item:?}"));
-                }
-            }
-            _ if captured + released != amount => return Err(format!("settled hold does not add up: {item:?}")),
-            _ => {}
-        }
-        if item.contains_key("pendingShard") != (status == "pending") {
-            return Err(format!("index entry mismatch: {item:?}"));
-        }
+    let mut audit = credits_shared::audit::Audit::default();
+    for item in items {
+        audit.add(item);
     }
-    for item in items.iter().filter(|i| text(i, "entity") == "balance") {
-        let user = text(item, "userId");
-        let (available, reserved, spent, granted) =
-            (number(item, "available"), number(item, "reserved"), number(item, "spent"), number(item, "granted"));
-        if available + reserved + spent != granted {
-            return Err(format!("balance of {user} does not add up: {item:?}"));
-        }
-        let held = pending.get(&user).copied().unwrap_or(0);
-        if reserved != held {
-            return Err(format!("reserved of {user} is {reserved}, its pending holds {held}"));
-        }
-        let (counted, holding) = (number(item, "openHolds"), open.get(&user).copied().unwrap_or(0));
-        if counted != holding {
-            return Err(format!("openHolds of {user} is {counted}, its pending holds {holding}"));
-        }
+    match audit.drifts().as_slice() {
+        [] => Ok(()),
+        drifts => Err(drifts.iter().map(|d| format!("{}: {}", d.user, d.what)).collect::<Vec<_>>().join("\n")),
     }
-    Ok(())
 }
 
 /// The `credits` binary: `CREDITS_BIN` (what `make test` builds), else built here.

@@ -12,13 +12,7 @@ use futures::future::join_all;
 const IMAGE: &str = "design_generate_image"; // 5 credits a unit
 
 fn grant_request(amount: u64, key: &str) -> GrantRequest {
-    GrantRequest {
-        amount: Credits(amount),
-        reason: GrantReason::Purchase,
-        description: None,
-        idempotency_key: key.into(),
-        actor: "ops".into(),
-    }
+    GrantRequest::new(amount, GrantReason::Purchase, key, "ops")
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::types::AttributeValue;
-use credits_shared::domain::{Actor, Attribution, Credits, Provider, Timestamp, UserId};
+use credits_shared::domain::{Actor, Attribution, Provider, Timestamp, UserId};
 use credits_shared::ledger::webhook::{Delivery, WebhookResult};
 use credits_shared::monitoring::{Monitor, Status};
 use credits_shared::stats::{buckets, Period, Stats};
@@ -42,13 +42,8 @@ async fn scripted_mix(env: &TestEnv) -> Vec<UserId> {
         env.grant(u, 100 + 50 * i as u64).await;
     }
     // A duplicate grant: credited and counted once.
-    let repeat = credits_shared::ledger::GrantRequest {
-        amount: Credits(20),
-        reason: credits_shared::domain::GrantReason::AdReward,
-        description: None,
-        idempotency_key: "ad-1".into(),
-        actor: "ops".into(),
-    };
+    let repeat =
+        credits_shared::ledger::GrantRequest::new(20, credits_shared::domain::GrantReason::AdReward, "ad-1", "ops");
     env.ledger.grant(&users[0], repeat.clone()).await.expect("grant");
     env.ledger.grant(&users[0], repeat).await.expect("replay");
 

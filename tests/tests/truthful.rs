@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use aws_sdk_dynamodb::operation::get_item::GetItemInput;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
 use credits_shared::domain::{Credits, GrantReason};
 use credits_shared::http::problem::{problem, Lang};
 use credits_shared::ledger::{GrantRequest, Outcome};
@@ -17,10 +20,13 @@ use credits_shared::{Error, Ledger};
 use credits_tests::{user, TestEnv};
 use serde_json::Value;
 
-/// Every `GetItem` fails before it is sent, as when the database stops
-/// answering between a transaction and the read after it.
-#[derive(Debug)]
-struct ReadsFail;
+/// Every `GetItem` after the first transaction fails before it is sent, as
+/// when the database stops answering between a transaction and the read
+/// after it.
+#[derive(Debug, Default)]
+struct ReadsFail {
+    written: AtomicBool,
+}
 
 impl Intercept for ReadsFail {
     fn name(&self) -> &'static str {
@@ -32,9 +38,12 @@ impl Intercept for ReadsFail {
         context: &BeforeSerializationInterceptorContextRef<'_>,
         _cfg: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if context.input().downcast_ref::<TransactWriteItemsInput>().is_some() {
+            self.written.store(true, Ordering::SeqCst);
+        }
         match context.input().downcast_ref::<GetItemInput>() {
-            Some(_) => Err("reads are down".into()),
-            None => Ok(()),
+            Some(_) if self.written.load(Ordering::SeqCst) => Err("reads are down".into()),
+            _ => Ok(()),
         }
     }
 }
@@ -42,17 +51,11 @@ impl Intercept for ReadsFail {
 #[tokio::test]
 async fn a_grant_whose_balance_cannot_be_read_says_it_was_applied_and_replays_once() {
     let env = TestEnv::new().await;
-    let config = aws_sdk_dynamodb::config::Builder::from(&env.config).interceptor(ReadsFail).build();
+    let config = aws_sdk_dynamodb::config::Builder::from(&env.config).interceptor(ReadsFail::default()).build();
     let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), env.store.table());
     let blind = Ledger::new(store, env.clock.clone(), Arc::new(Catalog::default_catalog()), 90);
     let alice = user("alice");
-    let request = GrantRequest {
-        amount: Credits(30),
-        reason: GrantReason::Purchase,
-        description: None,
-        idempotency_key: "order-7".into(),
-        actor: "ops".into(),
-    };
+    let request = GrantRequest::new(30, GrantReason::Purchase, "order-7", "ops");
 
     let error = blind.grant(&alice, request.clone()).await.expect_err("the read after the grant fails");
     assert!(matches!(error, Error::AppliedUnread(_)), "{error:?}");

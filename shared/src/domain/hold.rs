@@ -248,6 +248,7 @@ mod tests {
             settled_by: None,
             events: None,
             final_units: captured,
+            lots: Vec::new(),
         }
     }
 

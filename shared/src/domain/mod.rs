@@ -2,9 +2,11 @@
 //! decision of what a settlement request does to a hold.
 
 mod hold;
+mod lots;
 pub mod principal;
 
 pub use hold::*;
+pub use lots::*;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -206,9 +208,27 @@ pub struct Reservation {
     /// Units the closing confirm captured (its replays must name the same).
     #[serde(skip)]
     pub final_units: u32,
+    /// What the hold took from which lot, in burn order.
+    pub lots: Vec<LotPart>,
 }
 
-/// `available + reserved + spent == granted`, always.
+/// What a hold or a debit took from one lot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LotPart {
+    pub priority: u8,
+    pub expires_at: Option<Timestamp>,
+    pub amount: Credits,
+}
+
+impl LotPart {
+    pub fn new(lot: LotKey, amount: Credits) -> LotPart {
+        LotPart { priority: lot.priority, expires_at: lot.expires_at, amount }
+    }
+}
+
+/// A balance as a read at one instant sees it:
+/// `available + reserved + spent + expired + debited == granted`, always.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Balance {
@@ -216,24 +236,84 @@ pub struct Balance {
     pub available: Credits,
     pub reserved: Credits,
     pub spent: Credits,
+    pub expired: Credits,
+    pub debited: Credits,
     pub granted: Credits,
+    pub lots: Vec<LotView>,
+    pub next_expiry: Option<NextExpiry>,
+    pub plan: Option<serde_json::Value>,
     pub updated_at: Option<Timestamp>,
+}
+
+/// One live lot as the balance shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LotView {
+    pub priority: u8,
+    pub expires_at: Option<Timestamp>,
+    pub remaining: Credits,
+    pub reserved: Credits,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NextExpiry {
+    pub amount: Credits,
+    pub at: Timestamp,
 }
 
 impl Balance {
     pub fn empty(user_id: UserId) -> Balance {
-        Balance {
-            user_id,
-            available: Credits::ZERO,
-            reserved: Credits::ZERO,
-            spent: Credits::ZERO,
-            granted: Credits::ZERO,
-            updated_at: None,
-        }
+        Books::default().at(user_id, Timestamp(0))
     }
 
     pub fn adds_up(&self) -> bool {
-        self.available.0.checked_add(self.reserved.0).and_then(|s| s.checked_add(self.spent.0)) == Some(self.granted.0)
+        [self.available, self.reserved, self.spent, self.expired, self.debited]
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(c.get()))
+            == Some(self.granted.get())
+    }
+}
+
+/// A balance as stored: its lots and the figures no lot carries. What is
+/// available, held and expired at an instant follows from the lots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Books {
+    pub lots: Lots,
+    pub spent: Credits,
+    pub granted: Credits,
+    /// Expired credits written down (a read adds the lots that expired
+    /// since, whose expiry is not written down yet).
+    pub expired: Credits,
+    pub debited: Credits,
+    pub updated_at: Option<Timestamp>,
+}
+
+impl Books {
+    /// The balance a read at `now` shows.
+    pub fn at(&self, user_id: UserId, now: Timestamp) -> Balance {
+        Balance {
+            user_id,
+            available: self.lots.available_at(now),
+            reserved: self.lots.held(),
+            spent: self.spent,
+            expired: Credits(self.expired.get() + self.lots.expired_unrecorded_at(now).get()),
+            debited: self.debited,
+            granted: self.granted,
+            lots: self
+                .lots
+                .live_at(now)
+                .into_iter()
+                .map(|lot| LotView {
+                    priority: lot.key.priority,
+                    expires_at: lot.key.expires_at,
+                    remaining: lot.remaining,
+                    reserved: lot.held,
+                })
+                .collect(),
+            next_expiry: self.lots.next_expiry(now).map(|(at, amount)| NextExpiry { amount, at }),
+            plan: None,
+            updated_at: self.updated_at,
+        }
     }
 }
 
@@ -261,6 +341,39 @@ impl GrantReason {
     }
 }
 
+/// Why credits are taken back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DebitReason {
+    Chargeback,
+    Refund,
+    Adjustment,
+}
+
+impl DebitReason {
+    pub const ALL: &'static [&'static str] = &["chargeback", "refund", "adjustment"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DebitReason::Chargeback => "chargeback",
+            DebitReason::Refund => "refund",
+            DebitReason::Adjustment => "adjustment",
+        }
+    }
+}
+
+/// Credits taken back: `amount` of the `requested` (less only when the
+/// debit was partial and not enough was available).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Debit {
+    pub debit_id: Uuid,
+    pub amount: Credits,
+    pub requested: Credits,
+    pub lots: Vec<LotPart>,
+    pub balance: Balance,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
@@ -279,6 +392,12 @@ pub enum EntryType {
     Release,
     Expire,
     Refund,
+    /// Credits taken back by an operator (a refunded purchase, a chargeback).
+    Debit,
+    /// A lot's unheld credits at its expiry, or held credits that came back
+    /// to a lot that had expired.
+    #[serde(rename = "grant_expired")]
+    GrantExpired,
 }
 
 /// One line of a user's history.

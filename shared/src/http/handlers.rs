@@ -11,12 +11,13 @@ use super::identity::Caller;
 use super::{json, Op, Params};
 use crate::domain::principal::Role;
 use crate::domain::{
-    Actor, Credits, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_TTL_SECONDS, MAX_UNITS,
+    Actor, Credits, DebitReason, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_PRIORITY,
+    MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
 use crate::ledger::sweep;
 use crate::ledger::webhook::{Delivery, WebhookResult};
-use crate::ledger::{Attribution, GrantRequest, Outcome, ReserveRequest};
+use crate::ledger::{Attribution, DebitRequest, GrantRequest, Outcome, ReserveRequest};
 use crate::monitoring::{period_name, Monitor};
 use crate::stats::Period;
 use crate::validate::{self, json_body, Invalid, Problem};
@@ -120,15 +121,37 @@ pub async fn dispatch(
             let amount = validate::range("amount", body.amount, 1, MAX_AMOUNT)?;
             let reason = grant_reason(&body.reason)?;
             validate::optional_text("description", &body.description, MAX_DESCRIPTION)?;
+            let priority = body.priority.map(|p| validate::range("priority", p, 0, u64::from(MAX_PRIORITY))).transpose()?;
+            let expires_at = body.expires_at.as_deref().map(|raw| validate::future_time("expiresAt", raw, ledger.now())).transpose()?;
             let request = GrantRequest {
                 amount: Credits(amount),
                 reason,
                 description: body.description,
+                priority: priority.map(|p| p as u8),
+                expires_at,
                 idempotency_key: key,
                 actor: caller.sub.to_string(),
             };
             let outcome = ledger.grant(&user, request).await?;
             Ok(created_or_replayed(outcome))
+        }
+        Op::AdminDebit => {
+            let user = user_param(params)?;
+            let key = idempotency_key(req)?.ok_or_else(|| Invalid::new("Idempotency-Key", Problem::Missing))?;
+            let body: DebitBody = json_body(body)?;
+            let amount = validate::range("amount", body.amount, 1, MAX_AMOUNT)?;
+            let reason = serde_json::from_value(json!(body.reason))
+                .map_err(|_| Invalid::new("reason", Problem::NotOneOf(DebitReason::ALL)))?;
+            validate::optional_text("description", &body.description, MAX_DESCRIPTION)?;
+            let request = DebitRequest {
+                amount: Credits(amount),
+                reason,
+                description: body.description,
+                partial: body.partial.unwrap_or(false),
+                idempotency_key: key,
+                actor: caller.sub.to_string(),
+            };
+            Ok(created_or_replayed(ledger.debit(&user, request).await?))
         }
         Op::AdminBalance => Ok(json(StatusCode::OK, &ledger.balance(&user_param(params)?).await?)),
         Op::AdminTransactions => history(ledger, &user_param(params)?, req).await,
@@ -222,11 +245,22 @@ struct TaskBody {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct GrantBody {
     amount: u64,
     reason: String,
     description: Option<String>,
+    priority: Option<u64>,
+    expires_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DebitBody {
+    amount: u64,
+    reason: String,
+    description: Option<String>,
+    partial: Option<bool>,
 }
 
 fn reserve_request(body: &[u8], idempotency_key: Option<String>, by: Actor) -> Result<ReserveRequest> {

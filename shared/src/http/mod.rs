@@ -69,6 +69,7 @@ pub enum Op {
     LinkTask,
     ListTransactions,
     AdminGrant,
+    AdminDebit,
     AdminBalance,
     AdminTransactions,
     AdminRefund,
@@ -93,6 +94,7 @@ impl Op {
             | Op::ReleaseReservation
             | Op::LinkTask => Some(Access::Write),
             Op::AdminGrant
+            | Op::AdminDebit
             | Op::AdminBalance
             | Op::AdminTransactions
             | Op::AdminRefund
@@ -142,6 +144,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/v1/reservations/{id}/task", function: Function::Account, op: Op::LinkTask },
     Route { method: "GET", path: "/v1/transactions", function: Function::Account, op: Op::ListTransactions },
     Route { method: "POST", path: "/v1/admin/users/{userId}/grants", function: Function::Admin, op: Op::AdminGrant },
+    Route { method: "POST", path: "/v1/admin/users/{userId}/debits", function: Function::Admin, op: Op::AdminDebit },
     Route { method: "GET", path: "/v1/admin/users/{userId}/balance", function: Function::Admin, op: Op::AdminBalance },
     Route {
         method: "GET",

@@ -65,6 +65,7 @@ pub fn code_of(error: &Error) -> Code {
         Error::ReservationExpired => (StatusCode::CONFLICT, "reservation_expired", "Reservation expired"),
         Error::TaskAlreadyLinked => (StatusCode::CONFLICT, "task_already_linked", "Task already linked"),
         Error::TooManyOpenHolds { .. } => (StatusCode::CONFLICT, "too_many_open_holds", "Too many open holds"),
+        Error::TooManyLots { .. } => (StatusCode::CONFLICT, "too_many_lots", "Too many lots"),
         Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
         Error::IdempotencyKeyReused => {
             (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency key reused")
@@ -133,6 +134,11 @@ pub fn detail(error: &Error, lang: Lang) -> String {
             En => format!("This user already has {limit} open holds; settle some before placing another."),
             Pt => format!("Este usuário já tem {limit} reservas abertas; liquide algumas antes de criar outra."),
             Es => format!("Este usuario ya tiene {limit} reservas abiertas; liquida alguna antes de crear otra."),
+        },
+        Error::TooManyLots { limit } => match lang {
+            En => format!("This user already has {limit} lots of credits; grant into an existing lot (same priority and expiry)."),
+            Pt => format!("Este usuário já tem {limit} lotes de créditos; conceda num lote existente (mesma prioridade e validade)."),
+            Es => format!("Este usuario ya tiene {limit} lotes de créditos; otorga en un lote existente (misma prioridad y caducidad)."),
         },
         Error::PayloadTooLarge => pick(
             "The request body is larger than 64 KiB.",
@@ -211,6 +217,12 @@ fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
         (Problem::NotOneOf(allowed), Lang::En) => format!("Field \"{f}\" must be one of: {}.", allowed.join(", ")),
         (Problem::NotOneOf(allowed), Lang::Pt) => format!("O campo \"{f}\" deve ser um de: {}.", allowed.join(", ")),
         (Problem::NotOneOf(allowed), Lang::Es) => format!("El campo \"{f}\" debe ser uno de: {}.", allowed.join(", ")),
+        (Problem::NotDateTime, Lang::En) => format!("Field \"{f}\" must be an RFC 3339 date-time with a time zone."),
+        (Problem::NotDateTime, Lang::Pt) => format!("O campo \"{f}\" deve ser uma data-hora RFC 3339 com fuso horário."),
+        (Problem::NotDateTime, Lang::Es) => format!("El campo \"{f}\" debe ser una fecha-hora RFC 3339 con zona horaria."),
+        (Problem::NotInFuture, Lang::En) => format!("Field \"{f}\" must be in the future."),
+        (Problem::NotInFuture, Lang::Pt) => format!("O campo \"{f}\" deve estar no futuro."),
+        (Problem::NotInFuture, Lang::Es) => format!("El campo \"{f}\" debe estar en el futuro."),
     }
 }
 
@@ -240,6 +252,9 @@ pub fn problem(error: &Error, lang: Lang, request_id: &str) -> Response<Body> {
         }
         Error::TooManyOpenHolds { open, limit } => {
             body.insert("openHolds".into(), json!(open));
+            body.insert("limit".into(), json!(limit));
+        }
+        Error::TooManyLots { limit } => {
             body.insert("limit".into(), json!(limit));
         }
         Error::AppliedUnread(_) => {

@@ -1,19 +1,40 @@
-//! Grants: credits added to a user once per idempotency key.
-
-use aws_sdk_dynamodb::types::Update;
+//! Grants: credits added to a user's lot once per idempotency key.
 
 use super::{applied_unread, derived_id, request_hash, GrantRequest, Ledger, Outcome, MAX_ATTEMPTS};
-use crate::domain::{EntryType, Grant, UserId};
+use crate::domain::{Allocation, EntryType, Grant, UserId, MAX_LOTS};
 use crate::error::{Error, Result};
-use crate::store::{key, n, s, to_item, user_pk, GrantItem, TxFailure};
+use crate::store::{lot_attributes, n, to_item, user_pk, BalanceWrite, GrantItem, LotPartItem, TxFailure, LOT_COUNT};
+use crate::validate::{Invalid, Problem};
 
 impl Ledger {
-    /// Credits a user once per idempotency key.
+    /// Credits a user once per idempotency key, into the lot
+    /// `(priority, expiresAt)` (a live lot of that pair grows).
     pub async fn grant(&self, user: &UserId, request: GrantRequest) -> Result<Outcome<Grant>> {
         let grant_id = derived_id("grant", user, &request.idempotency_key);
         let hash = request_hash(&request)?;
+        let lot = request.lot();
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
+            if lot.expired_at(now) {
+                return Err(Invalid::new("expiresAt", Problem::NotInFuture).into());
+            }
+            let stored = self.read_balance(user).await?;
+            let mut write = BalanceWrite::new();
+            let caught_up = self.catch_up(user, &stored, &mut write, Some(lot), now)?;
+            let (remaining, _) = lot_attributes(lot);
+            if !lot.is_base() && stored.books.lots.get(lot).is_none() {
+                if caught_up.lots_left >= MAX_LOTS {
+                    // A replay must still answer as one, over the limit or not.
+                    if let Some(replayed) = self.grant_replay(user, grant_id, &hash).await? {
+                        return Ok(replayed);
+                    }
+                    return Err(Error::TooManyLots { limit: MAX_LOTS });
+                }
+                // Conditional on the count read: lots created at once cannot
+                // pass the limit together.
+                write.expect(LOT_COUNT, stored.lot_count.map(n)).add(LOT_COUNT, 1);
+            }
+            write.add(&remaining, request.amount.get() as i64).add("granted", request.amount.get() as i64);
             let grant = GrantItem {
                 pk: user_pk(user),
                 sk: format!("GRANT#{grant_id}"),
@@ -25,53 +46,51 @@ impl Ledger {
                 description: request.description.clone(),
                 request_hash: hash.clone(),
                 actor: Some(request.actor.clone()),
+                priority: Some(lot.priority),
+                expires_at: lot.expires_at.map(|at| at.millis()),
                 at: now.millis(),
             };
-            let balance = Update::builder()
-                .set_key(Some(key(user_pk(user), "BALANCE")))
-                .update_expression(
-                    "SET available = if_not_exists(available, :zero) + :amount, \
-                     granted = if_not_exists(granted, :zero) + :amount, \
-                     reserved = if_not_exists(reserved, :zero), spent = if_not_exists(spent, :zero), \
-                     openHolds = if_not_exists(openHolds, :zero), \
-                     userId = :user, entity = :entity, updatedAt = :now",
-                )
-                .expression_attribute_values(":zero", n(0))
-                .expression_attribute_values(":amount", n(request.amount))
-                .expression_attribute_values(":user", s(user.as_str()))
-                .expression_attribute_values(":entity", s("balance"))
-                .expression_attribute_values(":now", n(now.millis()));
             let mut entry =
                 self.entry(user, grant_id, EntryType::Grant, request.amount, None, request.description.clone(), now);
             entry.reason = Some(request.reason.as_str().to_owned());
             entry.actor = Some(request.actor.clone());
-            let items = vec![
+            entry.lots = Some(LotPartItem::from_allocation(&Allocation(vec![(lot, request.amount)])));
+            let mut items = vec![
                 self.put(to_item(&grant)?, Some("attribute_not_exists(pk)"))?,
-                self.update(balance)?,
+                self.update(write.build(user, now))?,
                 self.put(to_item(&entry)?, None)?,
             ];
+            items.extend(caught_up.lines);
             match self.tx(items).await {
                 Ok(()) => {
                     // Credited: a failed read must not say "may not have been applied".
-                    let balance = self.store.get_balance(user).await.map_err(applied_unread)?;
+                    let balance = self.balance(user).await.map_err(applied_unread)?;
                     return Ok(Outcome::Created(Grant { grant_id, balance }));
                 }
                 Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {
-                    let stored_hash = reasons[0]
-                        .item
-                        .as_ref()
-                        .and_then(|item| item.get("requestHash"))
-                        .and_then(|v| v.as_s().ok())
-                        .cloned();
-                    if stored_hash.as_deref() != Some(hash.as_str()) {
-                        return Err(Error::IdempotencyKeyReused);
-                    }
-                    let balance = self.store.get_balance(user).await.map_err(applied_unread)?;
-                    return Ok(Outcome::Replayed(Grant { grant_id, balance }));
+                    return match self.grant_replay(user, grant_id, &hash).await? {
+                        Some(replayed) => Ok(replayed),
+                        None => Err(Error::Internal("grant vanished after its put failed".into())),
+                    };
                 }
+                // The balance moved since it was read: read it again.
+                Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {}
                 Err(failure) => self.retry_or_fail(failure, attempt).await?,
             }
         }
         Err(Error::Unavailable("grant kept conflicting".into()))
+    }
+
+    /// The answer to a grant whose key was used before: the same grant, or
+    /// a refusal when the key came with another request.
+    async fn grant_replay(&self, user: &UserId, grant_id: uuid::Uuid, hash: &str) -> Result<Option<Outcome<Grant>>> {
+        let Some(item) = self.store.get(crate::store::key(user_pk(user), &format!("GRANT#{grant_id}"))).await? else {
+            return Ok(None);
+        };
+        if crate::store::attr_text(&item, "requestHash") != hash {
+            return Err(Error::IdempotencyKeyReused);
+        }
+        let balance = self.balance(user).await.map_err(applied_unread)?;
+        Ok(Some(Outcome::Replayed(Grant { grant_id, balance })))
     }
 }

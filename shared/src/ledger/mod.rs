@@ -2,6 +2,8 @@
 //! conditions encode the money rules; a failed condition is read back and
 //! turned into an answer (a replay, or a refusal), never re-applied blindly.
 
+mod debit;
+mod due;
 mod extend;
 mod grant;
 mod history;
@@ -22,7 +24,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{Actor, Balance, Credits, EntryType, GrantReason, Provider, Timestamp, UserId};
+use crate::domain::{Actor, Credits, DebitReason, EntryType, GrantReason, LotKey, Provider, Timestamp, UserId};
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Item, Store, TaskItem, TxFailure};
@@ -70,6 +72,30 @@ pub struct ReserveRequest {
     pub by: Actor,
 }
 
+impl GrantRequest {
+    /// A grant of `amount` for `reason` into the reason's default lot, never
+    /// expiring, with no description.
+    pub fn new(amount: u64, reason: GrantReason, idempotency_key: &str, actor: &str) -> GrantRequest {
+        GrantRequest {
+            amount: Credits(amount),
+            reason,
+            description: None,
+            priority: None,
+            expires_at: None,
+            idempotency_key: idempotency_key.to_owned(),
+            actor: actor.to_owned(),
+        }
+    }
+
+    /// The lot the credits land in.
+    pub fn lot(&self) -> LotKey {
+        LotKey {
+            priority: self.priority.unwrap_or_else(|| LotKey::default_priority(self.reason)),
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 impl ReserveRequest {
     /// A hold of `units` of `operation` with the contract's defaults: BFL,
     /// the default time to live, no task, no description, no key.
@@ -93,10 +119,32 @@ pub struct GrantRequest {
     pub amount: Credits,
     pub reason: GrantReason,
     pub description: Option<String>,
+    /// The lot's priority; `None`: the reason's default. Left out of the
+    /// request's identity when absent, so keys used before lots still replay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// When the lot's credits expire; `None`: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
     #[serde(skip)]
     pub idempotency_key: String,
     /// Who grants (the caller's `sub`): recorded, not part of the request's
     /// identity, so another operator's retry of the same key replays.
+    #[serde(skip)]
+    pub actor: String,
+}
+
+/// Credits taken back from what is available, in burn order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DebitRequest {
+    pub amount: Credits,
+    pub reason: DebitReason,
+    pub description: Option<String>,
+    /// Take what is available when that is less than `amount`.
+    pub partial: bool,
+    #[serde(skip)]
+    pub idempotency_key: String,
     #[serde(skip)]
     pub actor: String,
 }
@@ -191,10 +239,6 @@ impl Ledger {
         self.clock.now()
     }
 
-    pub async fn balance(&self, user: &UserId) -> Result<Balance> {
-        self.store.get_balance(user).await
-    }
-
     /// `placed`: when the hold was created.
     fn task_item(&self, provider: Provider, task_id: &str, id: Uuid, user: &UserId, placed: Timestamp) -> TaskItem {
         TaskItem {
@@ -234,6 +278,7 @@ impl Ledger {
             description,
             reason: None,
             actor: None,
+            lots: None,
             at: at.millis(),
         }
     }

@@ -1,13 +1,12 @@
 //! Placing a hold: `units × unitCost` moved from `available` to `reserved`,
 //! once per idempotency key, with its provider task linked in the same write.
 
-use aws_sdk_dynamodb::types::Update;
 use uuid::Uuid;
 
 use super::{keyed_reservation_id, request_hash, Ledger, Outcome, ReserveRequest, MAX_ATTEMPTS};
 use crate::domain::{Credits, EntryType, EventType, HoldStatus, Reservation, UserId};
 use crate::error::{Error, Result};
-use crate::store::{attr_number, hold_pk, key, n, pending_shard, to_item, user_pk, EventItem, HoldItem, TxFailure};
+use crate::store::{hold_pk, pending_shard, to_item, BalanceWrite, EventItem, HoldItem, LotPartItem, TxFailure};
 
 impl Ledger {
     /// Places a hold: moves `units × unitCost` from `available` to `reserved`.
@@ -33,7 +32,8 @@ impl Ledger {
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let expires_at = now.plus_seconds(i64::from(request.ttl_seconds));
-            let hold = HoldItem {
+            let mut due_lines = Vec::new();
+            let mut hold = HoldItem {
                 pk: hold_pk(id),
                 sk: "HOLD".into(),
                 entity: "hold".into(),
@@ -67,31 +67,35 @@ impl Ledger {
                 open_counted: amount > Credits::ZERO,
                 final_units: None,
                 captures: None,
+                lots: None,
             };
             let mut items = Vec::with_capacity(4);
             // A free operation moves no credits, so it needs no balance item.
             let balance_index = (amount > Credits::ZERO).then_some(items.len());
             if balance_index.is_some() {
-                items.push(
-                    self.update(
-                        Update::builder()
-                            .set_key(Some(key(user_pk(user), "BALANCE")))
-                            // The open-hold count rides on the write reserve
-                            // makes anyway: no extra item, no extra unit.
-                            .update_expression(
-                                "SET available = available - :amount, reserved = reserved + :amount, \
-                                 openHolds = if_not_exists(openHolds, :zero) + :one, updatedAt = :now",
-                            )
-                            .condition_expression(
-                                "available >= :amount AND (attribute_not_exists(openHolds) OR openHolds < :limit)",
-                            )
-                            .expression_attribute_values(":amount", n(amount))
-                            .expression_attribute_values(":zero", n(0))
-                            .expression_attribute_values(":one", n(1))
-                            .expression_attribute_values(":limit", n(self.max_open_holds))
-                            .expression_attribute_values(":now", n(now.millis())),
-                    )?,
-                );
+                let stored = self.read_balance(user).await?;
+                let allocation = match stored.books.lots.take(amount, now) {
+                    Ok(allocation) => allocation,
+                    Err(available) => {
+                        crate::metrics::count("Insufficient", 1);
+                        return Err(Error::InsufficientCredits { available, required: amount });
+                    }
+                };
+                if stored.open_holds >= u64::from(self.max_open_holds) {
+                    crate::metrics::count("TooManyOpenHolds", 1);
+                    return Err(Error::TooManyOpenHolds {
+                        open: stored.open_holds,
+                        limit: u64::from(self.max_open_holds),
+                    });
+                }
+                let mut write = BalanceWrite::new();
+                let caught_up = self.catch_up(user, &stored, &mut write, None, now)?;
+                // The open-hold count rides on the write reserve makes
+                // anyway: no extra item, no extra unit.
+                write.hold(&allocation).below("openHolds", u64::from(self.max_open_holds)).add("openHolds", 1);
+                items.push(self.update(write.build(user, now))?);
+                hold.lots = Some(LotPartItem::from_allocation(&allocation));
+                due_lines = caught_up.lines;
             }
             let hold_index = items.len();
             items.push(self.put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
@@ -106,7 +110,7 @@ impl Ledger {
                 }
                 None => None,
             };
-            let entry = self.entry(
+            let mut entry = self.entry(
                 user,
                 id,
                 EntryType::Reserve,
@@ -115,7 +119,9 @@ impl Ledger {
                 request.description.clone(),
                 now,
             );
+            entry.lots = hold.lots.clone();
             items.push(self.put(to_item(&entry)?, None)?);
+            items.append(&mut due_lines);
 
             match self.tx(items).await {
                 Ok(()) if link_after => {
@@ -159,16 +165,10 @@ impl Ledger {
                         link_after = true;
                         continue;
                     }
-                    if let Some(reason) = balance_index.and_then(|i| reasons.get(i)).filter(|r| r.condition_failed()) {
-                        let figure =
-                            |name: &str| reason.item.as_ref().map_or(0, |item| attr_number(item, name).max(0) as u64);
-                        let (available, open) = (figure("available"), figure("openHolds"));
-                        if available >= amount.get() && open >= u64::from(self.max_open_holds) {
-                            crate::metrics::count("TooManyOpenHolds", 1);
-                            return Err(Error::TooManyOpenHolds { open, limit: u64::from(self.max_open_holds) });
-                        }
-                        crate::metrics::count("Insufficient", 1);
-                        return Err(Error::InsufficientCredits { available: Credits(available), required: amount });
+                    if failed(balance_index) {
+                        // The balance moved since it was read: decide again
+                        // from what it is now.
+                        continue;
                     }
                     self.retry_or_fail(TxFailure::Cancelled(reasons), attempt).await?;
                 }

@@ -1,6 +1,8 @@
-//! The expiry sweep: reads only due holds from the sparse pending index and
-//! expires each with the same conditional transition as a release, so a
-//! confirm racing it either wins or is refused, never both.
+//! The expiry sweep: reads only due work from the sparse due-work index
+//! (`pending-by-expiry`): it expires each due hold with the same
+//! conditional transition as a release, so a confirm racing it either wins
+//! or is refused, never both, and writes down the lot expiries of each due
+//! balance.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +11,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::Ledger;
-use crate::domain::{Actor, HoldStatus, Timestamp};
+use crate::domain::{Actor, HoldStatus, Timestamp, UserId};
 use crate::error::{Error, Result};
 use crate::store::{n, s, PENDING_INDEX, PENDING_SHARDS};
 
@@ -31,6 +33,9 @@ pub struct SweepReport {
     pub extended: u32,
     /// Due holds left for the next run (time budget spent).
     pub remaining: u32,
+    /// Lots whose expiry this run wrote down (balances the due-work index
+    /// listed; a user's own write may have come first).
+    pub lots_expired: u32,
     /// Expiries that failed (retried by the next run).
     pub errors: u32,
     /// Index entries read: the due holds, never the table.
@@ -59,6 +64,8 @@ impl Ledger {
             report.scanned += scanned;
             due.extend(ids);
         }
+        let (balances, due): (Vec<Due>, Vec<Due>) = due.into_iter().partition(|d| matches!(d, Due::Balance(_)));
+        let due: Vec<Uuid> = due.into_iter().filter_map(|d| if let Due::Hold(id) = d { Some(id) } else { None }).collect();
 
         let outcomes: Vec<Option<Result<bool>>> = stream::iter(due)
             .map(|id| async move {
@@ -83,12 +90,34 @@ impl Ledger {
                 }
             }
         }
+        let written: Vec<Option<Result<u32>>> = stream::iter(balances)
+            .map(|due| async move {
+                let Due::Balance(user) = due else { return None };
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                Some(self.write_down_due(&user).await)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        for outcome in written {
+            match outcome {
+                None => report.remaining += 1,
+                Some(Ok(expiries)) => report.lots_expired += expiries,
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "writing down due lots failed; the next sweep retries it");
+                    report.errors += 1;
+                }
+            }
+        }
         report.duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(
             expired = report.expired,
             already_settled = report.already_settled,
             extended = report.extended,
             remaining = report.remaining,
+            lots_expired = report.lots_expired,
             errors = report.errors,
             scanned = report.scanned,
             duration_ms = report.duration_ms,
@@ -113,8 +142,9 @@ impl Ledger {
         Ok(report)
     }
 
-    /// The ids of one shard's due holds, with how many index entries were read.
-    async fn due_in_shard(&self, shard: u8, now: Timestamp, at_most: usize) -> Result<(Vec<Uuid>, u32)> {
+    /// One shard's due work (holds and balances), with how many index
+    /// entries were read.
+    async fn due_in_shard(&self, shard: u8, now: Timestamp, at_most: usize) -> Result<(Vec<Due>, u32)> {
         let mut ids = Vec::new();
         let mut scanned = 0;
         let mut start = None;
@@ -135,14 +165,15 @@ impl Ledger {
                 .map_err(crate::store::sdk_error)?;
             scanned += page.scanned_count().max(0) as u32;
             for item in page.items() {
-                let id = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix("HOLD#"))
-                    .and_then(|id| Uuid::try_parse(id).ok());
-                match id {
-                    Some(id) => ids.push(id),
-                    None => tracing::warn!(?item, "unreadable entry in the pending index"),
+                let pk = item.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
+                let due = match (pk.strip_prefix("HOLD#"), pk.strip_prefix("USER#")) {
+                    (Some(id), _) => Uuid::try_parse(id).ok().map(Due::Hold),
+                    (_, Some(user)) => UserId::parse(user).map(Due::Balance),
+                    _ => None,
+                };
+                match due {
+                    Some(due) => ids.push(due),
+                    None => tracing::warn!(?item, "unreadable entry in the due-work index"),
                 }
             }
             start = page.last_evaluated_key;
@@ -151,6 +182,13 @@ impl Ledger {
             }
         }
     }
+}
+
+/// What the due-work index lists: a pending hold past its expiry, or a
+/// balance with a lot expiry to write down.
+enum Due {
+    Hold(Uuid),
+    Balance(UserId),
 }
 
 /// Time kept back from a budget to answer in.

@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use super::{Along, Ledger};
 use crate::domain::{
-    split, Actor, CaptureKey, Credits, EntryType, EventType, HoldStatus, Reservation, Settlement, Split, Timestamp,
+    split, Actor, Allocation, CaptureKey, Credits, EntryType, EventType, HoldStatus, Reservation, Return, Settlement,
+    Split, Timestamp,
 };
-use crate::store::{hold_pk, key, n, s, to_item, user_pk, EventItem, HoldItem, TxFailure};
+use crate::store::{hold_pk, key, n, s, to_item, BalanceWrite, EventItem, HoldItem, LotPartItem, TxFailure};
 
 impl Ledger {
     /// The one conditional transition of a hold, with its balance change and
@@ -30,7 +31,6 @@ impl Ledger {
     ) -> Result<Reservation, TxFailure> {
         let reservation = hold.clone().into_reservation(false);
         let parts = split(&reservation, wanted);
-        let held = reservation.held_amount();
         let (status, event, entry_kind) = match wanted {
             Settlement::Confirm { .. } => (HoldStatus::Confirmed, EventType::Confirmed, EntryType::Confirm),
             Settlement::Capture { .. } => (HoldStatus::Pending, EventType::Captured, EntryType::Capture),
@@ -133,7 +133,8 @@ impl Ledger {
             .condition_expression(condition.join(" AND "));
         let mut items = vec![self.update(update).map_err(TxFailure::Store)?];
 
-        if let Some(balance) = self.balance_change(&hold, wanted, parts, held, now) {
+        let moves = LotMoves::of(&hold, wanted, parts, now);
+        if let Some(balance) = self.balance_change(&hold, wanted, &moves, now) {
             items.push(self.update(balance).map_err(TxFailure::Store)?);
         }
 
@@ -149,10 +150,14 @@ impl Ledger {
             entry.actor = Some(note.actor.clone());
             entry.reason = note.reason.clone();
         }
+        entry.lots = Some(LotPartItem::from_allocation(match wanted {
+            Settlement::Confirm { .. } | Settlement::Capture { .. } => &moves.spent,
+            Settlement::Release | Settlement::Expire | Settlement::Refund => &moves.returned,
+        }));
         items.push(to_item(&entry).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
         if matches!(wanted, Settlement::Confirm { .. }) && parts.returned > Credits::ZERO {
             // A final confirm returns the rest: its own history line.
-            let rest = self.entry(
+            let mut rest = self.entry(
                 &hold.user_id,
                 hold.reservation_id,
                 EntryType::Release,
@@ -161,7 +166,16 @@ impl Ledger {
                 hold.description.clone(),
                 now,
             );
+            rest.lots = Some(LotPartItem::from_allocation(&moves.returned));
             items.push(to_item(&rest).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
+        }
+        if moves.expired.total() > Credits::ZERO {
+            // Credits that came back to a lot past its expiry expired now.
+            let source = Uuid::new_v5(&hold.reservation_id, format!("expired-on-{entry_kind:?}").as_bytes());
+            let mut line =
+                self.entry(&hold.user_id, source, EntryType::GrantExpired, moves.expired.total(), origin, None, now);
+            line.lots = Some(LotPartItem::from_allocation(&moves.expired));
+            items.push(to_item(&line).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
         }
         items.extend(with.items);
 
@@ -202,55 +216,56 @@ impl Ledger {
         Ok(hold.into_reservation(false))
     }
 
-    /// The balance side of a transition: `held` is what the hold still held
-    /// when read (its condition guarantees it still does).
-    fn balance_change(
-        &self,
-        hold: &HoldItem,
-        wanted: Settlement,
-        parts: Split,
-        held: Credits,
-        now: Timestamp,
-    ) -> Option<UpdateBuilder> {
+    /// The balance side of a transition, lot by lot.
+    fn balance_change(&self, hold: &HoldItem, wanted: Settlement, moves: &LotMoves, now: Timestamp) -> Option<UpdateBuilder> {
         if hold.amount == 0 {
             return None; // a free hold never touched the balance
         }
-        let balance = Update::builder()
-            .set_key(Some(key(user_pk(&hold.user_id), "BALANCE")))
-            .expression_attribute_values(":now", n(now.millis()));
-        Some(match wanted {
-            Settlement::Refund => balance
-                .update_expression("SET spent = spent - :captured, available = available + :captured, updatedAt = :now")
-                .condition_expression("spent >= :captured")
-                .expression_attribute_values(":captured", n(parts.captured)),
-            Settlement::Capture { .. } if parts.captured == Credits::ZERO => return None,
-            Settlement::Capture { .. } => balance
-                .update_expression("SET reserved = reserved - :captured, spent = spent + :captured, updatedAt = :now")
-                .condition_expression("reserved >= :captured")
-                .expression_attribute_values(":captured", n(parts.captured)),
+        let mut write = BalanceWrite::new();
+        match wanted {
+            Settlement::Refund => {
+                write.return_spent(&moves.returned, now);
+            }
+            Settlement::Capture { .. } if moves.spent.total() == Credits::ZERO => return None,
+            Settlement::Capture { .. } => {
+                write.spend_held(&moves.spent);
+            }
             Settlement::Confirm { .. } | Settlement::Release | Settlement::Expire => {
+                write.spend_held(&moves.spent).return_held(&moves.returned, now);
                 // Only a hold its reserve counted leaves the count: holds
                 // placed before the cap existed were never in it.
-                let (uncount, counted) = match hold.open_counted {
-                    true => (", openHolds = openHolds - :one", " AND openHolds >= :one"),
-                    false => ("", ""),
-                };
-                let balance = balance
-                    .update_expression(format!(
-                        "SET reserved = reserved - :held, spent = spent + :captured, \
-                         available = available + :returned{uncount}, updatedAt = :now"
-                    ))
-                    .condition_expression(format!("reserved >= :held{counted}"))
-                    .expression_attribute_values(":held", n(held))
-                    .expression_attribute_values(":captured", n(parts.captured))
-                    .expression_attribute_values(":returned", n(parts.returned));
-                // DynamoDB refuses a value no expression uses.
-                match hold.open_counted {
-                    true => balance.expression_attribute_values(":one", n(1)),
-                    false => balance,
+                if hold.open_counted {
+                    write.take("openHolds", Credits(1));
                 }
             }
-        })
+        }
+        Some(write.build(&hold.user_id, now))
+    }
+}
+
+/// What a transition moves in the hold's lots: captures spend its
+/// allocation from the start, in burn order; what comes back goes to the
+/// lots it came from, and `expired` is the part of it whose lot has expired.
+struct LotMoves {
+    spent: Allocation,
+    returned: Allocation,
+    expired: Allocation,
+}
+
+impl LotMoves {
+    fn of(hold: &HoldItem, wanted: Settlement, parts: Split, now: Timestamp) -> LotMoves {
+        let allocation = hold.allocation();
+        let captured_before = Credits(hold.captured_amount);
+        let captured_after = Credits(captured_before.get() + parts.captured.get());
+        let (spent, returned) = match wanted {
+            Settlement::Refund => (Allocation::default(), allocation.slice(Credits::ZERO, parts.captured)),
+            _ => (
+                allocation.slice(captured_before, captured_after),
+                allocation.slice(captured_after, Credits(captured_before.get() + parts.captured.get() + parts.returned.get())),
+            ),
+        };
+        let expired = Return::of(&returned, now).expired;
+        LotMoves { spent, returned, expired }
     }
 }
 

@@ -24,10 +24,14 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{
-    Actor, Balance, Credits, EntryType, EventType, HoldEvent, HoldStatus, LedgerEntry, Provider, Reservation,
-    Timestamp, UserId,
+    Actor, Allocation, Credits, EntryType, EventType, HoldEvent, HoldStatus, LedgerEntry, LotKey, LotPart, Provider,
+    Reservation, Timestamp, UserId,
 };
 use crate::error::{Error, Result};
+
+mod balance;
+
+pub use balance::*;
 
 pub const PENDING_INDEX: &str = "pending-by-expiry";
 
@@ -143,6 +147,43 @@ pub struct HoldItem {
     /// Non-final captures by key digest: the units each captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub captures: Option<BTreeMap<String, u32>>,
+    /// What it took from which lot, in burn order (absent: placed before
+    /// lots existed, when everything came from the base lot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lots: Option<Vec<LotPartItem>>,
+}
+
+/// A hold's (or a debit's) take from one lot.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LotPartItem {
+    pub priority: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub amount: u64,
+}
+
+impl LotPartItem {
+    pub fn from_allocation(allocation: &Allocation) -> Vec<LotPartItem> {
+        allocation
+            .0
+            .iter()
+            .map(|(lot, amount)| LotPartItem {
+                priority: lot.priority,
+                expires_at: lot.expires_at.map(Timestamp::millis),
+                amount: amount.get(),
+            })
+            .collect()
+    }
+
+    pub fn to_allocation(parts: &[LotPartItem]) -> Allocation {
+        Allocation(
+            parts
+                .iter()
+                .map(|p| (LotKey { priority: p.priority, expires_at: p.expires_at.map(Timestamp) }, Credits(p.amount)))
+                .collect(),
+        )
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -179,8 +220,18 @@ fn event_type_str(kind: EventType) -> &'static str {
 }
 
 impl HoldItem {
+    /// What the hold took from which lot.
+    pub fn allocation(&self) -> Allocation {
+        match &self.lots {
+            Some(parts) => LotPartItem::to_allocation(parts),
+            None => Allocation::base(Credits(self.amount)),
+        }
+    }
+
     pub fn into_reservation(self, with_events: bool) -> Reservation {
+        let lots = self.allocation().0.into_iter().map(|(lot, amount)| LotPart::new(lot, amount)).collect();
         Reservation {
+            lots,
             reservation_id: self.reservation_id,
             user_id: self.user_id,
             operation: self.operation,
@@ -211,34 +262,6 @@ impl HoldItem {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BalanceItem {
-    #[serde(default)]
-    pub available: u64,
-    #[serde(default)]
-    pub reserved: u64,
-    #[serde(default)]
-    pub spent: u64,
-    #[serde(default)]
-    pub granted: u64,
-    #[serde(default)]
-    pub updated_at: Option<i64>,
-}
-
-impl BalanceItem {
-    pub fn into_balance(self, user_id: UserId) -> Balance {
-        Balance {
-            user_id,
-            available: Credits(self.available),
-            reserved: Credits(self.reserved),
-            spent: Credits(self.spent),
-            granted: Credits(self.granted),
-            updated_at: self.updated_at.map(Timestamp),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct GrantItem {
     pub pk: String,
     pub sk: String,
@@ -253,6 +276,32 @@ pub struct GrantItem {
     /// Who granted: the caller's `sub` (absent on grants made before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The lot it landed in (absent on grants made before lots: the base).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub at: i64,
+}
+
+/// A debit, keyed by its idempotency key like a grant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DebitItem {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub debit_id: Uuid,
+    pub user_id: UserId,
+    /// Credits taken.
+    pub amount: u64,
+    pub requested: u64,
+    pub reason: crate::domain::DebitReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub actor: String,
+    pub request_hash: String,
+    pub lots: Vec<LotPartItem>,
     pub at: i64,
 }
 
@@ -276,6 +325,10 @@ pub struct EntryItem {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// The credits of each lot the line moved (absent on lines written
+    /// before lots: the base lot), so lots reconcile from history alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lots: Option<Vec<LotPartItem>>,
     pub at: i64,
 }
 
@@ -534,13 +587,6 @@ impl Store {
         match self.get(key(hold_pk(id), "HOLD")).await? {
             Some(item) => Ok(Some(from_item(item)?)),
             None => Ok(None),
-        }
-    }
-
-    pub async fn get_balance(&self, user: &UserId) -> Result<Balance> {
-        match self.get(key(user_pk(user), "BALANCE")).await? {
-            Some(item) => Ok(from_item::<BalanceItem>(item)?.into_balance(user.clone())),
-            None => Ok(Balance::empty(user.clone())),
         }
     }
 
