@@ -126,6 +126,16 @@ impl Audit {
         let books = self.users.entry(user).or_default();
         let kind = text(item, "type").to_owned();
         *books.sums.entry(kind.clone()).or_default() += num(item, "amount");
+        // A plan refill carries the previous period's unused allowance into
+        // the new period's lot (the first lot the line names).
+        if let (Some(AttributeValue::L(_)), Some((into, _))) = (item.get("rollover"), parts(item).first().copied()) {
+            let mut carried = item.clone();
+            carried.insert("lots".into(), item["rollover"].clone());
+            for (from, amount) in parts(&carried) {
+                books.lines.entry(from).or_default().remaining -= amount;
+                books.lines.entry(into).or_default().remaining += amount;
+            }
+        }
         for (lot, amount) in parts(item) {
             let figures = books.lines.entry(lot).or_default();
             let (remaining, held) = match kind.as_str() {

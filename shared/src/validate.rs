@@ -106,10 +106,15 @@ pub fn range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, Invalid
 }
 
 /// A string of `min..=max` characters without control characters.
+/// An RFC 3339 date-time with a time zone.
+pub fn time(field: &str, raw: &str) -> Result<crate::domain::Timestamp, Invalid> {
+    let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| Invalid::new(field, Problem::NotDateTime))?;
+    Ok(crate::domain::Timestamp(at.timestamp_millis()))
+}
+
 /// An RFC 3339 date-time (with a time zone) after `now`.
 pub fn future_time(field: &str, raw: &str, now: crate::domain::Timestamp) -> Result<crate::domain::Timestamp, Invalid> {
-    let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| Invalid::new(field, Problem::NotDateTime))?;
-    let at = crate::domain::Timestamp(at.timestamp_millis());
+    let at = time(field, raw)?;
     match at > now {
         true => Ok(at),
         false => Err(Invalid::new(field, Problem::NotInFuture)),

@@ -211,15 +211,15 @@ async fn a_lot_expires_for_reads_at_once_and_is_written_down_once_dated_at_its_e
     assert_eq!(lots(&b), vec![(10, at.clone(), 0, 5), (50, "never".into(), 20, 0)]);
     assert_eq!(b["nextExpiry"], Value::Null);
     assert!(lines_of(&server, &a, "grant_expired").await.is_empty(), "nothing written yet");
-    // A hold now cannot take the expired credits.
-    let refused = reserve(&server, &a.server, json!({"operation": IMAGE, "units": 5})).await;
-    assert_problem(&refused, 402, "insufficient_credits");
 
     // The job writes it down, dated at the lot's expiry; again, nothing more.
     server.env.clock.advance_seconds(60);
     assert_eq!(sweep(&server, &a).await["lotsExpired"].as_u64(), Some(1));
     assert_eq!(sweep(&server, &a).await["lotsExpired"].as_u64(), Some(0));
     assert_eq!(lines_of(&server, &a, "grant_expired").await, vec![(5, at.clone())]);
+    // A hold cannot take the expired credits.
+    let refused = reserve(&server, &a.server, json!({"operation": IMAGE, "units": 5})).await;
+    assert_problem(&refused, 402, "insufficient_credits");
 
     // Held credits of the expired lot stay held: a capture still spends
     // them, and what comes back expires at once.

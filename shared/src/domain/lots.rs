@@ -175,9 +175,19 @@ impl Lots {
         self.0.get(&key)
     }
 
-    /// Lots other than the base, which count towards [`MAX_LOTS`].
+    /// The lot `key`, created empty if missing.
+    pub fn entry(&mut self, key: LotKey) -> &mut Lot {
+        self.0.entry(key).or_insert_with(|| Lot::new(key))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = LotKey> + '_ {
+        self.0.keys().copied()
+    }
+
+    /// Lots other than the base that are not dead, which count towards
+    /// [`MAX_LOTS`].
     pub fn counted(&self) -> u32 {
-        self.0.keys().filter(|k| !k.is_base()).count() as u32
+        self.iter().filter(|l| !l.key.is_base() && !l.is_dead()).count() as u32
     }
 
     pub fn available_at(&self, now: Timestamp) -> Credits {

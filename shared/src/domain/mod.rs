@@ -1,12 +1,16 @@
 //! Types and money rules without I/O: amounts, holds, their states and the
 //! decision of what a settlement request does to a hold.
 
+mod books;
 mod hold;
 mod lots;
+mod plan;
 pub mod principal;
 
+pub use books::*;
 pub use hold::*;
 pub use lots::*;
+pub use plan::*;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
@@ -241,7 +245,7 @@ pub struct Balance {
     pub granted: Credits,
     pub lots: Vec<LotView>,
     pub next_expiry: Option<NextExpiry>,
-    pub plan: Option<serde_json::Value>,
+    pub plan: Option<PlanView>,
     pub updated_at: Option<Timestamp>,
 }
 
@@ -253,6 +257,21 @@ pub struct LotView {
     pub expires_at: Option<Timestamp>,
     pub remaining: Credits,
     pub reserved: Credits,
+}
+
+/// The user's plan as the balance shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanView {
+    pub plan: String,
+    pub allowance: Credits,
+    pub period: Period,
+    pub rollover: Credits,
+    pub anchor: Timestamp,
+    pub current_period_start: Option<Timestamp>,
+    pub current_period_end: Option<Timestamp>,
+    /// When a deleted plan stops (the end of the period it was deleted in).
+    pub ends_at: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -271,49 +290,6 @@ impl Balance {
             .iter()
             .try_fold(0u64, |sum, c| sum.checked_add(c.get()))
             == Some(self.granted.get())
-    }
-}
-
-/// A balance as stored: its lots and the figures no lot carries. What is
-/// available, held and expired at an instant follows from the lots.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Books {
-    pub lots: Lots,
-    pub spent: Credits,
-    pub granted: Credits,
-    /// Expired credits written down (a read adds the lots that expired
-    /// since, whose expiry is not written down yet).
-    pub expired: Credits,
-    pub debited: Credits,
-    pub updated_at: Option<Timestamp>,
-}
-
-impl Books {
-    /// The balance a read at `now` shows.
-    pub fn at(&self, user_id: UserId, now: Timestamp) -> Balance {
-        Balance {
-            user_id,
-            available: self.lots.available_at(now),
-            reserved: self.lots.held(),
-            spent: self.spent,
-            expired: Credits(self.expired.get() + self.lots.expired_unrecorded_at(now).get()),
-            debited: self.debited,
-            granted: self.granted,
-            lots: self
-                .lots
-                .live_at(now)
-                .into_iter()
-                .map(|lot| LotView {
-                    priority: lot.key.priority,
-                    expires_at: lot.key.expires_at,
-                    remaining: lot.remaining,
-                    reserved: lot.held,
-                })
-                .collect(),
-            next_expiry: self.lots.next_expiry(now).map(|(at, amount)| NextExpiry { amount, at }),
-            plan: None,
-            updated_at: self.updated_at,
-        }
     }
 }
 

@@ -11,13 +11,13 @@ use super::identity::Caller;
 use super::{json, Op, Params};
 use crate::domain::principal::Role;
 use crate::domain::{
-    Actor, Credits, DebitReason, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_PRIORITY,
-    MAX_TTL_SECONDS, MAX_UNITS,
+    Actor, Credits, DebitReason, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT,
+    MAX_PRIORITY, MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
 use crate::ledger::sweep;
 use crate::ledger::webhook::{Delivery, WebhookResult};
-use crate::ledger::{Attribution, DebitRequest, GrantRequest, Outcome, ReserveRequest};
+use crate::ledger::{Attribution, DebitRequest, GrantRequest, Outcome, PlanRequest, ReserveRequest};
 use crate::monitoring::{period_name, Monitor};
 use crate::stats::Period;
 use crate::validate::{self, json_body, Invalid, Problem};
@@ -31,6 +31,7 @@ pub const MAX_PAGE: u32 = 200;
 pub const MAX_TASK_ID: usize = 256;
 pub const MAX_DESCRIPTION: usize = 500;
 pub const MAX_REASON: usize = 200;
+pub const MAX_PLAN_NAME: usize = 64;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 /// How long `POST /v1/admin/cleanup` may sweep outside Lambda.
 pub const ADMIN_SWEEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
@@ -153,6 +154,25 @@ pub async fn dispatch(
             };
             Ok(created_or_replayed(ledger.debit(&user, request).await?))
         }
+        Op::AdminSetPlan => {
+            let user = user_param(params)?;
+            let body: PlanBody = json_body(body)?;
+            validate::text("plan", &body.plan, 1, MAX_PLAN_NAME)?;
+            let allowance = validate::range("allowance", body.allowance, 1, MAX_AMOUNT)?;
+            let period = serde_json::from_value(json!(body.period))
+                .map_err(|_| Invalid::new("period", Problem::NotOneOf(crate::domain::Period::ALL)))?;
+            let rollover = validate::range("rollover", body.rollover.unwrap_or(0), 0, MAX_AMOUNT)?;
+            let anchor = body.anchor.as_deref().map(|raw| validate::time("anchor", raw)).transpose()?;
+            let request = PlanRequest {
+                name: body.plan,
+                allowance: Credits(allowance),
+                period,
+                rollover: Credits(rollover),
+                anchor,
+            };
+            Ok(json(StatusCode::OK, &ledger.set_plan(&user, request).await?))
+        }
+        Op::AdminEndPlan => Ok(json(StatusCode::OK, &ledger.end_plan(&user_param(params)?).await?)),
         Op::AdminBalance => Ok(json(StatusCode::OK, &ledger.balance(&user_param(params)?).await?)),
         Op::AdminTransactions => history(ledger, &user_param(params)?, req).await,
         Op::AdminCleanup => {
@@ -252,6 +272,16 @@ struct GrantBody {
     description: Option<String>,
     priority: Option<u64>,
     expires_at: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    plan: String,
+    allowance: u64,
+    period: String,
+    rollover: Option<u64>,
+    anchor: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -70,6 +70,8 @@ pub enum Op {
     ListTransactions,
     AdminGrant,
     AdminDebit,
+    AdminSetPlan,
+    AdminEndPlan,
     AdminBalance,
     AdminTransactions,
     AdminRefund,
@@ -95,6 +97,8 @@ impl Op {
             | Op::LinkTask => Some(Access::Write),
             Op::AdminGrant
             | Op::AdminDebit
+            | Op::AdminSetPlan
+            | Op::AdminEndPlan
             | Op::AdminBalance
             | Op::AdminTransactions
             | Op::AdminRefund
@@ -145,6 +149,8 @@ pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/transactions", function: Function::Account, op: Op::ListTransactions },
     Route { method: "POST", path: "/v1/admin/users/{userId}/grants", function: Function::Admin, op: Op::AdminGrant },
     Route { method: "POST", path: "/v1/admin/users/{userId}/debits", function: Function::Admin, op: Op::AdminDebit },
+    Route { method: "PUT", path: "/v1/admin/users/{userId}/plan", function: Function::Admin, op: Op::AdminSetPlan },
+    Route { method: "DELETE", path: "/v1/admin/users/{userId}/plan", function: Function::Admin, op: Op::AdminEndPlan },
     Route { method: "GET", path: "/v1/admin/users/{userId}/balance", function: Function::Admin, op: Op::AdminBalance },
     Route {
         method: "GET",

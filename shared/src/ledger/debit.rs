@@ -18,7 +18,7 @@ impl Ledger {
             if let Some(replayed) = self.debit_replay(user, &sk, &hash).await? {
                 return Ok(replayed);
             }
-            let stored = self.read_balance(user).await?;
+            let stored = self.caught_up(user, now).await?;
             let taken = match request.partial {
                 true => stored.books.lots.take_up_to(request.amount, now),
                 false => match stored.books.lots.take(request.amount, now) {
@@ -29,7 +29,6 @@ impl Ledger {
                 },
             };
             let mut write = BalanceWrite::new();
-            let caught_up = self.catch_up(user, &stored, &mut write, None, now)?;
             write.debit(&taken);
             let item = DebitItem {
                 pk: user_pk(user),
@@ -51,12 +50,11 @@ impl Ledger {
             entry.reason = Some(request.reason.as_str().to_owned());
             entry.actor = Some(request.actor.clone());
             entry.lots = Some(LotPartItem::from_allocation(&taken));
-            let mut items = vec![
+            let items = vec![
                 self.put(to_item(&item)?, Some("attribute_not_exists(pk)"))?,
                 self.update(write.build(user, now))?,
                 self.put(to_item(&entry)?, None)?,
             ];
-            items.extend(caught_up.lines);
             match self.tx(items).await {
                 Ok(()) => {
                     crate::metrics::count("Debited", taken.total().get());

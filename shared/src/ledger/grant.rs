@@ -3,7 +3,9 @@
 use super::{applied_unread, derived_id, request_hash, GrantRequest, Ledger, Outcome, MAX_ATTEMPTS};
 use crate::domain::{Allocation, EntryType, Grant, UserId, MAX_LOTS};
 use crate::error::{Error, Result};
-use crate::store::{lot_attributes, n, to_item, user_pk, BalanceWrite, GrantItem, LotPartItem, TxFailure, LOT_COUNT};
+use crate::store::{
+    balance_shard, lot_attributes, n, s, to_item, user_pk, BalanceWrite, GrantItem, LotPartItem, TxFailure, LOT_COUNT,
+};
 use crate::validate::{Invalid, Problem};
 
 impl Ledger {
@@ -18,12 +20,12 @@ impl Ledger {
             if lot.expired_at(now) {
                 return Err(Invalid::new("expiresAt", Problem::NotInFuture).into());
             }
-            let stored = self.read_balance(user).await?;
+            let stored = self.caught_up(user, now).await?;
             let mut write = BalanceWrite::new();
-            let caught_up = self.catch_up(user, &stored, &mut write, Some(lot), now)?;
             let (remaining, _) = lot_attributes(lot);
-            if !lot.is_base() && stored.books.lots.get(lot).is_none() {
-                if caught_up.lots_left >= MAX_LOTS {
+            let new_lot = stored.books.lots.get(lot).is_none_or(|l| l.expiry_recorded);
+            if !lot.is_base() && new_lot {
+                if stored.books.lots.counted() >= MAX_LOTS {
                     // A replay must still answer as one, over the limit or not.
                     if let Some(replayed) = self.grant_replay(user, grant_id, &hash).await? {
                         return Ok(replayed);
@@ -33,6 +35,13 @@ impl Ledger {
                 // Conditional on the count read: lots created at once cannot
                 // pass the limit together.
                 write.expect(LOT_COUNT, stored.lot_count.map(n)).add(LOT_COUNT, 1);
+                // Its expiry falls due: the due-work index must find it.
+                if let Some(at) = lot.expires_at.filter(|at| stored.due.is_none_or(|due| *at < due)) {
+                    write
+                        .expect("expiresAt", stored.due.map(|due| n(due.millis())))
+                        .set("pendingShard", s(balance_shard(user)))
+                        .set("expiresAt", n(at.millis()));
+                }
             }
             write.add(&remaining, request.amount.get() as i64).add("granted", request.amount.get() as i64);
             let grant = GrantItem {
@@ -55,12 +64,11 @@ impl Ledger {
             entry.reason = Some(request.reason.as_str().to_owned());
             entry.actor = Some(request.actor.clone());
             entry.lots = Some(LotPartItem::from_allocation(&Allocation(vec![(lot, request.amount)])));
-            let mut items = vec![
+            let items = vec![
                 self.put(to_item(&grant)?, Some("attribute_not_exists(pk)"))?,
                 self.update(write.build(user, now))?,
                 self.put(to_item(&entry)?, None)?,
             ];
-            items.extend(caught_up.lines);
             match self.tx(items).await {
                 Ok(()) => {
                     // Credited: a failed read must not say "may not have been applied".

@@ -8,6 +8,7 @@ mod extend;
 mod grant;
 mod history;
 mod job;
+mod plan;
 mod reserve;
 mod settle;
 pub mod sweep;
@@ -151,6 +152,7 @@ pub struct DebitRequest {
 
 pub use crate::domain::Attribution;
 pub use extend::MAX_EXTEND_EVENTS;
+pub use plan::PlanRequest;
 
 /// What a job run under [`Ledger::with_credits`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,6 +281,7 @@ impl Ledger {
             reason: None,
             actor: None,
             lots: None,
+            rollover: None,
             at: at.millis(),
         }
     }

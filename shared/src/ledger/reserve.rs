@@ -32,7 +32,6 @@ impl Ledger {
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let expires_at = now.plus_seconds(i64::from(request.ttl_seconds));
-            let mut due_lines = Vec::new();
             let mut hold = HoldItem {
                 pk: hold_pk(id),
                 sk: "HOLD".into(),
@@ -73,7 +72,7 @@ impl Ledger {
             // A free operation moves no credits, so it needs no balance item.
             let balance_index = (amount > Credits::ZERO).then_some(items.len());
             if balance_index.is_some() {
-                let stored = self.read_balance(user).await?;
+                let stored = self.caught_up(user, now).await?;
                 let allocation = match stored.books.lots.take(amount, now) {
                     Ok(allocation) => allocation,
                     Err(available) => {
@@ -89,13 +88,11 @@ impl Ledger {
                     });
                 }
                 let mut write = BalanceWrite::new();
-                let caught_up = self.catch_up(user, &stored, &mut write, None, now)?;
                 // The open-hold count rides on the write reserve makes
                 // anyway: no extra item, no extra unit.
                 write.hold(&allocation).below("openHolds", u64::from(self.max_open_holds)).add("openHolds", 1);
                 items.push(self.update(write.build(user, now))?);
                 hold.lots = Some(LotPartItem::from_allocation(&allocation));
-                due_lines = caught_up.lines;
             }
             let hold_index = items.len();
             items.push(self.put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
@@ -121,7 +118,6 @@ impl Ledger {
             );
             entry.lots = hold.lots.clone();
             items.push(self.put(to_item(&entry)?, None)?);
-            items.append(&mut due_lines);
 
             match self.tx(items).await {
                 Ok(()) if link_after => {

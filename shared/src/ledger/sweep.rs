@@ -36,6 +36,8 @@ pub struct SweepReport {
     /// Lots whose expiry this run wrote down (balances the due-work index
     /// listed; a user's own write may have come first).
     pub lots_expired: u32,
+    /// Plan allowances this run granted (periods that started since).
+    pub plan_refills: u32,
     /// Expiries that failed (retried by the next run).
     pub errors: u32,
     /// Index entries read: the due holds, never the table.
@@ -90,7 +92,7 @@ impl Ledger {
                 }
             }
         }
-        let written: Vec<Option<Result<u32>>> = stream::iter(balances)
+        let written: Vec<Option<Result<super::due::DueWritten>>> = stream::iter(balances)
             .map(|due| async move {
                 let Due::Balance(user) = due else { return None };
                 if Instant::now() >= deadline {
@@ -104,7 +106,10 @@ impl Ledger {
         for outcome in written {
             match outcome {
                 None => report.remaining += 1,
-                Some(Ok(expiries)) => report.lots_expired += expiries,
+                Some(Ok(written)) => {
+                    report.lots_expired += written.lots_expired;
+                    report.plan_refills += written.plan_refills;
+                }
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "writing down due lots failed; the next sweep retries it");
                     report.errors += 1;
@@ -118,6 +123,7 @@ impl Ledger {
             extended = report.extended,
             remaining = report.remaining,
             lots_expired = report.lots_expired,
+            plan_refills = report.plan_refills,
             errors = report.errors,
             scanned = report.scanned,
             duration_ms = report.duration_ms,

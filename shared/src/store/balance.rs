@@ -16,10 +16,52 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::builders::UpdateBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
 
-use super::{attr_number, key, n, s, shard_key, user_pk, Item, PENDING_SHARDS};
-use crate::domain::{Allocation, Books, Credits, Lot, LotKey, Lots, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
+
+use super::{attr_number, from_item, key, n, s, shard_key, user_pk, Item, PENDING_SHARDS};
+use crate::domain::{Allocation, Books, Credits, Lot, LotKey, Lots, Period, Plan, Timestamp, UserId};
 
 pub const BALANCE_SK: &str = "BALANCE";
+
+/// The start of the last period whose allowance was granted (ms).
+pub const PLAN_PERIOD: &str = "planPeriod";
+
+/// A plan as the balance item keeps it (the map `plan`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanItem {
+    pub name: String,
+    pub allowance: u64,
+    pub period: Period,
+    pub rollover: u64,
+    pub anchor: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<i64>,
+}
+
+impl PlanItem {
+    pub fn of(plan: &Plan) -> PlanItem {
+        PlanItem {
+            name: plan.name.clone(),
+            allowance: plan.allowance.get(),
+            period: plan.period,
+            rollover: plan.rollover.get(),
+            anchor: plan.anchor.millis(),
+            ends_at: plan.ends_at.map(Timestamp::millis),
+        }
+    }
+
+    pub fn into_plan(self) -> Plan {
+        Plan {
+            name: self.name,
+            allowance: Credits(self.allowance),
+            period: self.period,
+            rollover: Credits(self.rollover),
+            anchor: Timestamp(self.anchor),
+            ends_at: self.ends_at.map(Timestamp),
+        }
+    }
+}
 
 /// How many lots (other than the base) the balance item carries.
 pub const LOT_COUNT: &str = "lotCount";
@@ -83,6 +125,8 @@ impl StoredBalance {
                 granted: figure("granted"),
                 expired: figure("expired"),
                 debited: figure("debited"),
+                plan: item.get("plan").and_then(|v| v.as_m().ok()).and_then(|m| from_item::<PlanItem>(m.clone()).ok()).map(PlanItem::into_plan),
+                plan_period: item.get(PLAN_PERIOD).and_then(|v| v.as_n().ok()?.parse().ok()).map(Timestamp),
                 updated_at: item.get("updatedAt").and_then(|v| v.as_n().ok()?.parse().ok()).map(Timestamp),
             },
             due: item
@@ -136,7 +180,7 @@ pub fn balance_adds_up(item: &Item) -> bool {
 pub struct BalanceWrite {
     adds: BTreeMap<String, i64>,
     sets: BTreeMap<String, AttributeValue>,
-    removes: Vec<String>,
+    removes: std::collections::BTreeSet<String>,
     at_least: BTreeMap<String, u64>,
     equals: BTreeMap<String, Option<AttributeValue>>,
     below: BTreeMap<String, u64>,
@@ -165,7 +209,7 @@ impl BalanceWrite {
     }
 
     pub fn remove(&mut self, name: &str) -> &mut Self {
-        self.removes.push(name.to_owned());
+        self.removes.insert(name.to_owned());
         self
     }
 

@@ -329,6 +329,10 @@ pub struct EntryItem {
     /// before lots: the base lot), so lots reconcile from history alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lots: Option<Vec<LotPartItem>>,
+    /// A plan refill's carry-over: the previous period's lot and how much
+    /// of it moved into the new one (which `lots` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollover: Option<Vec<LotPartItem>>,
     pub at: i64,
 }
 
