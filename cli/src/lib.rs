@@ -3,5 +3,6 @@
 
 pub mod check;
 pub mod devserver;
+pub mod operate;
 pub mod streams;
 pub mod token;

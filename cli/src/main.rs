@@ -8,13 +8,13 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use clap::{Parser, Subcommand};
 use credits_cli::devserver::{self, DevServer};
+use credits_cli::operate;
 use credits_cli::streams::LocalStream;
 use credits_cli::token;
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
-use credits_shared::domain::{Attribution, Credits, GrantReason, UserId, MAX_AMOUNT};
+use credits_shared::domain::{Attribution, Credits, MAX_AMOUNT};
 use credits_shared::ledger::sweep;
-use credits_shared::ledger::GrantRequest;
 use credits_shared::prices::set_price;
 use credits_shared::prices::Catalog;
 use credits_shared::stats::Stats;
@@ -69,6 +69,36 @@ enum Command {
         key: String,
         #[arg(long)]
         description: Option<String>,
+        /// The lot's priority, 0 (spent first) to 100; default by reason.
+        #[arg(long)]
+        priority: Option<u8>,
+        /// When the credits expire (RFC 3339); default: never.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Take credits back from a user's available credits, in burn order
+    /// (idempotent by --key); without --partial, all or nothing.
+    Debit {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        amount: u64,
+        /// chargeback, refund or adjustment.
+        #[arg(long, default_value = "adjustment")]
+        reason: String,
+        /// The idempotency key: the same key takes once.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Take what is available when that is less than --amount.
+        #[arg(long)]
+        partial: bool,
+    },
+    /// Set or end a user's plan (an allowance each day, week or month).
+    Plan {
+        #[command(subcommand)]
+        action: PlanAction,
     },
     /// Show the prices in force, or change one for new holds (recorded; holds already placed keep theirs).
     Prices {
@@ -100,6 +130,34 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PlanAction {
+    /// Set the plan; a new or changed plan grants the current period's allowance at once.
+    Set {
+        #[arg(long)]
+        user: String,
+        /// The plan's name.
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        allowance: u64,
+        /// day, week or month.
+        #[arg(long)]
+        period: String,
+        /// Unused credits carried into the next period, at most.
+        #[arg(long, default_value_t = 0)]
+        rollover: u64,
+        /// Start of the first period (RFC 3339); default: now.
+        #[arg(long)]
+        anchor: Option<String>,
+    },
+    /// End the plan at the end of its current period.
+    End {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum PricesAction {
     /// Print the prices in force (the default).
     Show,
@@ -122,9 +180,16 @@ async fn main() -> std::process::ExitCode {
         Command::Cleanup { budget } => cleanup(budget).await,
         Command::Check { quiet } => return check(quiet).await,
         Command::Prices { action } => prices(action.unwrap_or(PricesAction::Show)).await,
-        Command::Grant { user, amount, reason, key, description } => {
-            grant(user, amount, reason, key, description).await
+        Command::Grant { user, amount, reason, key, description, priority, expires_at } => {
+            operate::grant(operate::GrantArgs { user, amount, reason, key, description, priority, expires_at }).await
         }
+        Command::Debit { user, amount, reason, key, description, partial } => {
+            operate::debit(user, amount, reason, key, description, partial).await
+        }
+        Command::Plan { action: PlanAction::Set { user, plan, allowance, period, rollover, anchor } } => {
+            operate::set_plan(user, plan, allowance, period, rollover, anchor).await
+        }
+        Command::Plan { action: PlanAction::End { user } } => operate::end_plan(user).await,
         Command::Token { user, admin, server, client, ttl, jwt_secret } => {
             let bearer = match (&user, admin, server) {
                 (_, _, true) => token::Bearer::Server(&client),
@@ -227,7 +292,7 @@ async fn prices(action: PricesAction) -> Result<(), String> {
             if operation.is_empty() || operation.len() > 128 || unit_cost > MAX_AMOUNT {
                 return Err(format!("--operation must be 1 to 128 characters and --unit-cost at most {MAX_AMOUNT}"));
             }
-            let who = Attribution { actor: cli_actor(), reason };
+            let who = Attribution { actor: operate::cli_actor(), reason };
             let previous = set_price(ledger.store(), &current, &operation, Credits(unit_cost), &who, ledger.now())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -240,36 +305,6 @@ async fn prices(action: PricesAction) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-async fn grant(
-    user: String,
-    amount: u64,
-    reason: String,
-    key: String,
-    description: Option<String>,
-) -> Result<(), String> {
-    let user = UserId::parse(&user).ok_or("--user must be 1 to 256 characters")?;
-    let reason: GrantReason = serde_json::from_value(serde_json::Value::String(reason))
-        .map_err(|_| "--reason must be ad_reward, purchase, promo, plan_refill, adjustment or signup")?;
-    if !(1..=MAX_AMOUNT).contains(&amount) {
-        return Err(format!("--amount must be 1 to {MAX_AMOUNT}"));
-    }
-    let ledger = Config::from_env().ledger().await;
-    let request = GrantRequest { description, ..GrantRequest::new(amount, reason, &key, &cli_actor()) };
-    let outcome = ledger.grant(&user, request).await.map_err(|e| e.to_string())?;
-    let replayed = outcome.is_replay();
-    let grant = outcome.into_inner();
-    println!("{}", serde_json::to_string_pretty(&grant).map_err(|e| e.to_string())?);
-    if replayed {
-        eprintln!("(a replay: this key was granted before; nothing credited now)");
-    }
-    Ok(())
-}
-
-/// The actor of changes made from this command line: the operator's login.
-fn cli_actor() -> String {
-    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "operator".into()))
 }
 
 async fn cleanup(budget: u64) -> Result<(), String> {

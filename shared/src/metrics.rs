@@ -10,9 +10,9 @@ pub const NAMESPACE: &str = "Credits";
 
 static DISCARDED: AtomicBool = AtomicBool::new(false);
 
-/// Drops this process's metric lines from here on. For the bench, which runs
-/// the ledger in-process and prints its figures on the same stdout; nothing
-/// on Lambda calls it.
+/// Drops this process's metric lines from here on. For the bench and the
+/// operator commands, which run the ledger in-process and print their
+/// figures or answers on the same stdout; nothing on Lambda calls it.
 pub fn discard() {
     DISCARDED.store(true, Ordering::Relaxed);
 }

@@ -163,3 +163,76 @@ async fn corrupt(env: &TestEnv, victim: &credits_shared::domain::UserId, express
         .await
         .expect("corrupt");
 }
+
+#[tokio::test]
+async fn a_lot_that_drifts_from_its_history_is_named() {
+    let env = TestEnv::new().await;
+    let u = user("lots");
+    let request = credits_shared::ledger::GrantRequest {
+        expires_at: Some(env.ledger.now().plus_seconds(86_400)),
+        ..credits_shared::ledger::GrantRequest::new(10, credits_shared::domain::GrantReason::Promo, "promo-1", "ops")
+    };
+    env.ledger.grant(&u, request).await.expect("grant");
+    env.grant(&u, 20).await;
+    env.ledger.reserve(&u, reserve_request("design_generate_image", 3)).await.expect("hold");
+    let clean = credits_cli::check::run(&env.store, env.ledger.catalog(), false).await.expect("check");
+    assert_eq!(clean.drifts, vec![], "{}", clean.render());
+    // Credits moved from the promo lot to the base lot behind the ledger's
+    // back: every total still adds up, only the lots tell.
+    let at = env.ledger.now().plus_seconds(86_400).millis();
+    let promo = format!("lot#10#{at}#held");
+    env.store
+        .client()
+        .update_item()
+        .table_name(env.store.table())
+        .set_key(Some(key(format!("USER#{u}"), "BALANCE")))
+        .update_expression("SET #promo = #promo - :two, reserved = reserved + :two")
+        .expression_attribute_names("#promo", promo)
+        .expression_attribute_values(":two", n(2))
+        .send()
+        .await
+        .expect("corrupt");
+    let report = credits_cli::check::run(&env.store, env.ledger.catalog(), false).await.expect("check");
+    assert_eq!(report.exit_code(), 1);
+    let text = report.render();
+    assert!(text.contains(&format!("lot 10#{at}")) && text.contains("lot 50#never"), "{text}");
+}
+
+/// `credits grant`, `debit` and `plan` as an operator runs them.
+#[tokio::test]
+async fn the_operator_commands_grant_into_lots_debit_and_set_plans() {
+    let env = TestEnv::new().await;
+    let u = user("operated");
+    let binary = credits_tests::credits_bin();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&binary)
+            .args(args)
+            .env("DYNAMODB_ENDPOINT", credits_tests::endpoint())
+            .env("CREDITS_TABLE", env.store.table())
+            .output()
+            .expect("run credits");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let soon = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let (code, out, err) = run(&["grant", "--user", u.as_str(), "--amount", "10", "--reason", "signup", "--key", "s1", "--expires-at", &soon]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    run(&["grant", "--user", u.as_str(), "--amount", "100", "--reason", "purchase", "--key", "p1"]);
+    let (code, out, err) = run(&["debit", "--user", u.as_str(), "--amount", "15", "--reason", "chargeback", "--key", "d1"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let debit: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((debit["amount"].as_u64(), debit["lots"][0]["priority"].as_u64()), (Some(15), Some(10)));
+    let (code, _, err) = run(&["debit", "--user", u.as_str(), "--amount", "15", "--reason", "chargeback", "--key", "d1"]);
+    assert!(code == Some(0) && err.contains("replay"), "{err}");
+    let (code, _, err) = run(&["debit", "--user", u.as_str(), "--amount", "500", "--reason", "refund", "--key", "d2"]);
+    assert!(code == Some(1) && err.contains("insufficient"), "{err}");
+    let (code, out, err) = run(&["plan", "set", "--user", u.as_str(), "--plan", "pro", "--allowance", "30", "--period", "month", "--rollover", "5"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let balance: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!((balance["plan"]["plan"].as_str(), balance["available"].as_u64()), (Some("pro"), Some(125)));
+    let (code, out, _) = run(&["plan", "end", "--user", u.as_str()]);
+    let ended: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(code == Some(0) && ended["plan"]["endsAt"].is_string(), "{out}");
+    let (code, _, err) = run(&["plan", "set", "--user", u.as_str(), "--plan", "pro", "--allowance", "30", "--period", "fortnight"]);
+    assert!(code == Some(1) && err.contains("--period"), "{err}");
+    env.assert_books_balance().await;
+}
