@@ -58,6 +58,12 @@ pub struct Totals {
     pub credits_refunded: i64,
     pub grants: i64,
     pub credits_granted: i64,
+    /// Plan allowances granted (not in `creditsGranted`, which counts grants).
+    pub credits_plan_refilled: i64,
+    /// Credits that expired: lots at their expiry, held credits back to an
+    /// expired lot.
+    pub credits_expired: i64,
+    pub credits_debited: i64,
     pub late_successes: i64,
 }
 
@@ -138,6 +144,9 @@ impl Monitor {
             t.credits_refunded += number(&item, "refundedCredits");
             t.grants += number(&item, "grants");
             t.credits_granted += number(&item, "granted");
+            t.credits_plan_refilled += number(&item, "planRefilled");
+            t.credits_expired += number(&item, "lotExpired");
+            t.credits_debited += number(&item, "debited");
             t.late_successes += number(&item, "lateSuccess");
         }
         Ok(t)

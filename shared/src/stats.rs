@@ -53,6 +53,12 @@ struct Image {
     late_success: bool,
     refunded_at: Option<i64>,
     events: Vec<EventAt>,
+    // A balance's figures that only some writes move.
+    expired: i64,
+    debited: i64,
+    granted: i64,
+    plan_period: Option<i64>,
+    updated_at: i64,
 }
 
 impl Image {
@@ -145,6 +151,9 @@ fn contribution(change: &Change) -> Option<Contribution> {
         }
         return Some(c);
     }
+    if image.is("balance") {
+        return balance_contribution(old.as_ref()?, image);
+    }
     if old.is_some() {
         return None;
     }
@@ -159,6 +168,19 @@ fn contribution(change: &Change) -> Option<Contribution> {
         return Some(Contribution { at: image.at, total_fields: vec![("lateSuccess", 1)], ..Default::default() });
     }
     None
+}
+
+/// Credits a balance write expired (lots, or held credits back to an expired
+/// lot), debited, or granted as a plan's allowance (the writes that move
+/// `planPeriod`): the per-period figures no other item carries.
+fn balance_contribution(old: &Image, new: &Image) -> Option<Contribution> {
+    let refilled = if new.plan_period != old.plan_period { new.granted - old.granted } else { 0 };
+    let fields: Vec<(&'static str, i64)> =
+        [("lotExpired", new.expired - old.expired), ("debited", new.debited - old.debited), ("planRefilled", refilled)]
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .collect();
+    (!fields.is_empty()).then(|| Contribution { at: new.updated_at, total_fields: fields, ..Default::default() })
 }
 
 /// Units and credits captured between two images of a hold.

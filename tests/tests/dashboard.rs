@@ -73,6 +73,8 @@ async fn the_dashboard_renders_the_monitoring_figures() {
         ("released", totals.released),
         ("creditsCaptured", totals.credits_captured),
         ("creditsGranted", totals.credits_granted),
+        ("creditsExpired", totals.credits_expired),
+        ("creditsDebited", totals.credits_debited),
     ] {
         let cell = format!(r#"data-figure="{name}">{value}<"#);
         assert!(html.contains(&cell), "{cell} not rendered");

@@ -325,3 +325,58 @@ async fn monitoring_reads_do_not_grow_with_users_or_holds() {
         assert!(*reads > 0 && *reads <= 64, "{name}: {reads} reads");
     }
 }
+
+/// Credits expired (a lot at its expiry, held credits back to an expired
+/// lot), debited, and granted by a plan show per period, each counted once
+/// however often the stream delivers it.
+#[tokio::test]
+async fn expired_debited_and_plan_credits_show_per_period() {
+    use credits_shared::domain::{Credits, DebitReason, GrantReason, Period as PlanPeriod};
+    use credits_shared::ledger::{DebitRequest, GrantRequest, PlanRequest};
+    let env = TestEnv::new().await;
+    let start = settle_clock(&env);
+    let u = user("lots");
+    let promo = GrantRequest {
+        expires_at: Some(start.plus_seconds(60)),
+        ..GrantRequest::new(10, GrantReason::Promo, "promo", "ops")
+    };
+    env.grant(&u, 50).await;
+    let debit = DebitRequest {
+        amount: Credits(7),
+        reason: DebitReason::Chargeback,
+        description: None,
+        partial: false,
+        idempotency_key: "cb".into(),
+        actor: "ops".into(),
+    };
+    env.ledger.debit(&u, debit).await.expect("debit");
+    env.ledger.grant(&u, promo).await.expect("grant");
+    let hold = env.ledger.reserve(&u, reserve_request("design_generate_image", 1)).await.expect("hold").into_inner();
+    let plan = PlanRequest {
+        name: "pro".into(),
+        allowance: Credits(30),
+        period: PlanPeriod::Month,
+        rollover: Credits(0),
+        anchor: Some(start),
+    };
+    env.ledger.set_plan(&u, plan).await.expect("plan");
+    env.clock.set(start.plus_seconds(120));
+    // The promo lot's 5 unheld credits expire; the hold's 5 come back expired.
+    env.ledger.sweep(credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)), 4).await.expect("sweep");
+    env.ledger.release(Some(&u), hold.reservation_id, Actor::Server).await.expect("release");
+    let balance = env.ledger.balance(&u).await.expect("balance");
+    assert_eq!((balance.expired, balance.debited), (Credits(10), Credits(7)), "{balance:?}");
+    let changes = env.aggregate().await;
+    // Redelivered: nothing counted twice.
+    Stats::new(env.store.clone()).apply(&changes, env.ledger.now()).await.expect("again");
+    let monitor = Monitor::new(env.store.clone());
+    for bucket in buckets(start) {
+        let totals = monitor.totals(&bucket).await.expect("totals");
+        assert_eq!(
+            (totals.credits_expired, totals.credits_debited, totals.credits_plan_refilled, totals.credits_granted),
+            (10, 7, 30, 60),
+            "{bucket}"
+        );
+    }
+    env.assert_books_balance().await;
+}
