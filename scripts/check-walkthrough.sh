@@ -118,7 +118,7 @@ expect() {
 }
 expect '"granted":50'
 expect '"status":"confirmed"'
-expect '"available":40,"reserved":0,"spent":10,"granted":50'
+expect '"available":40,"reserved":0,"spent":10,"expired":0,"debited":0,"granted":50'
 expect '"status":"released"'
 expect '"type":"released"'
 expect '"type":"grant"'
@@ -134,6 +134,28 @@ if [ $bad -ne 0 ]; then
   fail "the walk-through's figures are wrong"
 fi
 echo "README walk-through: OK"
+
+# The credit lots example, as written, on the same server.
+sed -n '/<!-- lots:start -->/,/<!-- lots:end -->/p' README.md | sed '1,2d;$d' | sed '$d' >"$work/lots.sh"
+bash -euo pipefail "$work/lots.sh" >"$work/out.txt" || {
+  cat "$work/out.txt" >&2
+  fail "the credit lots example failed"
+}
+expect '"available":110,"reserved":0,"spent":0,"expired":0,"debited":0,"granted":110'
+expect '"nextExpiry":{"amount":10,'
+expect '"lots":[{"priority":10,'
+expect '"amount":10},{"priority":50,"expiresAt":null,"amount":10}]'
+expect '"available":90,"reserved":20'
+expect '"status":"released"'
+expect '"debitId"'
+expect '"amount":30,"requested":30'
+expect '"plan":{"plan":"pro","allowance":100,"period":"month","rollover":20'
+expect '"available":180,'
+if [ $bad -ne 0 ]; then
+  cat "$work/out.txt" >&2
+  fail "the credit lots example's figures are wrong"
+fi
+echo "README credit lots example: OK"
 stop_server 1
 
 # Run 2: the same data folder; the walk-through's grant is still there.
@@ -142,7 +164,7 @@ start_server 2
 eval "$(grep '^export ' "$log")"
 balance=$(curl -s "$API/v1/admin/users/demo-user/balance" -H "Authorization: Bearer $ADMIN_TOKEN")
 case "$balance" in
-  *'"available":40,"reserved":0,"spent":10,"granted":50'*) ;;
+  *'"available":40,"reserved":0,"spent":10,"expired":0,"debited":0,"granted":50'*) ;;
   *) fail "after a restart of make run, demo-user's balance is $balance (expected granted 50, spent 10)" ;;
 esac
 echo "make run again on $data: demo-user's balance kept ($balance)"
