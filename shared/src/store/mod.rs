@@ -1,16 +1,19 @@
-//! DynamoDB items and the conditional writes that move money.
+//! The DynamoDB table: keys, the client, reads, the transaction that moves
+//! money and what its cancellation says.
 //!
 //! One table, keys `pk`/`sk` (see docs/DATA_MODEL.md):
-//! - `USER#<user>` / `BALANCE`: the four balance figures and `openHolds`
-//! - `USER#<user>` / `GRANT#<grantId>`: a grant, keyed by its idempotency key
+//! - `USER#<user>` / `BALANCE`: the balance's lots and figures (`balance.rs`)
+//! - `USER#<user>` / `GRANT#<grantId>`, `DEBIT#<debitId>`: keyed by their
+//!   idempotency keys
 //! - `USER#<user>` / `TX#<millis>#<entryId>`: one history line
 //! - `HOLD#<id>` / `HOLD`: a hold with its events
 //! - `TASK#<provider>#<taskId>` / `TASK`: which hold a provider task settles
 //!
-//! Pending holds carry `pendingShard`, which puts them in the sparse
-//! `pending-by-expiry` index (shard, `expiresAt`); settling removes it.
+//! Pending holds, and balances with a lot expiry or a refill to come, carry
+//! `pendingShard`, which puts them in the sparse due-work index
+//! `pending-by-expiry` (shard, `expiresAt`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -23,15 +26,14 @@ use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{
-    Actor, Allocation, Credits, EntryType, EventType, HoldEvent, HoldStatus, LedgerEntry, LotKey, LotPart, Provider,
-    Reservation, Timestamp, UserId,
-};
+use crate::domain::{LedgerEntry, Provider, Timestamp, UserId};
 use crate::error::{Error, Result};
 
 mod balance;
+mod items;
 
 pub use balance::*;
+pub use items::*;
 
 pub const PENDING_INDEX: &str = "pending-by-expiry";
 
@@ -95,272 +97,6 @@ pub fn attr_text<'a>(item: &'a Item, name: &str) -> &'a str {
 
 pub fn key(pk: String, sk: &str) -> Item {
     HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
-}
-
-/// A hold as stored. Times are epoch milliseconds so that conditions compare
-/// numbers.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HoldItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub reservation_id: Uuid,
-    pub user_id: UserId,
-    pub operation: String,
-    pub units: u32,
-    pub unit_cost: u64,
-    pub amount: u64,
-    pub status: HoldStatus,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
-    pub provider: Provider,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub captured_units: u32,
-    pub captured_amount: u64,
-    pub released_amount: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settled_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub settled_by: Option<Actor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refunded_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_hash: Option<String>,
-    #[serde(default)]
-    pub events: Vec<EventItem>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttl: Option<i64>,
-    /// Counted in its balance's `openHolds` by its reserve (every hold that
-    /// moved credits since the cap exists), so its settlement uncounts it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub open_counted: bool,
-    /// Units its closing confirm captured (absent: closed before captures
-    /// existed, when that was all its captured units).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub final_units: Option<u32>,
-    /// Non-final captures by key digest: the units each captured.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub captures: Option<BTreeMap<String, u32>>,
-    /// What it took from which lot, in burn order (absent: placed before
-    /// lots existed, when everything came from the base lot).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lots: Option<Vec<LotPartItem>>,
-}
-
-/// A hold's (or a debit's) take from one lot.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LotPartItem {
-    pub priority: u8,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    pub amount: u64,
-}
-
-impl LotPartItem {
-    pub fn from_allocation(allocation: &Allocation) -> Vec<LotPartItem> {
-        allocation
-            .0
-            .iter()
-            .map(|(lot, amount)| LotPartItem {
-                priority: lot.priority,
-                expires_at: lot.expires_at.map(Timestamp::millis),
-                amount: amount.get(),
-            })
-            .collect()
-    }
-
-    pub fn to_allocation(parts: &[LotPartItem]) -> Allocation {
-        Allocation(
-            parts
-                .iter()
-                .map(|p| (LotKey { priority: p.priority, expires_at: p.expires_at.map(Timestamp) }, Credits(p.amount)))
-                .collect(),
-        )
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct EventItem {
-    #[serde(rename = "type")]
-    pub kind: EventType,
-    pub at: i64,
-    pub by: Actor,
-    pub amount: u64,
-}
-
-impl EventItem {
-    pub fn to_value(&self) -> AttributeValue {
-        AttributeValue::M(HashMap::from([
-            ("type".to_owned(), s(event_type_str(self.kind))),
-            ("at".to_owned(), n(self.at)),
-            ("by".to_owned(), s(self.by.as_str())),
-            ("amount".to_owned(), n(self.amount)),
-        ]))
-    }
-}
-
-fn event_type_str(kind: EventType) -> &'static str {
-    match kind {
-        EventType::Reserved => "reserved",
-        EventType::Confirmed => "confirmed",
-        EventType::Released => "released",
-        EventType::Expired => "expired",
-        EventType::Refunded => "refunded",
-        EventType::TaskLinked => "task_linked",
-        EventType::Captured => "captured",
-        EventType::Extended => "extended",
-    }
-}
-
-impl HoldItem {
-    /// What the hold took from which lot.
-    pub fn allocation(&self) -> Allocation {
-        match &self.lots {
-            Some(parts) => LotPartItem::to_allocation(parts),
-            None => Allocation::base(Credits(self.amount)),
-        }
-    }
-
-    pub fn into_reservation(self, with_events: bool) -> Reservation {
-        let lots = self.allocation().0.into_iter().map(|(lot, amount)| LotPart::new(lot, amount)).collect();
-        Reservation {
-            lots,
-            reservation_id: self.reservation_id,
-            user_id: self.user_id,
-            operation: self.operation,
-            units: self.units,
-            unit_cost: Credits(self.unit_cost),
-            amount: Credits(self.amount),
-            status: self.status,
-            task_id: self.task_id,
-            provider: self.provider,
-            description: self.description,
-            created_at: Timestamp(self.created_at),
-            expires_at: Timestamp(self.expires_at),
-            captured_units: self.captured_units,
-            captured_amount: Credits(self.captured_amount),
-            released_amount: Credits(self.released_amount),
-            settled_at: self.settled_at.map(Timestamp),
-            settled_by: self.settled_by,
-            final_units: self.final_units.unwrap_or(self.captured_units),
-            events: with_events.then(|| {
-                self.events
-                    .into_iter()
-                    .map(|e| HoldEvent { kind: e.kind, at: Timestamp(e.at), by: e.by, amount: Credits(e.amount) })
-                    .collect()
-            }),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GrantItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub grant_id: Uuid,
-    pub user_id: UserId,
-    pub amount: u64,
-    pub reason: crate::domain::GrantReason,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub request_hash: String,
-    /// Who granted: the caller's `sub` (absent on grants made before it was recorded).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// The lot it landed in (absent on grants made before lots: the base).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority: Option<u8>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    pub at: i64,
-}
-
-/// A debit, keyed by its idempotency key like a grant.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DebitItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub debit_id: Uuid,
-    pub user_id: UserId,
-    /// Credits taken.
-    pub amount: u64,
-    pub requested: u64,
-    pub reason: crate::domain::DebitReason,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub actor: String,
-    pub request_hash: String,
-    pub lots: Vec<LotPartItem>,
-    pub at: i64,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EntryItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub id: Uuid,
-    #[serde(rename = "type")]
-    pub kind: EntryType,
-    pub amount: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reservation_id: Option<Uuid>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
-    /// The credits of each lot the line moved (absent on lines written
-    /// before lots: the base lot), so lots reconcile from history alone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lots: Option<Vec<LotPartItem>>,
-    /// A plan refill's carry-over: the previous period's lot and how much
-    /// of it moved into the new one (which `lots` names).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollover: Option<Vec<LotPartItem>>,
-    pub at: i64,
-}
-
-impl EntryItem {
-    pub fn into_entry(self) -> LedgerEntry {
-        LedgerEntry {
-            id: self.id,
-            kind: self.kind,
-            amount: Credits(self.amount),
-            reservation_id: self.reservation_id,
-            operation: self.operation,
-            description: self.description,
-            reason: self.reason,
-            actor: self.actor,
-            at: Timestamp(self.at),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub reservation_id: Uuid,
-    pub user_id: UserId,
-    pub ttl: i64,
 }
 
 /// The parts of [`Store::update_if`].
