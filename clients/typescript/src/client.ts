@@ -3,6 +3,8 @@ import { CreditsError, errorFromResponse } from "./errors.js";
 import type {
   Balance,
   ConfirmRequest,
+  Debit,
+  DebitRequest,
   Grant,
   GrantRequest,
   HistoryPage,
@@ -16,6 +18,7 @@ import type {
   ReservationWithEvents,
   ReserveRequest,
   SweepReport,
+  Timestamp,
 } from "./types.js";
 
 export type HttpMethod = "GET" | "POST";
@@ -40,6 +43,7 @@ export const routes: readonly RouteEntry[] = [
   { method: "POST", path: "/v1/reservations/{id}/task", operationId: "linkReservationTask", clientMethod: "linkTask" },
   { method: "GET", path: "/v1/transactions", operationId: "listTransactions", clientMethod: "listTransactions" },
   { method: "POST", path: "/v1/admin/users/{userId}/grants", operationId: "adminGrantCredits", clientMethod: "adminGrant" },
+  { method: "POST", path: "/v1/admin/users/{userId}/debits", operationId: "adminDebitCredits", clientMethod: "adminDebit" },
   { method: "GET", path: "/v1/admin/users/{userId}/balance", operationId: "adminGetBalance", clientMethod: "adminBalance" },
   {
     method: "GET",
@@ -142,6 +146,19 @@ export interface CaptureOptions extends CallOptions {
 
 export interface GrantOptions extends CallOptions {
   /** The grant's identity: the same key credits once. Generated when absent, reused on retries. */
+  idempotencyKey?: string;
+}
+
+/** `adminGrant`'s request: `expiresAt` may also be a `Date` (sent as RFC 3339 UTC). */
+export type GrantInput = Omit<GrantRequest, "expiresAt"> & { expiresAt?: Timestamp | Date | null };
+
+export interface DebitOptions extends CallOptions {
+  /**
+   * The debit's identity: the same key takes credits back once (a repeat
+   * answers the same debit). Generated when absent, reused on retries, and
+   * carried by a `CreditsError` so you can retry later; pass your own
+   * (e.g. the refund's or the dispute's id) to make your own retries safe.
+   */
   idempotencyKey?: string;
 }
 
@@ -531,17 +548,53 @@ export class CreditsClient {
 
   // ---- admin routes ------------------------------------------------------
 
-  /** `POST /v1/admin/users/{userId}/grants`. Idempotent (a key is generated when absent). */
-  async adminGrant(userId: string, request: GrantRequest, options: GrantOptions = {}): Promise<Grant> {
+  /**
+   * `POST /v1/admin/users/{userId}/grants`. Idempotent (a key is generated when absent).
+   * The credits land in the lot `(priority, expiresAt)`: `priority` 0–100
+   * (default by reason), `expiresAt` in the future (an RFC 3339 string or a
+   * `Date`; absent: never expires). A grant that would give the user a lot
+   * too many → 409 `too_many_lots` (`limit`).
+   */
+  async adminGrant(userId: string, request: GrantInput, options: GrantOptions = {}): Promise<Grant> {
+    const { expiresAt, ...rest } = request;
+    const body: GrantRequest = expiresAt === undefined ? rest : { ...rest, expiresAt: timestamp("expiresAt", expiresAt) };
     return (
       await this.send<Grant>({
         method: "POST",
         path: `/v1/admin/users/${seg(userId)}/grants`,
-        body: request,
+        body,
         idempotencyKey: options.idempotencyKey ?? crypto.randomUUID(),
         signal: options.signal,
       })
     ).body;
+  }
+
+  /**
+   * `POST /v1/admin/users/{userId}/debits`: take `amount` credits back from
+   * what is available, in burn order (a refunded purchase, a chargeback).
+   * Not enough available → `CreditsError` 402 `insufficient_credits`
+   * (`available`, `required`, `shortfall`) and nothing taken; with
+   * `partial: true` it takes what there is (maybe 0): the debit's `amount`
+   * says how much of `requested`. Idempotent (a key is generated when
+   * absent): the same key again answers the same debit and takes nothing more.
+   */
+  async adminDebit(userId: string, request: DebitRequest, options: DebitOptions = {}): Promise<Debit> {
+    return (await this.adminDebitWithMeta(userId, request, options)).body;
+  }
+
+  /** `adminDebit`, also telling whether the answer was a replay (`Idempotent-Replayed`). */
+  adminDebitWithMeta(
+    userId: string,
+    request: DebitRequest,
+    options: DebitOptions = {},
+  ): Promise<{ body: Debit } & ResponseMeta> {
+    return this.send({
+      method: "POST",
+      path: `/v1/admin/users/${seg(userId)}/debits`,
+      body: request,
+      idempotencyKey: options.idempotencyKey ?? crypto.randomUUID(),
+      signal: options.signal,
+    });
   }
 
   /** `GET /v1/admin/users/{userId}/balance` */
@@ -947,6 +1000,13 @@ export class CreditsClient {
     if (retryAfterSeconds === undefined) return jittered;
     return Math.min(this.retry.maxDelayMs, retryAfterSeconds * 1000 + jittered / 4);
   }
+}
+
+/** A time as the API takes it: a `Date` becomes RFC 3339 UTC; a string goes as it is (the API checks it). */
+function timestamp(field: string, value: Timestamp | Date | null): Timestamp | null {
+  if (!(value instanceof Date)) return value;
+  if (Number.isNaN(value.getTime())) throw new TypeError(`${field}: an invalid Date`);
+  return value.toISOString();
 }
 
 /**

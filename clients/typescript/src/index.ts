@@ -9,6 +9,8 @@ export {
   type CallOptions,
   type CaptureOptions,
   type CreditsClientOptions,
+  type DebitOptions,
+  type GrantInput,
   type GrantOptions,
   type HttpMethod,
   type JobResult,

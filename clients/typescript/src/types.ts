@@ -68,6 +68,80 @@ export interface GrantRequest {
   amount: Credits;
   reason: GrantReason;
   description?: string | null;
+  /**
+   * The lot's burn priority, 0–100 (lower burns first). `null` or absent:
+   * by reason — `promo`, `ad_reward`, `signup` 10, `plan_refill` 20,
+   * `purchase`, `adjustment` 50.
+   */
+  priority?: number | null;
+  /**
+   * When the lot's unheld credits expire: RFC 3339 with a time zone, in the
+   * future (`adminGrant` also takes a `Date`). `null` or absent: never.
+   */
+  expiresAt?: Timestamp | null;
+}
+
+export type DebitReason = "chargeback" | "refund" | "adjustment";
+
+export interface DebitRequest {
+  /** 1–1,000,000,000: the credits to take back from `available`. */
+  amount: Credits;
+  reason: DebitReason;
+  /** ≤ 500 characters, shown in history. */
+  description?: string | null;
+  /**
+   * `true`: take what is available when that is less than `amount` (maybe
+   * 0; the debit's `amount` says how much). `false`, `null` or absent: not
+   * enough available → 402 `insufficient_credits`, nothing taken.
+   */
+  partial?: boolean | null;
+}
+
+/** What a hold or a debit took from one lot. */
+export interface LotPart {
+  priority: number;
+  /** `null`: the lot never expires. */
+  expiresAt: Timestamp | null;
+  amount: Credits;
+}
+
+/** One live lot of a balance (credits remaining or held). */
+export interface LotView {
+  /** 0–100; lower burns first. */
+  priority: number;
+  /** `null`: the lot never expires. */
+  expiresAt: Timestamp | null;
+  /** The lot's available part. */
+  remaining: Credits;
+  /** The lot's held part. */
+  reserved: Credits;
+}
+
+/** The unheld credits of the soonest-expiring lot that has any. */
+export interface NextExpiry {
+  amount: Credits;
+  at: Timestamp;
+}
+
+export type PlanPeriod = "day" | "week" | "month";
+
+/**
+ * A user's plan as the balance shows it: `allowance` credits each period
+ * (a `plan_refill` lot that expires at the period's end), up to `rollover`
+ * unused ones carried into the next. Not in `schemaFields`: openapi.yaml
+ * declares `Balance.plan` as a bare object so far.
+ */
+export interface Plan {
+  plan: string;
+  allowance: Credits;
+  period: PlanPeriod;
+  rollover: Credits;
+  /** Where the periods are counted from. */
+  anchor: Timestamp;
+  currentPeriodStart: Timestamp | null;
+  currentPeriodEnd: Timestamp | null;
+  /** When an ended plan stops (the end of the period it was ended in); `null` while it goes on. */
+  endsAt: Timestamp | null;
 }
 
 export interface Reservation {
@@ -88,6 +162,8 @@ export interface Reservation {
   releasedAmount: Credits;
   settledAt: Timestamp | null;
   settledBy: Actor | null;
+  /** What the hold took from which lot, in burn order. */
+  lots: LotPart[];
 }
 
 export type ReservationEventType =
@@ -111,18 +187,40 @@ export interface ReservationWithEvents extends Reservation {
   events: ReservationEvent[];
 }
 
+/** `available + reserved + spent + expired + debited == granted`, always. */
 export interface Balance {
   userId: UserId;
   available: Credits;
   reserved: Credits;
   spent: Credits;
+  /** Credits of lots that expired unheld (or came back to an expired lot). */
+  expired: Credits;
+  /** Credits taken back by debits (`adminDebit`). */
+  debited: Credits;
   granted: Credits;
+  /** Every live lot (credits remaining or held), in burn order. */
+  lots: LotView[];
+  /** The unheld credits of the lot that expires next, and when; `null` when no unheld credit expires. */
+  nextExpiry: NextExpiry | null;
+  /** The user's plan; `null` without one. */
+  plan: Plan | null;
   /** `null` for a user never seen before. */
   updatedAt: Timestamp | null;
 }
 
 export interface Grant {
   grantId: string;
+  balance: Balance;
+}
+
+/** Credits taken back: `amount` of the `requested` (less only for a partial debit). */
+export interface Debit {
+  debitId: string;
+  /** What was taken (≤ `requested`). */
+  amount: Credits;
+  requested: Credits;
+  /** What was taken from which lot, in burn order. */
+  lots: LotPart[];
   balance: Balance;
 }
 
@@ -135,7 +233,16 @@ export interface Prices {
   operations: Price[];
 }
 
-export type LedgerEntryType = "grant" | "reserve" | "capture" | "confirm" | "release" | "expire" | "refund";
+export type LedgerEntryType =
+  | "grant"
+  | "reserve"
+  | "capture"
+  | "confirm"
+  | "release"
+  | "expire"
+  | "refund"
+  | "debit"
+  | "grant_expired";
 
 export interface LedgerEntry {
   id: string;
@@ -169,6 +276,10 @@ export interface SweepReport {
   /** Holds due when listed and extended since (not due any more). */
   extended: number;
   remaining: number;
+  /** Lot expiries this run wrote down. */
+  lotsExpired: number;
+  /** Plan allowances this run granted. */
+  planRefills: number;
   errors: number;
   scanned: number;
   durationMs: number;
@@ -201,6 +312,7 @@ export type ProblemCode =
   | "reservation_expired"
   | "task_already_linked"
   | "too_many_open_holds"
+  | "too_many_lots"
   | "payload_too_large"
   | "idempotency_key_reused"
   | "unavailable"
@@ -229,7 +341,7 @@ export interface Problem {
   reservationStatus?: ReservationStatus;
   /** too_many_open_holds: the user's pending holds. */
   openHolds?: number;
-  /** too_many_open_holds: the most pending holds a user may have. */
+  /** too_many_open_holds: the most pending holds a user may have; too_many_lots: the most live lots. */
   limit?: number;
   /**
    * unavailable: `true` when the change is known to be applied but its result
@@ -264,6 +376,7 @@ export type TooManyOpenHoldsProblem = Problem & {
   openHolds: number;
   limit: number;
 };
+export type TooManyLotsProblem = Problem & { code: "too_many_lots"; status: 409; limit: number };
 export type PayloadTooLargeProblem = Problem & { code: "payload_too_large"; status: 413 };
 export type IdempotencyKeyReusedProblem = Problem & { code: "idempotency_key_reused"; status: 422 };
 export type InternalProblem = Problem & { code: "internal"; status: 500 };

@@ -345,7 +345,8 @@ describe("credits client against the dev server", () => {
     assert.deepEqual(figures(await admin.adminBalance(userId)), { available: 50, reserved: 0, spent: 0, granted: 50 });
 
     const report = await admin.adminCleanup();
-    for (const field of ["expired", "alreadySettled", "extended", "remaining", "errors", "scanned", "durationMs"]) {
+    const fields = ["expired", "alreadySettled", "extended", "remaining", "lotsExpired", "planRefills", "errors", "scanned"];
+    for (const field of [...fields, "durationMs"]) {
       assert.equal(typeof report[field], "number", field);
     }
     const health = await admin.adminMonitoring({ type: "health" });
@@ -665,6 +666,201 @@ describe("several captures per hold, and extending a hold", () => {
     assert.equal(long.reservation.status, "confirmed");
     assert.equal(long.reservation.capturedAmount, 10);
     assert.deepEqual(figures(await own.getBalance()), { available: 35, reserved: 0, spent: 15, granted: 50 });
+  });
+});
+
+describe("credit lots: burn order, expiry and debits", () => {
+  const DAY_MS = 86_400_000;
+  /** An RFC 3339 time `ms` from now, as the server echoes it (UTC, milliseconds). */
+  const fromNow = (ms) => new Date(Date.now() + ms).toISOString();
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const lot = (priority, expiresAt, remaining, reserved = 0) => ({ priority, expiresAt, remaining, reserved });
+  /** The balance's figures, checking that they add up. */
+  function books(balance) {
+    const { available, reserved, spent, expired, debited, granted } = balance;
+    assert.equal(available + reserved + spent + expired + debited, granted, "available + reserved + spent + expired + debited == granted");
+    return { available, reserved, spent, expired, debited, granted };
+  }
+
+  test("a grant with priority and expiresAt lands in its own lot: balance.lots (burn order) and nextExpiry show it", async () => {
+    const { userId, own } = await newUser("lots", 20); // purchase: priority 50, never expires
+    const soon = new Date(Date.now() + DAY_MS);
+    const later = fromNow(2 * DAY_MS);
+    const promo = await admin.adminGrant(userId, { amount: 10, reason: "promo", priority: 10, expiresAt: soon });
+    assert.deepEqual(promo.balance.lots, [lot(10, soon.toISOString(), 10), lot(50, null, 20)]);
+    await admin.adminGrant(userId, { amount: 4, reason: "adjustment", priority: 30, expiresAt: later });
+    // The same (priority, expiresAt) again adds to that lot.
+    await admin.adminGrant(userId, { amount: 1, reason: "ad_reward", priority: 30, expiresAt: later });
+
+    const balance = await own.getBalance();
+    assert.deepEqual(books(balance), { available: 35, reserved: 0, spent: 0, expired: 0, debited: 0, granted: 35 });
+    assert.deepEqual(balance.lots, [lot(10, soon.toISOString(), 10), lot(30, later, 5), lot(50, null, 20)]);
+    assert.deepEqual(balance.nextExpiry, { amount: 10, at: soon.toISOString() });
+    assert.equal(balance.plan, null);
+    assert.deepEqual(await admin.adminBalance(userId), balance);
+
+    await assert.rejects(
+      admin.adminGrant(userId, { amount: 1, reason: "promo", expiresAt: new Date(Date.now() - 1000) }),
+      (error) => error.status === 400 && error.code === "validation_error" && error.field === "expiresAt",
+    );
+    await assert.rejects(
+      admin.adminGrant(userId, { amount: 1, reason: "promo", priority: 101 }),
+      (error) => error.status === 400 && error.code === "validation_error" && error.field === "priority",
+    );
+
+    const fresh = await new CreditsClient({ baseUrl: server.api, token: mintToken(uniqueUser("nobody")) }).getBalance();
+    assert.deepEqual(books(fresh), { available: 0, reserved: 0, spent: 0, expired: 0, debited: 0, granted: 0 });
+    assert.deepEqual(fresh.lots, []);
+    assert.equal(fresh.nextExpiry, null);
+  });
+
+  test("a hold takes from the priority-10 lot first (reservation.lots); a release gives the credits back to their lots", async () => {
+    const { userId, client, own } = await newUser("burn", 20);
+    const at = fromNow(DAY_MS);
+    await admin.adminGrant(userId, { amount: 8, reason: "promo", priority: 10, expiresAt: at });
+
+    const first = await client.reserve({ operation: "design_generate_image" }); // 5
+    assert.deepEqual(first.lots, [{ priority: 10, expiresAt: at, amount: 5 }]);
+    const second = await client.reserve({ operation: "design_generate_image", units: 2 }); // 10
+    assert.deepEqual(second.lots, [
+      { priority: 10, expiresAt: at, amount: 3 },
+      { priority: 50, expiresAt: null, amount: 7 },
+    ]);
+    assert.deepEqual((await own.getReservation(second.reservationId)).lots, second.lots);
+
+    let balance = await own.getBalance();
+    assert.deepEqual(books(balance), { available: 13, reserved: 15, spent: 0, expired: 0, debited: 0, granted: 28 });
+    assert.deepEqual(balance.lots, [lot(10, at, 0, 8), lot(50, null, 13, 7)]);
+    assert.equal(balance.nextExpiry, null, "no unheld credits expire");
+
+    const released = await client.release(second.reservationId);
+    assert.deepEqual(released.lots, second.lots);
+    balance = await own.getBalance();
+    assert.deepEqual(books(balance), { available: 23, reserved: 5, spent: 0, expired: 0, debited: 0, granted: 28 });
+    assert.deepEqual(balance.lots, [lot(10, at, 3, 5), lot(50, null, 20)]);
+    assert.deepEqual(balance.nextExpiry, { amount: 3, at });
+  });
+
+  test("adminDebit takes credits back in burn order; the same key again replays and takes nothing more", async () => {
+    const { userId, own } = await newUser("debit", 30);
+    await admin.adminGrant(userId, { amount: 10, reason: "signup" }); // priority 10, never expires
+
+    const first = await admin.adminDebitWithMeta(
+      userId,
+      { amount: 15, reason: "refund", description: "order 1001 refunded" },
+      { idempotencyKey: "refund-1001" },
+    );
+    assert.equal(first.status, 201);
+    assert.equal(first.replayed, false);
+    const debit = first.body;
+    assert.match(debit.debitId, /^[0-9a-f-]{36}$/);
+    assert.equal(debit.amount, 15);
+    assert.equal(debit.requested, 15);
+    assert.deepEqual(debit.lots, [
+      { priority: 10, expiresAt: null, amount: 10 },
+      { priority: 50, expiresAt: null, amount: 5 },
+    ]);
+    assert.deepEqual(books(debit.balance), { available: 25, reserved: 0, spent: 0, expired: 0, debited: 15, granted: 40 });
+    assert.deepEqual(debit.balance.lots, [lot(50, null, 25)]);
+
+    const again = await admin.adminDebitWithMeta(
+      userId,
+      { amount: 15, reason: "refund", description: "order 1001 refunded" },
+      { idempotencyKey: "refund-1001" },
+    );
+    assert.equal(again.status, 200);
+    assert.equal(again.replayed, true);
+    assert.equal(again.body.debitId, debit.debitId);
+    assert.equal(again.body.amount, 15);
+    assert.deepEqual(books(again.body.balance), books(debit.balance));
+    const plain = await admin.adminDebit(
+      userId,
+      { amount: 15, reason: "refund", description: "order 1001 refunded" },
+      { idempotencyKey: "refund-1001" },
+    );
+    assert.equal(plain.debitId, debit.debitId);
+    assert.deepEqual(books(await own.getBalance()), books(debit.balance));
+    await assert.rejects(
+      admin.adminDebit(userId, { amount: 16, reason: "refund" }, { idempotencyKey: "refund-1001" }),
+      (error) => error.status === 422 && error.code === "idempotency_key_reused",
+    );
+
+    const debits = (await own.listTransactions()).items.filter((item) => item.type === "debit");
+    assert.equal(debits.length, 1);
+    assert.equal(debits[0].amount, 15);
+    assert.equal(debits[0].reason, "refund");
+    assert.equal(debits[0].actor, adminId);
+    assert.equal(debits[0].description, "order 1001 refunded");
+
+    // Not for the app's server nor the user.
+    await assert.rejects(
+      backend.adminDebit(userId, { amount: 1, reason: "adjustment" }),
+      (error) => error.status === 403 && error.code === "forbidden",
+    );
+  });
+
+  test("a debit beyond what is available is 402 insufficient_credits and takes nothing; partial: true takes what there is", async () => {
+    const { userId, client, own } = await newUser("debit-short", 20);
+    await client.reserve({ operation: "design_generate_image" }); // 5 held: not available to a debit
+    await assert.rejects(
+      admin.adminDebit(userId, { amount: 40, reason: "chargeback" }, { idempotencyKey: "dispute-1" }),
+      (error) => {
+        assert.ok(error instanceof CreditsError);
+        assert.equal(error.status, 402);
+        assert.equal(error.code, "insufficient_credits");
+        assert.equal(error.available, 15);
+        assert.equal(error.required, 40);
+        assert.equal(error.shortfall, 25);
+        assert.equal(error.idempotencyKey, "dispute-1");
+        return true;
+      },
+    );
+    assert.deepEqual(books(await own.getBalance()), { available: 15, reserved: 5, spent: 0, expired: 0, debited: 0, granted: 20 });
+
+    const partial = await admin.adminDebit(userId, { amount: 40, reason: "chargeback", partial: true });
+    assert.equal(partial.amount, 15);
+    assert.equal(partial.requested, 40);
+    assert.deepEqual(partial.lots, [{ priority: 50, expiresAt: null, amount: 15 }]);
+    assert.deepEqual(books(partial.balance), { available: 0, reserved: 5, spent: 0, expired: 0, debited: 15, granted: 20 });
+
+    const nothing = await admin.adminDebit(userId, { amount: 40, reason: "chargeback", partial: true });
+    assert.equal(nothing.amount, 0);
+    assert.equal(nothing.requested, 40);
+    assert.deepEqual(nothing.lots, []);
+    assert.deepEqual(books(nothing.balance), books(partial.balance));
+  });
+
+  test("a lot past expiresAt: its unheld credits are expired at once, the sweep writes it down, held ones expire when they come back", async () => {
+    const { userId, client, own } = await newUser("expiry", 20);
+    const at = fromNow(4000); // time for the grant and the hold before it passes, even on a busy machine
+    await admin.adminGrant(userId, { amount: 8, reason: "promo", expiresAt: at });
+    const hold = await client.reserve({ operation: "design_generate_image" }); // 5 of the promo lot
+    assert.deepEqual(hold.lots, [{ priority: 10, expiresAt: at, amount: 5 }]);
+    await sleep(Math.max(0, Date.parse(at) - Date.now()) + 200);
+
+    let balance = await own.getBalance();
+    assert.deepEqual(books(balance), { available: 20, reserved: 5, spent: 0, expired: 3, debited: 0, granted: 28 });
+    assert.deepEqual(balance.lots, [lot(10, at, 0, 5), lot(50, null, 20)], "a lot with held credits stays live");
+    assert.equal(balance.nextExpiry, null);
+
+    const report = await admin.adminCleanup();
+    assert.ok(report.lotsExpired >= 1, `lotsExpired ${report.lotsExpired}`);
+    let expiries = (await own.listTransactions()).items.filter((item) => item.type === "grant_expired");
+    assert.deepEqual(
+      expiries.map((item) => [item.amount, item.at]),
+      [[3, at]],
+    );
+
+    // Held credits of the expired lot expire when the hold gives them back.
+    await client.release(hold.reservationId);
+    balance = await own.getBalance();
+    assert.deepEqual(books(balance), { available: 20, reserved: 0, spent: 0, expired: 8, debited: 0, granted: 28 });
+    assert.deepEqual(balance.lots, [lot(50, null, 20)]);
+    expiries = (await own.listTransactions()).items.filter((item) => item.type === "grant_expired");
+    assert.deepEqual(
+      expiries.map((item) => item.amount),
+      [5, 3],
+    );
   });
 });
 

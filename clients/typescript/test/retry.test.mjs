@@ -22,6 +22,7 @@ const reservation = {
   releasedAmount: 0,
   settledAt: null,
   settledBy: null,
+  lots: [{ priority: 50, expiresAt: null, amount: 5 }],
 };
 
 const problem = (status, code, extra = {}) =>
@@ -83,6 +84,48 @@ describe("retries", () => {
     assert.equal(calls[1].url, "http://credits.test/v1/admin/users/user%2F1/grants");
     assert.ok(calls[1].headers.get("idempotency-key"));
     assert.equal(calls[2].headers.get("idempotency-key"), calls[1].headers.get("idempotency-key"));
+  });
+
+  test("adminGrant sends priority and expiresAt, a Date as RFC 3339 UTC; an invalid Date is refused before sending", async () => {
+    const grant = { grantId: "g", balance: {} };
+    const { fetch, calls } = scripted(ok(grant, 201), ok(grant, 201));
+    const c = client(fetch);
+    await c.adminGrant("u", { amount: 5, reason: "promo", priority: 5, expiresAt: new Date(Date.UTC(2026, 11, 1)) });
+    await c.adminGrant("u", { amount: 5, reason: "promo", expiresAt: "2026-12-01T02:00:00+02:00" });
+    assert.deepEqual(JSON.parse(calls[0].body), {
+      amount: 5,
+      reason: "promo",
+      priority: 5,
+      expiresAt: "2026-12-01T00:00:00.000Z",
+    });
+    assert.deepEqual(JSON.parse(calls[1].body), { amount: 5, reason: "promo", expiresAt: "2026-12-01T02:00:00+02:00" });
+    await assert.rejects(c.adminGrant("u", { amount: 5, reason: "promo", expiresAt: new Date("soon") }), TypeError);
+    assert.equal(calls.length, 2);
+  });
+
+  test("adminDebit posts to the user's debits with a generated key, reused on its retries; a replay says so", async () => {
+    const debit = { debitId: "d", amount: 5, requested: 5, lots: [], balance: {} };
+    const replayed = () =>
+      new Response(JSON.stringify(debit), {
+        status: 200,
+        headers: { "content-type": "application/json", "idempotent-replayed": "true" },
+      });
+    const { fetch, calls } = scripted(unavailable(), replayed, ok(debit, 201));
+    const c = client(fetch);
+    const answer = await c.adminDebitWithMeta("user/1", { amount: 5, reason: "chargeback", partial: true });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.replayed, true);
+    assert.deepEqual(answer.body, debit);
+    assert.equal(calls.length, 2);
+    for (const call of calls) {
+      assert.equal(call.url, "http://credits.test/v1/admin/users/user%2F1/debits");
+      assert.equal(call.method, "POST");
+      assert.deepEqual(JSON.parse(call.body), { amount: 5, reason: "chargeback", partial: true });
+    }
+    assert.ok(calls[0].headers.get("idempotency-key"));
+    assert.equal(calls[1].headers.get("idempotency-key"), calls[0].headers.get("idempotency-key"));
+    assert.deepEqual(await c.adminDebit("u", { amount: 5, reason: "refund" }, { idempotencyKey: "ch_1-refund" }), debit);
+    assert.equal(calls[2].headers.get("idempotency-key"), "ch_1-refund");
   });
 
   test("a capture sends final: false with its key, reused on its retries; a replay says so", async () => {
@@ -270,6 +313,15 @@ describe("API Gateway's own answers and the 503 outcome", () => {
       status: 409,
       code: "too_many_open_holds",
       openHolds: 100,
+      limit: 100,
+    });
+  });
+
+  test("too_many_lots carries limit", async () => {
+    const { fetch } = scripted(problem(409, "too_many_lots", { limit: 100 }));
+    await assert.rejects(client(fetch).adminGrant("u", { amount: 1, reason: "promo" }), {
+      status: 409,
+      code: "too_many_lots",
       limit: 100,
     });
   });
