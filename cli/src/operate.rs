@@ -95,8 +95,8 @@ pub async fn set_plan(
 ) -> Result<(), String> {
     let user = user_arg(&user)?;
     let allowance = amount_arg(allowance).map_err(|_| format!("--allowance must be 1 to {MAX_AMOUNT}"))?;
-    let period: Period = serde_json::from_value(serde_json::Value::String(period))
-        .map_err(|_| "--period must be day, week or month")?;
+    let period: Period =
+        serde_json::from_value(serde_json::Value::String(period)).map_err(|_| "--period must be day, week or month")?;
     if plan.is_empty() || plan.chars().count() > 64 || rollover > MAX_AMOUNT {
         return Err(format!("--plan must be 1 to 64 characters and --rollover at most {MAX_AMOUNT}"));
     }

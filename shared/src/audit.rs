@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::{Credits, LotKey, Timestamp};
-use crate::store::{attr_number as num, attr_text as text, balance_adds_up, from_item, HoldItem, Item, LotPartItem, StoredBalance};
+use crate::store::{
+    attr_number as num, attr_text as text, balance_adds_up, from_item, HoldItem, Item, LotPartItem, StoredBalance,
+};
 
 /// One figure that does not add up.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,11 +188,8 @@ impl Audit {
             lots.sort();
             lots.dedup();
             for lot in lots {
-                let (remaining, held) = stored
-                    .books
-                    .lots
-                    .get(lot)
-                    .map_or((0, 0), |l| (l.remaining.get() as i64, l.held.get() as i64));
+                let (remaining, held) =
+                    stored.books.lots.get(lot).map_or((0, 0), |l| (l.remaining.get() as i64, l.held.get() as i64));
                 let from_lines = books.lines.get(&lot).copied().unwrap_or_default();
                 let by_holds = books.holds.get(&lot).copied().unwrap_or(0);
                 let name = lot.name();
@@ -207,7 +206,11 @@ impl Audit {
             // Every expiry still to write down must be found by the job.
             if let Some(next) = stored.books.lots.next_due() {
                 if stored.due.is_none_or(|due| due > next) {
-                    drift(format!("a lot expires at {} but the due-work index says {:?}", next.to_rfc3339(), stored.due));
+                    drift(format!(
+                        "a lot expires at {} but the due-work index says {:?}",
+                        next.to_rfc3339(),
+                        stored.due
+                    ));
                 }
             }
         }

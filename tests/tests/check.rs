@@ -211,28 +211,60 @@ async fn the_operator_commands_grant_into_lots_debit_and_set_plans() {
             .env("CREDITS_TABLE", env.store.table())
             .output()
             .expect("run credits");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let soon = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
-    let (code, out, err) = run(&["grant", "--user", u.as_str(), "--amount", "10", "--reason", "signup", "--key", "s1", "--expires-at", &soon]);
+    let (code, out, err) = run(&[
+        "grant",
+        "--user",
+        u.as_str(),
+        "--amount",
+        "10",
+        "--reason",
+        "signup",
+        "--key",
+        "s1",
+        "--expires-at",
+        &soon,
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
     run(&["grant", "--user", u.as_str(), "--amount", "100", "--reason", "purchase", "--key", "p1"]);
-    let (code, out, err) = run(&["debit", "--user", u.as_str(), "--amount", "15", "--reason", "chargeback", "--key", "d1"]);
+    let (code, out, err) =
+        run(&["debit", "--user", u.as_str(), "--amount", "15", "--reason", "chargeback", "--key", "d1"]);
     assert_eq!(code, Some(0), "{out}{err}");
     let debit: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!((debit["amount"].as_u64(), debit["lots"][0]["priority"].as_u64()), (Some(15), Some(10)));
-    let (code, _, err) = run(&["debit", "--user", u.as_str(), "--amount", "15", "--reason", "chargeback", "--key", "d1"]);
+    let (code, _, err) =
+        run(&["debit", "--user", u.as_str(), "--amount", "15", "--reason", "chargeback", "--key", "d1"]);
     assert!(code == Some(0) && err.contains("replay"), "{err}");
     let (code, _, err) = run(&["debit", "--user", u.as_str(), "--amount", "500", "--reason", "refund", "--key", "d2"]);
     assert!(code == Some(1) && err.contains("insufficient"), "{err}");
-    let (code, out, err) = run(&["plan", "set", "--user", u.as_str(), "--plan", "pro", "--allowance", "30", "--period", "month", "--rollover", "5"]);
+    let (code, out, err) = run(&[
+        "plan",
+        "set",
+        "--user",
+        u.as_str(),
+        "--plan",
+        "pro",
+        "--allowance",
+        "30",
+        "--period",
+        "month",
+        "--rollover",
+        "5",
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
     let balance: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!((balance["plan"]["plan"].as_str(), balance["available"].as_u64()), (Some("pro"), Some(125)));
     let (code, out, _) = run(&["plan", "end", "--user", u.as_str()]);
     let ended: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(code == Some(0) && ended["plan"]["endsAt"].is_string(), "{out}");
-    let (code, _, err) = run(&["plan", "set", "--user", u.as_str(), "--plan", "pro", "--allowance", "30", "--period", "fortnight"]);
+    let (code, _, err) =
+        run(&["plan", "set", "--user", u.as_str(), "--plan", "pro", "--allowance", "30", "--period", "fortnight"]);
     assert!(code == Some(1) && err.contains("--period"), "{err}");
     env.assert_books_balance().await;
 }

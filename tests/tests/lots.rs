@@ -42,7 +42,8 @@ async fn balance(server: &TestServer, a: &Actors) -> Value {
     let reply = call(server, Method::GET, "/v1/balance", Some(&a.user), None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let b = &reply.body;
-    let sum: u64 = ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
+    let sum: u64 =
+        ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
     assert_eq!(Some(sum), b["granted"].as_u64(), "the balance equation: {b}");
     reply.body
 }
@@ -119,7 +120,8 @@ async fn grants_land_in_lots_by_priority_and_expiry_and_the_same_pair_merges() {
     granted(&server, &a, json!({"amount": 10, "reason": "signup", "expiresAt": week})).await;
     granted(&server, &a, json!({"amount": 5, "reason": "ad_reward", "expiresAt": week})).await;
     granted(&server, &a, json!({"amount": 100, "reason": "purchase"})).await;
-    granted(&server, &a, json!({"amount": 30, "reason": "plan_refill", "expiresAt": in_seconds(&server, 30 * DAY)})).await;
+    granted(&server, &a, json!({"amount": 30, "reason": "plan_refill", "expiresAt": in_seconds(&server, 30 * DAY)}))
+        .await;
     granted(&server, &a, json!({"amount": 7, "reason": "promo", "priority": 60})).await;
 
     let b = balance(&server, &a).await;
@@ -157,7 +159,15 @@ async fn holds_take_in_burn_order_and_give_back_to_the_lots_they_came_from() {
         vec![(10, soon.clone(), 4), (10, later.clone(), 10), (10, "never".into(), 3), (50, "never".into(), 8)]
     );
     let b = balance(&server, &a).await;
-    assert_eq!(lots(&b), vec![(10, soon.clone(), 0, 4), (10, later.clone(), 0, 10), (10, "never".into(), 0, 3), (50, "never".into(), 92, 8)]);
+    assert_eq!(
+        lots(&b),
+        vec![
+            (10, soon.clone(), 0, 4),
+            (10, later.clone(), 0, 10),
+            (10, "never".into(), 0, 3),
+            (50, "never".into(), 92, 8)
+        ]
+    );
 
     // Two units captured spend the first 10 credits of the allocation.
     let captured = call_with(
@@ -282,11 +292,13 @@ async fn debits_take_back_in_burn_order_all_or_nothing_or_partially_once_per_key
     assert_problem(&short, 402, "insufficient_credits");
     assert_eq!(short.body["available"].as_u64(), Some(25));
 
-    let first = debit(&server, &a, "cb-1", json!({"amount": 20, "reason": "chargeback", "description": "dispute 42"})).await;
+    let first =
+        debit(&server, &a, "cb-1", json!({"amount": 20, "reason": "chargeback", "description": "dispute 42"})).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert_eq!((first.body["amount"].as_u64(), first.body["requested"].as_u64()), (Some(20), Some(20)));
     assert_eq!(first.body["balance"]["debited"].as_u64(), Some(20));
-    let again = debit(&server, &a, "cb-1", json!({"amount": 20, "reason": "chargeback", "description": "dispute 42"})).await;
+    let again =
+        debit(&server, &a, "cb-1", json!({"amount": 20, "reason": "chargeback", "description": "dispute 42"})).await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.as_bytes()), Some(&b"true"[..]));
     assert_eq!(again.body["debitId"], first.body["debitId"]);
@@ -313,9 +325,11 @@ async fn a_grant_that_would_make_a_101st_lot_is_refused() {
     let server = TestServer::start().await;
     let a = actors(&server);
     for day in 1..=i64::from(MAX_LOTS) {
-        granted(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, day * DAY)})).await;
+        granted(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, day * DAY)}))
+            .await;
     }
-    let refused = grant(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 500 * DAY)})).await;
+    let refused =
+        grant(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 500 * DAY)})).await;
     assert_problem(&refused, 409, "too_many_lots");
     assert_eq!(refused.body["limit"].as_u64(), Some(u64::from(MAX_LOTS)));
     // Into an existing lot, and into the base lot, is still fine.
@@ -361,7 +375,12 @@ async fn the_job_holds_and_grants_racing_at_an_expiry_write_it_down_once() {
         granted(&server, &a, json!({"amount": 20, "reason": "purchase"})).await;
         server.env.clock.advance_seconds(10);
         let holds = (0..3).map(|_| env.ledger.reserve(&alice, reserve_request(IMAGE, 1)));
-        let sweeps = (0..2).map(|_| env.ledger.sweep(credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)), DEFAULT_CONCURRENCY));
+        let sweeps = (0..2).map(|_| {
+            env.ledger.sweep(
+                credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)),
+                DEFAULT_CONCURRENCY,
+            )
+        });
         let (holds, sweeps) = futures::join!(join_all(holds), join_all(sweeps));
         for placed in holds {
             let r = placed.expect("reserve").into_inner();

@@ -362,7 +362,10 @@ async fn expired_debited_and_plan_credits_show_per_period() {
     env.ledger.set_plan(&u, plan).await.expect("plan");
     env.clock.set(start.plus_seconds(120));
     // The promo lot's 5 unheld credits expire; the hold's 5 come back expired.
-    env.ledger.sweep(credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)), 4).await.expect("sweep");
+    env.ledger
+        .sweep(credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)), 4)
+        .await
+        .expect("sweep");
     env.ledger.release(Some(&u), hold.reservation_id, Actor::Server).await.expect("release");
     let balance = env.ledger.balance(&u).await.expect("balance");
     assert_eq!((balance.expired, balance.debited), (Credits(10), Credits(7)), "{balance:?}");

@@ -30,7 +30,8 @@ async fn balance(server: &TestServer, a: &Actors) -> Value {
     let reply = call(server, Method::GET, "/v1/balance", Some(&a.user), None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let b = &reply.body;
-    let sum: u64 = ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
+    let sum: u64 =
+        ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
     assert_eq!(Some(sum), b["granted"].as_u64(), "the balance equation: {b}");
     reply.body
 }
@@ -97,14 +98,16 @@ async fn a_monthly_plan_refills_each_period_once_with_its_rollover() {
     assert_eq!(b["nextExpiry"], json!({"amount": 100, "at": iso("2027-02-01T00:00:00Z")}));
     assert_eq!(history(&server, &a).await, vec![("grant".into(), 100, iso("2027-01-01T00:00:00Z"), "plan".into())]);
     // Setting the same plan again grants nothing more.
-    let again = put_plan(&server, &a, json!({"plan": "pro", "allowance": 100, "period": "month", "rollover": 20})).await;
+    let again =
+        put_plan(&server, &a, json!({"plan": "pro", "allowance": 100, "period": "month", "rollover": 20})).await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.body);
     assert_eq!(balance(&server, &a).await["granted"].as_u64(), Some(100));
 
     // 50 spent, 50 unused at the period's end: 20 carried, 30 expire.
     let hold = reserve(&server, &a.server, json!({"operation": IMAGE, "units": 10})).await;
     let id = hold.body["reservationId"].as_str().expect("id").to_owned();
-    let confirmed = call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.server), Some(json!({}))).await;
+    let confirmed =
+        call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.server), Some(json!({}))).await;
     assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
 
     // From the new period's first instant a read shows its allowance,
@@ -112,7 +115,10 @@ async fn a_monthly_plan_refills_each_period_once_with_its_rollover() {
     server.env.clock.set(at("2027-02-01T00:00:00Z"));
     let b = balance(&server, &a).await;
     assert_eq!(lots(&b), vec![(20, iso("2027-03-01T00:00:00Z"), 120, 0)]);
-    assert_eq!((b["available"].as_u64(), b["expired"].as_u64(), b["granted"].as_u64()), (Some(120), Some(30), Some(200)));
+    assert_eq!(
+        (b["available"].as_u64(), b["expired"].as_u64(), b["granted"].as_u64()),
+        (Some(120), Some(30), Some(200))
+    );
     assert_eq!(b["plan"]["currentPeriodEnd"], iso("2027-03-01T00:00:00Z"));
     assert_eq!(history(&server, &a).await.len(), 3, "grant, reserve, confirm: nothing written yet");
 
@@ -139,7 +145,12 @@ async fn months_anchored_on_the_31st_end_on_the_last_day_of_shorter_months_and_l
     let server = TestServer::start().await;
     let a = actors(&server);
     server.env.clock.set(at("2027-12-31T08:00:00Z"));
-    let set = put_plan(&server, &a, json!({"plan": "basic", "allowance": 10, "period": "month", "anchor": "2027-12-31T00:00:00Z"})).await;
+    let set = put_plan(
+        &server,
+        &a,
+        json!({"plan": "basic", "allowance": 10, "period": "month", "anchor": "2027-12-31T00:00:00Z"}),
+    )
+    .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     let ends = [
         ("2028-01-15T00:00:00Z", "2028-01-31T00:00:00Z"),
@@ -156,8 +167,7 @@ async fn months_anchored_on_the_31st_end_on_the_last_day_of_shorter_months_and_l
         sweep(&server, &a).await;
     }
     // Every period's allowance granted once, dated at its start.
-    let refills: Vec<String> =
-        history(&server, &a).await.into_iter().filter(|l| l.0 == "grant").map(|l| l.2).collect();
+    let refills: Vec<String> = history(&server, &a).await.into_iter().filter(|l| l.0 == "grant").map(|l| l.2).collect();
     let starts = [
         "2027-12-31T00:00:00Z",
         "2028-01-31T00:00:00Z",
@@ -174,7 +184,12 @@ async fn periods_nobody_wrote_in_are_written_down_in_order_by_the_next_write() {
     let server = TestServer::start().await;
     let a = actors(&server);
     server.env.clock.set(at("2027-03-01T09:00:00Z"));
-    let set = put_plan(&server, &a, json!({"plan": "daily", "allowance": 5, "period": "day", "rollover": 3, "anchor": "2027-03-01T00:00:00Z"})).await;
+    let set = put_plan(
+        &server,
+        &a,
+        json!({"plan": "daily", "allowance": 5, "period": "day", "rollover": 3, "anchor": "2027-03-01T00:00:00Z"}),
+    )
+    .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     server.env.clock.set(at("2027-03-06T09:00:00Z"));
     // A read: today's 5 and yesterday's 3 carried (the rollover cap), the rest expired.
@@ -196,7 +211,8 @@ async fn a_deleted_plan_runs_to_the_end_of_its_period_and_refills_no_more() {
     let server = TestServer::start().await;
     let a = actors(&server);
     server.env.clock.set(at("2027-05-03T00:00:00Z"));
-    put_plan(&server, &a, json!({"plan": "pro", "allowance": 50, "period": "week", "anchor": "2027-05-01T00:00:00Z"})).await;
+    put_plan(&server, &a, json!({"plan": "pro", "allowance": 50, "period": "week", "anchor": "2027-05-01T00:00:00Z"}))
+        .await;
     let path = format!("/v1/admin/users/{}/plan", a.user_id);
     let ended = call(&server, Method::DELETE, &path, Some(&a.admin), None).await;
     assert_eq!(ended.status, StatusCode::OK, "{}", ended.body);
@@ -224,7 +240,14 @@ async fn plan_requests_are_validated() {
     let bad = put_plan(&server, &a, json!({"plan": "pro", "allowance": 1, "period": "day", "anchor": "soon"})).await;
     assert_eq!(bad.body["field"], "anchor");
     let path = format!("/v1/admin/users/{}/plan", a.user_id);
-    let forbidden = call(&server, Method::PUT, &path, Some(&a.server), Some(json!({"plan": "pro", "allowance": 1, "period": "day"}))).await;
+    let forbidden = call(
+        &server,
+        Method::PUT,
+        &path,
+        Some(&a.server),
+        Some(json!({"plan": "pro", "allowance": 1, "period": "day"})),
+    )
+    .await;
     assert_problem(&forbidden, 403, "forbidden");
 }
 
@@ -236,11 +259,17 @@ async fn holds_and_jobs_racing_at_a_period_start_grant_it_once() {
     let a = actors(&server);
     let alice = UserId::parse(&a.user_id).expect("user id");
     env.clock.set(at("2027-06-01T00:00:00Z"));
-    put_plan(&server, &a, json!({"plan": "daily", "allowance": 20, "period": "day", "rollover": 5, "anchor": "2027-06-01T00:00:00Z"})).await;
+    put_plan(
+        &server,
+        &a,
+        json!({"plan": "daily", "allowance": 20, "period": "day", "rollover": 5, "anchor": "2027-06-01T00:00:00Z"}),
+    )
+    .await;
     for day in 1..=10 {
         env.clock.set(Timestamp(at("2027-06-01T00:00:00Z").millis() + day * 86_400_000));
         let holds = (0..3).map(|_| env.ledger.reserve(&alice, reserve_request(IMAGE, 1)));
-        let jobs = (0..2).map(|_| env.ledger.sweep(deadline_within(std::time::Duration::from_secs(20)), DEFAULT_CONCURRENCY));
+        let jobs =
+            (0..2).map(|_| env.ledger.sweep(deadline_within(std::time::Duration::from_secs(20)), DEFAULT_CONCURRENCY));
         let (holds, jobs) = futures::join!(join_all(holds), join_all(jobs));
         for placed in holds {
             placed.expect("reserve");

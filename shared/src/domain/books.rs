@@ -83,7 +83,8 @@ impl Books {
 
     /// When something next falls due: a lot's expiry or the next refill.
     pub fn next_due(&self, now: Timestamp) -> Option<Timestamp> {
-        let refill = self.plan.as_ref().and_then(|plan| plan.next_refill(self.plan_period, now)).map(|(start, _)| start);
+        let refill =
+            self.plan.as_ref().and_then(|plan| plan.next_refill(self.plan_period, now)).map(|(start, _)| start);
         self.lots.next_due().into_iter().chain(refill).min()
     }
 
@@ -172,7 +173,10 @@ mod tests {
             ..Books::default()
         };
         let (after, steps) = books.due(T0, 10);
-        assert_eq!(steps, vec![Step::Expire { lot: LotKey { priority: 10, expires_at: Some(T0) }, amount: Credits(7) }]);
+        assert_eq!(
+            steps,
+            vec![Step::Expire { lot: LotKey { priority: 10, expires_at: Some(T0) }, amount: Credits(7) }]
+        );
         let expired = after.lots.get(LotKey { priority: 10, expires_at: Some(T0) }).copied();
         assert_eq!(expired.map(|l| (l.remaining, l.held, l.expiry_recorded)), Some((Credits(0), Credits(3), true)));
         assert_eq!(after.expired, Credits(7));
@@ -185,7 +189,16 @@ mod tests {
         let today = Plan::lot(Timestamp(T0.millis() + DAY));
         let mut books = Books { plan: Some(plan.clone()), ..Books::default() };
         let (after, steps) = books.due(T0, 10);
-        assert_eq!(steps, vec![Step::Refill { start: T0, end: Timestamp(T0.millis() + DAY), allowance: Credits(10), carried: Credits(0), expired: Credits(0) }]);
+        assert_eq!(
+            steps,
+            vec![Step::Refill {
+                start: T0,
+                end: Timestamp(T0.millis() + DAY),
+                allowance: Credits(10),
+                carried: Credits(0),
+                expired: Credits(0)
+            }]
+        );
         assert_eq!(after.lots.get(today).map(|l| l.remaining), Some(Credits(10)));
         // 3 of today's 10 spent and 1 held: tomorrow carries 4 of the 6 unheld.
         books = after;
@@ -195,7 +208,16 @@ mod tests {
         books.spent = Credits(3);
         let tomorrow = Timestamp(T0.millis() + DAY);
         let (after, steps) = books.due(tomorrow, 10);
-        assert_eq!(steps, vec![Step::Refill { start: tomorrow, end: Timestamp(T0.millis() + 2 * DAY), allowance: Credits(10), carried: Credits(4), expired: Credits(2) }]);
+        assert_eq!(
+            steps,
+            vec![Step::Refill {
+                start: tomorrow,
+                end: Timestamp(T0.millis() + 2 * DAY),
+                allowance: Credits(10),
+                carried: Credits(4),
+                expired: Credits(2)
+            }]
+        );
         assert_eq!(after.lots.get(Plan::lot(Timestamp(T0.millis() + 2 * DAY))).map(|l| l.remaining), Some(Credits(14)));
         assert_eq!(after.lots.get(today).map(|l| (l.held, l.expiry_recorded)), Some((Credits(1), true)));
         assert_eq!((after.granted, after.expired), (Credits(20), Credits(2)));
@@ -237,7 +259,11 @@ mod tests {
             ..Books::default()
         };
         let (after, steps) = books.due(Timestamp(T0.millis() + 3 * DAY), 10);
-        assert_eq!(steps, vec![Step::Expire { lot: last, amount: Credits(5) }], "its last lot expires, nothing follows");
+        assert_eq!(
+            steps,
+            vec![Step::Expire { lot: last, amount: Credits(5) }],
+            "its last lot expires, nothing follows"
+        );
         assert_eq!((after.granted, after.expired), (Credits(5), Credits(5)));
         assert_eq!(after.next_due(Timestamp(T0.millis() + 3 * DAY)), None);
     }
@@ -266,7 +292,11 @@ mod tests {
             let (all, steps) = books.due(now, usize::MAX);
             assert!(adds_up(&all), "{all:?}");
             assert!(all.due(now, usize::MAX).1.is_empty(), "a second pass finds nothing");
-            assert!(all.lots.available_at(now) == all.lots.iter().map(|l| l.remaining).fold(Credits(0), |a, b| Credits(a.get() + b.get())), "nothing expired is left available");
+            assert!(
+                all.lots.available_at(now)
+                    == all.lots.iter().map(|l| l.remaining).fold(Credits(0), |a, b| Credits(a.get() + b.get())),
+                "nothing expired is left available"
+            );
             let mut chunked = books.clone();
             let mut chunked_steps = Vec::new();
             loop {

@@ -281,10 +281,12 @@ mod tests {
 
     #[test]
     fn burn_order_is_priority_then_soonest_expiry_then_never() {
-        let mut keys =
-            vec![key(50, None), key(10, None), key(10, Some(5_000)), key(10, Some(1_000)), key(20, Some(1))];
+        let mut keys = vec![key(50, None), key(10, None), key(10, Some(5_000)), key(10, Some(1_000)), key(20, Some(1))];
         keys.sort();
-        assert_eq!(keys, vec![key(10, Some(1_000)), key(10, Some(5_000)), key(10, None), key(20, Some(1)), key(50, None)]);
+        assert_eq!(
+            keys,
+            vec![key(10, Some(1_000)), key(10, Some(5_000)), key(10, None), key(20, Some(1)), key(50, None)]
+        );
     }
 
     #[test]
@@ -313,7 +315,10 @@ mod tests {
         let signup = key(10, Some(7 * 86_400_000));
         let gone = key(10, Some(-1));
         let lots = Lots::from_lots([lot(LotKey::BASE, 100, 0), lot(signup, 10, 0), lot(gone, 5, 0)]);
-        assert_eq!(lots.take(Credits(15), NOW), Ok(Allocation(vec![(signup, Credits(10)), (LotKey::BASE, Credits(5))])));
+        assert_eq!(
+            lots.take(Credits(15), NOW),
+            Ok(Allocation(vec![(signup, Credits(10)), (LotKey::BASE, Credits(5))]))
+        );
         assert_eq!(lots.take(Credits(111), NOW), Err(Credits(110)));
         assert_eq!(lots.expired_unrecorded_at(NOW), Credits(5));
         assert_eq!(lots.take_up_to(Credits(500), NOW).total(), Credits(110));

@@ -11,8 +11,8 @@ use super::identity::Caller;
 use super::{json, Op, Params};
 use crate::domain::principal::Role;
 use crate::domain::{
-    Actor, Credits, DebitReason, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT,
-    MAX_PRIORITY, MAX_TTL_SECONDS, MAX_UNITS,
+    Actor, Credits, DebitReason, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_PRIORITY,
+    MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
 use crate::ledger::sweep;
@@ -122,8 +122,13 @@ pub async fn dispatch(
             let amount = validate::range("amount", body.amount, 1, MAX_AMOUNT)?;
             let reason = grant_reason(&body.reason)?;
             validate::optional_text("description", &body.description, MAX_DESCRIPTION)?;
-            let priority = body.priority.map(|p| validate::range("priority", p, 0, u64::from(MAX_PRIORITY))).transpose()?;
-            let expires_at = body.expires_at.as_deref().map(|raw| validate::future_time("expiresAt", raw, ledger.now())).transpose()?;
+            let priority =
+                body.priority.map(|p| validate::range("priority", p, 0, u64::from(MAX_PRIORITY))).transpose()?;
+            let expires_at = body
+                .expires_at
+                .as_deref()
+                .map(|raw| validate::future_time("expiresAt", raw, ledger.now()))
+                .transpose()?;
             let request = GrantRequest {
                 amount: Credits(amount),
                 reason,

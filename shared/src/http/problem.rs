@@ -218,8 +218,12 @@ fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
         (Problem::NotOneOf(allowed), Lang::Pt) => format!("O campo \"{f}\" deve ser um de: {}.", allowed.join(", ")),
         (Problem::NotOneOf(allowed), Lang::Es) => format!("El campo \"{f}\" debe ser uno de: {}.", allowed.join(", ")),
         (Problem::NotDateTime, Lang::En) => format!("Field \"{f}\" must be an RFC 3339 date-time with a time zone."),
-        (Problem::NotDateTime, Lang::Pt) => format!("O campo \"{f}\" deve ser uma data-hora RFC 3339 com fuso horário."),
-        (Problem::NotDateTime, Lang::Es) => format!("El campo \"{f}\" debe ser una fecha-hora RFC 3339 con zona horaria."),
+        (Problem::NotDateTime, Lang::Pt) => {
+            format!("O campo \"{f}\" deve ser uma data-hora RFC 3339 com fuso horário.")
+        }
+        (Problem::NotDateTime, Lang::Es) => {
+            format!("El campo \"{f}\" debe ser una fecha-hora RFC 3339 con zona horaria.")
+        }
         (Problem::NotInFuture, Lang::En) => format!("Field \"{f}\" must be in the future."),
         (Problem::NotInFuture, Lang::Pt) => format!("O campo \"{f}\" deve estar no futuro."),
         (Problem::NotInFuture, Lang::Es) => format!("El campo \"{f}\" debe estar en el futuro."),

@@ -23,9 +23,7 @@ impl Ledger {
                 true => stored.books.lots.take_up_to(request.amount, now),
                 false => match stored.books.lots.take(request.amount, now) {
                     Ok(taken) => taken,
-                    Err(available) => {
-                        return Err(Error::InsufficientCredits { available, required: request.amount })
-                    }
+                    Err(available) => return Err(Error::InsufficientCredits { available, required: request.amount }),
                 },
             };
             let mut write = BalanceWrite::new();

@@ -20,6 +20,13 @@ use crate::store::{
 /// stay due, for the next write.
 const MAX_DUE_PER_WRITE: usize = 20;
 
+/// The write that records what is due, its history lines, and the steps.
+struct DueWrite {
+    write: BalanceWrite,
+    lines: Vec<TransactWriteItem>,
+    steps: Vec<Step>,
+}
+
 /// What the job wrote down for one balance.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DueWritten {
@@ -49,7 +56,7 @@ impl Ledger {
     pub(super) async fn caught_up(&self, user: &UserId, now: Timestamp) -> Result<StoredBalance> {
         for attempt in 0..MAX_ATTEMPTS {
             let stored = self.read_balance(user).await?;
-            let Some((write, lines, _)) = self.due_write(user, &stored, now)? else { return Ok(stored) };
+            let Some(DueWrite { write, lines, .. }) = self.due_write(user, &stored, now)? else { return Ok(stored) };
             let mut items = vec![self.update(write.build(user, now))?];
             items.extend(lines);
             match self.tx(items).await {
@@ -70,7 +77,9 @@ impl Ledger {
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let stored = self.read_balance(user).await?;
-            let Some((write, lines, steps)) = self.due_write(user, &stored, now)? else { return Ok(written) };
+            let Some(DueWrite { write, lines, steps }) = self.due_write(user, &stored, now)? else {
+                return Ok(written);
+            };
             let mut items = vec![self.update(write.build(user, now))?];
             items.extend(lines);
             match self.tx(items).await {
@@ -96,12 +105,7 @@ impl Ledger {
     /// nothing is due and the due-work index entry is right. Every figure it
     /// changes is conditional on the value read, so two writers cannot both
     /// record the same step.
-    fn due_write(
-        &self,
-        user: &UserId,
-        stored: &StoredBalance,
-        now: Timestamp,
-    ) -> Result<Option<(BalanceWrite, Vec<TransactWriteItem>, Vec<Step>)>> {
+    fn due_write(&self, user: &UserId, stored: &StoredBalance, now: Timestamp) -> Result<Option<DueWrite>> {
         let old = &stored.books;
         let (new, steps) = old.due(now, MAX_DUE_PER_WRITE);
         let next_due = new.next_due(now);
@@ -148,7 +152,7 @@ impl Ledger {
             };
         }
         let lines = self.due_lines(user, old, &steps)?;
-        Ok(Some((write, lines, steps)))
+        Ok(Some(DueWrite { write, lines, steps }))
     }
 
     /// The history lines of what fell due: an expiry is a `grant_expired`

@@ -25,15 +25,17 @@ impl Ledger {
     pub async fn set_plan(&self, user: &UserId, request: PlanRequest) -> Result<Balance> {
         self.change_plan(user, |current, now| {
             let same = current.filter(|p| {
-                (p.name.as_str(), p.allowance, p.period, p.rollover) ==
-                    (request.name.as_str(), request.allowance, request.period, request.rollover)
+                (p.name.as_str(), p.allowance, p.period, p.rollover)
+                    == (request.name.as_str(), request.allowance, request.period, request.rollover)
                     && request.anchor.is_none_or(|anchor| anchor == p.anchor)
             });
             match same {
                 Some(plan) if plan.ends_at.is_none() => None,
                 // Set again before it ended: it just goes on. After: it
                 // starts over from the current period.
-                Some(plan) => Some((Plan { ends_at: None, ..plan.clone() }, plan.ends_at.is_some_and(|end| end <= now))),
+                Some(plan) => {
+                    Some((Plan { ends_at: None, ..plan.clone() }, plan.ends_at.is_some_and(|end| end <= now)))
+                }
                 None => Some((
                     Plan {
                         name: request.name.clone(),

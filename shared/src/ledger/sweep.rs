@@ -67,7 +67,8 @@ impl Ledger {
             due.extend(ids);
         }
         let (balances, due): (Vec<Due>, Vec<Due>) = due.into_iter().partition(|d| matches!(d, Due::Balance(_)));
-        let due: Vec<Uuid> = due.into_iter().filter_map(|d| if let Due::Hold(id) = d { Some(id) } else { None }).collect();
+        let due: Vec<Uuid> =
+            due.into_iter().filter_map(|d| if let Due::Hold(id) = d { Some(id) } else { None }).collect();
 
         let outcomes: Vec<Option<Result<bool>>> = stream::iter(due)
             .map(|id| async move {

@@ -217,7 +217,13 @@ impl Ledger {
     }
 
     /// The balance side of a transition, lot by lot.
-    fn balance_change(&self, hold: &HoldItem, wanted: Settlement, moves: &LotMoves, now: Timestamp) -> Option<UpdateBuilder> {
+    fn balance_change(
+        &self,
+        hold: &HoldItem,
+        wanted: Settlement,
+        moves: &LotMoves,
+        now: Timestamp,
+    ) -> Option<UpdateBuilder> {
         if hold.amount == 0 {
             return None; // a free hold never touched the balance
         }
@@ -261,7 +267,10 @@ impl LotMoves {
             Settlement::Refund => (Allocation::default(), allocation.slice(Credits::ZERO, parts.captured)),
             _ => (
                 allocation.slice(captured_before, captured_after),
-                allocation.slice(captured_after, Credits(captured_before.get() + parts.captured.get() + parts.returned.get())),
+                allocation.slice(
+                    captured_after,
+                    Credits(captured_before.get() + parts.captured.get() + parts.returned.get()),
+                ),
             ),
         };
         let expired = Return::of(&returned, now).expired;

@@ -125,7 +125,11 @@ impl StoredBalance {
                 granted: figure("granted"),
                 expired: figure("expired"),
                 debited: figure("debited"),
-                plan: item.get("plan").and_then(|v| v.as_m().ok()).and_then(|m| from_item::<PlanItem>(m.clone()).ok()).map(PlanItem::into_plan),
+                plan: item
+                    .get("plan")
+                    .and_then(|v| v.as_m().ok())
+                    .and_then(|m| from_item::<PlanItem>(m.clone()).ok())
+                    .map(PlanItem::into_plan),
                 plan_period: item.get(PLAN_PERIOD).and_then(|v| v.as_n().ok()?.parse().ok()).map(Timestamp),
                 updated_at: item.get("updatedAt").and_then(|v| v.as_n().ok()?.parse().ok()).map(Timestamp),
             },
@@ -305,7 +309,8 @@ impl BalanceWrite {
             values.push((id.clone(), v));
             id
         };
-        let sets: Vec<String> = self.sets.into_iter().map(|(k, v)| format!("{} = {}", placeholder(&k), value(v))).collect();
+        let sets: Vec<String> =
+            self.sets.into_iter().map(|(k, v)| format!("{} = {}", placeholder(&k), value(v))).collect();
         let adds: Vec<String> = self
             .adds
             .into_iter()
@@ -363,9 +368,13 @@ mod tests {
 
     #[test]
     fn a_balance_from_before_lots_is_one_base_lot() {
-        let stored = StoredBalance::from_item(&item(&[("available", 7), ("reserved", 3), ("spent", 2), ("granted", 12)]));
+        let stored =
+            StoredBalance::from_item(&item(&[("available", 7), ("reserved", 3), ("spent", 2), ("granted", 12)]));
         let lots: Vec<Lot> = stored.books.lots.iter().copied().collect();
-        assert_eq!(lots, vec![Lot { key: LotKey::BASE, remaining: Credits(7), held: Credits(3), expiry_recorded: false }]);
+        assert_eq!(
+            lots,
+            vec![Lot { key: LotKey::BASE, remaining: Credits(7), held: Credits(3), expiry_recorded: false }]
+        );
         assert_eq!(stored.due, None);
     }
 
@@ -382,7 +391,10 @@ mod tests {
             ("available", 0),
             ("granted", 7),
         ]));
-        assert_eq!(stored.books.lots.get(lot), Some(&Lot { key: lot, remaining: Credits(4), held: Credits(1), expiry_recorded: false }));
+        assert_eq!(
+            stored.books.lots.get(lot),
+            Some(&Lot { key: lot, remaining: Credits(4), held: Credits(1), expiry_recorded: false })
+        );
         assert!(stored.books.lots.get(gone).is_some_and(|l| l.expiry_recorded && l.held == Credits(2)));
     }
 

@@ -278,4 +278,3 @@ pub struct TaskItem {
     pub user_id: UserId,
     pub ttl: i64,
 }
-
