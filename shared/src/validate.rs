@@ -105,7 +105,6 @@ pub fn range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, Invalid
     }
 }
 
-/// A string of `min..=max` characters without control characters.
 /// An RFC 3339 date-time with a time zone.
 pub fn time(field: &str, raw: &str) -> Result<crate::domain::Timestamp, Invalid> {
     let at = chrono::DateTime::parse_from_rfc3339(raw).map_err(|_| Invalid::new(field, Problem::NotDateTime))?;
@@ -121,6 +120,7 @@ pub fn future_time(field: &str, raw: &str, now: crate::domain::Timestamp) -> Res
     }
 }
 
+/// A string of `min..=max` characters without control characters.
 pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<(), Invalid> {
     let len = value.chars().count();
     if len < min || len > max || value.chars().any(char::is_control) {

@@ -324,21 +324,42 @@ async fn debits_take_back_in_burn_order_all_or_nothing_or_partially_once_per_key
 async fn a_grant_that_would_make_a_101st_lot_is_refused() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    for day in 1..=i64::from(MAX_LOTS) {
+    // Purchased credits are a lot too: with them, 99 more.
+    granted(&server, &a, json!({"amount": 1, "reason": "purchase"})).await;
+    for day in 1..i64::from(MAX_LOTS) {
         granted(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, day * DAY)}))
             .await;
     }
-    let refused =
-        grant(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 500 * DAY)})).await;
+    let one_more = json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 500 * DAY)});
+    let refused = grant(&server, &a, one_more.clone()).await;
     assert_problem(&refused, 409, "too_many_lots");
     assert_eq!(refused.body["limit"].as_u64(), Some(u64::from(MAX_LOTS)));
-    // Into an existing lot, and into the base lot, is still fine.
+    assert_eq!(balance(&server, &a).await["lots"].as_array().map(Vec::len), Some(MAX_LOTS as usize));
+    // Into a live lot is still fine.
     granted(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, DAY)})).await;
     granted(&server, &a, json!({"amount": 1, "reason": "purchase"})).await;
-    // Once a lot has expired and is written down, there is room again.
-    server.env.clock.advance_seconds(DAY + 1);
-    sweep(&server, &a).await;
-    granted(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 500 * DAY)})).await;
+    // A lot spent to nothing is not live: it leaves room. A hold of 5
+    // credits spends the four soonest promo lots (2 + 1 + 1 + 1).
+    let h = hold(&server, &a, 1, 600).await;
+    settle(&server, &a, &h["reservationId"], "confirm", json!({})).await;
+    assert_eq!(balance(&server, &a).await["lots"].as_array().map(Vec::len), Some(MAX_LOTS as usize - 4));
+    for k in 0..4 {
+        granted(
+            &server,
+            &a,
+            json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, (500 + k) * DAY)}),
+        )
+        .await;
+    }
+    assert_problem(
+        &grant(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 600 * DAY)})).await,
+        409,
+        "too_many_lots",
+    );
+    // So does a lot whose expiry is written down (days 5 and 6).
+    server.env.clock.advance_seconds(6 * DAY + 1);
+    assert_eq!(sweep(&server, &a).await["lotsExpired"].as_u64(), Some(2));
+    granted(&server, &a, json!({"amount": 1, "reason": "promo", "expiresAt": in_seconds(&server, 600 * DAY)})).await;
     server.env.assert_books_balance().await;
 }
 
@@ -395,4 +416,43 @@ async fn the_job_holds_and_grants_racing_at_an_expiry_write_it_down_once() {
         assert_eq!(b["expired"].as_u64(), Some(20 * (round + 1)));
         env.assert_books_balance().await;
     }
+}
+
+#[tokio::test]
+async fn a_grant_replays_after_its_lot_has_expired() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let body = json!({"amount": 5, "reason": "promo", "expiresAt": in_seconds(&server, 60)});
+    let path = format!("/v1/admin/users/{}/grants", a.user_id);
+    let send = || {
+        call_with(
+            &server,
+            Method::POST,
+            &path,
+            Some(&a.admin),
+            Some(body.to_string()),
+            &[("idempotency-key", "promo-9")],
+        )
+    };
+    assert_eq!(send().await.status, StatusCode::CREATED);
+    server.env.clock.advance_seconds(120);
+    let again = send().await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.headers.get("idempotent-replayed").map(|v| v.as_bytes()), Some(&b"true"[..]));
+    assert_eq!(
+        (again.body["balance"]["granted"].as_u64(), again.body["balance"]["expired"].as_u64()),
+        (Some(5), Some(5))
+    );
+    // A new key with a past expiry is refused.
+    let late = call_with(
+        &server,
+        Method::POST,
+        &path,
+        Some(&a.admin),
+        Some(body.to_string()),
+        &[("idempotency-key", "promo-10")],
+    )
+    .await;
+    assert_problem(&late, 400, "validation_error");
+    assert_eq!(late.body["field"], "expiresAt");
 }

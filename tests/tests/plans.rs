@@ -229,6 +229,42 @@ async fn a_deleted_plan_runs_to_the_end_of_its_period_and_refills_no_more() {
 }
 
 #[tokio::test]
+async fn a_changed_plan_never_grants_a_period_twice() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    server.env.clock.set(at("2027-01-10T00:00:00Z"));
+    let anchor = "2027-01-01T00:00:00Z";
+    put_plan(&server, &a, json!({"plan": "pro", "allowance": 100, "period": "month", "anchor": anchor})).await;
+    // An upgrade mid-period, with the same anchor or none: from the next period.
+    server.env.clock.set(at("2027-01-20T00:00:00Z"));
+    let up = put_plan(&server, &a, json!({"plan": "max", "allowance": 200, "period": "month", "anchor": anchor})).await;
+    assert_eq!(
+        (up.body["granted"].as_u64(), up.body["plan"]["plan"].as_str()),
+        (Some(100), Some("max")),
+        "{}",
+        up.body
+    );
+    put_plan(&server, &a, json!({"plan": "pro", "allowance": 100, "period": "month"})).await;
+    let back = put_plan(&server, &a, json!({"plan": "max", "allowance": 200, "period": "month"})).await;
+    assert_eq!(back.body["granted"].as_u64(), Some(100));
+    server.env.clock.set(at("2027-02-01T00:00:00Z"));
+    assert_eq!(balance(&server, &a).await["granted"].as_u64(), Some(300));
+    // A new anchor starts a period now: its allowance at once.
+    server.env.clock.set(at("2027-02-10T00:00:00Z"));
+    let moved = put_plan(
+        &server,
+        &a,
+        json!({"plan": "max", "allowance": 200, "period": "month", "anchor": "2027-02-10T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(moved.body["granted"].as_u64(), Some(500), "{}", moved.body);
+    assert_eq!(moved.body["plan"]["currentPeriodEnd"], iso("2027-03-10T00:00:00Z"));
+    let refills = history(&server, &a).await.into_iter().filter(|l| l.0 == "grant").count();
+    assert_eq!(refills, 3);
+    server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
 async fn plan_requests_are_validated() {
     let server = TestServer::start().await;
     let a = actors(&server);

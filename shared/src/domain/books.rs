@@ -36,6 +36,7 @@ impl Books {
     /// steps), and the steps.
     pub fn due(&self, now: Timestamp, limit: usize) -> (Books, Vec<Step>) {
         let mut books = self.clone();
+        books.lots.drop_dead();
         let mut steps = Vec::new();
         while steps.len() < limit {
             let refill = books
@@ -77,6 +78,7 @@ impl Books {
                 }
                 (None, None) => break,
             }
+            books.lots.drop_dead();
         }
         (books, steps)
     }
@@ -301,10 +303,10 @@ mod tests {
             let mut chunked_steps = Vec::new();
             loop {
                 let (next, more) = chunked.due(now, 3);
+                chunked = next;
                 if more.is_empty() {
                     break;
                 }
-                chunked = next;
                 chunked_steps.extend(more);
             }
             assert_eq!((chunked, chunked_steps), (all, steps));

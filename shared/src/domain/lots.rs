@@ -72,7 +72,8 @@ impl LotKey {
             "never" => None,
             ms => Some(Timestamp(ms.parse().ok()?)),
         };
-        Some(LotKey { priority, expires_at })
+        // One spelling per lot ("010" or "+5" would name another attribute).
+        Some(LotKey { priority, expires_at }).filter(|key| key.name() == name)
     }
 }
 
@@ -100,10 +101,16 @@ impl Lot {
         }
     }
 
-    /// Nothing left in it and nothing can come back to it that would not
-    /// expire at once: its attributes can go.
+    /// Credits remaining or held in it.
+    pub fn is_live(&self) -> bool {
+        self.remaining > Credits::ZERO || self.held > Credits::ZERO
+    }
+
+    /// Nothing in it: its attributes can go (the base lot's never do). An
+    /// admin refund may put credits back into a lot that is gone: the `ADD`
+    /// makes it again.
     pub fn is_dead(&self) -> bool {
-        self.expiry_recorded && self.held == Credits::ZERO
+        !self.key.is_base() && self.held == Credits::ZERO && (self.expiry_recorded || self.remaining == Credits::ZERO)
     }
 }
 
@@ -184,10 +191,14 @@ impl Lots {
         self.0.keys().copied()
     }
 
-    /// Lots other than the base that are not dead, which count towards
-    /// [`MAX_LOTS`].
-    pub fn counted(&self) -> u32 {
-        self.iter().filter(|l| !l.key.is_base() && !l.is_dead()).count() as u32
+    /// Lots with credits remaining or held, which count towards [`MAX_LOTS`].
+    pub fn live_count(&self) -> u32 {
+        self.iter().filter(|l| l.is_live()).count() as u32
+    }
+
+    /// Drops the lots with nothing in them.
+    pub fn drop_dead(&mut self) {
+        self.0.retain(|_, lot| !lot.is_dead());
     }
 
     pub fn available_at(&self, now: Timestamp) -> Credits {
@@ -231,8 +242,11 @@ impl Lots {
     /// Lots whose expiry is due at `now` and not written down yet, soonest
     /// first, with the credits that expire (maybe 0).
     pub fn due_expiries(&self, now: Timestamp) -> Vec<Lot> {
-        let mut due: Vec<Lot> =
-            self.iter().filter(|lot| lot.key.expired_at(now) && !lot.expiry_recorded).copied().collect();
+        let mut due: Vec<Lot> = self
+            .iter()
+            .filter(|lot| lot.key.expired_at(now) && !lot.expiry_recorded && !lot.is_dead())
+            .copied()
+            .collect();
         due.sort_by_key(|lot| lot.key.expires_at);
         due
     }
@@ -240,7 +254,7 @@ impl Lots {
     /// When the next expiry falls due (the due-work index's time for the
     /// balance), if any lot still has one to write down.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.iter().filter(|lot| !lot.expiry_recorded).filter_map(|lot| lot.key.expires_at).min()
+        self.iter().filter(|lot| !lot.expiry_recorded && !lot.is_dead()).filter_map(|lot| lot.key.expires_at).min()
     }
 
     /// The lot that expires next after `now` with credits that would be

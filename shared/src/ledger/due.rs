@@ -12,13 +12,17 @@ use crate::domain::{Allocation, Balance, Books, Credits, EntryType, GrantReason,
 use crate::error::{Error, Result};
 use crate::store::{
     balance_shard, key, lot_attributes, n, s, to_item, user_pk, BalanceWrite, LotPartItem, StoredBalance, TxFailure,
-    BALANCE_SK, LOT_COUNT, PLAN_PERIOD,
+    BALANCE_SK, LOTS_VERSION, PLAN_PERIOD,
 };
 
 /// At most this many steps are written down by one write: each is up to
 /// two history lines in the write's transaction (100 items at most). More
 /// stay due, for the next write.
 const MAX_DUE_PER_WRITE: usize = 20;
+
+/// Writes one call makes at most: a balance far behind (a job down for
+/// weeks under a daily plan) is caught up over several calls.
+const MAX_DUE_WRITES: u32 = 50;
 
 /// The write that records what is due, its history lines, and the steps.
 struct DueWrite {
@@ -54,16 +58,21 @@ impl Ledger {
     /// The balance with everything due at `now` written down: what a write
     /// of the user's decides from.
     pub(super) async fn caught_up(&self, user: &UserId, now: Timestamp) -> Result<StoredBalance> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut conflicts = 0;
+        for _ in 0..MAX_DUE_WRITES {
             let stored = self.read_balance(user).await?;
             let Some(DueWrite { write, lines, .. }) = self.due_write(user, &stored, now)? else { return Ok(stored) };
-            let mut items = vec![self.update(write.build(user, now))?];
-            items.extend(lines);
-            match self.tx(items).await {
-                // Written, or written by someone else first: read again.
-                Ok(()) => {}
-                Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {}
-                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+            match self.due_tx(user, write, lines, now).await {
+                // Written (maybe more to write), or written by someone else
+                // first: read again.
+                Ok(_) => {}
+                Err(failure) => {
+                    self.retry_or_fail(failure, conflicts).await?;
+                    conflicts += 1;
+                    if conflicts >= MAX_ATTEMPTS {
+                        break;
+                    }
+                }
             }
         }
         Err(Error::Unavailable("writing down what is due kept conflicting".into()))
@@ -74,30 +83,51 @@ impl Ledger {
     /// write of the user's came first.
     pub async fn write_down_due(&self, user: &UserId) -> Result<DueWritten> {
         let mut written = DueWritten::default();
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut conflicts = 0;
+        for _ in 0..MAX_DUE_WRITES {
             let now = self.clock.now();
             let stored = self.read_balance(user).await?;
-            let Some(DueWrite { write, lines, steps }) = self.due_write(user, &stored, now)? else {
-                return Ok(written);
-            };
-            let mut items = vec![self.update(write.build(user, now))?];
-            items.extend(lines);
-            match self.tx(items).await {
-                Ok(()) => {
-                    for step in steps {
-                        match step {
-                            Step::Expire { .. } => written.lots_expired += 1,
-                            Step::Refill { .. } => written.plan_refills += 1,
-                        }
-                    }
-                    crate::metrics::count("LotsExpired", u64::from(written.lots_expired));
-                    crate::metrics::count("PlanRefills", u64::from(written.plan_refills));
+            let Some(DueWrite { write, lines, steps }) = self.due_write(user, &stored, now)? else { return Ok(written) };
+            match self.due_tx(user, write, lines, now).await {
+                Ok(true) => {
+                    let (expiries, refills) = steps.iter().fold((0, 0), |(e, r), step| match step {
+                        Step::Expire { .. } => (e + 1, r),
+                        Step::Refill { .. } => (e, r + 1),
+                    });
+                    crate::metrics::count("LotsExpired", expiries);
+                    crate::metrics::count("PlanRefills", refills);
+                    written.lots_expired += expiries as u32;
+                    written.plan_refills += refills as u32;
                 }
-                Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => {}
-                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+                Ok(false) => {}
+                Err(failure) => {
+                    self.retry_or_fail(failure, conflicts).await?;
+                    conflicts += 1;
+                    if conflicts >= MAX_ATTEMPTS {
+                        break;
+                    }
+                }
             }
         }
         Err(Error::Unavailable("writing down what is due kept conflicting".into()))
+    }
+
+    /// One due write: `true` when it applied, `false` when another writer
+    /// changed the balance first (the caller reads it again).
+    async fn due_tx(
+        &self,
+        user: &UserId,
+        write: BalanceWrite,
+        lines: Vec<TransactWriteItem>,
+        now: Timestamp,
+    ) -> Result<bool, TxFailure> {
+        let mut items = vec![self.update(write.build(user, now)).map_err(TxFailure::Store)?];
+        items.extend(lines);
+        match self.tx(items).await {
+            Ok(()) => Ok(true),
+            Err(TxFailure::Cancelled(reasons)) if reasons.first().is_some_and(|r| r.condition_failed()) => Ok(false),
+            Err(failure) => Err(failure),
+        }
     }
 
     /// The write that records what is due in `stored` at `now` (at most
@@ -109,29 +139,39 @@ impl Ledger {
         let old = &stored.books;
         let (new, steps) = old.due(now, MAX_DUE_PER_WRITE);
         let next_due = new.next_due(now);
-        if steps.is_empty() && next_due == stored.due {
+        // Lots with nothing left in them go too (they would still count
+        // towards the item's size), whether or not anything else is due.
+        if steps.is_empty() && next_due == stored.due && !old.lots.iter().any(|l| l.is_dead()) {
             return Ok(None);
         }
         let mut write = BalanceWrite::new();
+        let mut lots_changed = false;
         let touched: std::collections::BTreeSet<_> = old.lots.keys().chain(new.lots.keys()).collect();
         for lot in touched.into_iter().filter(|k| !k.is_base()) {
             let (rem, held) = lot_attributes(lot);
             let before = old.lots.get(lot).filter(|l| !l.expiry_recorded).map(|l| l.remaining);
-            let after = new.lots.get(lot).filter(|l| !l.expiry_recorded).map(|l| l.remaining);
-            if before != after {
-                write.expect(&rem, before.map(n));
-                match after {
-                    Some(remaining) => write.set(&rem, n(remaining)),
-                    None => write.remove(&rem),
-                };
-            }
-            if new.lots.get(lot).is_some_and(|l| l.is_dead()) && old.lots.get(lot).is_some() {
-                write.expect_zero(&held).remove(&held);
+            match new.lots.get(lot) {
+                // Nothing left in it: both attributes go.
+                None => {
+                    write.expect(&rem, before.map(n)).remove(&rem).expect_zero(&held).remove(&held);
+                    lots_changed = true;
+                }
+                Some(after) => {
+                    let after_rem = (!after.expiry_recorded).then_some(after.remaining);
+                    if before != after_rem {
+                        write.expect(&rem, before.map(n));
+                        match after_rem {
+                            Some(remaining) => write.set(&rem, n(remaining)),
+                            None => write.remove(&rem),
+                        };
+                    }
+                    lots_changed |= old.lots.get(lot).is_none();
+                }
             }
         }
-        let counted = u64::from(new.lots.counted());
-        if stored.lot_count != Some(counted) {
-            write.expect(LOT_COUNT, stored.lot_count.map(n)).set(LOT_COUNT, n(counted));
+        if lots_changed {
+            // A grant's check of the lot limit is conditional on this too.
+            write.expect(LOTS_VERSION, stored.lots_version.map(n)).add(LOTS_VERSION, 1);
         }
         write
             .add("expired", (new.expired.get() - old.expired.get()) as i64)
@@ -176,7 +216,8 @@ impl Ledger {
             expired_so_far += amount.get();
             let mut entry = self.entry(user, source, EntryType::GrantExpired, amount, None, None, at);
             entry.lots = Some(LotPartItem::from_allocation(&Allocation(vec![(lot, amount)])));
-            lines.push(self.put(to_item(&entry)?, None)?);
+            // Never over another line: a collision fails the write, loudly.
+            lines.push(self.put(to_item(&entry)?, Some("attribute_not_exists(pk)"))?);
             Ok(())
         };
         let mut refills = Vec::new();
@@ -190,8 +231,13 @@ impl Ledger {
             }
         }
         let name = old.plan.as_ref().map_or("plan", |p| p.name.as_str());
+        let mut granted_so_far = old.granted.get();
         for (start, end, allowance, carried) in refills {
-            let source = Uuid::new_v5(&ID_NAMESPACE, format!("refill\n{user}\n{}", start.millis()).as_bytes());
+            // Like an expiry's: derived from what was granted before it, so
+            // a retry is the same line and no other refill can overwrite it.
+            let source =
+                Uuid::new_v5(&ID_NAMESPACE, format!("refill\n{user}\n{}\n{granted_so_far}", start.millis()).as_bytes());
+            granted_so_far += allowance.get();
             let description = match carried {
                 Credits::ZERO => format!("{name}: allowance until {}", end.to_rfc3339()),
                 carried => format!("{name}: allowance until {}, {carried} carried over", end.to_rfc3339()),
@@ -203,7 +249,7 @@ impl Ledger {
             if carried > Credits::ZERO {
                 entry.rollover = Some(LotPartItem::from_allocation(&Allocation(vec![(Plan::lot(start), carried)])));
             }
-            lines.push(self.put(to_item(&entry)?, None)?);
+            lines.push(self.put(to_item(&entry)?, Some("attribute_not_exists(pk)"))?);
         }
         Ok(lines)
     }

@@ -4,7 +4,8 @@ use super::{applied_unread, derived_id, request_hash, GrantRequest, Ledger, Outc
 use crate::domain::{Allocation, EntryType, Grant, UserId, MAX_LOTS};
 use crate::error::{Error, Result};
 use crate::store::{
-    balance_shard, lot_attributes, n, s, to_item, user_pk, BalanceWrite, GrantItem, LotPartItem, TxFailure, LOT_COUNT,
+    balance_shard, lot_attributes, n, s, to_item, user_pk, BalanceWrite, GrantItem, LotPartItem, TxFailure,
+    LOTS_VERSION,
 };
 use crate::validate::{Invalid, Problem};
 
@@ -18,29 +19,36 @@ impl Ledger {
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             if lot.expired_at(now) {
+                // A retry after the lot's expiry still finds its grant.
+                if let Some(replayed) = self.grant_replay(user, grant_id, &hash).await? {
+                    return Ok(replayed);
+                }
                 return Err(Invalid::new("expiresAt", Problem::NotInFuture).into());
             }
             let stored = self.caught_up(user, now).await?;
             let mut write = BalanceWrite::new();
             let (remaining, _) = lot_attributes(lot);
-            let new_lot = stored.books.lots.get(lot).is_none_or(|l| l.expiry_recorded);
-            if !lot.is_base() && new_lot {
-                if stored.books.lots.counted() >= MAX_LOTS {
+            if stored.books.lots.get(lot).is_none_or(|l| !l.is_live()) {
+                // One more live lot.
+                if stored.books.lots.live_count() >= MAX_LOTS {
                     // A replay must still answer as one, over the limit or not.
                     if let Some(replayed) = self.grant_replay(user, grant_id, &hash).await? {
                         return Ok(replayed);
                     }
                     return Err(Error::TooManyLots { limit: MAX_LOTS });
                 }
-                // Conditional on the count read: lots created at once cannot
-                // pass the limit together.
-                write.expect(LOT_COUNT, stored.lot_count.map(n)).add(LOT_COUNT, 1);
-                // Its expiry falls due: the due-work index must find it.
-                if let Some(at) = lot.expires_at.filter(|at| stored.due.is_none_or(|due| *at < due)) {
-                    write
-                        .expect("expiresAt", stored.due.map(|due| n(due.millis())))
-                        .set("pendingShard", s(balance_shard(user)))
-                        .set("expiresAt", n(at.millis()));
+                // Conditional on the lots read: grants making lots live at
+                // once cannot pass the limit together, nor race the write
+                // that removes an empty lot.
+                write.expect(LOTS_VERSION, stored.lots_version.map(n)).add(LOTS_VERSION, 1);
+                if let Some(at) = lot.expires_at {
+                    // Its expiry falls due: the due-work index must find it,
+                    // so the entry as read must still be there when this
+                    // commits (the job may be moving it).
+                    write.expect("expiresAt", stored.due.map(|due| n(due.millis())));
+                    if stored.due.is_none_or(|due| at < due) {
+                        write.set("pendingShard", s(balance_shard(user))).set("expiresAt", n(at.millis()));
+                    }
                 }
             }
             write.add(&remaining, request.amount.get() as i64).add("granted", request.amount.get() as i64);

@@ -63,8 +63,9 @@ impl PlanItem {
     }
 }
 
-/// How many lots (other than the base) the balance item carries.
-pub const LOT_COUNT: &str = "lotCount";
+/// Moves by one with every write that adds a lot or removes one, so that a
+/// grant's check of the lot limit is conditional on the lots it read.
+pub const LOTS_VERSION: &str = "lotsVersion";
 
 /// The attribute names of a lot's remaining and held credits.
 pub fn lot_attributes(lot: LotKey) -> (String, String) {
@@ -89,8 +90,8 @@ pub struct StoredBalance {
     pub books: Books,
     /// When the due-work index says the balance next falls due.
     pub due: Option<Timestamp>,
-    /// `lotCount` as read (absent on balances that never had a lot).
-    pub lot_count: Option<u64>,
+    /// `lotsVersion` as read (absent on balances that never had a lot).
+    pub lots_version: Option<u64>,
     pub open_holds: u64,
 }
 
@@ -138,7 +139,7 @@ impl StoredBalance {
                 .and(item.get("expiresAt"))
                 .and_then(|v| v.as_n().ok()?.parse().ok())
                 .map(Timestamp),
-            lot_count: item.get(LOT_COUNT).and_then(|v| v.as_n().ok()?.parse().ok()),
+            lots_version: item.get(LOTS_VERSION).and_then(|v| v.as_n().ok()?.parse().ok()),
             open_holds: attr_number(item, "openHolds").max(0) as u64,
         }
     }
