@@ -12,6 +12,7 @@ import type {
   Monitoring,
   MonitoringPeriod,
   MonitoringType,
+  PlanRequest,
   Prices,
   Provider,
   Reservation,
@@ -21,7 +22,7 @@ import type {
   Timestamp,
 } from "./types.js";
 
-export type HttpMethod = "GET" | "POST";
+export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE";
 
 /** One route of openapi.yaml and the client method that calls it. */
 export interface RouteEntry {
@@ -44,6 +45,8 @@ export const routes: readonly RouteEntry[] = [
   { method: "GET", path: "/v1/transactions", operationId: "listTransactions", clientMethod: "listTransactions" },
   { method: "POST", path: "/v1/admin/users/{userId}/grants", operationId: "adminGrantCredits", clientMethod: "adminGrant" },
   { method: "POST", path: "/v1/admin/users/{userId}/debits", operationId: "adminDebitCredits", clientMethod: "adminDebit" },
+  { method: "PUT", path: "/v1/admin/users/{userId}/plan", operationId: "adminSetPlan", clientMethod: "adminSetPlan" },
+  { method: "DELETE", path: "/v1/admin/users/{userId}/plan", operationId: "adminEndPlan", clientMethod: "adminEndPlan" },
   { method: "GET", path: "/v1/admin/users/{userId}/balance", operationId: "adminGetBalance", clientMethod: "adminBalance" },
   {
     method: "GET",
@@ -151,6 +154,9 @@ export interface GrantOptions extends CallOptions {
 
 /** `adminGrant`'s request: `expiresAt` may also be a `Date` (sent as RFC 3339 UTC). */
 export type GrantInput = Omit<GrantRequest, "expiresAt"> & { expiresAt?: Timestamp | Date | null };
+
+/** `adminSetPlan`'s request: `anchor` may also be a `Date` (sent as RFC 3339 UTC). */
+export type PlanInput = Omit<PlanRequest, "anchor"> & { anchor?: Timestamp | Date | null };
 
 export interface DebitOptions extends CallOptions {
   /**
@@ -597,6 +603,42 @@ export class CreditsClient {
     });
   }
 
+  /**
+   * `PUT /v1/admin/users/{userId}/plan`: `allowance` credits each `period`
+   * (`day`, `week`, `month`: UTC calendar units from `anchor`), granted as a
+   * `plan_refill` lot of priority 20 that expires at the period's end, with
+   * up to `rollover` (default 0) unused credits carried into the next
+   * period. `anchor` is an RFC 3339 string or a `Date`; absent, a user's
+   * first plan starts now and the same plan set again keeps its anchor. A
+   * new plan grants the current period's allowance at once, and so does a
+   * plan changed with a new `anchor`; the same plan again changes nothing,
+   * so the call is safe to repeat (the client retries it on a 503 or a
+   * network error; no `Idempotency-Key`). Answers the balance
+   * (`plan`: `currentPeriodStart`, `currentPeriodEnd`, `endsAt`). Bad input
+   * → `CreditsError` 400 `validation_error` naming the `field`.
+   */
+  async adminSetPlan(userId: string, request: PlanInput, options: CallOptions = {}): Promise<Balance> {
+    const { anchor, ...rest } = request;
+    const body: PlanRequest = anchor === undefined ? rest : { ...rest, anchor: timestamp("anchor", anchor) };
+    return this.call({
+      method: "PUT",
+      path: `/v1/admin/users/${seg(userId)}/plan`,
+      body,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * `DELETE /v1/admin/users/{userId}/plan`: the plan ends at the end of its
+   * current period (`plan.endsAt`; at once if its first period has not
+   * started); that period's credits stay until their lot expires. Ending it
+   * again, or a user without a plan, changes nothing: safe to repeat (retried
+   * like `adminSetPlan`). Answers the balance.
+   */
+  adminEndPlan(userId: string, options: CallOptions = {}): Promise<Balance> {
+    return this.call({ method: "DELETE", path: `/v1/admin/users/${seg(userId)}/plan`, signal: options.signal });
+  }
+
   /** `GET /v1/admin/users/{userId}/balance` */
   adminBalance(userId: string, options: CallOptions = {}): Promise<Balance> {
     return this.call({ method: "GET", path: `/v1/admin/users/${seg(userId)}/balance`, signal: options.signal });
@@ -893,8 +935,12 @@ export class CreditsClient {
     const body = spec.body === undefined ? undefined : JSON.stringify(spec.body);
     if (body !== undefined) headers["content-type"] = "application/json";
     const what = `${spec.method} ${spec.path}`;
+    // A write's outcome is unknown after a 503 or a network error. POSTs
+    // carry an Idempotency-Key or are safe to repeat; PUT and DELETE (a
+    // plan set or ended) are idempotent by nature: the same again changes
+    // nothing, so they are retried like the others.
     const unknownOutcome =
-      spec.method === "POST"
+      spec.method !== "GET"
         ? spec.idempotencyKey !== undefined
           ? "; the change may or may not have been applied: retry with the same Idempotency-Key"
           : "; the change may or may not have been applied: retry (the call is safe to repeat)"

@@ -18,6 +18,7 @@ export {
   type Outputs,
   type PageQuery,
   type PerOutputJobResult,
+  type PlanInput,
   type ReportOptions,
   type ReserveOptions,
   type ResponseMeta,

@@ -74,6 +74,7 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   ReasonRequest: fieldsOf<T.ReasonRequest>()(["reason"]),
   TaskRequest: fieldsOf<T.TaskRequest>()(["taskId", "provider"]),
   GrantRequest: fieldsOf<T.GrantRequest>()(["amount", "reason", "description", "priority", "expiresAt"]),
+  PlanRequest: fieldsOf<T.PlanRequest>()(["plan", "allowance", "period", "rollover", "anchor"]),
   DebitRequest: fieldsOf<T.DebitRequest>()(["amount", "reason", "description", "partial"]),
   LotPart: fieldsOf<T.LotPart>()(["priority", "expiresAt", "amount"]),
   LotView: fieldsOf<T.LotView>()(["priority", "expiresAt", "remaining", "reserved"]),
@@ -205,6 +206,7 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
     "adjustment",
     "signup",
   ]),
+  "PlanRequest.period": valuesOf<T.PlanPeriod>()(["day", "week", "month"]),
   "DebitRequest.reason": valuesOf<T.DebitReason>()(["chargeback", "refund", "adjustment"]),
   "ReservationEvent.type": valuesOf<T.ReservationEventType>()([
     "reserved",

@@ -125,6 +125,23 @@ export interface NextExpiry {
 
 export type PlanPeriod = "day" | "week" | "month";
 
+export interface PlanRequest {
+  /** The plan's name: 1–64 characters, no control characters. */
+  plan: string;
+  /** Credits granted each period, 1–1,000,000,000. */
+  allowance: Credits;
+  /** UTC calendar units counted from `anchor`. */
+  period: PlanPeriod;
+  /** Unused credits carried into the next period, at most (0–1,000,000,000); `null` or absent: 0. */
+  rollover?: Credits | null;
+  /**
+   * The start of the first period: RFC 3339 with a time zone
+   * (`adminSetPlan` also takes a `Date`). `null` or absent: now for a
+   * user's first plan; the same plan set again keeps its anchor.
+   */
+  anchor?: Timestamp | null;
+}
+
 /**
  * A user's plan as the balance shows it: `allowance` credits each period
  * (a `plan_refill` lot that expires at the period's end), up to `rollover`

@@ -864,6 +864,125 @@ describe("credit lots: burn order, expiry and debits", () => {
   });
 });
 
+describe("plans: an allowance each period", () => {
+  /** The start of this UTC month and of the next: the period of a monthly plan anchored on the 1st. */
+  function thisMonth() {
+    const now = new Date();
+    return {
+      start: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)),
+      end: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)),
+    };
+  }
+  const refills = async (own) =>
+    (await own.listTransactions({ limit: 100 })).items
+      .filter((item) => item.type === "grant" && item.reason === "plan_refill")
+      .map((item) => [item.amount, item.at, item.actor]);
+
+  test("a monthly plan shows in the balance, its allowance a priority-20 lot expiring at currentPeriodEnd; the same plan again grants nothing more", async () => {
+    const { userId, own } = await newUser("plan", 0);
+    const { start, end } = thisMonth();
+    const balance = await admin.adminSetPlan(userId, { plan: "pro", allowance: 100, period: "month", rollover: 20, anchor: start });
+    assert.deepEqual(balance.plan, {
+      plan: "pro",
+      allowance: 100,
+      period: "month",
+      rollover: 20,
+      anchor: start.toISOString(),
+      currentPeriodStart: start.toISOString(),
+      currentPeriodEnd: end.toISOString(),
+      endsAt: null,
+    });
+    assert.equal(balance.granted, 100);
+    assert.equal(balance.available, 100);
+    assert.deepEqual(balance.lots, [{ priority: 20, expiresAt: balance.plan.currentPeriodEnd, remaining: 100, reserved: 0 }]);
+    assert.deepEqual(balance.nextExpiry, { amount: 100, at: end.toISOString() });
+    assert.deepEqual(await own.getBalance(), balance);
+    assert.deepEqual(await admin.adminBalance(userId), balance);
+    // Granted by the plan, dated at the period's start.
+    assert.deepEqual(await refills(own), [[100, start.toISOString(), "plan"]]);
+
+    // The same plan again (its anchor kept, or given again) changes nothing.
+    const again = await admin.adminSetPlan(userId, { plan: "pro", allowance: 100, period: "month", rollover: 20 });
+    assert.deepEqual(again, balance);
+    const same = await admin.adminSetPlan(userId, {
+      plan: "pro",
+      allowance: 100,
+      period: "month",
+      rollover: 20,
+      anchor: start.toISOString(),
+    });
+    assert.deepEqual(same, balance);
+    assert.equal((await own.getBalance()).granted, 100);
+    assert.equal((await refills(own)).length, 1);
+  });
+
+  test("a changed allowance with a new anchor grants the new allowance at once; ending the plan sets endsAt, keeps the credits, and ending again changes nothing", async () => {
+    const { userId, own } = await newUser("plan-change", 0);
+    const { start, end } = thisMonth();
+    await admin.adminSetPlan(userId, { plan: "basic", allowance: 100, period: "month", anchor: start });
+    // Periods now counted from a second ago (whole seconds, so the echo is exact).
+    const anchor = new Date(Math.floor(Date.now() / 1000) * 1000 - 1000);
+    const changed = await admin.adminSetPlan(userId, { plan: "basic", allowance: 150, period: "month", anchor });
+    assert.equal(changed.plan.allowance, 150);
+    assert.equal(changed.plan.anchor, anchor.toISOString());
+    assert.equal(changed.plan.currentPeriodStart, anchor.toISOString());
+    assert.ok(changed.plan.currentPeriodEnd > end.toISOString(), changed.plan.currentPeriodEnd);
+    assert.equal(changed.granted, 250);
+    assert.equal(changed.available, 250);
+    // The first period's allowance stays in its lot until that expires.
+    assert.deepEqual(changed.lots, [
+      { priority: 20, expiresAt: end.toISOString(), remaining: 100, reserved: 0 },
+      { priority: 20, expiresAt: changed.plan.currentPeriodEnd, remaining: 150, reserved: 0 },
+    ]);
+    assert.deepEqual(await own.getBalance(), changed);
+    assert.deepEqual(await refills(own), [
+      [150, anchor.toISOString(), "plan"],
+      [100, start.toISOString(), "plan"],
+    ]);
+
+    const ended = await admin.adminEndPlan(userId);
+    assert.equal(ended.plan.endsAt, changed.plan.currentPeriodEnd);
+    assert.equal(ended.available, 250, "the period's credits stay until their lot expires");
+    assert.deepEqual(ended.lots, changed.lots);
+    assert.deepEqual(await own.getBalance(), ended);
+    assert.deepEqual(await admin.adminEndPlan(userId), ended);
+
+    // A user without a plan: nothing to end.
+    const { userId: nobody } = await newUser("plan-none", 0);
+    const none = await admin.adminEndPlan(nobody);
+    assert.equal(none.plan, null);
+    assert.equal(none.granted, 0);
+  });
+
+  test("bad input is a 400 validation_error naming the field; a server or user token is 403 forbidden", async () => {
+    const { userId, client, own } = await newUser("plan-bad", 0);
+    const refused = (field) => (error) => {
+      assert.ok(error instanceof CreditsError);
+      assert.equal(error.status, 400);
+      assert.equal(error.code, "validation_error");
+      assert.equal(error.field, field);
+      return true;
+    };
+    await assert.rejects(admin.adminSetPlan(userId, { plan: "pro", allowance: 10, period: "fortnight" }), refused("period"));
+    await assert.rejects(admin.adminSetPlan(userId, { plan: "pro", allowance: 0, period: "day" }), refused("allowance"));
+    await assert.rejects(admin.adminSetPlan(userId, { plan: "", allowance: 1, period: "day" }), refused("plan"));
+    await assert.rejects(admin.adminSetPlan(userId, { plan: "pro", allowance: 1, period: "day", anchor: "soon" }), refused("anchor"));
+    // An invalid Date never leaves the client.
+    await assert.rejects(admin.adminSetPlan(userId, { plan: "pro", allowance: 1, period: "day", anchor: new Date("soon") }), TypeError);
+
+    for (const caller of [backend, client, own]) {
+      await assert.rejects(
+        caller.adminSetPlan(userId, { plan: "pro", allowance: 1, period: "day" }),
+        (error) => error.status === 403 && error.code === "forbidden",
+      );
+      await assert.rejects(caller.adminEndPlan(userId), (error) => error.status === 403 && error.code === "forbidden");
+    }
+    const balance = await own.getBalance();
+    assert.equal(balance.plan, null);
+    assert.equal(balance.granted, 0);
+  });
+});
+
 describe("trust model: the app's server writes, a user's token reads", () => {
   test("a user token is refused a reserve, confirm, release and task link: 403 forbidden, nothing changes", async () => {
     const { client, own } = await newUser("read-only", 50);

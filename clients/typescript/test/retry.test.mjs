@@ -128,6 +128,60 @@ describe("retries", () => {
     assert.equal(calls[2].headers.get("idempotency-key"), "ch_1-refund");
   });
 
+  test("adminSetPlan PUTs the plan (a Date anchor as RFC 3339 UTC), retried on a 503 and a network error with no key", async () => {
+    const balance = { userId: "user/1", plan: { plan: "pro" } };
+    const { fetch, calls } = scripted(unavailable(), new TypeError("fetch failed"), ok(balance), ok(balance));
+    const c = client(fetch);
+    const answer = await c.adminSetPlan("user/1", {
+      plan: "pro",
+      allowance: 100,
+      period: "month",
+      rollover: 20,
+      anchor: new Date(Date.UTC(2027, 0, 1)),
+    });
+    assert.deepEqual(answer, balance);
+    assert.equal(calls.length, 3);
+    for (const call of calls) {
+      assert.equal(call.url, "http://credits.test/v1/admin/users/user%2F1/plan");
+      assert.equal(call.method, "PUT");
+      assert.equal(call.headers.get("idempotency-key"), null);
+      assert.equal(call.headers.get("content-type"), "application/json");
+      assert.deepEqual(JSON.parse(call.body), {
+        plan: "pro",
+        allowance: 100,
+        period: "month",
+        rollover: 20,
+        anchor: "2027-01-01T00:00:00.000Z",
+      });
+    }
+    await c.adminSetPlan("u", { plan: "pro", allowance: 100, period: "day" });
+    assert.deepEqual(JSON.parse(calls[3].body), { plan: "pro", allowance: 100, period: "day" });
+    await assert.rejects(c.adminSetPlan("u", { plan: "pro", allowance: 1, period: "day", anchor: new Date("soon") }), TypeError);
+    assert.equal(calls.length, 4);
+  });
+
+  test("adminEndPlan DELETEs the plan without a body, retried; a failure says the call is safe to repeat", async () => {
+    const balance = { userId: "u", plan: { plan: "pro", endsAt: "2027-02-01T00:00:00.000Z" } };
+    const { fetch, calls } = scripted(unavailable(), ok(balance), new TypeError("a"), new TypeError("b"), new TypeError("c"));
+    const c = client(fetch);
+    assert.deepEqual(await c.adminEndPlan("u"), balance);
+    assert.equal(calls.length, 2);
+    for (const call of calls) {
+      assert.equal(call.url, "http://credits.test/v1/admin/users/u/plan");
+      assert.equal(call.method, "DELETE");
+      assert.equal(call.body, undefined);
+      assert.equal(call.headers.get("content-type"), null);
+    }
+    await assert.rejects(c.adminEndPlan("u"), (error) => {
+      assert.equal(error.code, "network_error");
+      assert.equal(error.idempotencyKey, undefined);
+      assert.match(error.detail, /^DELETE \/v1\/admin\/users\/u\/plan failed after 3 attempt\(s\)/);
+      assert.match(error.detail, /may or may not have been applied: retry \(the call is safe to repeat\)/);
+      return true;
+    });
+    assert.equal(calls.length, 5);
+  });
+
   test("a capture sends final: false with its key, reused on its retries; a replay says so", async () => {
     const replayed = () =>
       new Response(JSON.stringify(reservation), {

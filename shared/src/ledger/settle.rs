@@ -47,7 +47,18 @@ impl Ledger {
     /// Admin: gives a hold's captured credits back, once, recording who and
     /// why on the history line.
     pub async fn refund(&self, id: Uuid, note: &Attribution) -> Result<Reservation> {
-        self.settle_noted(None, id, Ask::Refund, Actor::Admin, Some(note)).await.map(|(hold, _)| hold)
+        let (hold, applied) = self.settle_noted(None, id, Ask::Refund, Actor::Admin, Some(note)).await?;
+        // Credits back in a lot that expires later: that lot may have left
+        // the balance item (spent to nothing) and with it the due-work
+        // index; this puts its expiry back there. If it fails, the user's
+        // next write does.
+        let now = self.clock.now();
+        if applied && hold.lots.iter().any(|lot| lot.expires_at.is_some_and(|at| at > now)) {
+            if let Err(error) = self.caught_up(&hold.user_id, now).await {
+                tracing::warn!(reservation = %id, error = %error, "writing down what is due after a refund failed");
+            }
+        }
+        Ok(hold)
     }
 
     /// Expires one hold if it is pending and due (the sweep's transition).
