@@ -171,6 +171,10 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let hold = |suffix: &str| format!("/v1/reservations/{HOLD}/{suffix}");
     let random_id = uuid::Uuid::new_v4().to_string();
     let grants = format!("/v1/admin/users/{USER}/grants");
+    let debits = format!("/v1/admin/users/{USER}/debits");
+    // A user nobody granted anything: nothing available to take back.
+    let debtor = user("debtor");
+    let debtor_debits = format!("/v1/admin/users/{debtor}/debits");
     let admin_balance = format!("/v1/admin/users/{USER}/balance");
     let the_hold = format!("/v1/reservations/{HOLD}");
     let settled = |suffix: &str| format!("/v1/reservations/{SETTLED}/{suffix}");
@@ -279,6 +283,57 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
             .auth(Auth::Admin)
             .header("idempotency-key", "grant-huge")
             .invalid("amount"),
+        // Credit lots: a grant's lot is `(priority 0–100, expiresAt in the future)`.
+        post(
+            "grant expiresAt in the past",
+            &grants,
+            r#"{"amount":1,"reason":"promo","expiresAt":"2020-01-01T00:00:00.000Z"}"#,
+        )
+        .auth(Auth::Admin)
+        .header("idempotency-key", "grant-expired")
+        .invalid("expiresAt"),
+        post(
+            "grant expiresAt not a date-time (tomorrow)",
+            &grants,
+            r#"{"amount":1,"reason":"promo","expiresAt":"tomorrow"}"#,
+        )
+        .auth(Auth::Admin)
+        .header("idempotency-key", "grant-tomorrow")
+        .invalid("expiresAt"),
+        post("grant priority at the limit (100)", &grants, r#"{"amount":1,"reason":"promo","priority":100}"#)
+            .auth(Auth::Admin)
+            .header("idempotency-key", "grant-priority-100")
+            .succeeds(201),
+        post("grant priority above the range (101)", &grants, r#"{"amount":1,"reason":"promo","priority":101}"#)
+            .auth(Auth::Admin)
+            .header("idempotency-key", "grant-priority-101")
+            .invalid("priority"),
+        post("grant priority negative", &grants, r#"{"amount":1,"reason":"promo","priority":-1}"#)
+            .auth(Auth::Admin)
+            .header("idempotency-key", "grant-priority-negative")
+            .invalid("priority"),
+        // Debits: an admin takes credits back, all of `amount` or (without `partial`) nothing.
+        post("debit without Idempotency-Key", &debits, r#"{"amount":1,"reason":"refund"}"#)
+            .auth(Auth::Admin)
+            .invalid("Idempotency-Key"),
+        post("debit reason not one of the list (theft)", &debits, r#"{"amount":1,"reason":"theft"}"#)
+            .auth(Auth::Admin)
+            .header("idempotency-key", "debit-theft")
+            .invalid("reason"),
+        post("debit amount 0", &debits, r#"{"amount":0,"reason":"refund"}"#)
+            .auth(Auth::Admin)
+            .header("idempotency-key", "debit-zero")
+            .invalid("amount"),
+        post(
+            "debit more than available (5 of 0), not partial",
+            &debtor_debits,
+            r#"{"amount":5,"reason":"chargeback"}"#,
+        )
+        .auth(Auth::Admin)
+        .header("idempotency-key", "debit-short")
+        .fails(402, "insufficient_credits", None)
+        .with("available", json!(0))
+        .with("shortfall", json!(5)),
         get("history limit 0", "/v1/transactions?limit=0").invalid("limit"),
         get("history limit above the range (201)", "/v1/transactions?limit=201").invalid("limit"),
         get("history limit negative", "/v1/transactions?limit=-1").invalid("limit"),
@@ -526,6 +581,13 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         get("server token on an admin route", &admin_balance).fails(403, "forbidden", None),
         post("server token: grant", &grants, r#"{"amount":1,"reason":"promo"}"#)
             .header("idempotency-key", "server-grant")
+            .fails(403, "forbidden", None),
+        post("server token: debit", &debits, r#"{"amount":1,"reason":"refund"}"#)
+            .header("idempotency-key", "server-debit")
+            .fails(403, "forbidden", None),
+        post("user token: debit", &debits, r#"{"amount":1,"reason":"refund"}"#)
+            .auth(Auth::User)
+            .header("idempotency-key", "user-debit")
             .fails(403, "forbidden", None),
         // Settled holds.
         post("link a task to a released hold", &settled("task"), task_body())

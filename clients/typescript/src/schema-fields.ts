@@ -79,6 +79,16 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   LotPart: fieldsOf<T.LotPart>()(["priority", "expiresAt", "amount"]),
   LotView: fieldsOf<T.LotView>()(["priority", "expiresAt", "remaining", "reserved"]),
   NextExpiry: fieldsOf<T.NextExpiry>()(["amount", "at"]),
+  PlanView: fieldsOf<T.Plan>()([
+    "plan",
+    "allowance",
+    "period",
+    "rollover",
+    "anchor",
+    "currentPeriodStart",
+    "currentPeriodEnd",
+    "endsAt",
+  ]),
   Reservation: fieldsOf<T.Reservation>()([
     "reservationId",
     "userId",
@@ -207,6 +217,7 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
     "signup",
   ]),
   "PlanRequest.period": valuesOf<T.PlanPeriod>()(["day", "week", "month"]),
+  "PlanView.period": valuesOf<T.PlanPeriod>()(["day", "week", "month"]),
   "DebitRequest.reason": valuesOf<T.DebitReason>()(["chargeback", "refund", "adjustment"]),
   "ReservationEvent.type": valuesOf<T.ReservationEventType>()([
     "reserved",
