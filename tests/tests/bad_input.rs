@@ -172,6 +172,7 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let random_id = uuid::Uuid::new_v4().to_string();
     let grants = format!("/v1/admin/users/{USER}/grants");
     let debits = format!("/v1/admin/users/{USER}/debits");
+    let plan = format!("/v1/admin/users/{USER}/plan");
     // A user nobody granted anything: nothing available to take back.
     let debtor = user("debtor");
     let debtor_debits = format!("/v1/admin/users/{debtor}/debits");
@@ -334,6 +335,34 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         .fails(402, "insufficient_credits", None)
         .with("available", json!(0))
         .with("shortfall", json!(5)),
+        // Plans (PUT): an allowance per day, week or month.
+        request(
+            "plan period not one of the list (fortnight)",
+            Method::PUT,
+            &plan,
+            r#"{"plan":"pro","allowance":10,"period":"fortnight"}"#,
+        )
+        .auth(Auth::Admin)
+        .invalid("period"),
+        request("plan allowance 0", Method::PUT, &plan, r#"{"plan":"pro","allowance":0,"period":"day"}"#)
+            .auth(Auth::Admin)
+            .invalid("allowance"),
+        request("plan name empty", Method::PUT, &plan, r#"{"plan":"","allowance":10,"period":"day"}"#)
+            .auth(Auth::Admin)
+            .invalid("plan"),
+        request(
+            "plan anchor not a date-time (soon)",
+            Method::PUT,
+            &plan,
+            r#"{"plan":"pro","allowance":10,"period":"day","anchor":"soon"}"#,
+        )
+        .auth(Auth::Admin)
+        .invalid("anchor"),
+        request("server token: plan", Method::PUT, &plan, r#"{"plan":"pro","allowance":10,"period":"day"}"#).fails(
+            403,
+            "forbidden",
+            None,
+        ),
         get("history limit 0", "/v1/transactions?limit=0").invalid("limit"),
         get("history limit above the range (201)", "/v1/transactions?limit=201").invalid("limit"),
         get("history limit negative", "/v1/transactions?limit=-1").invalid("limit"),
