@@ -232,7 +232,11 @@ impl Monitor {
                 _ => Status::Critical,
             },
             value: overdue as f64,
-            detail: format!("{overdue} pending holds more than 2 minutes past expiresAt (counted up to 100 a shard)"),
+            // The due-work index also lists balances with a lot expiry or a
+            // refill due: work the sweep left undone, like a hold.
+            detail: format!(
+                "{overdue} pending holds (or balances with a lot expiry or refill due) more than 2 minutes overdue (counted up to 100 a shard)"
+            ),
         });
 
         let broken = self.broken_balances().await?;
