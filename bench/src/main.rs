@@ -4,6 +4,7 @@
 
 mod audit;
 mod coldstart;
+mod lots;
 mod meter;
 mod runtime_api;
 
@@ -124,8 +125,9 @@ macro_rules! metered {
     }};
 }
 
-/// Read and write units per operation and per lifecycle.
-async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(), String> {
+/// Read and write units per operation and per lifecycle; the success
+/// lifecycle's reserve and confirm, for the lots section.
+async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(Units, Units), String> {
     let e = env(sdk).await?;
     let l = &e.ledger;
     let u = user("cost");
@@ -286,7 +288,7 @@ async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(), Strin
          Extend's UpdateItem is priced by DynamoDB Local itself, per KB.\n",
         sizes[0], sizes[1], sizes[2], sizes[3]
     );
-    Ok(())
+    Ok((rows[1].1, rows[2].1))
 }
 
 fn percentile(samples: &mut [f64], p: f64) -> f64 {
@@ -369,8 +371,9 @@ async fn capture_units(app: &App, u: &UserId, id: &str, units: u32, key: &str) -
 }
 
 /// p50/p99 of each operation through the real handler, next to the bare
-/// DynamoDB requests it makes.
-async fn latency(sdk: &aws_config::SdkConfig, out: &mut String, rounds: usize) -> Result<(), String> {
+/// DynamoDB requests it makes; the reserve's and the confirm's p50, for
+/// the lots section.
+async fn latency(sdk: &aws_config::SdkConfig, out: &mut String, rounds: usize) -> Result<(f64, f64), String> {
     let e = env(sdk).await?;
     let trusted = TrustedClients::new(BENCH_SERVER, "");
     let app = App { ledger: e.ledger.clone(), verifiers: Arc::new(Verifiers::new("", "")), trusted };
@@ -500,7 +503,7 @@ async fn latency(sdk: &aws_config::SdkConfig, out: &mut String, rounds: usize) -
          `final: false`, an `Idempotency-Key`), extended (`ttlSeconds` 900) and released, the capture and the extend timed.\n\
          All through the handler as the app's back end calls it (a server token naming the user in `Credits-User`).\n"
     );
-    Ok(())
+    Ok((percentile(&mut reserve, 0.5), percentile(&mut confirm, 0.5)))
 }
 
 /// A 4-image job charged per image (4 non-final captures, then a final
@@ -831,14 +834,14 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
-    // `--only <section>[,<section>…]` (cost, latency, jobs, throughput,
-    // growth, cold) runs those sections, for working on them; like
+    // `--only <section>[,<section>…]` (cost, latency, jobs, lots,
+    // throughput, growth, cold) runs those sections, for working on them; like
     // `--quick`, it writes nothing.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
         .map(|i| args.get(i + 1).map(|s| s.split(',').map(str::to_owned).collect()).unwrap_or_default());
-    const SECTIONS: [&str; 6] = ["cost", "latency", "jobs", "throughput", "growth", "cold"];
+    const SECTIONS: [&str; 7] = ["cost", "latency", "jobs", "lots", "throughput", "growth", "cold"];
     if let Some(sections) = &only {
         if sections.is_empty() || sections.iter().any(|s| !SECTIONS.contains(&s.as_str())) {
             return Err(format!("--only takes one or more of {}, separated by commas", SECTIONS.join(", ")));
@@ -870,15 +873,17 @@ async fn run() -> Result<(), String> {
         shown = out.len();
     };
     show(&out);
+    // This run's plain success lifecycle, for the lots section.
+    let mut today = lots::Today::default();
     if runs("cost") {
         let (local, sdk) = warm_local().await?;
-        cost(&sdk, &mut out).await?;
+        today.units = Some(cost(&sdk, &mut out).await?);
         show(&out);
         local.stop();
     }
     if runs("latency") {
         let (local, sdk) = warm_local().await?;
-        latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?;
+        today.p50 = Some(latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?);
         show(&out);
         local.stop();
     }
@@ -887,6 +892,10 @@ async fn run() -> Result<(), String> {
         jobs(&sdk, &mut out, if quick { 20 } else { 300 }).await?;
         show(&out);
         local.stop();
+    }
+    if runs("lots") {
+        lots::lots(&mut out, if quick { 5 } else { 50 }, &today).await?;
+        show(&out);
     }
     if runs("throughput") {
         let (local, sdk) = warm_local().await?;

@@ -5,21 +5,32 @@
 //! signed), then the answers are checked against the model: some order of
 //! the batch must give exactly those answers (the batch is linearizable),
 //! and afterwards the table must equal the model state of one such order —
-//! balances, hold states and splits (captured units, capture keys, the
-//! closing confirm's units, `expiresAt`), history lines, parked deliveries —
-//! and the books must balance on their own. Holds are captured in parts
-//! (non-final confirms with an `Idempotency-Key`), closed by a final
-//! confirm, a release, an expiry or a provider's total, refunded, and
-//! extended (up to the 7-day cap, as a long job's are). A failing episode is
-//! shrunk to the shortest sequence that still fails, and replays from its
-//! seed.
+//! hold states and splits (captured units, capture keys, the closing
+//! confirm's units, `expiresAt`, the lots each hold took), each balance as
+//! stored (every lot's remaining and held credits, whether its expiry is
+//! written down, spent, granted, expired, debited, the last refilled period
+//! and the due-work index entry, never later than what falls due next),
+//! history lines (type, amount, date), parked deliveries — and every balance as `GET /v1/balance` shows it
+//! (the figures, each live lot, `nextExpiry`, the plan), and the books must
+//! balance on their own. Holds are captured in parts (non-final confirms
+//! with an `Idempotency-Key`), closed by a final confirm, a release, an
+//! expiry or a provider's total, refunded, and extended (up to the 7-day
+//! cap, as a long job's are). Grants land in credit lots (a priority, an
+//! expiry), holds and debits take from them in burn order, returns go back
+//! to the lots they came from (or expire at once), lots expire, and plans
+//! refill each period with a rollover; the clock jumps across lot expiries
+//! and period ends, month ends and a leap day among them. The model keeps
+//! its own lot, period and refill arithmetic (none of the service's).
+//! A failing episode is shrunk to the shortest sequence that still fails,
+//! and replays from its seed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use credits_shared::domain::{CaptureKey, Provider, UserId};
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
+use credits_shared::domain::{CaptureKey, Provider, Timestamp, UserId};
 use credits_shared::ledger::keyed_reservation_id;
 use credits_shared::prices::Catalog;
 use credits_shared::store::{attr_number, task_pk, user_pk};
@@ -43,12 +54,77 @@ const OPERATIONS: [&str; 5] = [
 ];
 const TTLS: [u32; 3] = [60, 300, 3600];
 const JUMPS: [u32; 5] = [5, 30, 120, 400, 4000];
+/// Jumps across lot expiries and period ends: hours, days, a week, a month.
+const LONG_JUMPS: [u32; 6] = [21_600, 86_400, 3 * 86_400, 7 * 86_400, 29 * 86_400, 31 * 86_400];
+/// Where a jump to a due instant lands: a millisecond before, on it, a
+/// millisecond after, a second after.
+const DUE_OFFSETS: [i32; 4] = [-1, 0, 1, 1000];
 /// What an extend asks for: at most a day a time (the route's bound).
 const EXTENSIONS: [u32; 4] = [30, 300, 3600, 86_400];
 /// A pending hold may stay open at most this long after it was placed.
 const MAX_HOLD_MILLIS: i64 = 7 * 86_400 * 1000;
 /// A day in a long job's life: a little less than the day it was extended by.
 const DAY_JUMP: u32 = 86_000;
+const DAY_MS: i64 = 86_400_000;
+/// Grant reasons and the priority each lands at unless one is named.
+const REASONS: [(&str, u8); 6] =
+    [("purchase", 50), ("promo", 10), ("ad_reward", 10), ("signup", 10), ("plan_refill", 20), ("adjustment", 50)];
+const PRIORITIES: [u8; 5] = [0, 10, 20, 50, 100];
+/// Expiries on a grid (seconds), so grants at different times share lots.
+const GRIDS: [u32; 4] = [60, 600, 3600, 86_400];
+const DEBIT_REASONS: [&str; 3] = ["chargeback", "refund", "adjustment"];
+const DEBIT_AMOUNTS: [u64; 5] = [3, 10, 25, 60, 150];
+/// A user may have at most this many live lots besides the base one.
+const MAX_LOTS: usize = 100;
+/// The priority of a plan's allowance lots.
+const PLAN_PRIORITY: u8 = 20;
+/// Instants an episode may start at (plus up to ten minutes): month ends,
+/// a leap day and a year end, so periods and expiries cross them.
+const STARTS: [&str; 7] = [
+    "2028-02-28T23:55:00Z",
+    "2028-02-29T23:52:00Z",
+    "2027-01-31T23:50:00Z",
+    "2027-02-28T23:55:00Z",
+    "2027-04-30T23:50:00Z",
+    "2027-12-31T23:52:00Z",
+    "2028-01-30T23:58:00Z",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeriodKind {
+    Day,
+    Week,
+    Month,
+}
+
+impl PeriodKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PeriodKind::Day => "day",
+            PeriodKind::Week => "week",
+            PeriodKind::Month => "month",
+        }
+    }
+}
+
+/// A plan as an operator sets it (name, allowance, period, rollover).
+#[derive(Clone, Copy, Debug)]
+struct PlanDef {
+    name: &'static str,
+    allowance: u64,
+    period: PeriodKind,
+    rollover: u64,
+}
+
+/// The plans an episode sets: a few, so the same plan is often set again,
+/// and two share a name with another allowance or rollover (a change).
+const PLANS: [PlanDef; 5] = [
+    PlanDef { name: "daily", allowance: 12, period: PeriodKind::Day, rollover: 5 },
+    PlanDef { name: "daily", allowance: 12, period: PeriodKind::Day, rollover: 0 },
+    PlanDef { name: "weekly", allowance: 40, period: PeriodKind::Week, rollover: 20 },
+    PlanDef { name: "monthly", allowance: 90, period: PeriodKind::Month, rollover: 30 },
+    PlanDef { name: "monthly", allowance: 60, period: PeriodKind::Month, rollover: 0 },
+];
 
 /// How many of each thing one episode works with.
 #[derive(Clone, Copy, Debug)]
@@ -75,12 +151,91 @@ pub enum TaskRef {
     OfHold(HoldRef),
 }
 
+/// When a granted lot expires, resolved against the clock when its batch
+/// starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    /// The `ahead`-th multiple of `seconds` after now.
+    Grid {
+        seconds: u32,
+        ahead: u8,
+    },
+    /// The end of the user's current plan period (a plan's own lot when
+    /// the priority is 20); the next hour without a plan.
+    PeriodEnd,
+    /// A second ago: refused.
+    Past,
+    /// Now: refused (not in the future).
+    Now,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantSpec {
+    pub amount: u64,
+    pub reason: usize,
+    pub priority: Option<u8>,
+    pub expiry: Expiry,
+    /// Send the key's first request again (a retry), if it had one.
+    pub retry: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebitSpec {
+    pub amount: u64,
+    pub reason: usize,
+    pub partial: bool,
+    pub retry: bool,
+}
+
+/// A plan's anchor, resolved when its batch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anchor {
+    /// No anchor: the current one for the same plan, now for another.
+    Omitted,
+    /// The user's current plan's anchor, sent explicitly.
+    Current,
+    Now,
+    /// The latest midnight on this day of a month (28th–31st), up to now.
+    MonthDay(u32),
+    Ago(u32),
+    Ahead(u32),
+}
+
+/// What a jump to a due instant aims at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DueKind {
+    /// The soonest of all below (and a pending hold's expiry).
+    Any,
+    LotExpiry,
+    PeriodEnd,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
+    /// The episode's clock starts at `STARTS[at]` plus `seconds` (only as
+    /// the first batch; never backwards).
+    Start {
+        at: usize,
+        seconds: u32,
+    },
     Grant {
         user: usize,
         key: u8,
-        amount: u64,
+        spec: GrantSpec,
+    },
+    Debit {
+        user: usize,
+        key: u8,
+        spec: DebitSpec,
+    },
+    SetPlan {
+        user: usize,
+        plan: usize,
+        anchor: Anchor,
+    },
+    EndPlan {
+        user: usize,
     },
     Reserve {
         user: usize,
@@ -130,6 +285,12 @@ pub enum Op {
     Advance {
         seconds: u32,
     },
+    /// The clock moves to the next due instant of any user (a lot expiry,
+    /// a period end, a hold's expiry) plus `offset_ms`.
+    JumpTo {
+        due: DueKind,
+        offset_ms: i32,
+    },
     /// The paying user tries to move credits with their own token: a
     /// reserve, or a confirm or a capture of one unit, a release, an
     /// extend or a task link of a hold of theirs. Always 403, and nothing
@@ -167,6 +328,10 @@ pub fn generate(seed: u64, shape: Shape) -> Vec<Batch> {
     if shape.batches >= 20 && rng.gen_bool(0.3) {
         long_job(&mut rng, &mut batches);
     }
+    // Most episodes start just before a month end or a leap day.
+    if rng.gen_bool(0.65) {
+        batches.insert(0, vec![Op::Start { at: rng.gen_range(0..STARTS.len()), seconds: rng.gen_range(0..600) }]);
+    }
     batches
 }
 
@@ -186,11 +351,18 @@ fn long_job(rng: &mut StdRng, batches: &mut Vec<Batch>) {
 }
 
 fn batch(rng: &mut StdRng, shape: Shape) -> Batch {
-    let roll = rng.gen_range(0..100);
-    if roll < 7 {
+    let roll = rng.gen_range(0..1000);
+    if roll < 40 {
         return vec![Op::Advance { seconds: JUMPS[rng.gen_range(0..JUMPS.len())] }];
     }
-    if roll < 11 {
+    if roll < 65 {
+        let due = [DueKind::Any, DueKind::LotExpiry, DueKind::PeriodEnd][rng.gen_range(0..3)];
+        return vec![Op::JumpTo { due, offset_ms: DUE_OFFSETS[rng.gen_range(0..DUE_OFFSETS.len())] }];
+    }
+    if roll < 80 {
+        return vec![Op::Advance { seconds: LONG_JUMPS[rng.gen_range(0..LONG_JUMPS.len())] }];
+    }
+    if roll < 120 {
         // A sweep alone, or racing one other operation.
         let mut ops = vec![Op::Sweep];
         if rng.gen_bool(0.5) {
@@ -212,14 +384,12 @@ fn batch(rng: &mut StdRng, shape: Shape) -> Batch {
 fn op(rng: &mut StdRng, shape: Shape, focus: Option<HoldRef>) -> Op {
     let hold = focus.unwrap_or_else(|| rng.gen_range(0..64));
     let user = rng.gen_range(0..shape.users);
-    match rng.gen_range(0..100) {
-        0..=9 => {
+    match rng.gen_range(0..112) {
+        0..=10 => {
             let key = rng.gen_range(0..6u8);
-            // Mostly the same amount for a key (a retry), sometimes not (a bug in the caller).
-            let amount = if rng.gen_bool(0.85) { 20 * (u64::from(key) + 1) } else { rng.gen_range(1..100) };
-            Op::Grant { user, key, amount }
+            Op::Grant { user, key, spec: grant_spec(rng, key) }
         }
-        10..=32 => {
+        11..=32 => {
             let key = rng.gen_bool(0.5).then(|| rng.gen_range(0..5u8));
             let spec = match key {
                 // A retry sends the request its key was first used for.
@@ -276,7 +446,56 @@ fn op(rng: &mut StdRng, shape: Shape, focus: Option<HoldRef>) -> Op {
             ];
             Op::UserWrite { hold, write: writes[rng.gen_range(0..writes.len())] }
         }
-        _ => Op::Redeliver { nth: rng.gen_range(0..64) },
+        96..=99 => Op::Redeliver { nth: rng.gen_range(0..64) },
+        100..=104 => {
+            let key = rng.gen_range(0..4u8);
+            let spec = DebitSpec {
+                amount: DEBIT_AMOUNTS[rng.gen_range(0..DEBIT_AMOUNTS.len())],
+                reason: rng.gen_range(0..DEBIT_REASONS.len()),
+                partial: rng.gen_bool(0.4),
+                retry: rng.gen_bool(0.7),
+            };
+            Op::Debit { user, key, spec }
+        }
+        105..=109 => {
+            let anchor = match rng.gen_range(0..100) {
+                0..=39 => Anchor::Omitted,
+                40..=49 => Anchor::Current,
+                50..=57 => Anchor::Now,
+                58..=79 => Anchor::MonthDay(rng.gen_range(28..=31)),
+                80..=89 => Anchor::Ago([3600, 3 * 86_400, 40 * 86_400][rng.gen_range(0..3)]),
+                _ => Anchor::Ahead([90, 3600, 86_400][rng.gen_range(0..3)]),
+            };
+            Op::SetPlan { user, plan: rng.gen_range(0..PLANS.len()), anchor }
+        }
+        _ => Op::EndPlan { user },
+    }
+}
+
+fn grant_spec(rng: &mut StdRng, key: u8) -> GrantSpec {
+    let reason = match rng.gen_range(0..100) {
+        0..=29 => 0,
+        30..=49 => 1,
+        50..=64 => 2,
+        65..=74 => 3,
+        75..=89 => 4,
+        _ => 5,
+    };
+    let expiry = match rng.gen_range(0..100) {
+        0..=36 => Expiry::Never,
+        37..=79 => Expiry::Grid { seconds: GRIDS[rng.gen_range(0..GRIDS.len())], ahead: rng.gen_range(0..3) },
+        80..=92 => Expiry::PeriodEnd,
+        93..=96 => Expiry::Past,
+        _ => Expiry::Now,
+    };
+    let retry = rng.gen_bool(0.8);
+    GrantSpec {
+        // Mostly the same amount for a key (a retry), sometimes not (a bug in the caller).
+        amount: if retry { 20 * (u64::from(key) + 1) } else { rng.gen_range(1..100) },
+        reason,
+        priority: rng.gen_bool(0.25).then(|| PRIORITIES[rng.gen_range(0..PRIORITIES.len())]),
+        expiry,
+        retry,
     }
 }
 
@@ -296,14 +515,544 @@ fn keyed_spec(user: usize, key: u8, shape: Shape) -> ReserveSpec {
     }
 }
 
-// ---------------------------------------------------------------- the model
+// ------------------------------------------------------------- the calendar
+
+fn is_leap(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if is_leap(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Epoch milliseconds of a UTC calendar instant.
+fn utc_millis(year: i64, month: u32, day: u32, ms_of_day: i64) -> i64 {
+    let date = NaiveDate::from_ymd_opt(year as i32, month, day).unwrap_or_default();
+    let days = date.signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days();
+    days * DAY_MS + ms_of_day
+}
+
+/// (year, month 1–12, day, milliseconds into the day) of an epoch instant.
+fn civil(at: i64) -> (i64, u32, u32, i64) {
+    let dt = DateTime::from_timestamp_millis(at).unwrap_or_default().naive_utc();
+    let ms_of_day = i64::from(dt.num_seconds_from_midnight()) * 1000 + i64::from(dt.nanosecond() / 1_000_000);
+    (i64::from(dt.year()), dt.month(), dt.day(), ms_of_day)
+}
+
+fn rfc3339(at: i64) -> String {
+    DateTime::from_timestamp_millis(at)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn parse_time(value: &Value) -> Result<Option<i64>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| Some(t.timestamp_millis()))
+            .map_err(|e| format!("not a date-time: {s:?}: {e}")),
+        other => Err(format!("not a date-time: {other}")),
+    }
+}
+
+// ----------------------------------------------------------------- the model
+
+/// A lot's name: its priority and expiry. Ordered in burn order: priority,
+/// then soonest expiry, never-expiring last.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct LotId {
+    priority: u8,
+    expires: Option<i64>,
+}
+
+impl Ord for LotId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let rank = |l: &LotId| (l.priority, l.expires.is_none(), l.expires.unwrap_or(0));
+        rank(self).cmp(&rank(other))
+    }
+}
+
+impl PartialOrd for LotId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl LotId {
+    /// Paid credits that never expire (`available`/`reserved` in the table).
+    const BASE: LotId = LotId { priority: 50, expires: None };
+
+    /// Nothing in it (nothing can come back to it but a refund): what is due
+    /// skips it, and the next write of what is due removes it.
+    fn dead(self, lot: &Lot) -> bool {
+        self != LotId::BASE && lot.held == 0 && (lot.recorded || lot.remaining == 0)
+    }
+
+    fn expired(self, now: i64) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+}
+
+/// Credits taken from lots, in burn order.
+type Parts = Vec<(LotId, u64)>;
+
+fn total(parts: &Parts) -> u64 {
+    parts.iter().map(|(_, c)| c).sum()
+}
+
+/// The credits from `from` to `to` of an allocation (captures spend a
+/// hold's allocation from its start).
+fn slice(parts: &Parts, from: u64, to: u64) -> Parts {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (lot, amount) in parts {
+        let end = start + amount;
+        let (lo, hi) = (start.max(from), end.min(to));
+        if hi > lo {
+            out.push((*lot, hi - lo));
+        }
+        start = end;
+    }
+    out
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Figures {
+struct Lot {
+    remaining: u64,
+    held: u64,
+    /// Its expiry is written down: what remained went to `expired`.
+    recorded: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PlanState {
+    name: &'static str,
+    allowance: u64,
+    period: PeriodKind,
+    rollover: u64,
+    anchor: i64,
+    ends_at: Option<i64>,
+}
+
+impl PlanState {
+    /// The start of period `k`: the anchor plus k days, weeks or months (a
+    /// month's day clamped to its last day, the time of day kept).
+    fn start(&self, k: i64) -> i64 {
+        match self.period {
+            PeriodKind::Day => self.anchor + k * DAY_MS,
+            PeriodKind::Week => self.anchor + k * 7 * DAY_MS,
+            PeriodKind::Month => {
+                let (year, month, day, ms) = civil(self.anchor);
+                let months = year * 12 + i64::from(month) - 1 + k;
+                let (y, m) = (months.div_euclid(12), (months.rem_euclid(12) + 1) as u32);
+                utc_millis(y, m, day.min(days_in_month(y, m)), ms)
+            }
+        }
+    }
+
+    /// The period containing `at` (none before the anchor).
+    fn index(&self, at: i64) -> Option<i64> {
+        if at < self.anchor {
+            return None;
+        }
+        let mut k = match self.period {
+            PeriodKind::Day => (at - self.anchor) / DAY_MS,
+            PeriodKind::Week => (at - self.anchor) / (7 * DAY_MS),
+            PeriodKind::Month => {
+                let ((y0, m0, ..), (y1, m1, ..)) = (civil(self.anchor), civil(at));
+                (y1 - y0) * 12 + i64::from(m1) - i64::from(m0)
+            }
+        };
+        while k > 0 && self.start(k) > at {
+            k -= 1;
+        }
+        while self.start(k + 1) <= at {
+            k += 1;
+        }
+        Some(k)
+    }
+
+    fn runs(&self, start: i64) -> bool {
+        start >= self.anchor && self.ends_at.is_none_or(|end| start < end)
+    }
+
+    /// The period containing `now`, while the plan runs.
+    fn current(&self, now: i64) -> Option<(i64, i64)> {
+        let k = self.index(now)?;
+        let start = self.start(k);
+        self.runs(start).then(|| (start, self.start(k + 1)))
+    }
+
+    /// The next period to refill: the one after the last refilled, or (none
+    /// yet) the one containing now, or the first.
+    fn next_refill(&self, last: Option<i64>, now: i64) -> Option<(i64, i64)> {
+        let k = match last {
+            Some(last) => self.index(last).map_or(0, |k| k + 1),
+            None => self.index(now).unwrap_or(0),
+        };
+        let start = self.start(k);
+        self.runs(start).then(|| (start, self.start(k + 1)))
+    }
+}
+
+/// A history line: type, amount, date (ms).
+type Line = (String, u64, i64);
+
+/// One user's books in the model, as written down (what falls due is
+/// written by the user's next reserve, grant, debit or plan change, or the
+/// sweep; reads apply it on the fly).
+#[derive(Clone, Debug, Default)]
+struct Account {
+    lots: BTreeMap<LotId, Lot>,
+    spent: u64,
+    granted: u64,
+    expired: u64,
+    debited: u64,
+    plan: Option<PlanState>,
+    /// The start of the last period whose allowance was granted.
+    plan_period: Option<i64>,
+    /// Lot expiries and plan refills written down so far.
+    expiries_written: u64,
+    refills_written: u64,
+    lines: Vec<Line>,
+}
+
+/// The balance as `GET /v1/balance` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct View {
     available: u64,
     reserved: u64,
     spent: u64,
+    expired: u64,
+    debited: u64,
     granted: u64,
+    /// (priority, expiresAt, remaining, reserved) of each live lot.
+    lots: Vec<(u8, Option<i64>, u64, u64)>,
+    /// (at, amount).
+    next_expiry: Option<(i64, u64)>,
+    plan: Option<PlanView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PlanView {
+    plan: String,
+    allowance: u64,
+    period: String,
+    rollover: u64,
+    anchor: i64,
+    current_start: Option<i64>,
+    current_end: Option<i64>,
+    ends_at: Option<i64>,
+}
+
+/// A balance item as stored: each lot's remaining credits (`None`: its
+/// expiry is written down) and held credits, the other figures, the last
+/// refilled period and the due-work index entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Stored {
+    lots: BTreeMap<LotId, (Option<u64>, u64)>,
+    spent: u64,
+    granted: u64,
+    expired: u64,
+    debited: u64,
+    plan_period: Option<i64>,
+    due: Option<i64>,
+}
+
+impl View {
+    fn empty() -> View {
+        View {
+            available: 0,
+            reserved: 0,
+            spent: 0,
+            expired: 0,
+            debited: 0,
+            granted: 0,
+            lots: Vec::new(),
+            next_expiry: None,
+            plan: None,
+        }
+    }
+}
+
+impl Stored {
+    /// Lots with nothing in them are the same as none: the next write of
+    /// what is due removes them, and that write is a transaction of its
+    /// own, before the operation it precedes (a debit emptying lots while a
+    /// grant's write of what is due ran may leave them there meanwhile).
+    fn normalized(mut self) -> Stored {
+        self.lots.retain(|_, (rem, held)| rem.is_some_and(|r| r > 0) || *held != 0);
+        self
+    }
+}
+
+impl Account {
+    fn line(&mut self, kind: &str, amount: u64, at: i64) {
+        self.lines.push((kind.to_owned(), amount, at));
+    }
+
+    fn available(&self, now: i64) -> u64 {
+        self.lots.iter().filter(|(id, _)| !id.expired(now)).map(|(_, l)| l.remaining).sum()
+    }
+
+    /// Up to `amount` from what is available at `now`, in burn order.
+    fn take(&self, amount: u64, now: i64) -> Parts {
+        let mut left = amount;
+        let mut parts = Vec::new();
+        for (id, lot) in &self.lots {
+            if left == 0 {
+                break;
+            }
+            if id.expired(now) || lot.remaining == 0 {
+                continue;
+            }
+            let take = lot.remaining.min(left);
+            parts.push((*id, take));
+            left -= take;
+        }
+        parts
+    }
+
+    fn lot(&mut self, id: LotId) -> &mut Lot {
+        self.lots.entry(id).or_default()
+    }
+
+    fn hold(&mut self, parts: &Parts) {
+        for (id, amount) in parts {
+            let lot = self.lot(*id);
+            lot.remaining = lot.remaining.saturating_sub(*amount);
+            lot.held += amount;
+        }
+    }
+
+    fn spend(&mut self, parts: &Parts) {
+        for (id, amount) in parts {
+            let lot = self.lot(*id);
+            lot.held = lot.held.saturating_sub(*amount);
+        }
+        self.spent += total(parts);
+    }
+
+    /// Held (or, for a refund, spent) credits back to their lots; those of
+    /// lots past their expiry expire at once. Returns how many expired.
+    fn give_back(&mut self, parts: &Parts, now: i64, from_spent: bool) -> u64 {
+        let mut expired = 0;
+        for (id, amount) in parts {
+            if !from_spent {
+                let lot = self.lot(*id);
+                lot.held = lot.held.saturating_sub(*amount);
+            }
+            // A refund may bring a lot back that was removed empty.
+            match id.expired(now) {
+                true => expired += amount,
+                false => self.lot(*id).remaining += amount,
+            }
+        }
+        if from_spent {
+            self.spent = self.spent.saturating_sub(total(parts));
+        }
+        self.expired += expired;
+        expired
+    }
+
+    fn debit(&mut self, parts: &Parts) {
+        for (id, amount) in parts {
+            let lot = self.lot(*id);
+            lot.remaining = lot.remaining.saturating_sub(*amount);
+        }
+        self.debited += total(parts);
+    }
+
+    /// Writes down everything due at `now`, in time order: each lot's
+    /// expiry (its unheld credits expire, a `grant_expired` line dated at
+    /// its expiry), and each period's refill (the allowance, dated at the
+    /// period's start, in a lot expiring at its end, with up to `rollover`
+    /// of the previous period's unheld allowance carried and the rest
+    /// expired). Returns (expiries, refills) written.
+    fn catch_up(&mut self, now: i64) -> (u64, u64) {
+        let (mut expiries, mut refills) = (0, 0);
+        loop {
+            self.lots.retain(|id, lot| !id.dead(lot));
+            let refill =
+                self.plan.as_ref().and_then(|p| p.next_refill(self.plan_period, now)).filter(|(s, _)| *s <= now);
+            // The lot ending where the refill's period starts is its
+            // rollover's source, not an expiry of its own.
+            let source = refill.map(|(start, _)| LotId { priority: PLAN_PRIORITY, expires: Some(start) });
+            let expiry = self
+                .lots
+                .iter()
+                .filter(|(id, lot)| id.expired(now) && !lot.recorded && Some(**id) != source)
+                .filter_map(|(id, _)| id.expires.map(|at| (at, *id)))
+                .min()
+                .filter(|(at, _)| refill.is_none_or(|(start, _)| *at <= start));
+            if let Some((at, id)) = expiry {
+                let lot = self.lot(id);
+                let amount = lot.remaining;
+                lot.remaining = 0;
+                lot.recorded = true;
+                self.expired += amount;
+                if amount > 0 {
+                    self.line("grant_expired", amount, at);
+                }
+                expiries += 1;
+                continue;
+            }
+            let Some((start, end)) = refill else { break };
+            let Some(plan) = self.plan.clone() else { break };
+            let unused = match source.and_then(|id| self.lots.get_mut(&id)) {
+                Some(lot) => {
+                    let unused = if lot.recorded { 0 } else { lot.remaining };
+                    lot.remaining = 0;
+                    lot.recorded = true;
+                    unused
+                }
+                None => 0,
+            };
+            let carried = unused.min(plan.rollover);
+            self.expired += unused - carried;
+            if unused > carried {
+                self.line("grant_expired", unused - carried, start);
+            }
+            self.lot(LotId { priority: PLAN_PRIORITY, expires: Some(end) }).remaining += plan.allowance + carried;
+            self.granted += plan.allowance;
+            self.plan_period = Some(start);
+            self.line("grant", plan.allowance, start);
+            refills += 1;
+        }
+        self.expiries_written += expiries;
+        self.refills_written += refills;
+        (expiries, refills)
+    }
+
+    /// When something next falls due: a lot expiry not written down, or
+    /// the next refill.
+    fn next_due(&self, now: i64) -> Option<i64> {
+        let expiry =
+            self.lots.iter().filter(|(id, l)| !l.recorded && !id.dead(l)).filter_map(|(id, _)| id.expires).min();
+        let refill = self.plan.as_ref().and_then(|p| p.next_refill(self.plan_period, now)).map(|(s, _)| s);
+        expiry.into_iter().chain(refill).min()
+    }
+
+    fn stored(&self, now: i64) -> Stored {
+        Stored {
+            lots: self.lots.iter().map(|(id, l)| (*id, ((!l.recorded).then_some(l.remaining), l.held))).collect(),
+            spent: self.spent,
+            granted: self.granted,
+            expired: self.expired,
+            debited: self.debited,
+            plan_period: self.plan_period,
+            due: self.next_due(now),
+        }
+        .normalized()
+    }
+
+    /// What a read at `now` shows (what is due has happened), and the
+    /// `nextExpiry` values it may show: the lot expiring next, or when
+    /// lots expire at the same instant, any of them or their sum.
+    fn view(&self, now: i64) -> (View, Vec<Option<(i64, u64)>>) {
+        let mut books = self.clone();
+        books.catch_up(now);
+        let live = |id: &LotId, l: &Lot| if id.expired(now) { 0 } else { l.remaining };
+        let lots: Vec<(u8, Option<i64>, u64, u64)> = books
+            .lots
+            .iter()
+            .map(|(id, l)| (id.priority, id.expires, live(id, l), l.held))
+            .filter(|(_, _, remaining, held)| *remaining > 0 || *held > 0)
+            .collect();
+        let unrecorded: u64 =
+            books.lots.iter().filter(|(id, l)| id.expired(now) && !l.recorded).map(|(_, l)| l.remaining).sum();
+        let next = lots.iter().filter(|(_, at, rem, _)| at.is_some() && *rem > 0).filter_map(|(_, at, ..)| *at).min();
+        let next_expiry = match next {
+            None => vec![None],
+            Some(at) => {
+                let amounts: Vec<u64> =
+                    lots.iter().filter(|(_, a, rem, _)| *a == Some(at) && *rem > 0).map(|(.., rem, _)| *rem).collect();
+                let mut options: Vec<Option<(i64, u64)>> = amounts.iter().map(|a| Some((at, *a))).collect();
+                options.push(Some((at, amounts.iter().sum())));
+                options
+            }
+        };
+        let plan = books.plan.as_ref().filter(|p| p.ends_at.is_none_or(|end| now < end)).map(|p| {
+            let current = p.current(now);
+            PlanView {
+                plan: p.name.to_owned(),
+                allowance: p.allowance,
+                period: p.period.as_str().to_owned(),
+                rollover: p.rollover,
+                anchor: p.anchor,
+                current_start: current.map(|(s, _)| s),
+                current_end: current.map(|(_, e)| e),
+                ends_at: p.ends_at,
+            }
+        });
+        let view = View {
+            available: books.available(now),
+            reserved: books.lots.values().map(|l| l.held).sum(),
+            spent: books.spent,
+            expired: books.expired + unrecorded,
+            debited: books.debited,
+            granted: books.granted,
+            lots,
+            next_expiry: None,
+            plan,
+        };
+        (view, next_expiry)
+    }
+
+    /// Setting a plan: its anchor defaults to the current plan's (periods
+    /// stay put), else to now. The same plan again changes nothing; a new
+    /// or changed one grants from its first period not granted yet (the
+    /// current one for a new plan; an upgrade counts from the next period
+    /// unless it moves the anchor).
+    fn set_plan(&mut self, request: &PlanRequest, now: i64) {
+        let def = PLANS[request.plan];
+        self.catch_up(now);
+        let plan = PlanState {
+            name: def.name,
+            allowance: def.allowance,
+            period: def.period,
+            rollover: def.rollover,
+            anchor: request.anchor.or(self.plan.as_ref().map(|p| p.anchor)).unwrap_or(now),
+            ends_at: None,
+        };
+        if self.plan.as_ref() != Some(&plan) {
+            self.change_plan(plan, now);
+        }
+    }
+
+    /// A changed plan written: the last period granted stays granted if the
+    /// new plan's current period starts no later, else the current period
+    /// is granted now; then what falls due is written down.
+    fn change_plan(&mut self, plan: PlanState, now: i64) {
+        let current = plan.current(now).map(|(start, _)| start);
+        match (current, self.plan_period) {
+            (Some(start), Some(last)) if start <= last => self.plan_period = Some(start),
+            (_, Some(_)) => self.plan_period = None,
+            (_, None) => {}
+        }
+        self.plan = Some(plan);
+        self.catch_up(now);
+    }
+
+    /// Ending a plan: at the end of its current period (now, before its
+    /// first); once.
+    fn end_plan(&mut self, now: i64) {
+        self.catch_up(now);
+        if let Some(plan) = self.plan.clone().filter(|p| p.ends_at.is_none()) {
+            let end = plan.current(now).map_or(now, |(_, end)| end);
+            self.change_plan(PlanState { ends_at: Some(end), ..plan }, now);
+        }
+    }
+
+    /// Lots with credits remaining or held (what the 100-lot limit counts).
+    fn live_lots(&self) -> usize {
+        self.lots.values().filter(|l| l.remaining > 0 || l.held > 0).count()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,6 +1095,8 @@ struct Hold {
     task: Option<usize>,
     created_at: i64,
     expires_at: i64,
+    /// What it took from which lot, in burn order.
+    lots: Parts,
 }
 
 impl Hold {
@@ -409,12 +1160,42 @@ enum Decision {
     NotPending(Status),
 }
 
+/// A grant request as sent (what its key stands for).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantBody {
+    amount: u64,
+    reason: usize,
+    priority: Option<u8>,
+    expires_at: Option<i64>,
+}
+
+impl GrantBody {
+    fn lot(&self) -> LotId {
+        LotId { priority: self.priority.unwrap_or(REASONS[self.reason].1), expires: self.expires_at }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebitBody {
+    amount: u64,
+    reason: usize,
+    partial: bool,
+}
+
+/// A plan request as sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanRequest {
+    plan: usize,
+    anchor: Option<i64>,
+}
+
 #[derive(Clone, Debug)]
 struct Model {
     now: i64,
-    users: Vec<Figures>,
-    entries: Vec<u64>,
-    grants: HashMap<(usize, u8), u64>,
+    accounts: Vec<Account>,
+    grants: HashMap<(usize, u8), GrantBody>,
+    /// Each debit key's request and its answer (amount, requested, lots).
+    debits: HashMap<(usize, u8), (DebitBody, Answer)>,
     holds: HashMap<Uuid, Hold>,
     /// Holds in the order they were placed (what `HoldRef`s index).
     order: Vec<Uuid>,
@@ -422,6 +1203,13 @@ struct Model {
     tasks: HashMap<usize, Uuid>,
     parked: HashMap<usize, Outcome>,
     seen: HashSet<String>,
+}
+
+/// A hold's or a debit's lots as answered: (priority, expiresAt, amount).
+pub type LotParts = Vec<(u8, Option<i64>, u64)>;
+
+fn lot_parts(parts: &Parts) -> LotParts {
+    parts.iter().map(|(id, c)| (id.priority, id.expires, *c)).collect()
 }
 
 /// An answer, reduced to what the model can predict.
@@ -438,6 +1226,7 @@ pub enum Answer {
         units: u32,
         captured: u64,
         released: u64,
+        lots: LotParts,
         replayed: bool,
     },
     /// An extend's answer: the hold's new `expiresAt` (epoch ms).
@@ -449,34 +1238,65 @@ pub enum Answer {
     Granted {
         status: u16,
     },
+    Debited {
+        status: u16,
+        amount: u64,
+        requested: u64,
+        lots: LotParts,
+        replayed: bool,
+    },
+    /// A plan set or ended.
+    Planned {
+        status: u16,
+    },
     Webhook {
         status: u16,
         result: String,
         late: bool,
     },
+    /// A sweep: holds it expired, and (when it ran alone in its batch) the
+    /// lot expiries and plan refills it wrote down.
     Swept {
         expired: u64,
+        due: Option<(u64, u64)>,
     },
     Moved,
 }
 
 impl fmt::Display for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lots = |lots: &LotParts| {
+            lots.iter()
+                .map(|(p, at, c)| format!("{p}/{}:{c}", at.map_or("never".into(), rfc3339)))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         match self {
             Answer::Problem { status, code } => write!(f, "{status} {code}"),
-            Answer::Hold { status, hold, units, captured, released, replayed } => {
+            Answer::Hold { status, hold, units, captured, released, lots: parts, replayed } => {
                 write!(
                     f,
-                    "{status} {hold} capturedUnits={units} captured={captured} released={released}{}",
+                    "{status} {hold} capturedUnits={units} captured={captured} released={released} lots=[{}]{}",
+                    lots(parts),
                     if *replayed { " (replayed)" } else { "" }
                 )
             }
             Answer::Extended { status, hold, expires_at } => write!(f, "{status} {hold} expiresAt={expires_at}"),
             Answer::Granted { status } => write!(f, "{status} granted"),
+            Answer::Debited { status, amount, requested, lots: parts, replayed } => write!(
+                f,
+                "{status} debited {amount} of {requested} lots=[{}]{}",
+                lots(parts),
+                if *replayed { " (replayed)" } else { "" }
+            ),
+            Answer::Planned { status } => write!(f, "{status} plan"),
             Answer::Webhook { status, result, late } => {
                 write!(f, "{status} {result}{}", if *late { " late" } else { "" })
             }
-            Answer::Swept { expired } => write!(f, "swept expired={expired}"),
+            Answer::Swept { expired, due } => match due {
+                Some((lots, refills)) => write!(f, "swept expired={expired} lotsExpired={lots} planRefills={refills}"),
+                None => write!(f, "swept expired={expired}"),
+            },
             Answer::Moved => write!(f, "clock moved"),
         }
     }
@@ -492,7 +1312,19 @@ enum Resolved {
     Grant {
         user: usize,
         key: u8,
-        amount: u64,
+        body: GrantBody,
+    },
+    Debit {
+        user: usize,
+        key: u8,
+        body: DebitBody,
+    },
+    SetPlan {
+        user: usize,
+        request: PlanRequest,
+    },
+    EndPlan {
+        user: usize,
     },
     Reserve {
         user: usize,
@@ -526,8 +1358,9 @@ enum Resolved {
     },
     Webhook(Sent),
     Sweep,
+    /// The clock moves to this instant (epoch ms).
     Advance {
-        seconds: u32,
+        to: i64,
     },
     /// With the token of `user`, the owner of `id` (or user 0 when no hold).
     UserWrite {
@@ -551,9 +1384,9 @@ impl Model {
     fn new(users: usize, now: i64) -> Model {
         Model {
             now,
-            users: vec![Figures::default(); users],
-            entries: vec![0; users],
+            accounts: vec![Account::default(); users],
             grants: HashMap::new(),
+            debits: HashMap::new(),
             holds: HashMap::new(),
             order: Vec::new(),
             reserve_keys: HashMap::new(),
@@ -571,6 +1404,7 @@ impl Model {
                 units: h.captured_units,
                 captured: h.captured,
                 released: h.released,
+                lots: lot_parts(&h.lots),
                 replayed,
             },
             None => problem(500, "model: no such hold"),
@@ -582,7 +1416,10 @@ impl Model {
     /// the operation may get.
     fn step(&mut self, op: &Resolved, id: Option<Uuid>, catalog: &Catalog) -> Vec<Answer> {
         match op {
-            Resolved::Grant { user, key, amount } => vec![self.grant(*user, *key, *amount)],
+            Resolved::Grant { user, key, body } => vec![self.grant(*user, *key, body)],
+            Resolved::Debit { user, key, body } => vec![self.debit(*user, *key, body)],
+            Resolved::SetPlan { user, request } => vec![self.set_plan(*user, request)],
+            Resolved::EndPlan { user } => vec![self.end_plan(*user)],
             Resolved::Reserve { user, spec, key } => self.reserve(*user, spec, *key, id, catalog),
             Resolved::Confirm { id, units, as_other, .. } => vec![self.confirm(*id, *units, *as_other)],
             Resolved::Capture { id, units, key } => vec![self.capture(*id, *units, *key)],
@@ -601,10 +1438,20 @@ impl Model {
                 for id in &due {
                     self.apply(*id, Change::Expire);
                 }
-                vec![Answer::Swept { expired: due.len() as u64 }]
+                // Then every balance the due-work index lists (every one with
+                // something due: the entry is checked never to be later than
+                // that): what fell due.
+                let now = self.now;
+                let (mut expiries, mut refills) = (0, 0);
+                for account in self.accounts.iter_mut().filter(|a| a.next_due(now).is_some_and(|at| at <= now)) {
+                    let (e, r) = account.catch_up(now);
+                    expiries += e;
+                    refills += r;
+                }
+                vec![Answer::Swept { expired: due.len() as u64, due: Some((expiries, refills)) }]
             }
-            Resolved::Advance { seconds } => {
-                self.now += i64::from(*seconds) * 1000;
+            Resolved::Advance { to } => {
+                self.now = (*to).max(self.now);
                 vec![Answer::Moved]
             }
             // The person who pays never decides what they pay.
@@ -612,18 +1459,82 @@ impl Model {
         }
     }
 
-    fn grant(&mut self, user: usize, key: u8, amount: u64) -> Answer {
-        match self.grants.get(&(user, key)) {
-            Some(first) if *first == amount => Answer::Granted { status: 200 },
-            Some(_) => problem(422, "idempotency_key_reused"),
-            None => {
-                self.grants.insert((user, key), amount);
-                self.users[user].available += amount;
-                self.users[user].granted += amount;
-                self.entries[user] += 1;
-                Answer::Granted { status: 201 }
-            }
+    /// A grant: into a lot already expired, only a replay of its key is
+    /// answered (200 or 422), else 400; otherwise what is due is written
+    /// down, then a grant making one lot more live than 100 is refused
+    /// (unless a replay), then the key decides.
+    fn grant(&mut self, user: usize, key: u8, body: &GrantBody) -> Answer {
+        let now = self.now;
+        let replay = match self.grants.get(&(user, key)) {
+            Some(first) if first == body => Some(Answer::Granted { status: 200 }),
+            Some(_) => Some(problem(422, "idempotency_key_reused")),
+            None => None,
+        };
+        let lot = body.lot();
+        if lot.expired(now) {
+            return replay.unwrap_or_else(|| problem(400, "validation_error"));
         }
+        let account = &mut self.accounts[user];
+        account.catch_up(now);
+        let new_lot = account.lots.get(&lot).is_none_or(|l| l.remaining == 0 && l.held == 0);
+        if new_lot && account.live_lots() >= MAX_LOTS {
+            return replay.unwrap_or_else(|| problem(409, "too_many_lots"));
+        }
+        if let Some(answer) = replay {
+            return answer;
+        }
+        self.grants.insert((user, key), body.clone());
+        let account = &mut self.accounts[user];
+        account.lot(lot).remaining += body.amount;
+        account.granted += body.amount;
+        account.line("grant", body.amount, now);
+        Answer::Granted { status: 201 }
+    }
+
+    /// A debit: its key first (a replay writes nothing down), then what is
+    /// due, then all or nothing (402), or what there is with `partial`.
+    fn debit(&mut self, user: usize, key: u8, body: &DebitBody) -> Answer {
+        match self.debits.get(&(user, key)) {
+            Some((first, Answer::Debited { amount, requested, lots, .. })) if first == body => {
+                return Answer::Debited {
+                    status: 200,
+                    amount: *amount,
+                    requested: *requested,
+                    lots: lots.clone(),
+                    replayed: true,
+                };
+            }
+            Some(_) => return problem(422, "idempotency_key_reused"),
+            None => {}
+        }
+        let now = self.now;
+        let account = &mut self.accounts[user];
+        account.catch_up(now);
+        if !body.partial && account.available(now) < body.amount {
+            return problem(402, "insufficient_credits");
+        }
+        let parts = account.take(body.amount, now);
+        account.debit(&parts);
+        account.line("debit", total(&parts), now);
+        let answer = Answer::Debited {
+            status: 201,
+            amount: total(&parts),
+            requested: body.amount,
+            lots: lot_parts(&parts),
+            replayed: false,
+        };
+        self.debits.insert((user, key), (body.clone(), answer.clone()));
+        answer
+    }
+
+    fn set_plan(&mut self, user: usize, request: &PlanRequest) -> Answer {
+        self.accounts[user].set_plan(request, self.now);
+        Answer::Planned { status: 200 }
+    }
+
+    fn end_plan(&mut self, user: usize) -> Answer {
+        self.accounts[user].end_plan(self.now);
+        Answer::Planned { status: 200 }
     }
 
     fn reserve(
@@ -653,8 +1564,14 @@ impl Model {
         }
         let unit_cost = catalog.unit_cost(OPERATIONS[spec.operation]).map(|c| c.get()).unwrap_or(0);
         let amount = unit_cost * u64::from(spec.units);
+        let now = self.now;
+        // A hold that moves credits reads the balance: what is due is
+        // written down first, whatever the answer.
+        if amount > 0 {
+            self.accounts[user].catch_up(now);
+        }
         let taken = spec.task.is_some_and(|t| self.tasks.contains_key(&t));
-        let short = self.users[user].available < amount;
+        let short = self.accounts[user].available(now) < amount;
         if taken && short {
             // Both conditions fail in one transaction: either answer is right.
             return vec![problem(409, "task_already_linked"), problem(402, "insufficient_credits")];
@@ -666,9 +1583,10 @@ impl Model {
             return vec![problem(402, "insufficient_credits")];
         }
         let Some(id) = id else { return vec![problem(201, "a new hold (the answer had no id)")] };
-        self.users[user].available -= amount;
-        self.users[user].reserved += amount;
-        self.entries[user] += 1;
+        let account = &mut self.accounts[user];
+        let parts = account.take(amount, now);
+        account.hold(&parts);
+        account.line("reserve", amount, now);
         self.holds.insert(
             id,
             Hold {
@@ -683,8 +1601,9 @@ impl Model {
                 final_units: None,
                 captures: HashMap::new(),
                 task: None,
-                created_at: self.now,
-                expires_at: self.now + i64::from(spec.ttl) * 1000,
+                created_at: now,
+                expires_at: now + i64::from(spec.ttl) * 1000,
+                lots: parts,
             },
         );
         self.order.push(id);
@@ -764,50 +1683,62 @@ impl Model {
         }
     }
 
-    /// Makes one change: balances, the hold, history lines.
+    /// Makes one change: the hold, its lots, the balance, history lines.
+    /// Captures spend the hold's lots from the start of its allocation;
+    /// what comes back goes to the lots it came from, or expires at once
+    /// (a `grant_expired` line now) where that lot has expired. None of
+    /// these writes down what is due.
     fn apply(&mut self, id: Uuid, change: Change) {
+        let now = self.now;
         let Some(h) = self.holds.get_mut(&id) else { return };
-        let user = h.user;
         let held = h.held();
-        let figures = &mut self.users[user];
+        let account = &mut self.accounts[h.user];
         match change {
             Change::Capture(units, key) => {
                 let captured = h.unit_cost * u64::from(units);
+                account.spend(&slice(&h.lots, h.captured, h.captured + captured));
                 h.captured_units += units;
                 h.captured += captured;
                 h.captures.insert(key, units);
-                figures.reserved -= captured;
-                figures.spent += captured;
                 // One `capture` line per capture.
-                self.entries[user] += 1;
+                account.line("capture", captured, now);
             }
             Change::Confirm(units) => {
                 let captured = (h.unit_cost * u64::from(units)).min(held);
                 let returned = held - captured;
+                account.spend(&slice(&h.lots, h.captured, h.captured + captured));
+                let expired = account.give_back(&slice(&h.lots, h.captured + captured, h.amount), now, false);
                 h.status = Status::Confirmed;
                 h.captured_units += units;
                 h.captured += captured;
                 h.released = returned;
                 h.final_units = Some(units);
-                figures.reserved -= held;
-                figures.spent += captured;
-                figures.available += returned;
                 // A `confirm` line with this step's credits (maybe 0), and a
                 // `release` line for the rest when there is one.
-                self.entries[user] += if returned > 0 { 2 } else { 1 };
+                account.line("confirm", captured, now);
+                if returned > 0 {
+                    account.line("release", returned, now);
+                }
+                if expired > 0 {
+                    account.line("grant_expired", expired, now);
+                }
             }
             Change::Release | Change::Expire => {
+                let expired = account.give_back(&slice(&h.lots, h.captured, h.amount), now, false);
                 h.status = if change == Change::Release { Status::Released } else { Status::Expired };
                 h.released = held;
-                figures.reserved -= held;
-                figures.available += held;
-                self.entries[user] += 1;
+                account.line(if change == Change::Release { "release" } else { "expire" }, held, now);
+                if expired > 0 {
+                    account.line("grant_expired", expired, now);
+                }
             }
             Change::Refund => {
+                let expired = account.give_back(&slice(&h.lots, 0, h.captured), now, true);
                 h.status = Status::Refunded;
-                figures.spent -= h.captured;
-                figures.available += h.captured;
-                self.entries[user] += 1;
+                account.line("refund", h.captured, now);
+                if expired > 0 {
+                    account.line("grant_expired", expired, now);
+                }
             }
         }
     }
@@ -899,6 +1830,15 @@ impl Model {
         match self.decide(id, Ask::Refund) {
             Decision::Apply(change) => {
                 self.apply(id, change);
+                // Credits back in a lot that expires later (a lot spent to
+                // nothing may have left the balance item, and its expiry the
+                // due-work index): what is due is written down after it.
+                let now = self.now;
+                if let Some(h) =
+                    self.holds.get(&id).filter(|h| h.lots.iter().any(|(l, _)| !l.expired(now) && l.expires.is_some()))
+                {
+                    self.accounts[h.user].catch_up(now);
+                }
                 self.hold_answer(200, id, false)
             }
             Decision::Replay => self.hold_answer(200, id, false),
@@ -949,6 +1889,27 @@ impl Model {
             Decision::NotPending(_) | Decision::TooManyUnits => ok("ignored", false),
         }
     }
+
+    /// The next instant after now something falls due, of the kind asked.
+    fn next_due(&self, kind: DueKind) -> Option<i64> {
+        let now = self.now;
+        let lots = self.accounts.iter().flat_map(|a| a.lots.keys().filter_map(|id| id.expires));
+        let periods = self.accounts.iter().filter_map(|a| {
+            let plan = a.plan.as_ref()?;
+            let next = match plan.index(now) {
+                Some(k) => plan.start(k + 1),
+                None => plan.anchor,
+            };
+            Some(plan.ends_at.map_or(next, |end| if end > now { next.min(end) } else { next }))
+        });
+        let holds = self.holds.values().filter(|h| h.status == Status::Pending).map(|h| h.expires_at);
+        let after: Vec<i64> = match kind {
+            DueKind::Any => lots.chain(periods).chain(holds).collect(),
+            DueKind::LotExpiry => lots.collect(),
+            DueKind::PeriodEnd => periods.collect(),
+        };
+        after.into_iter().filter(|at| *at > now).min()
+    }
 }
 
 /// What a provider's outcome asks of its hold.
@@ -975,6 +1936,15 @@ pub struct Tally {
     pub answers: HashMap<String, u64>,
     pub batches: u64,
     pub concurrent_batches: u64,
+    /// `GET /v1/balance` reads compared with the model (a user's balance is
+    /// read again whenever its item or the clock moved).
+    pub reads: u64,
+    /// Lot expiries and plan refills written down (by a user's write or a
+    /// sweep), and `grant_expired` history lines (those, and credits back
+    /// to an expired lot).
+    pub lots_expired: u64,
+    pub plan_refills: u64,
+    pub expired_lines: u64,
 }
 
 impl Tally {
@@ -987,6 +1957,10 @@ impl Tally {
         }
         self.batches += other.batches;
         self.concurrent_batches += other.concurrent_batches;
+        self.reads += other.reads;
+        self.lots_expired += other.lots_expired;
+        self.plan_refills += other.plan_refills;
+        self.expired_lines += other.expired_lines;
     }
 
     pub fn total_ops(&self) -> u64 {
@@ -996,7 +1970,11 @@ impl Tally {
 
 fn op_name(op: &Op) -> &'static str {
     match op {
+        Op::Start { .. } => "clock set (episode start)",
         Op::Grant { .. } => "grant",
+        Op::Debit { .. } => "debit",
+        Op::SetPlan { .. } => "set plan",
+        Op::EndPlan { .. } => "end plan",
         Op::Reserve { .. } => "reserve",
         Op::Confirm { .. } => "confirm",
         Op::Capture { .. } => "capture",
@@ -1007,10 +1985,18 @@ fn op_name(op: &Op) -> &'static str {
         Op::Webhook { .. } => "webhook",
         Op::Redeliver { .. } => "webhook redelivery",
         Op::Sweep => "sweep",
+        Op::Advance { seconds } if *seconds >= LONG_JUMPS[0] => "clock jump (6 hours to 31 days)",
         Op::Advance { .. } => "clock jump",
+        Op::JumpTo { .. } => "clock jump to a due instant",
         Op::UserWrite { .. } => "user-token write (refused)",
     }
 }
+
+/// An item of the table.
+type Item = HashMap<String, AttributeValue>;
+
+/// A balance read: the clock and the user's balance item then, and what it showed.
+type Read = (i64, Option<Item>, View);
 
 struct Runner {
     server: TestServer,
@@ -1019,7 +2005,8 @@ struct Runner {
     users: Vec<UserId>,
     /// The app's back end: every write goes through it.
     server_token: String,
-    /// Each user's own token, for the writes that must be refused.
+    /// Each user's own token, for the writes that must be refused and for
+    /// reading their balance.
     user_tokens: Vec<String>,
     admin: String,
     run: String,
@@ -1030,6 +2017,9 @@ struct Runner {
     /// one that placed its hold before losing the link race keeps its key
     /// bound to that (released) hold.
     lost_links: Vec<(usize, u8, ReserveSpec)>,
+    /// Each user's last balance read: the clock and the balance item then,
+    /// and what it showed.
+    reads: Vec<Option<Read>>,
 }
 
 /// Runs the batches on a fresh table; `Err` at the first violation.
@@ -1057,13 +2047,24 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
         sent: Vec::new(),
         tasks: shape.tasks,
         lost_links: Vec::new(),
+        reads: vec![None; shape.users],
         server,
     };
     let mut tally = Tally::default();
     for (n, batch) in batches.iter().enumerate() {
         let failed = |message: String| Violation { batch: n, message: format!("batch {n} {batch:?}: {message}") };
         let explanations = runner.batch(batch, &mut tally).await.map_err(failed)?;
-        runner.compare(explanations).await.map_err(failed)?;
+        runner.compare(explanations, &mut tally).await.map_err(failed)?;
+    }
+    let last = batches.len().saturating_sub(1);
+    runner
+        .compare_history_pages()
+        .await
+        .map_err(|message| Violation { batch: last, message: format!("after the last batch: {message}") })?;
+    for account in &runner.model.accounts {
+        tally.lots_expired += account.expiries_written;
+        tally.plan_refills += account.refills_written;
+        tally.expired_lines += account.lines.iter().filter(|l| l.0 == "grant_expired").count() as u64;
     }
     Ok(tally)
 }
@@ -1100,10 +2101,85 @@ impl Runner {
         }
     }
 
+    /// The end of `user`'s current plan period, if a plan runs now.
+    fn period_end(&self, user: usize) -> Option<i64> {
+        let now = self.model.now;
+        self.model.accounts[user].plan.as_ref().filter(|p| p.ends_at.is_none_or(|e| now < e))?.current(now).map(|c| c.1)
+    }
+
+    fn expiry(&self, user: usize, expiry: Expiry) -> Option<i64> {
+        let now = self.model.now;
+        let grid = |seconds: u32, ahead: u8| {
+            let step = i64::from(seconds) * 1000;
+            (now.div_euclid(step) + 1 + i64::from(ahead)) * step
+        };
+        match expiry {
+            Expiry::Never => None,
+            Expiry::Grid { seconds, ahead } => Some(grid(seconds, ahead)),
+            Expiry::PeriodEnd => Some(self.period_end(user).unwrap_or_else(|| grid(3600, 0))),
+            Expiry::Past => Some(now - 1000),
+            Expiry::Now => Some(now),
+        }
+    }
+
+    fn anchor(&self, user: usize, anchor: Anchor) -> Option<i64> {
+        let now = self.model.now;
+        match anchor {
+            Anchor::Omitted => None,
+            Anchor::Current => self.model.accounts[user].plan.as_ref().map(|p| p.anchor),
+            Anchor::Now => Some(now),
+            Anchor::Ago(seconds) => Some(now - i64::from(seconds) * 1000),
+            Anchor::Ahead(seconds) => Some(now + i64::from(seconds) * 1000),
+            Anchor::MonthDay(day) => {
+                let (year, month, ..) = civil(now);
+                let mut months = year * 12 + i64::from(month) - 1;
+                // The latest midnight on that day of a month that has it.
+                for _ in 0..13 {
+                    let (y, m) = (months.div_euclid(12), (months.rem_euclid(12) + 1) as u32);
+                    if day <= days_in_month(y, m) {
+                        let at = utc_millis(y, m, day, 0);
+                        if at <= now {
+                            return Some(at);
+                        }
+                    }
+                    months -= 1;
+                }
+                None
+            }
+        }
+    }
+
     fn resolve(&mut self, op: &Op) -> Resolved {
         let shape_tasks = self.tasks;
         match op {
-            Op::Grant { user, key, amount } => Resolved::Grant { user: *user, key: *key, amount: *amount },
+            Op::Start { at, seconds } => {
+                let start = DateTime::parse_from_rfc3339(STARTS[*at]).map_or(0, |t| t.timestamp_millis());
+                Resolved::Advance { to: (start + i64::from(*seconds) * 1000).max(self.model.now) }
+            }
+            Op::Grant { user, key, spec } => {
+                let body = match (spec.retry, self.model.grants.get(&(*user, *key))) {
+                    (true, Some(first)) => first.clone(),
+                    _ => GrantBody {
+                        amount: spec.amount,
+                        reason: spec.reason,
+                        priority: spec.priority,
+                        expires_at: self.expiry(*user, spec.expiry),
+                    },
+                };
+                Resolved::Grant { user: *user, key: *key, body }
+            }
+            Op::Debit { user, key, spec } => {
+                let body = match (spec.retry, self.model.debits.get(&(*user, *key))) {
+                    (true, Some((first, _))) => first.clone(),
+                    _ => DebitBody { amount: spec.amount, reason: spec.reason, partial: spec.partial },
+                };
+                Resolved::Debit { user: *user, key: *key, body }
+            }
+            Op::SetPlan { user, plan, anchor } => Resolved::SetPlan {
+                user: *user,
+                request: PlanRequest { plan: *plan, anchor: self.anchor(*user, *anchor) },
+            },
+            Op::EndPlan { user } => Resolved::EndPlan { user: *user },
             Op::Reserve { user, spec, key } => Resolved::Reserve { user: *user, spec: spec.clone(), key: *key },
             Op::Confirm { hold, units, as_other, explicit } => {
                 Resolved::Confirm { id: self.hold_id(*hold), units: *units, as_other: *as_other, explicit: *explicit }
@@ -1134,7 +2210,15 @@ impl Runner {
                 n => Resolved::Webhook(self.sent[nth % n].clone()),
             },
             Op::Sweep => Resolved::Sweep,
-            Op::Advance { seconds } => Resolved::Advance { seconds: *seconds },
+            Op::Advance { seconds } => Resolved::Advance { to: self.model.now + i64::from(*seconds) * 1000 },
+            Op::JumpTo { due, offset_ms } => {
+                let now = self.model.now;
+                let to = match self.model.next_due(*due) {
+                    Some(at) => (at + i64::from(*offset_ms)).max(now),
+                    None => now + 3_600_000,
+                };
+                Resolved::Advance { to }
+            }
             Op::UserWrite { hold, write } => {
                 let id = self.hold_id(*hold);
                 let user = self.model.holds.get(&id).map_or(0, |h| h.user);
@@ -1181,7 +2265,17 @@ impl Runner {
             *tally.ops.entry(op_name(op)).or_default() += 1;
         }
         let observed = join_all(resolved.iter().map(|op| self.send(op))).await;
-        let observed: Vec<(Answer, Option<Uuid>)> = observed.into_iter().collect::<Result<_, _>>()?;
+        let mut observed: Vec<(Answer, Option<Uuid>)> = observed.into_iter().collect::<Result<_, _>>()?;
+        // A sweep racing other writes may find what is due written down
+        // by them (or not): only a sweep alone says what it wrote down.
+        let alone = resolved.len() == 1;
+        for (answer, _) in &mut observed {
+            if let Answer::Swept { due, .. } = answer {
+                if !alone {
+                    *due = None;
+                }
+            }
+        }
         for (op, (answer, _)) in resolved.iter().zip(&observed) {
             *tally.answers.entry(answer_kind(op, answer)).or_default() += 1;
         }
@@ -1207,7 +2301,14 @@ impl Runner {
             let mut model = self.model.clone();
             let mut mismatch = None;
             for &i in &order {
-                let allowed = model.step(&resolved[i], observed[i].1, &self.catalog);
+                let mut allowed = model.step(&resolved[i], observed[i].1, &self.catalog);
+                if !alone {
+                    for answer in &mut allowed {
+                        if let Answer::Swept { due, .. } = answer {
+                            *due = None;
+                        }
+                    }
+                }
                 if !allowed.contains(&observed[i].0) {
                     mismatch = Some(format!(
                         "{:?} answered {} but the model expected {}",
@@ -1241,10 +2342,42 @@ impl Runner {
         let for_user =
             |path: String, user: usize| post(path, &self.server_token).header(USER_HEADER, self.users[user].as_str());
         let request = match op {
-            Resolved::Grant { user, key, amount } => {
+            Resolved::Grant { user, key, body } => {
+                let mut json = json!({"amount": body.amount, "reason": REASONS[body.reason].0});
+                if let Some(priority) = body.priority {
+                    json["priority"] = json!(priority);
+                }
+                if let Some(at) = body.expires_at {
+                    json["expiresAt"] = json!(rfc3339(at));
+                }
                 post(format!("/v1/admin/users/{}/grants", self.users[*user]), &self.admin)
                     .header("idempotency-key", format!("grant-{key}"))
-                    .json(&json!({"amount": amount, "reason": "purchase"}))
+                    .json(&json)
+            }
+            Resolved::Debit { user, key, body } => {
+                let mut json = json!({"amount": body.amount, "reason": DEBIT_REASONS[body.reason]});
+                if body.partial {
+                    json["partial"] = json!(true);
+                }
+                post(format!("/v1/admin/users/{}/debits", self.users[*user]), &self.admin)
+                    .header("idempotency-key", format!("debit-{key}"))
+                    .json(&json)
+            }
+            Resolved::SetPlan { user, request } => {
+                let def = PLANS[request.plan];
+                let mut json = json!({
+                    "plan": def.name, "allowance": def.allowance, "period": def.period.as_str(), "rollover": def.rollover
+                });
+                if let Some(anchor) = request.anchor {
+                    json["anchor"] = json!(rfc3339(anchor));
+                }
+                self.http
+                    .put(format!("{base}/v1/admin/users/{}/plan", self.users[*user]))
+                    .bearer_auth(&self.admin)
+                    .json(&json)
+            }
+            Resolved::EndPlan { user } => {
+                self.http.delete(format!("{base}/v1/admin/users/{}/plan", self.users[*user])).bearer_auth(&self.admin)
             }
             Resolved::Reserve { user, spec, key } => {
                 let mut body =
@@ -1316,8 +2449,9 @@ impl Runner {
                         .json(&json!({"taskId": self.task_name(0), "provider": Self::provider(0).as_str()})),
                 }
             }
-            Resolved::Advance { seconds } => {
-                self.server.env.clock.advance_seconds(i64::from(*seconds));
+            Resolved::Advance { to } => {
+                let to = (*to).max(self.server.env.ledger.now().millis());
+                self.server.env.clock.set(Timestamp(to));
                 return Ok((Answer::Moved, None));
             }
         };
@@ -1337,12 +2471,22 @@ impl Runner {
         let number = |k: &str| body[k].as_u64().unwrap_or(u64::MAX);
         let answer = match op {
             Resolved::Grant { .. } => Answer::Granted { status },
+            Resolved::Debit { .. } => Answer::Debited {
+                status,
+                amount: number("amount"),
+                requested: number("requested"),
+                lots: answered_lots(&body["lots"]),
+                replayed,
+            },
+            Resolved::SetPlan { .. } | Resolved::EndPlan { .. } => Answer::Planned { status },
             Resolved::Webhook(_) => Answer::Webhook {
                 status,
                 result: body["result"].as_str().unwrap_or("?").to_owned(),
                 late: body["lateSuccess"].as_bool().unwrap_or(false),
             },
-            Resolved::Sweep => Answer::Swept { expired: number("expired") },
+            Resolved::Sweep => {
+                Answer::Swept { expired: number("expired"), due: Some((number("lotsExpired"), number("planRefills"))) }
+            }
             Resolved::Extend { .. } => Answer::Extended {
                 status,
                 hold: body["status"].as_str().unwrap_or("?").to_owned(),
@@ -1357,6 +2501,7 @@ impl Runner {
                 units: body["capturedUnits"].as_u64().and_then(|u| u32::try_from(u).ok()).unwrap_or(u32::MAX),
                 captured: number("capturedAmount"),
                 released: number("releasedAmount"),
+                lots: answered_lots(&body["lots"]),
                 replayed,
             },
         };
@@ -1388,15 +2533,59 @@ impl Runner {
         }
     }
 
-    /// The books on their own, and the table against the models that
-    /// explain the batch's answers: one must match, and becomes the model.
-    async fn compare(&mut self, explanations: Vec<Model>) -> Result<(), String> {
+    /// Every user's balance as `GET /v1/balance` shows it (their own
+    /// token). A read shows the balance item as of the clock, so it is
+    /// read again only when the item or the clock moved since the last.
+    async fn read_views(&mut self, items: &[Item], tally: &mut Tally) -> Result<Vec<View>, String> {
+        let now = self.server.env.ledger.now().millis();
+        let balance_pks: Vec<String> = self.users.iter().map(user_pk).collect();
+        let item_of = |u: usize| {
+            items.iter().find(|i| text(i, "entity") == "balance" && text(i, "pk") == balance_pks[u]).cloned()
+        };
+        let stale: Vec<(usize, Option<Item>)> = (0..self.users.len())
+            .map(|u| (u, item_of(u)))
+            .filter(|(u, item)| self.reads[*u].as_ref().is_none_or(|(at, seen, _)| *at != now || seen != item))
+            .collect();
+        let fresh = join_all(stale.iter().map(|(u, _)| self.read_view(*u))).await;
+        tally.reads += fresh.len() as u64;
+        for ((u, item), view) in stale.into_iter().zip(fresh) {
+            self.reads[u] = Some((now, item, view?));
+        }
+        Ok(self.reads.iter().map(|r| r.as_ref().map(|(.., view)| view.clone()).unwrap_or_else(View::empty)).collect())
+    }
+
+    async fn read_view(&self, user: usize) -> Result<View, String> {
+        let response = self
+            .http
+            .get(format!("{}/v1/balance", self.server.base))
+            .bearer_auth(&self.user_tokens[user])
+            .send()
+            .await
+            .map_err(|e| format!("GET /v1/balance: {e}"))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.map_err(|e| format!("GET /v1/balance: body: {e}"))?;
+        if status != 200 {
+            return Err(format!("GET /v1/balance answered {status}: {body}"));
+        }
+        view_of(&body).map_err(|e| format!("GET /v1/balance: {e}: {body}"))
+    }
+
+    /// The books on their own, and the table and the balance reads against
+    /// the models that explain the batch's answers: one must match, and
+    /// becomes the model.
+    async fn compare(&mut self, explanations: Vec<Model>, tally: &mut Tally) -> Result<(), String> {
         let items = scan(&self.server.env.store).await;
+        let views = self.read_views(&items, tally).await?;
         check_books(&items)?;
+        for (u, view) in views.iter().enumerate() {
+            if view.available + view.reserved + view.spent + view.expired + view.debited != view.granted {
+                return Err(format!("user {u}: the balance read does not add up: {view:?}"));
+            }
+        }
         let mut first_difference = None;
         for model in explanations {
             self.model = model;
-            match self.compare_with(&items) {
+            match self.compare_with(&items, &views) {
                 Ok(()) => return Ok(()),
                 Err(difference) => {
                     first_difference.get_or_insert(difference);
@@ -1406,14 +2595,15 @@ impl Runner {
         Err(first_difference.unwrap_or_default())
     }
 
-    /// The table against `self.model`.
-    fn compare_with(&mut self, items: &[HashMap<String, AttributeValue>]) -> Result<(), String> {
+    /// The table and the reads against `self.model`.
+    fn compare_with(&mut self, items: &[Item], views: &[View]) -> Result<(), String> {
         let user_of: HashMap<String, usize> = self.users.iter().enumerate().map(|(i, u)| (user_pk(u), i)).collect();
         let by_name: HashMap<String, usize> =
             self.users.iter().enumerate().map(|(i, u)| (u.as_str().to_owned(), i)).collect();
+        let now = self.model.now;
 
-        let mut balances = vec![Figures::default(); self.users.len()];
-        let mut entries = vec![0u64; self.users.len()];
+        let mut stored = vec![Stored::default(); self.users.len()];
+        let mut lines: Vec<Vec<Line>> = vec![Vec::new(); self.users.len()];
         let mut parked = HashSet::new();
         let mut seen_holds = HashSet::new();
         for item in items {
@@ -1421,18 +2611,13 @@ impl Runner {
             match text(item, "entity").as_str() {
                 "balance" => {
                     let Some(&u) = user_of.get(&pk) else { return Err(format!("balance of an unknown user: {pk}")) };
-                    balances[u] = Figures {
-                        available: number(item, "available"),
-                        reserved: number(item, "reserved"),
-                        spent: number(item, "spent"),
-                        granted: number(item, "granted"),
-                    };
+                    stored[u] = stored_of(item)?;
                 }
                 "entry" => {
                     let Some(&u) = user_of.get(&pk) else {
                         return Err(format!("history line of an unknown user: {pk}"));
                     };
-                    entries[u] += 1;
+                    lines[u].push((text(item, "type"), number(item, "amount"), attr_number(item, "at")));
                 }
                 "parked" => {
                     parked.insert(pk);
@@ -1444,6 +2629,7 @@ impl Runner {
                     let (amount, captured, released) =
                         (number(item, "amount"), number(item, "capturedAmount"), number(item, "releasedAmount"));
                     let user = by_name.get(&text(item, "userId")).copied();
+                    let lots = item_lots(item)?;
                     match self.model.holds.get(&id) {
                         Some(h) => {
                             let table = HoldState {
@@ -1460,6 +2646,7 @@ impl Runner {
                                     _ => HashMap::new(),
                                 },
                                 expires_at: attr_number(item, "expiresAt"),
+                                lots,
                             };
                             let model = HoldState {
                                 status: h.status.as_str().into(),
@@ -1473,16 +2660,24 @@ impl Runner {
                                     .map(|(k, units)| (capture_key(*k), Some(u64::from(*units))))
                                     .collect(),
                                 expires_at: h.expires_at,
+                                lots: lot_parts(&h.lots),
                             };
                             if table != model {
                                 return Err(format!("hold {id}: table says {table:?}, model says {model:?}"));
                             }
                         }
                         // A hold placed by a reserve whose link then lost a race is released
-                        // by that same request, which answers the link's error.
+                        // by that same request, which answers the link's error: it took its
+                        // lots and gave them back (nothing had expired in between), and its
+                        // reserve wrote down what was due.
                         None if status == "released" && captured == 0 => {
                             let Some(u) = user else { return Err(format!("hold {id} of an unknown user")) };
-                            self.model.entries[u] += 2;
+                            let account = &mut self.model.accounts[u];
+                            if amount > 0 {
+                                account.catch_up(now);
+                            }
+                            account.line("reserve", amount, attr_number(item, "createdAt"));
+                            account.line("release", amount, attr_number(item, "settledAt"));
                             // Its key stays bound to it: a retry replays it, another body is 422.
                             for (_, k, spec) in self.lost_links.iter().filter(|(lu, _, _)| *lu == u) {
                                 if keyed_reservation_id(&self.users[u], &format!("reserve-{k}")) == id {
@@ -1505,6 +2700,10 @@ impl Runner {
                                     task: None,
                                     created_at: attr_number(item, "createdAt"),
                                     expires_at: attr_number(item, "expiresAt"),
+                                    lots: lots
+                                        .iter()
+                                        .map(|(p, at, c)| (LotId { priority: *p, expires: *at }, *c))
+                                        .collect(),
                                 },
                             );
                         }
@@ -1514,12 +2713,38 @@ impl Runner {
                 _ => {}
             }
         }
-        for (u, figures) in balances.iter().enumerate() {
-            if *figures != self.model.users[u] {
-                return Err(format!("user {u}: table {figures:?}, model {:?}", self.model.users[u]));
+        for (u, account) in self.model.accounts.iter().enumerate() {
+            // The due-work index entry is never later than what falls due
+            // next (nor missing): the sweep must find it. It may be earlier
+            // (a lot emptied since it was written), which costs a look.
+            let model = account.stored(now);
+            let table = Stored { due: model.due, ..stored[u].clone() };
+            let late = match (stored[u].due, model.due) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(entry), Some(next)) => entry > next,
+            };
+            if table != model || late {
+                return Err(format!("user {u}: the balance item says {:?}, the model {model:?}", stored[u]));
             }
-            if entries[u] != self.model.entries[u] {
-                return Err(format!("user {u}: {} history lines, model {}", entries[u], self.model.entries[u]));
+            let (mut table, mut expected) = (lines[u].clone(), account.lines.clone());
+            table.sort();
+            expected.sort();
+            if table != expected {
+                return Err(format!(
+                    "user {u}: history lines differ; only in the table: {:?}; only in the model: {:?}",
+                    difference(&table, &expected),
+                    difference(&expected, &table)
+                ));
+            }
+            let (mut view, next_expiry) = account.view(now);
+            let read = &views[u];
+            view.next_expiry = read.next_expiry;
+            if *read != view || !next_expiry.contains(&read.next_expiry) {
+                view.next_expiry = next_expiry.first().copied().flatten();
+                return Err(format!(
+                    "user {u}: GET /v1/balance shows {read:?}, the model {view:?} (nextExpiry one of {next_expiry:?})"
+                ));
             }
         }
         if let Some(missing) = self.model.holds.keys().find(|id| !seen_holds.contains(id)) {
@@ -1532,6 +2757,181 @@ impl Runner {
         }
         Ok(())
     }
+
+    /// Every user's history as `GET /v1/transactions` pages it: newest
+    /// first, and exactly the model's lines.
+    async fn compare_history_pages(&self) -> Result<(), String> {
+        for (u, token) in self.user_tokens.iter().enumerate() {
+            let mut read: Vec<Line> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut url = format!("{}/v1/transactions?limit=200", self.server.base);
+                if let Some(c) = &cursor {
+                    url.push_str(&format!("&cursor={c}"));
+                }
+                let response = self
+                    .http
+                    .get(url)
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .map_err(|e| format!("GET /v1/transactions: {e}"))?;
+                let body: Value = response.json().await.map_err(|e| format!("GET /v1/transactions: body: {e}"))?;
+                for item in body["items"].as_array().into_iter().flatten() {
+                    let at = parse_time(&item["at"])?.unwrap_or(i64::MIN);
+                    read.push((
+                        item["type"].as_str().unwrap_or("?").to_owned(),
+                        item["amount"].as_u64().unwrap_or(u64::MAX),
+                        at,
+                    ));
+                }
+                match body["nextCursor"].as_str() {
+                    Some(c) => cursor = Some(c.to_owned()),
+                    None => break,
+                }
+            }
+            if let Some(w) = read.windows(2).find(|w| w[0].2 < w[1].2) {
+                return Err(format!("user {u}: history not newest first: {:?} before {:?}", w[0], w[1]));
+            }
+            let mut expected = self.model.accounts[u].lines.clone();
+            read.sort();
+            expected.sort();
+            if read != expected {
+                return Err(format!(
+                    "user {u}: GET /v1/transactions differs; only there: {:?}; only in the model: {:?}",
+                    difference(&read, &expected),
+                    difference(&expected, &read)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `a` has that `b` has not (both sorted), as a multiset.
+fn difference(a: &[Line], b: &[Line]) -> Vec<(String, u64, String)> {
+    let mut rest: Vec<&Line> = b.iter().collect();
+    let mut out = Vec::new();
+    for line in a {
+        match rest.iter().position(|l| *l == line) {
+            Some(i) => {
+                rest.remove(i);
+            }
+            None => out.push((line.0.clone(), line.1, rfc3339(line.2))),
+        }
+    }
+    out
+}
+
+/// A reservation's or a debit's `lots` as answered.
+fn answered_lots(lots: &Value) -> LotParts {
+    lots.as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            (
+                l["priority"].as_u64().and_then(|p| u8::try_from(p).ok()).unwrap_or(u8::MAX),
+                parse_time(&l["expiresAt"]).unwrap_or(Some(i64::MIN)),
+                l["amount"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
+/// A hold item's `lots` (a free hold has none).
+fn item_lots(item: &Item) -> Result<LotParts, String> {
+    let Some(list) = item.get("lots") else { return Ok(Vec::new()) };
+    let list = list.as_l().map_err(|_| format!("hold lots not a list: {list:?}"))?;
+    list.iter()
+        .map(|part| {
+            let map = part.as_m().map_err(|_| format!("hold lot not a map: {part:?}"))?;
+            let num = |k: &str| map.get(k).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+            let priority = num("priority").and_then(|p| u8::try_from(p).ok()).ok_or("hold lot priority")?;
+            let amount = num("amount").and_then(|a| u64::try_from(a).ok()).ok_or("hold lot amount")?;
+            Ok((priority, num("expiresAt"), amount))
+        })
+        .collect()
+}
+
+/// A balance item as the model keeps it: lot attributes
+/// `lot#<priority>#<ms|never>#rem|held` (the base lot's are `available`
+/// and `reserved`), the figures, `planPeriod`, the due-work index entry.
+fn stored_of(item: &Item) -> Result<Stored, String> {
+    let signed = |v: &AttributeValue| -> Result<u64, String> {
+        v.as_n().ok().and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| format!("not a count: {v:?}"))
+    };
+    let figure = |name: &str| item.get(name).map_or(Ok(0), signed);
+    let mut lots: BTreeMap<LotId, (Option<u64>, u64)> = BTreeMap::new();
+    lots.insert(LotId::BASE, (Some(figure("available")?), figure("reserved")?));
+    for (name, value) in item {
+        let Some(rest) = name.strip_prefix("lot#") else { continue };
+        let parts: Vec<&str> = rest.split('#').collect();
+        let [priority, expiry, part] = parts.as_slice() else { return Err(format!("lot attribute {name}")) };
+        let priority: u8 = priority.parse().map_err(|_| format!("lot attribute {name}"))?;
+        let expires = match *expiry {
+            "never" => None,
+            ms => Some(ms.parse::<i64>().map_err(|_| format!("lot attribute {name}"))?),
+        };
+        let lot = lots.entry(LotId { priority, expires }).or_default();
+        match *part {
+            "rem" => lot.0 = Some(signed(value)?),
+            "held" => lot.1 = signed(value)?,
+            _ => return Err(format!("lot attribute {name}")),
+        }
+    }
+    let time = |name: &str| item.get(name).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    Ok(Stored {
+        lots,
+        spent: figure("spent")?,
+        granted: figure("granted")?,
+        expired: figure("expired")?,
+        debited: figure("debited")?,
+        plan_period: time("planPeriod"),
+        due: item.contains_key("pendingShard").then(|| time("expiresAt")).flatten(),
+    }
+    .normalized())
+}
+
+/// A `GET /v1/balance` answer.
+fn view_of(body: &Value) -> Result<View, String> {
+    let count = |v: &Value, k: &str| v[k].as_u64().ok_or_else(|| format!("{k} is not a count"));
+    let lots = body["lots"]
+        .as_array()
+        .ok_or("lots is not a list")?
+        .iter()
+        .map(|l| {
+            let priority = l["priority"].as_u64().and_then(|p| u8::try_from(p).ok()).ok_or("lot priority")?;
+            Ok((priority, parse_time(&l["expiresAt"])?, count(l, "remaining")?, count(l, "reserved")?))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let next_expiry = match &body["nextExpiry"] {
+        Value::Null => None,
+        next => Some((parse_time(&next["at"])?.ok_or("nextExpiry.at")?, count(next, "amount")?)),
+    };
+    let plan = match &body["plan"] {
+        Value::Null => None,
+        p => Some(PlanView {
+            plan: p["plan"].as_str().ok_or("plan.plan")?.to_owned(),
+            allowance: count(p, "allowance")?,
+            period: p["period"].as_str().ok_or("plan.period")?.to_owned(),
+            rollover: count(p, "rollover")?,
+            anchor: parse_time(&p["anchor"])?.ok_or("plan.anchor")?,
+            current_start: parse_time(&p["currentPeriodStart"])?,
+            current_end: parse_time(&p["currentPeriodEnd"])?,
+            ends_at: parse_time(&p["endsAt"])?,
+        }),
+    };
+    Ok(View {
+        available: count(body, "available")?,
+        reserved: count(body, "reserved")?,
+        spent: count(body, "spent")?,
+        expired: count(body, "expired")?,
+        debited: count(body, "debited")?,
+        granted: count(body, "granted")?,
+        lots,
+        next_expiry,
+        plan,
+    })
 }
 
 /// What the table says of a hold, or the model (`captures` by the
@@ -1545,6 +2945,7 @@ struct HoldState {
     final_units: Option<u64>,
     captures: HashMap<String, Option<u64>>,
     expires_at: i64,
+    lots: LotParts,
 }
 
 /// How the table keys a capture sent with `Idempotency-Key: capture-<key>`.
@@ -1552,13 +2953,27 @@ fn capture_key(key: u8) -> String {
     CaptureKey::of(&format!("capture-{key}")).as_hex()
 }
 
-/// How an answer is counted: captures and extends apart from the rest.
+/// How an answer is counted: captures, extends, grants, debits, plans and
+/// clock moves apart from the rest.
 fn answer_kind(op: &Resolved, answer: &Answer) -> String {
     match (op, answer) {
         (Resolved::Capture { .. }, Answer::Hold { status, replayed: true, .. }) => format!("{status} capture replayed"),
         (Resolved::Capture { .. }, Answer::Hold { status, .. }) => format!("{status} captured"),
         (Resolved::Capture { .. }, Answer::Problem { status, code }) => format!("{status} {code} (capture)"),
         (Resolved::Extend { .. }, Answer::Problem { status, code }) => format!("{status} {code} (extend)"),
+        (Resolved::Grant { body, .. }, Answer::Granted { status: 201 }) => match body.expires_at {
+            Some(_) => "201 granted (expiring lot)".into(),
+            None => "201 granted".into(),
+        },
+        (Resolved::Grant { .. }, Answer::Problem { status, code }) => format!("{status} {code} (grant)"),
+        (Resolved::Debit { .. }, Answer::Debited { status, replayed: true, .. }) => format!("{status} debit replayed"),
+        (Resolved::Debit { .. }, Answer::Debited { status, amount, requested, .. }) if amount < requested => {
+            format!("{status} debited (partial)")
+        }
+        (Resolved::Debit { .. }, Answer::Debited { status, .. }) => format!("{status} debited"),
+        (Resolved::Debit { .. }, Answer::Problem { status, code }) => format!("{status} {code} (debit)"),
+        (Resolved::SetPlan { .. }, Answer::Planned { status }) => format!("{status} plan set"),
+        (Resolved::EndPlan { .. }, Answer::Planned { status }) => format!("{status} plan ended"),
         (_, answer) => answer_kind_of(answer),
     }
 }
@@ -1569,8 +2984,13 @@ fn answer_kind_of(answer: &Answer) -> String {
         Answer::Hold { status, hold, .. } => format!("{status} {hold}"),
         Answer::Extended { status, .. } => format!("{status} extended"),
         Answer::Granted { status } => format!("{status} granted"),
+        Answer::Debited { status, .. } => format!("{status} debited"),
+        Answer::Planned { status } => format!("{status} plan"),
         Answer::Webhook { status, result, late } => {
             format!("{status} webhook {result}{}", if *late { " (late)" } else { "" })
+        }
+        Answer::Swept { due: Some((lots, refills)), .. } if lots + refills > 0 => {
+            "200 swept (lot expiries or refills written down)".into()
         }
         Answer::Swept { .. } => "200 swept".into(),
         Answer::Moved => "clock moved".into(),

@@ -48,6 +48,10 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
     let (tally, episodes, took) = run(seed, env_u64("MODEL_OPS").unwrap_or(400)).await;
     eprintln!("seed {seed}: {} operations in {episodes} episodes, {took:.1?}: {:?}", tally.total_ops(), tally.ops);
     eprintln!("answers: {:?}", tally.answers);
+    eprintln!(
+        "{} balance reads; {} lot expiries and {} plan refills written down; {} grant_expired lines",
+        tally.reads, tally.lots_expired, tally.plan_refills, tally.expired_lines
+    );
     // The generator must reach every kind of operation and the interesting answers.
     for op in [
         "grant",
@@ -61,6 +65,11 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
         "webhook",
         "webhook redelivery",
         "sweep",
+        "debit",
+        "set plan",
+        "end plan",
+        "clock jump to a due instant",
+        "clock jump (6 hours to 31 days)",
     ] {
         assert!(tally.ops.get(op).copied().unwrap_or(0) > 0, "no {op} generated");
     }
@@ -72,9 +81,15 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
         "409 reservation_not_pending",
         "202 webhook parked",
         "200 webhook duplicate",
+        "201 granted (expiring lot)",
+        "201 debited",
+        "200 plan set",
+        "200 plan ended",
     ] {
         assert!(tally.answers.get(answer).copied().unwrap_or(0) > 0, "no {answer:?} answer seen: {:?}", tally.answers);
     }
+    // Lots expire and plans refill, written down by writes or sweeps.
+    assert!(tally.lots_expired > 0 && tally.plan_refills > 0, "no lot expiry or refill written down: {tally:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,28 +106,51 @@ async fn soak() {
         "Command: `make soak` (seed {seed}; replay with `MODEL_SEED={seed} make soak`).\n\n\
          What is checked (`tests/src/model.rs`): the answers of each batch must be those of some \
          order of its operations run on a model of the ledger; after every batch the table must \
-         equal that model (balances; each hold's state, split, captured units, the units of its \
-         closing confirm, its capture keys and its `expiresAt`; history lines per user; parked \
-         deliveries) and the books must balance on their own (each balance equation, reserved = \
-         what the pending holds still hold, `openHolds` = their number, captures adding up to the \
-         captured units, the expiry index entry exactly on pending holds). The operations: grants \
-         and reserves (keyed, retried, and keys reused with another body), non-final captures \
+         equal that model (each balance item: every lot's remaining and held credits and whether \
+         its expiry is written down, spent, granted, expired, debited, the last refilled period, \
+         the due-work index entry never later than what falls due next; each hold's state, split, captured units, the units of its \
+         closing confirm, its capture keys, its `expiresAt` and the lots it took; history lines \
+         per user by type, amount and date; parked deliveries), every balance read \
+         (`GET /v1/balance`, read again whenever its item or the clock moved) must show what the \
+         model shows at that instant (available, reserved, spent, expired, debited, granted, \
+         their equation, every live lot's priority, expiry, remaining and reserved credits, \
+         `nextExpiry`, the plan and its current period), each episode's history pages \
+         (`GET /v1/transactions`) must be the model's lines newest first, and the books must \
+         balance on their own (`credits check`'s audit: each balance equation, each lot against \
+         its pending holds and its history lines, `openHolds`, captures adding up, the due-work \
+         index entries). The model keeps its own lot, calendar and refill arithmetic. The \
+         operations: grants into lots (a priority or the reason's, never expiring or on a grid \
+         of expiries so grants share lots, at the end of the plan's period, or already past: \
+         `400`, or a replay), keyed and retried (`422` for another body); reserves (keyed, \
+         retried, keys reused with another body) taking lots in burn order; non-final captures \
          (`final: false`, keys drawn from four per hold, so replays, `422` for a key sent with \
-         other units, `400` past the units still held, `409` once expired or settled), final \
-         confirms after captures (units more, their replays), releases and expiries returning only \
-         what is still held, refunds (also of released or expired holds with captures), extends \
-         (`expiresAt` moved, `409` past it, `400` beyond 7 days after placing: about 30 % of the \
-         episodes extend their oldest pending hold by a day eight days running), task links, \
-         provider webhooks whose success names the task's total units, redeliveries, sweeps and \
-         clock jumps. Writes go through the app's server token (`Credits-User`); the paying \
+         other units, `400` past the units still held, `409` once expired or settled) spending \
+         a hold's lots from the start; final confirms after captures; releases and expiries \
+         returning what is still held to its lots, or to `expired` at once past a lot's expiry; \
+         refunds (also of released or expired holds with captures); debits (all or `402`, \
+         partial, replayed, `422`); plans set (day, week, month; the same plan again, changed \
+         plans, anchors on the 28th–31st, in the past, the future) and ended; extends (`expiresAt` \
+         moved, `409` past it, `400` beyond 7 days after placing: about 30 % of the episodes \
+         extend their oldest pending hold by a day eight days running); task links, provider \
+         webhooks whose success names the task's total units, redeliveries, sweeps (alone, they \
+         must say how many lot expiries and refills they wrote down); and clock jumps: seconds to \
+         an hour, 6 hours to 31 days, and to the next lot expiry, period end or hold expiry (a \
+         millisecond before, on it, a millisecond or a second after), about two thirds of the \
+         episodes starting just before a month end (28th–31st), 29 February 2028 or a year end. \
+         Writes go through the app's server token (`Credits-User`) or an admin's; the paying \
          user's own token tries reserves, confirms, captures, releases, extends and task links, \
          which must answer 403 and change nothing.\n\n\
          Result: **0 invariant violations** in {} operations ({episodes} episodes, {} batches, \
-         {} of them with 2–4 operations in flight at once), {:.0} s on {}.\n\n\
+         {} of them with 2–4 operations in flight at once; {} balance reads; {} lot expiries and \
+         {} plan refills written down, {} `grant_expired` lines), {:.0} s on {}.\n\n\
          | operation | count |\n|---|---:|\n",
         tally.total_ops(),
         tally.batches,
         tally.concurrent_batches,
+        tally.reads,
+        tally.lots_expired,
+        tally.plan_refills,
+        tally.expired_lines,
         took.as_secs_f64(),
         machine(),
     );

@@ -87,7 +87,9 @@ impl Ledger {
         for _ in 0..MAX_DUE_WRITES {
             let now = self.clock.now();
             let stored = self.read_balance(user).await?;
-            let Some(DueWrite { write, lines, steps }) = self.due_write(user, &stored, now)? else { return Ok(written) };
+            let Some(DueWrite { write, lines, steps }) = self.due_write(user, &stored, now)? else {
+                return Ok(written);
+            };
             match self.due_tx(user, write, lines, now).await {
                 Ok(true) => {
                     let (expiries, refills) = steps.iter().fold((0, 0), |(e, r), step| match step {
