@@ -58,37 +58,26 @@ impl Ledger {
     /// The balance with everything due at `now` written down: what a write
     /// of the user's decides from.
     pub(super) async fn caught_up(&self, user: &UserId, now: Timestamp) -> Result<StoredBalance> {
-        let mut conflicts = 0;
-        for _ in 0..MAX_DUE_WRITES {
-            let stored = self.read_balance(user).await?;
-            let Some(DueWrite { write, lines, .. }) = self.due_write(user, &stored, now)? else { return Ok(stored) };
-            match self.due_tx(user, write, lines, now).await {
-                // Written (maybe more to write), or written by someone else
-                // first: read again.
-                Ok(_) => {}
-                Err(failure) => {
-                    self.retry_or_fail(failure, conflicts).await?;
-                    conflicts += 1;
-                    if conflicts >= MAX_ATTEMPTS {
-                        break;
-                    }
-                }
-            }
-        }
-        Err(Error::Unavailable("writing down what is due kept conflicting".into()))
+        self.write_due_until_done(user, now).await.map(|(stored, _)| stored)
     }
 
     /// Writes down what is due in `user`'s balance (the scheduled job, for a
     /// balance the due-work index lists): what it wrote, nothing when a
     /// write of the user's came first.
     pub async fn write_down_due(&self, user: &UserId) -> Result<DueWritten> {
+        self.write_due_until_done(user, self.clock.now()).await.map(|(_, written)| written)
+    }
+
+    /// Writes what is due at `now` until nothing is (over several writes
+    /// when much is due), reading the balance again after each; answers the
+    /// balance as last read and what this call wrote.
+    async fn write_due_until_done(&self, user: &UserId, now: Timestamp) -> Result<(StoredBalance, DueWritten)> {
         let mut written = DueWritten::default();
         let mut conflicts = 0;
         for _ in 0..MAX_DUE_WRITES {
-            let now = self.clock.now();
             let stored = self.read_balance(user).await?;
             let Some(DueWrite { write, lines, steps }) = self.due_write(user, &stored, now)? else {
-                return Ok(written);
+                return Ok((stored, written));
             };
             match self.due_tx(user, write, lines, now).await {
                 Ok(true) => {
@@ -101,6 +90,7 @@ impl Ledger {
                     written.lots_expired += expiries as u32;
                     written.plan_refills += refills as u32;
                 }
+                // Another writer changed the balance first: read it again.
                 Ok(false) => {}
                 Err(failure) => {
                     self.retry_or_fail(failure, conflicts).await?;
