@@ -30,6 +30,10 @@ pub enum Error {
     TooManyOpenHolds { open: u64, limit: u64 },
     #[error("too many lots (limit {limit})")]
     TooManyLots { limit: u32 },
+    #[error("webhook endpoint not found")]
+    EndpointNotFound,
+    #[error("too many webhook endpoints (limit {limit})")]
+    TooManyEndpoints { limit: u32 },
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("idempotency key reused with a different request")]

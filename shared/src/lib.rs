@@ -26,4 +26,5 @@ pub struct App {
     /// The app clients whose tokens act as the server or an admin.
     pub trusted: domain::principal::TrustedClients,
 }
+pub mod events;
 pub mod webhook;

@@ -66,6 +66,8 @@ pub fn code_of(error: &Error) -> Code {
         Error::TaskAlreadyLinked => (StatusCode::CONFLICT, "task_already_linked", "Task already linked"),
         Error::TooManyOpenHolds { .. } => (StatusCode::CONFLICT, "too_many_open_holds", "Too many open holds"),
         Error::TooManyLots { .. } => (StatusCode::CONFLICT, "too_many_lots", "Too many lots"),
+        Error::EndpointNotFound => (StatusCode::NOT_FOUND, "endpoint_not_found", "Webhook endpoint not found"),
+        Error::TooManyEndpoints { .. } => (StatusCode::CONFLICT, "too_many_endpoints", "Too many webhook endpoints"),
         Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
         Error::IdempotencyKeyReused => {
             (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused", "Idempotency key reused")
@@ -139,6 +141,16 @@ pub fn detail(error: &Error, lang: Lang) -> String {
             En => format!("This user already has {limit} lots of credits; grant into an existing lot (same priority and expiry)."),
             Pt => format!("Este usuário já tem {limit} lotes de créditos; conceda num lote existente (mesma prioridade e validade)."),
             Es => format!("Este usuario ya tiene {limit} lotes de créditos; otorga en un lote existente (misma prioridad y caducidad)."),
+        },
+        Error::EndpointNotFound => pick(
+            "No such webhook endpoint.",
+            "Endpoint de webhook não encontrado.",
+            "No existe ese endpoint de webhook.",
+        ),
+        Error::TooManyEndpoints { limit } => match lang {
+            En => format!("There are already {limit} webhook endpoints; delete one before adding another."),
+            Pt => format!("Já existem {limit} endpoints de webhook; exclua um antes de adicionar outro."),
+            Es => format!("Ya hay {limit} endpoints de webhook; elimina uno antes de añadir otro."),
         },
         Error::PayloadTooLarge => pick(
             "The request body is larger than 64 KiB.",
@@ -258,7 +270,7 @@ pub fn problem(error: &Error, lang: Lang, request_id: &str) -> Response<Body> {
             body.insert("openHolds".into(), json!(open));
             body.insert("limit".into(), json!(limit));
         }
-        Error::TooManyLots { limit } => {
+        Error::TooManyLots { limit } | Error::TooManyEndpoints { limit } => {
             body.insert("limit".into(), json!(limit));
         }
         Error::AppliedUnread(_) => {
@@ -294,6 +306,8 @@ mod tests {
             Error::ReservationExpired,
             Error::TaskAlreadyLinked,
             Error::TooManyOpenHolds { open: 100, limit: 100 },
+            Error::EndpointNotFound,
+            Error::TooManyEndpoints { limit: 20 },
             Error::PayloadTooLarge,
             Error::IdempotencyKeyReused,
             Error::RouteNotFound,

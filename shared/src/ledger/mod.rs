@@ -10,6 +10,7 @@ mod history;
 mod job;
 mod plan;
 mod reserve;
+mod settings;
 mod settle;
 pub mod sweep;
 mod task;
@@ -153,6 +154,9 @@ pub struct DebitRequest {
 pub use crate::domain::Attribution;
 pub use extend::MAX_EXTEND_EVENTS;
 pub use plan::PlanRequest;
+pub use settings::Settings;
+pub use due::PLAN_ACTOR;
+pub(crate) use history::{decode_cursor, encode_cursor};
 
 /// What a job run under [`Ledger::with_credits`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +181,8 @@ pub struct Ledger {
     prices: Arc<PriceCache>,
     retention_seconds: i64,
     max_open_holds: u32,
+    /// Webhook endpoints may be `http://localhost` (the dev server only).
+    local_http_endpoints: bool,
 }
 
 fn request_hash<T: Serialize>(request: &T) -> Result<String> {
@@ -208,7 +214,20 @@ impl Ledger {
             prices: Arc::new(PriceCache::new(catalog, PRICE_REFRESH)),
             retention_seconds: i64::from(retention_days) * 86_400,
             max_open_holds: crate::config::DEFAULT_MAX_OPEN_HOLDS,
+            local_http_endpoints: false,
         }
+    }
+
+    /// Lets webhook endpoints be plain-http URLs on this machine
+    /// (`localhost`, `127.0.0.1`, `[::1]`): the dev server's receivers.
+    /// Deployed, endpoints are https only.
+    pub fn allowing_local_http_endpoints(mut self) -> Ledger {
+        self.local_http_endpoints = true;
+        self
+    }
+
+    pub fn local_http_endpoints(&self) -> bool {
+        self.local_http_endpoints
     }
 
     /// Pending holds one user may have at once (`CREDITS_MAX_OPEN_HOLDS`).

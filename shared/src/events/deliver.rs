@@ -1,0 +1,376 @@
+//! Webhook attempts: each one signed (Standard Webhooks, `webhook-id` = the
+//! event id), its outcome appended to the delivery's log, the next one due
+//! on the schedule; and the scheduled job's part, which takes over whatever
+//! fell due (retries, and anything a crashed call left behind).
+
+use std::time::{Duration, Instant};
+
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::bus::Entry;
+use super::endpoints::{
+    endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS,
+    ENDPOINTS_PK,
+};
+use super::outbox::{EventRecord, Outbox, LEASE_MS, OUTBOX_SHARDS};
+use crate::error::Result;
+use crate::store::{from_item, key, n, s, Item, ConditionalUpdate, PENDING_INDEX};
+
+/// One attempt's time limit.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// Waits after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+/// (eight attempts over about 27.6 hours).
+pub const SCHEDULE_SECONDS: [i64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
+/// Kept of a receiver's error text.
+const ERROR_CHARS: usize = 200;
+
+/// The wait after the `tried`-th failed attempt; `None` when it was the last.
+pub fn retry_after(tried: u32) -> Option<i64> {
+    SCHEDULE_SECONDS.get(tried.checked_sub(1)? as usize).copied()
+}
+
+/// What the scheduled job did with due events and deliveries.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxReport {
+    pub published: u32,
+    pub delivered: u32,
+    pub failed_attempts: u32,
+    /// Taken by someone else first (a concurrent job or the first attempt).
+    pub skipped: u32,
+    /// Left for the next run (time budget spent).
+    pub remaining: u32,
+    pub scanned: u32,
+}
+
+impl Outbox {
+    /// Makes one attempt of a delivery this process holds the lease of, and
+    /// records it. The endpoint is as last read (`None`: deleted).
+    pub(super) async fn attempt(
+        &self,
+        delivery: DeliveryLogItem,
+        endpoint: Option<EndpointItem>,
+    ) -> Result<DeliveryStatus> {
+        let store = self.ledger.store();
+        let item_key = key(delivery.pk.clone(), &delivery.sk);
+        let before = delivery.attempts;
+        let Some(endpoint) = endpoint.filter(|e| e.status == EndpointStatus::Enabled) else {
+            store
+                .update_if(
+                    item_key,
+                    ConditionalUpdate {
+                        set: "SET #status = :dropped REMOVE pendingShard, expiresAt, nextAttemptAt",
+                        condition: "attempts = :before AND #status = :pending",
+                        names: &[("#status", "status")],
+                        values: vec![
+                            (":dropped", s("dropped")),
+                            (":before", n(before)),
+                            (":pending", s("pending")),
+                        ],
+                    },
+                )
+                .await?;
+            return Ok(DeliveryStatus::Dropped);
+        };
+        let started = Instant::now();
+        let at = self.ledger.now();
+        let (status_code, error) = self.send(&endpoint, &delivery, at.unix_seconds()).await;
+        let ok = status_code.is_some_and(|c| (200..300).contains(&c));
+        let tried = before + 1;
+        let attempt = Attempt {
+            attempt: tried,
+            at: at.millis(),
+            status_code,
+            error,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
+        let logged = aws_sdk_dynamodb::types::AttributeValue::L(vec![aws_sdk_dynamodb::types::AttributeValue::M(
+            crate::store::to_item(&attempt)?,
+        )]);
+        let now = self.ledger.now();
+        let (status, set) = match (ok, retry_after(tried)) {
+            (true, _) => (
+                DeliveryStatus::Delivered,
+                "SET attempts = :tried, #log = list_append(#log, :attempt), #status = :next REMOVE pendingShard, expiresAt, nextAttemptAt",
+            ),
+            (false, Some(_)) => (
+                DeliveryStatus::Pending,
+                "SET attempts = :tried, #log = list_append(#log, :attempt), #status = :next, expiresAt = :due, nextAttemptAt = :due",
+            ),
+            (false, None) => (
+                DeliveryStatus::Failed,
+                "SET attempts = :tried, #log = list_append(#log, :attempt), #status = :next REMOVE pendingShard, expiresAt, nextAttemptAt",
+            ),
+        };
+        let mut values = vec![
+            (":tried", n(tried)),
+            (":attempt", logged),
+            (":next", s(status_name(status))),
+            (":before", n(before)),
+            (":pending", s("pending")),
+        ];
+        if let (false, Some(delay)) = (ok, retry_after(tried)) {
+            values.push((":due", n(now.millis() + delay * 1000)));
+        }
+        // Conditional on the attempts as claimed: a claim that outlived its
+        // lease records nothing over the one that took it over.
+        store
+            .update_if(
+                item_key,
+                ConditionalUpdate {
+                    set,
+                    condition: "attempts = :before AND #status = :pending",
+                    names: &[("#status", "status"), ("#log", "log")],
+                    values,
+                },
+            )
+            .await?;
+        self.note_health(&endpoint, ok).await?;
+        crate::metrics::count(if ok { "WebhookDeliveries" } else { "WebhookFailures" }, 1);
+        Ok(if ok { DeliveryStatus::Delivered } else { status })
+    }
+
+    /// POSTs the delivery, signed; the response code, or why there was none.
+    async fn send(&self, endpoint: &EndpointItem, delivery: &DeliveryLogItem, timestamp: i64) -> (Option<u16>, Option<String>) {
+        let body = delivery.payload.as_bytes();
+        let Some(signature) = super::sign::signature(&endpoint.secret, &delivery.event_id, timestamp, body) else {
+            return (None, Some("the endpoint's secret is unusable".into()));
+        };
+        let sent = self
+            .http
+            .post(&endpoint.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &delivery.event_id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(delivery.payload.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) => (Some(response.status().as_u16()), None),
+            Err(error) => {
+                let kind = if error.is_timeout() {
+                    "timed out".to_owned()
+                } else if error.is_connect() {
+                    "could not connect".to_owned()
+                } else {
+                    error.to_string()
+                };
+                (None, Some(kind.chars().take(ERROR_CHARS).collect()))
+            }
+        }
+    }
+
+    /// Any success clears an endpoint's failing streak; a failure starts one,
+    /// and a streak of 5 days disables the endpoint.
+    async fn note_health(&self, endpoint: &EndpointItem, ok: bool) -> Result<()> {
+        let store = self.ledger.store();
+        let item_key = || key(ENDPOINTS_PK.into(), &endpoint_sk(endpoint.endpoint_id));
+        let now = self.ledger.now().millis();
+        match (ok, endpoint.failing_since) {
+            (true, Some(_)) => {
+                store
+                    .update_if(
+                        item_key(),
+                        ConditionalUpdate {
+                            set: "SET lastSuccessAt = :now REMOVE failingSince",
+                            condition: "attribute_exists(pk)",
+                            names: &[],
+                            values: vec![(":now", n(now))],
+                        },
+                    )
+                    .await?;
+            }
+            (true, None) => {}
+            (false, None) => {
+                store
+                    .update_if(
+                        item_key(),
+                        ConditionalUpdate {
+                            set: "SET failingSince = :now",
+                            condition: "attribute_exists(pk) AND attribute_not_exists(failingSince)",
+                            names: &[],
+                            values: vec![(":now", n(now))],
+                        },
+                    )
+                    .await?;
+            }
+            (false, Some(since)) if now - since >= DISABLE_AFTER_MS => {
+                let reason = format!(
+                    "every delivery attempt failed for 5 days (since {})",
+                    crate::domain::Timestamp(since).to_rfc3339()
+                );
+                let disabled = store
+                    .update_if(
+                        item_key(),
+                        ConditionalUpdate {
+                            set: "SET #status = :disabled, disabledAt = :now, disabledReason = :reason",
+                            condition: "#status = :enabled AND failingSince = :since",
+                            names: &[("#status", "status")],
+                            values: vec![
+                                (":disabled", s("disabled")),
+                                (":enabled", s("enabled")),
+                                (":now", n(now)),
+                                (":reason", s(reason)),
+                                (":since", n(since)),
+                            ],
+                        },
+                    )
+                    .await?;
+                if disabled {
+                    tracing::warn!(endpoint = %endpoint.endpoint_id, "webhook endpoint disabled after 5 days of failures");
+                    crate::metrics::count("WebhookEndpointsDisabled", 1);
+                }
+            }
+            (false, Some(_)) => {}
+        }
+        Ok(())
+    }
+
+    /// Publishes and delivers whatever fell due (retries, and anything a
+    /// crashed call left), claiming each first, until `deadline`.
+    pub async fn sweep(&self, deadline: Instant) -> Result<OutboxReport> {
+        let mut report = OutboxReport::default();
+        let now = self.ledger.now();
+        let mut due: Vec<Item> = Vec::new();
+        for shard in 0..OUTBOX_SHARDS {
+            let mut start = None;
+            loop {
+                let page = self
+                    .ledger
+                    .store()
+                    .client()
+                    .query()
+                    .table_name(self.ledger.store().table())
+                    .index_name(PENDING_INDEX)
+                    .key_condition_expression("pendingShard = :shard AND expiresAt <= :now")
+                    .expression_attribute_values(":shard", s(format!("D#{shard:02}")))
+                    .expression_attribute_values(":now", n(now.millis()))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(crate::store::sdk_error)?;
+                report.scanned += page.scanned_count().max(0) as u32;
+                due.extend(page.items.unwrap_or_default());
+                start = page.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        let (events, deliveries): (Vec<Item>, Vec<Item>) =
+            due.into_iter().partition(|item| crate::store::attr_text(item, "sk").starts_with("EVENT#"));
+
+        let mut claimed_events = Vec::new();
+        for item in events {
+            if Instant::now() >= deadline {
+                report.remaining += 1;
+                continue;
+            }
+            match self.claim(&item, "#bus", "bus").await? {
+                Some(claimed) => claimed_events.push(from_item::<EventRecord>(claimed)?),
+                None => report.skipped += 1,
+            }
+        }
+        if !claimed_events.is_empty() {
+            let entries: Vec<Entry> = claimed_events
+                .iter()
+                .map(|r| Entry { detail_type: r.event_type.as_str().into(), detail: r.payload.clone() })
+                .collect();
+            let targets: Vec<(String, String, u32)> =
+                claimed_events.iter().map(|r| (r.pk.clone(), r.sk.clone(), r.bus_attempts)).collect();
+            report.published += self.publish_entries(&entries, &targets).await?;
+        }
+
+        let endpoints = self.ledger.endpoint_items().await?;
+        let outcomes: Vec<Option<Result<Option<DeliveryStatus>>>> = stream::iter(deliveries)
+            .map(|item| {
+                let endpoints = &endpoints;
+                async move {
+                    if Instant::now() >= deadline {
+                        return None;
+                    }
+                    Some(async {
+                        let Some(claimed) = self.claim(&item, "#status", "status").await? else { return Ok(None) };
+                        let delivery: DeliveryLogItem = from_item(claimed)?;
+                        let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
+                        self.attempt(delivery, endpoint).await.map(Some)
+                    }
+                    .await)
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for outcome in outcomes {
+            match outcome {
+                None => report.remaining += 1,
+                Some(Ok(None)) => report.skipped += 1,
+                Some(Ok(Some(DeliveryStatus::Delivered))) => report.delivered += 1,
+                Some(Ok(Some(_))) => report.failed_attempts += 1,
+                Some(Err(error)) => {
+                    tracing::warn!(error = %error, "a delivery attempt failed to record; the next run retries it");
+                    report.failed_attempts += 1;
+                }
+            }
+        }
+        tracing::info!(?report, "outbox");
+        Ok(report)
+    }
+
+    /// Takes the lease of a due item as listed: it must still be pending
+    /// and due at the instant listed. The item as claimed, or `None` when
+    /// someone else took it.
+    async fn claim(&self, listed: &Item, placeholder: &'static str, state: &'static str) -> Result<Option<Item>> {
+        let due = crate::store::attr_number(listed, "expiresAt");
+        let lease = self.ledger.now().millis() + LEASE_MS;
+        let out = self
+            .ledger
+            .store()
+            .client()
+            .update_item()
+            .table_name(self.ledger.store().table())
+            .key("pk", s(crate::store::attr_text(listed, "pk")))
+            .key("sk", s(crate::store::attr_text(listed, "sk")))
+            .update_expression("SET expiresAt = :lease")
+            .condition_expression(format!("expiresAt = :due AND {placeholder} = :pending"))
+            .expression_attribute_names(placeholder, state)
+            .expression_attribute_values(":lease", n(lease))
+            .expression_attribute_values(":due", n(due))
+            .expression_attribute_values(":pending", s("pending"))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.attributes),
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(crate::store::sdk_error(e)),
+        }
+    }
+}
+
+fn status_name(status: DeliveryStatus) -> &'static str {
+    match status {
+        DeliveryStatus::Pending => "pending",
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Failed => "failed",
+        DeliveryStatus::Dropped => "dropped",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_spans_more_than_a_day() {
+        assert_eq!(retry_after(0), None);
+        assert_eq!(retry_after(1), Some(5));
+        assert_eq!(retry_after(7), Some(36_000));
+        assert_eq!(retry_after(8), None);
+        assert!(SCHEDULE_SECONDS.iter().sum::<i64>() >= 86_400);
+    }
+}

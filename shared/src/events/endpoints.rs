@@ -1,0 +1,345 @@
+//! Webhook endpoints an admin registers, each with its own signing secret
+//! (shown once, at creation) and the event types it wants; and the
+//! delivery log per endpoint.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::Kind;
+use crate::domain::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{from_item, key, s, to_item, Item};
+use crate::Ledger;
+
+pub const ENDPOINTS_PK: &str = "WEBHOOK_ENDPOINTS";
+/// Endpoints at most: every event is recorded once per subscribed endpoint.
+pub const MAX_ENDPOINTS: usize = 20;
+/// An endpoint that failed every attempt for this long is disabled.
+pub const DISABLE_AFTER_MS: i64 = 5 * 86_400_000;
+
+pub fn endpoint_sk(id: Uuid) -> String {
+    format!("EP#{id}")
+}
+
+/// The partition of an endpoint's deliveries (its delivery log).
+pub fn deliveries_pk(id: Uuid) -> String {
+    format!("ENDPOINT#{id}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointStatus {
+    Enabled,
+    Disabled,
+}
+
+/// An endpoint as stored. Its `Debug` leaves the secret out.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointItem {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub endpoint_id: Uuid,
+    pub url: String,
+    /// The types it wants; empty: every type.
+    pub events: Vec<Kind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub secret: String,
+    pub status: EndpointStatus,
+    pub created_at: i64,
+    pub created_by: String,
+    /// Since when every attempt failed (cleared by any success).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+impl std::fmt::Debug for EndpointItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointItem")
+            .field("endpoint_id", &self.endpoint_id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("status", &self.status)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointItem {
+    pub fn wants(&self, kind: Kind) -> bool {
+        self.status == EndpointStatus::Enabled && (self.events.is_empty() || self.events.contains(&kind))
+    }
+
+    pub fn view(&self) -> Endpoint {
+        Endpoint {
+            id: self.endpoint_id,
+            url: self.url.clone(),
+            events: self.events.clone(),
+            description: self.description.clone(),
+            status: self.status,
+            created_at: Timestamp(self.created_at),
+            failing_since: self.failing_since.map(Timestamp),
+            last_success_at: self.last_success_at.map(Timestamp),
+            disabled_at: self.disabled_at.map(Timestamp),
+            disabled_reason: self.disabled_reason.clone(),
+            secret: None,
+        }
+    }
+}
+
+/// An endpoint as the API shows it; `secret` only in the answer that made it.
+#[derive(Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub url: String,
+    pub events: Vec<Kind>,
+    pub description: Option<String>,
+    pub status: EndpointStatus,
+    pub created_at: Timestamp,
+    pub failing_since: Option<Timestamp>,
+    pub last_success_at: Option<Timestamp>,
+    pub disabled_at: Option<Timestamp>,
+    pub disabled_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").field("id", &self.id).field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct NewEndpoint {
+    pub url: String,
+    pub events: Vec<Kind>,
+    pub description: Option<String>,
+    pub actor: String,
+}
+
+/// One delivery of one event to one endpoint, with its attempts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryLogItem {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub endpoint_id: Uuid,
+    pub event_id: String,
+    pub event_type: Kind,
+    pub user_id: String,
+    /// The body every attempt sends, byte for byte.
+    pub payload: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    #[serde(default)]
+    pub log: Vec<Attempt>,
+    pub created_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub ttl: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryStatus {
+    /// Being attempted, or waiting for its next attempt.
+    Pending,
+    Delivered,
+    /// Every attempt of the schedule failed.
+    Failed,
+    /// Not attempted again: the endpoint was disabled or deleted.
+    Dropped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub attempt: u32,
+    pub at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// A delivery as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub event_id: String,
+    pub event_type: Kind,
+    pub user_id: String,
+    pub status: DeliveryStatus,
+    pub attempts: Vec<AttemptView>,
+    pub created_at: Timestamp,
+    pub next_attempt_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub at: Timestamp,
+    pub response_code: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+impl DeliveryLogItem {
+    pub fn view(self) -> Delivery {
+        Delivery {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            user_id: self.user_id,
+            status: self.status,
+            attempts: self
+                .log
+                .into_iter()
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    at: Timestamp(a.at),
+                    response_code: a.status_code,
+                    error: a.error,
+                    duration_ms: a.duration_ms,
+                })
+                .collect(),
+            created_at: Timestamp(self.created_at),
+            next_attempt_at: self.next_attempt_at.map(Timestamp),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryPage {
+    pub items: Vec<Delivery>,
+    pub next_cursor: Option<String>,
+}
+
+impl Ledger {
+    /// Registers an endpoint; the answer is the only one that shows its secret.
+    pub async fn create_endpoint(&self, request: NewEndpoint) -> Result<Endpoint> {
+        if self.endpoint_items().await?.len() >= MAX_ENDPOINTS {
+            return Err(Error::TooManyEndpoints { limit: MAX_ENDPOINTS as u32 });
+        }
+        let id = Uuid::new_v4();
+        let item = EndpointItem {
+            pk: ENDPOINTS_PK.into(),
+            sk: endpoint_sk(id),
+            entity: "webhookEndpoint".into(),
+            endpoint_id: id,
+            url: request.url,
+            events: request.events,
+            description: request.description,
+            secret: super::sign::new_secret(),
+            status: EndpointStatus::Enabled,
+            created_at: self.now().millis(),
+            created_by: request.actor,
+            failing_since: None,
+            last_success_at: None,
+            disabled_at: None,
+            disabled_reason: None,
+        };
+        if !self.store().put_if_absent(to_item(&item)?).await? {
+            return Err(Error::Internal("a fresh endpoint id was taken".into()));
+        }
+        Ok(Endpoint { secret: Some(item.secret.clone()), ..item.view() })
+    }
+
+    pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
+        Ok(self.endpoint_items().await?.iter().map(EndpointItem::view).collect())
+    }
+
+    pub async fn endpoint(&self, id: Uuid) -> Result<Endpoint> {
+        Ok(self.endpoint_item(id).await?.ok_or(Error::EndpointNotFound)?.view())
+    }
+
+    /// Deletes an endpoint; its pending deliveries are dropped when they fall due.
+    pub async fn delete_endpoint(&self, id: Uuid) -> Result<()> {
+        let deleted = self
+            .store()
+            .client()
+            .delete_item()
+            .table_name(self.store().table())
+            .set_key(Some(key(ENDPOINTS_PK.into(), &endpoint_sk(id))))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(crate::store::sdk_error)?;
+        match deleted.attributes {
+            Some(_) => Ok(()),
+            None => Err(Error::EndpointNotFound),
+        }
+    }
+
+    /// An endpoint's deliveries, newest first.
+    pub async fn deliveries(&self, id: Uuid, limit: u32, cursor: Option<&str>) -> Result<DeliveryPage> {
+        self.endpoint_item(id).await?.ok_or(Error::EndpointNotFound)?;
+        let pk = deliveries_pk(id);
+        let start = cursor.map(|c| crate::ledger::decode_cursor(c, "DLV#").map(|sk| key(pk.clone(), &sk))).transpose()?;
+        let out = self
+            .store()
+            .client()
+            .query()
+            .table_name(self.store().table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":dlv", s("DLV#"))
+            .scan_index_forward(false)
+            .limit(limit as i32 + 1)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(crate::store::sdk_error)?;
+        let mut items = out.items.unwrap_or_default();
+        let more = items.len() > limit as usize;
+        items.truncate(limit as usize);
+        let mut page = Vec::with_capacity(items.len());
+        let mut last = None;
+        for item in items {
+            let delivery: DeliveryLogItem = from_item(item)?;
+            last = Some(delivery.sk.clone());
+            page.push(delivery.view());
+        }
+        let next_cursor = if more { last.map(|sk| crate::ledger::encode_cursor(&sk)) } else { None };
+        Ok(DeliveryPage { items: page, next_cursor })
+    }
+
+    pub(crate) async fn endpoint_item(&self, id: Uuid) -> Result<Option<EndpointItem>> {
+        match self.store().get(key(ENDPOINTS_PK.into(), &endpoint_sk(id))).await? {
+            Some(item) => Ok(Some(from_item(item)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn endpoint_items(&self) -> Result<Vec<EndpointItem>> {
+        let out = self
+            .store()
+            .client()
+            .query()
+            .table_name(self.store().table())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(ENDPOINTS_PK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(crate::store::sdk_error)?;
+        out.items.unwrap_or_default().into_iter().map(|item: Item| from_item(item)).collect()
+    }
+}

@@ -1,0 +1,317 @@
+//! Recording events once and handing them on: an event item per event and
+//! a delivery item per subscribed endpoint, each put only if absent under a
+//! key derived from the change. What this call created it also publishes
+//! and attempts at once; what failed (or what a crash left) stays in the
+//! due-work index for the scheduled job.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::bus::{Bus, Entry};
+use super::derive::{events_of, Defaults, Derived};
+use super::endpoints::{deliveries_pk, DeliveryLogItem, DeliveryStatus, EndpointItem};
+use super::{Event, Kind};
+use crate::error::Result;
+use crate::stats::Change;
+use crate::store::{key, n, s, to_item, ConditionalUpdate};
+use crate::Ledger;
+
+/// The due-work index's partitions for events and deliveries (`D#00`…),
+/// apart from holds' and balances' (`P#…`), so each job reads only its own.
+pub const OUTBOX_SHARDS: u8 = 16;
+/// How long a claimed publish or attempt is left to its claimer before the
+/// job takes it over: well above an attempt's timeout.
+pub const LEASE_MS: i64 = 60_000;
+/// Events and deliveries are kept this long (then TTL removes them).
+pub const KEEP_SECONDS: i64 = 30 * 86_400;
+/// Writes in flight at once.
+const CONCURRENCY: usize = 8;
+
+pub fn outbox_shard(event_id: &str) -> String {
+    let byte = event_id.bytes().fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
+    format!("D#{:02}", byte % OUTBOX_SHARDS)
+}
+
+pub fn event_sk(event: &Event) -> String {
+    format!("EVENT#{:013}#{}", event.occurred_at.millis().max(0), event.id)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BusState {
+    Pending,
+    Published,
+    /// No bus configured: written to the log instead.
+    Logged,
+    /// Every retry of the schedule failed.
+    Failed,
+}
+
+/// An event as stored, under its user (`credits events` lists them).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub event_id: String,
+    pub event_type: Kind,
+    pub user_id: String,
+    pub occurred_at: i64,
+    pub payload: String,
+    pub bus: BusState,
+    pub bus_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub ttl: i64,
+}
+
+/// What one call of [`Outbox::apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Applied {
+    /// Events recorded for the first time.
+    pub recorded: u32,
+    /// Events recorded before (a redelivered batch): not published again.
+    pub duplicates: u32,
+    pub published: u32,
+    pub delivered: u32,
+    /// Attempts that failed (retried on the schedule).
+    pub failed_attempts: u32,
+}
+
+/// Outgoing events: records, publishes and delivers them.
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    pub(super) ledger: Ledger,
+    pub(super) bus: Bus,
+    pub(super) http: reqwest::Client,
+    defaults: Defaults,
+}
+
+impl Outbox {
+    pub fn new(ledger: Ledger, bus: Bus, defaults: Defaults) -> Outbox {
+        let http = reqwest::Client::builder()
+            .timeout(super::deliver::TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("credits-webhooks/1")
+            .build()
+            .unwrap_or_default();
+        Outbox { ledger, bus, http, defaults }
+    }
+
+    /// The bus and defaults from the environment (`CREDITS_EVENT_BUS`,
+    /// `EVENTBRIDGE_ENDPOINT`, `CREDITS_LOW_BALANCE_THRESHOLD`).
+    pub async fn from_env(ledger: Ledger) -> Outbox {
+        let threshold = std::env::var("CREDITS_LOW_BALANCE_THRESHOLD").ok().and_then(|v| v.trim().parse().ok());
+        Outbox::new(ledger, Bus::from_env().await, Defaults { low_balance_threshold: threshold.unwrap_or(0) })
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Records the events of a batch of stream changes, publishes them and
+    /// makes each delivery's first attempt. Safe to call again with any of
+    /// the changes: nothing is recorded, published or delivered twice.
+    pub async fn apply(&self, changes: &[Change]) -> Result<Applied> {
+        let derived: Vec<Derived> = changes.iter().flat_map(|c| events_of(c, self.defaults)).collect();
+        if derived.is_empty() {
+            return Ok(Applied::default());
+        }
+        let events: Vec<Event> =
+            stream::iter(derived).then(|d| self.complete(d)).try_collect::<Vec<Event>>().await?;
+        let endpoints = self.ledger.endpoint_items().await?;
+        let recorded: Vec<(Event, bool, Vec<DeliveryLogItem>)> = stream::iter(events)
+            .map(|event| self.record(event, &endpoints))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut applied = Applied::default();
+        let mut fresh = Vec::new();
+        let mut deliveries = Vec::new();
+        for (event, new, created) in recorded {
+            if new {
+                applied.recorded += 1;
+                fresh.push(event);
+            } else {
+                applied.duplicates += 1;
+            }
+            deliveries.extend(created);
+        }
+        if self.bus.is_configured() {
+            applied.published = self.publish(&fresh).await?;
+        }
+        let outcomes: Vec<DeliveryStatus> = stream::iter(deliveries)
+            .map(|delivery| {
+                let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
+                async move { self.attempt(delivery, endpoint).await }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        applied.delivered = outcomes.iter().filter(|s| **s == DeliveryStatus::Delivered).count() as u32;
+        applied.failed_attempts = outcomes.len() as u32 - applied.delivered;
+        Ok(applied)
+    }
+
+    /// An event whose data is the reservation (a late success) reads it.
+    async fn complete(&self, derived: Derived) -> Result<Event> {
+        match derived {
+            Derived::Ready(event) => Ok(event),
+            Derived::NeedsHold { mut event, reservation_id } => {
+                event.data = match self.ledger.reservation(None, reservation_id).await {
+                    Ok(hold) => serde_json::to_value(hold).unwrap_or_default(),
+                    Err(crate::Error::ReservationNotFound) => json!({"reservationId": reservation_id}),
+                    Err(error) => return Err(error),
+                };
+                Ok(event)
+            }
+        }
+    }
+
+    /// Puts the event and its deliveries if absent; says whether the event
+    /// is new and which deliveries this call created.
+    async fn record(&self, event: Event, endpoints: &[EndpointItem]) -> Result<(Event, bool, Vec<DeliveryLogItem>)> {
+        let now = self.ledger.now();
+        let payload = serde_json::to_string(&event).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let ttl = now.unix_seconds() + KEEP_SECONDS;
+        let lease = now.millis() + LEASE_MS;
+        let configured = self.bus.is_configured();
+        let record = EventRecord {
+            pk: crate::store::user_pk(&event.user_id),
+            sk: event_sk(&event),
+            entity: "event".into(),
+            event_id: event.id.clone(),
+            event_type: event.kind,
+            user_id: event.user_id.as_str().to_owned(),
+            occurred_at: event.occurred_at.millis(),
+            payload: payload.clone(),
+            bus: if configured { BusState::Pending } else { BusState::Logged },
+            bus_attempts: 0,
+            // Due when the lease runs out: published by the job if this call dies first.
+            pending_shard: configured.then(|| outbox_shard(&event.id)),
+            expires_at: configured.then_some(lease),
+            ttl,
+        };
+        let new = self.ledger.store().put_if_absent(to_item(&record)?).await?;
+        if new && !configured {
+            self.bus.publish(&[Entry { detail_type: event.kind.as_str().into(), detail: payload.clone() }]).await;
+        }
+        let mut created = Vec::new();
+        for endpoint in endpoints.iter().filter(|e| e.wants(event.kind)) {
+            let delivery = DeliveryLogItem {
+                pk: deliveries_pk(endpoint.endpoint_id),
+                sk: format!("DLV#{:013}#{}", event.occurred_at.millis().max(0), event.id),
+                entity: "webhookDelivery".into(),
+                endpoint_id: endpoint.endpoint_id,
+                event_id: event.id.clone(),
+                event_type: event.kind,
+                user_id: event.user_id.as_str().to_owned(),
+                payload: payload.clone(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                log: Vec::new(),
+                created_at: now.millis(),
+                next_attempt_at: Some(now.millis()),
+                pending_shard: Some(outbox_shard(&event.id)),
+                expires_at: Some(lease),
+                ttl,
+            };
+            if self.ledger.store().put_if_absent(to_item(&delivery)?).await? {
+                created.push(delivery);
+            }
+        }
+        Ok((event, new, created))
+    }
+
+    /// Publishes events this process holds the lease of, and records each
+    /// outcome: published, or due again on the retry schedule.
+    pub(super) async fn publish(&self, events: &[Event]) -> Result<u32> {
+        let entries: Vec<Entry> = events
+            .iter()
+            .map(|e| Entry { detail_type: e.kind.as_str().into(), detail: serde_json::to_string(e).unwrap_or_default() })
+            .collect();
+        let targets: Vec<(String, String, u32)> =
+            events.iter().map(|e| (crate::store::user_pk(&e.user_id), event_sk(e), 0)).collect();
+        self.publish_entries(&entries, &targets).await
+    }
+
+    /// `targets`: each entry's event item key and its attempts so far.
+    pub(super) async fn publish_entries(&self, entries: &[Entry], targets: &[(String, String, u32)]) -> Result<u32> {
+        let accepted = self.bus.publish(entries).await;
+        let now = self.ledger.now();
+        let mut published = 0;
+        for (ok, (pk, sk, attempts)) in accepted.iter().zip(targets) {
+            let item_key = key(pk.clone(), sk);
+            if *ok {
+                published += 1;
+                self.ledger
+                    .store()
+                    .update_if(
+                        item_key,
+                        ConditionalUpdate {
+                            set: "SET #bus = :published REMOVE pendingShard, expiresAt",
+                            condition: "#bus = :pending",
+                            names: &[("#bus", "bus")],
+                            values: vec![(":published", s("published")), (":pending", s("pending"))],
+                        },
+                    )
+                    .await?;
+                continue;
+            }
+            let tried = attempts + 1;
+            let update = match super::deliver::retry_after(tried) {
+                Some(delay) => ConditionalUpdate {
+                    set: "SET busAttempts = :tried, expiresAt = :next",
+                    condition: "#bus = :pending AND busAttempts = :before",
+                    names: &[("#bus", "bus")],
+                    values: vec![
+                        (":tried", n(tried)),
+                        (":next", n(now.millis() + delay * 1000)),
+                        (":pending", s("pending")),
+                        (":before", n(attempts)),
+                    ],
+                },
+                None => {
+                    tracing::error!(pk = %pk, sk = %sk, "an event could not be published to EventBridge on any retry");
+                    ConditionalUpdate {
+                        set: "SET busAttempts = :tried, #bus = :failed REMOVE pendingShard, expiresAt",
+                        condition: "#bus = :pending AND busAttempts = :before",
+                        names: &[("#bus", "bus")],
+                        values: vec![
+                            (":tried", n(tried)),
+                            (":failed", s("failed")),
+                            (":pending", s("pending")),
+                            (":before", n(attempts)),
+                        ],
+                    }
+                }
+            };
+            self.ledger.store().update_if(item_key, update).await?;
+        }
+        Ok(published)
+    }
+
+    /// A user's events, newest first (for operators: `credits events`).
+    pub async fn recent(&self, user: &crate::domain::UserId, limit: u32) -> Result<Vec<EventRecord>> {
+        let out = self
+            .ledger
+            .store()
+            .client()
+            .query()
+            .table_name(self.ledger.store().table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
+            .expression_attribute_values(":pk", s(crate::store::user_pk(user)))
+            .expression_attribute_values(":event", s("EVENT#"))
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(crate::store::sdk_error)?;
+        out.items.unwrap_or_default().into_iter().map(crate::store::from_item).collect()
+    }
+}

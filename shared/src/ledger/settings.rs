@@ -1,0 +1,39 @@
+//! A user's settings that live on the balance item, so each stream image of
+//! the balance carries them (the low-balance threshold the events compare
+//! `available` with).
+
+use serde::Serialize;
+
+use super::Ledger;
+use crate::domain::UserId;
+use crate::error::Result;
+use crate::events::derive::LOW_BALANCE_THRESHOLD;
+use crate::store::{n, BalanceWrite};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    pub user_id: UserId,
+    /// `None`: the deployment's default (`CREDITS_LOW_BALANCE_THRESHOLD`).
+    pub low_balance_threshold: Option<u64>,
+}
+
+impl Ledger {
+    /// Sets (or, with `None`, clears back to the default) the user's
+    /// low-balance threshold; 0 turns `balance.low` off for them.
+    pub async fn set_settings(&self, user: &UserId, low_balance_threshold: Option<u64>) -> Result<Settings> {
+        let mut write = BalanceWrite::new();
+        match low_balance_threshold {
+            Some(threshold) => write.set(LOW_BALANCE_THRESHOLD, n(threshold)),
+            None => write.remove(LOW_BALANCE_THRESHOLD),
+        };
+        let update = write.build(user, self.clock.now());
+        for attempt in 0..super::MAX_ATTEMPTS {
+            match self.tx(vec![self.update(update.clone())?]).await {
+                Ok(()) => return Ok(Settings { user_id: user.clone(), low_balance_threshold }),
+                Err(failure) => self.retry_or_fail(failure, attempt).await?,
+            }
+        }
+        Err(crate::Error::Unavailable("settings kept conflicting".into()))
+    }
+}
