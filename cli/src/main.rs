@@ -14,10 +14,11 @@ use credits_cli::token;
 use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
 use credits_shared::domain::{Attribution, Credits, MAX_AMOUNT};
+use credits_shared::events::outbox::Outbox;
 use credits_shared::ledger::sweep;
 use credits_shared::prices::set_price;
 use credits_shared::prices::Catalog;
-use credits_shared::stats::Stats;
+use credits_shared::stats::{Change, Stats};
 use credits_shared::store::{sdk_config, Store};
 use credits_shared::webhook::Verifiers;
 use credits_shared::{App, Ledger};
@@ -209,8 +210,9 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// The dev server's stand-in for the EventBridge schedule.
-fn spawn_sweeps(ledger: Ledger) {
+/// The dev server's stand-in for the EventBridge schedule: due holds and
+/// balances, then due event publishes and webhook retries.
+fn spawn_sweeps(ledger: Ledger, outbox: Outbox) {
     let every = std::env::var("CREDITS_CLEANUP_INTERVAL_SECONDS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
@@ -221,37 +223,47 @@ fn spawn_sweeps(ledger: Ledger) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let budget = Duration::from_secs(every.min(20));
-            if let Err(error) = ledger.sweep(sweep::deadline_within(budget), sweep::DEFAULT_CONCURRENCY).await {
+            let deadline = sweep::deadline_within(Duration::from_secs(every.min(20)));
+            if let Err(error) = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await {
                 tracing::warn!(error = %error, "sweep failed; retrying at the next interval");
+            }
+            if let Err(error) = outbox.sweep(deadline).await {
+                tracing::warn!(error = %error, "event retries failed; retrying at the next interval");
             }
         }
     });
 }
 
-/// The dev server's stand-in for the DynamoDB Streams → `stats` function
-/// mapping: reads DynamoDB Local's stream every second into the aggregates.
-async fn spawn_stats(sdk: &aws_config::SdkConfig, ledger: &Ledger) -> Result<(), String> {
-    let mut stream = LocalStream::open(sdk, ledger.store().table()).await?;
-    let stats = Stats::new(ledger.store().clone());
-    let ledger = ledger.clone();
+/// The dev server's stand-in for a DynamoDB Streams → function mapping:
+/// reads DynamoDB Local's stream every second and hands what it read to
+/// `apply` until it succeeds (applying twice changes nothing twice), like
+/// Lambda retrying a failed batch.
+async fn spawn_stream_reader<F, Fut>(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+    name: &'static str,
+    apply: F,
+) -> Result<(), String>
+where
+    F: Fn(Vec<Change>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = credits_shared::Result<()>> + Send,
+{
+    let mut stream = LocalStream::open(sdk, table).await?;
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(Duration::from_secs(1));
-        // Records read but not yet applied: kept until they are (applying
-        // twice counts nothing twice).
         let mut unapplied = Vec::new();
         loop {
             ticks.tick().await;
             match stream.poll().await {
                 Ok(changes) => unapplied.extend(changes),
-                Err(error) => tracing::warn!(error = %error, "reading the stream failed; retrying"),
+                Err(error) => tracing::warn!(reader = name, error = %error, "reading the stream failed; retrying"),
             }
             if unapplied.is_empty() {
                 continue;
             }
-            match stats.apply(&unapplied, ledger.now()).await {
-                Ok(_) => unapplied.clear(),
-                Err(error) => tracing::warn!(error = %error, "applying stats failed; retrying"),
+            match apply(unapplied.clone()).await {
+                Ok(()) => unapplied.clear(),
+                Err(error) => tracing::warn!(reader = name, error = %error, "applying stream records failed; retrying"),
             }
         }
     });
@@ -309,11 +321,11 @@ async fn prices(action: PricesAction) -> Result<(), String> {
 
 async fn cleanup(budget: u64) -> Result<(), String> {
     let ledger = Config::from_env().ledger().await;
-    let report = ledger
-        .sweep(sweep::deadline_within(Duration::from_secs(budget)), sweep::DEFAULT_CONCURRENCY)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    let deadline = sweep::deadline_within(Duration::from_secs(budget));
+    let report = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await.map_err(|e| e.to_string())?;
+    let events = Outbox::from_env(ledger).await.sweep(deadline).await.map_err(|e| e.to_string())?;
+    let both = serde_json::json!({"holds": report, "events": events});
+    println!("{}", serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?);
     Ok(())
 }
 
@@ -349,10 +361,26 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     let store = Store::new(aws_sdk_dynamodb::Client::new(&sdk), config.table.clone());
     store.create_table_if_missing().await.map_err(|e| format!("creating table {}: {e}", config.table))?;
     let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days)
-        .with_max_open_holds(config.max_open_holds);
+        .with_max_open_holds(config.max_open_holds)
+        .allowing_local_http_endpoints();
+    // Webhooks are delivered from here; EventBridge gets the events when
+    // CREDITS_EVENT_BUS names a bus (EVENTBRIDGE_ENDPOINT: a local one),
+    // else they are logged.
+    let outbox = Outbox::from_env(ledger.clone()).await;
 
-    spawn_sweeps(ledger.clone());
-    spawn_stats(&sdk, &ledger).await?;
+    spawn_sweeps(ledger.clone(), outbox.clone());
+    let stats = Stats::new(ledger.store().clone());
+    let clock = ledger.clone();
+    spawn_stream_reader(&sdk, &config.table, "stats", move |changes| {
+        let (stats, clock) = (stats.clone(), clock.clone());
+        async move { stats.apply(&changes, clock.now()).await.map(|_| ()) }
+    })
+    .await?;
+    spawn_stream_reader(&sdk, &config.table, "events", move |changes| {
+        let outbox = outbox.clone();
+        async move { outbox.apply(&changes).await.map(|_| ()) }
+    })
+    .await?;
 
     // Installed before anything is printed, so that a Ctrl-C (or SIGTERM)
     // right after start-up still stops DynamoDB Local with the server.

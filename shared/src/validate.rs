@@ -36,7 +36,20 @@ pub enum Problem {
     NotDateTime,
     /// A date-time that has already passed.
     NotInFuture,
+    /// A list longer than allowed.
+    TooMany {
+        max: usize,
+    },
+    /// Not a URL a webhook may be sent to: absolute `https` with a host, no
+    /// credentials, at most [`MAX_URL`] characters; with `local_http`, plain
+    /// `http` to this machine too (the dev server).
+    NotWebhookUrl {
+        local_http: bool,
+    },
 }
+
+/// The longest webhook endpoint URL, in characters.
+pub const MAX_URL: usize = 2048;
 
 impl std::fmt::Display for Invalid {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,6 +157,42 @@ pub fn uuid(field: &str, raw: &str) -> Result<uuid::Uuid, Invalid> {
         .ok_or_else(|| Invalid::new(field, Problem::NotUuid))
 }
 
+/// A URL webhooks may be delivered to: an absolute `https://` URL with a
+/// host and no user name or password (a credential in a URL ends up in
+/// logs and answers), at most [`MAX_URL`] characters, no spaces or control
+/// characters. With `local_http` (the dev server) plain `http://` is also
+/// allowed to `localhost`, `127.0.0.1` or `[::1]`. It is parsed as the
+/// client that delivers will parse it (`reqwest::Url`, the WHATWG parser),
+/// and the scheme must be written with its `//`: the parser would also take
+/// `https:host` or `https:\\host`, which are not what anyone means.
+pub fn webhook_url(field: &str, raw: &str, local_http: bool) -> Result<(), Invalid> {
+    let invalid = || Invalid::new(field, Problem::NotWebhookUrl { local_http });
+    let printable = !raw.chars().any(|c| c.is_control() || c.is_whitespace());
+    if raw.chars().count() > MAX_URL || !printable {
+        return Err(invalid());
+    }
+    let scheme = raw.get(..8).unwrap_or(raw).to_ascii_lowercase();
+    if !scheme.starts_with("https://") && !scheme.starts_with("http://") {
+        return Err(invalid());
+    }
+    let url = reqwest::Url::parse(raw).map_err(|_| invalid())?;
+    // As written: the parser would read `https:///host` as `https://host`,
+    // and `https://@host` as no user name at all; both refused all the same.
+    let authority = raw.split(['/', '\\', '?', '#']).nth(2).unwrap_or("");
+    if authority.is_empty() || authority.contains('@') || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid());
+    }
+    // The parser's own spelling: lower case, IPv4 in dotted decimal, IPv6
+    // compressed in brackets.
+    let host = url.host_str().unwrap_or("");
+    let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    match url.scheme() {
+        "https" if !host.is_empty() => Ok(()),
+        "http" if local_http && local => Ok(()),
+        _ => Err(invalid()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +248,82 @@ mod tests {
         assert!(range("units", 1000, 1, 1000).is_ok());
         assert!(text("description", &"é".repeat(500), 0, 500).is_ok());
         assert!(text("description", &"é".repeat(501), 0, 500).is_err());
+    }
+
+    #[test]
+    fn webhook_urls() {
+        for good in [
+            "https://example.com",
+            "https://example.com/hooks?x=1",
+            "HTTPS://Example.COM:8443/a/b",
+            "https://127.0.0.1/hook",
+            "https://[2001:db8::1]/hook",
+            "https://bücher.example/hook",
+        ] {
+            assert_eq!(webhook_url("url", good, false), Ok(()), "{good}");
+        }
+        let too_long = format!("https://example.com/{}", "a".repeat(MAX_URL - 19));
+        assert_eq!(too_long.chars().count(), MAX_URL + 1);
+        for bad in [
+            "",
+            "example.com",
+            "/hooks",
+            "//example.com/hooks",
+            "ftp://example.com/hooks",
+            "http://example.com/hooks",
+            "http://localhost/hooks",
+            "https:example.com",
+            "https:\\\\example.com",
+            "https://",
+            "https:///hooks",
+            "https:///example.com/hooks",
+            "https://\\example.com/hooks",
+            "https://user:pass@example.com/hooks",
+            "https://user@example.com/hooks",
+            "https://@example.com/hooks",
+            "https://:pass@example.com/hooks",
+            "https://exa mple.com",
+            " https://example.com",
+            "https://example.com/\n",
+            "https://example.com:99999/",
+            "javascript:alert(1)",
+            too_long.as_str(),
+        ] {
+            assert_eq!(
+                webhook_url("url", bad, false),
+                Err(Invalid::new("url", Problem::NotWebhookUrl { local_http: false })),
+                "{bad:?}"
+            );
+        }
+        assert!(webhook_url("url", &too_long[..too_long.len() - 1], false).is_ok());
+    }
+
+    #[test]
+    fn local_http_only_to_this_machine() {
+        for good in ["http://localhost:8080/hook", "http://127.0.0.1:9/", "http://[::1]:9/hook", "http://LOCALHOST/"] {
+            assert_eq!(webhook_url("url", good, true), Ok(()), "{good}");
+            assert!(webhook_url("url", good, false).is_err(), "{good}");
+        }
+        for bad in
+            ["http://example.com/", "http://10.0.0.1/", "http://localhost.example.com/", "http://user:pw@localhost/"]
+        {
+            assert!(webhook_url("url", bad, true).is_err(), "{bad}");
+        }
+        assert!(webhook_url("url", "https://localhost/hook", true).is_ok());
+    }
+
+    #[test]
+    fn new_problems_speak_three_languages() {
+        use crate::http::problem::{detail, Lang};
+        for problem in [
+            Problem::NotWebhookUrl { local_http: false },
+            Problem::NotWebhookUrl { local_http: true },
+            Problem::TooMany { max: 12 },
+        ] {
+            let error = crate::Error::Validation(Invalid::new("url", problem.clone()));
+            let [en, pt, es] = [Lang::En, Lang::Pt, Lang::Es].map(|lang| detail(&error, lang));
+            assert!(en != pt && en != es && pt != es && en.contains("\"url\""), "{problem:?}");
+        }
     }
 
     #[test]

@@ -177,6 +177,13 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let debtor = user("debtor");
     let debtor_debits = format!("/v1/admin/users/{debtor}/debits");
     let admin_balance = format!("/v1/admin/users/{USER}/balance");
+    let settings = format!("/v1/admin/users/{USER}/settings");
+    let endpoints = "/v1/admin/webhook-endpoints";
+    let unknown_endpoint = format!("{endpoints}/{random_id}");
+    let unknown_deliveries = |query: &str| format!("{endpoints}/{random_id}/deliveries{query}");
+    let endpoint = |url: &str, extra: &str| format!(r#"{{"url":"{url}"{extra}}}"#);
+    // "https://example.com/" is 20 characters.
+    let url_of = |n: usize| format!("https://example.com/{}", "a".repeat(n - 20));
     let the_hold = format!("/v1/reservations/{HOLD}");
     let settled = |suffix: &str| format!("/v1/reservations/{SETTLED}/{suffix}");
     let aged = |suffix: &str| format!("/v1/reservations/{AGED}/{suffix}");
@@ -363,6 +370,162 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
             "forbidden",
             None,
         ),
+        // Settings (PUT): `lowBalanceThreshold` 0–1000000000, or null for the default.
+        request("settings lowBalanceThreshold negative", Method::PUT, &settings, r#"{"lowBalanceThreshold":-1}"#)
+            .auth(Auth::Admin)
+            .invalid("lowBalanceThreshold"),
+        request(
+            "settings lowBalanceThreshold above the range (1000000001)",
+            Method::PUT,
+            &settings,
+            r#"{"lowBalanceThreshold":1000000001}"#,
+        )
+        .auth(Auth::Admin)
+        .invalid("lowBalanceThreshold"),
+        request("settings lowBalanceThreshold as a string", Method::PUT, &settings, r#"{"lowBalanceThreshold":"5"}"#)
+            .auth(Auth::Admin)
+            .invalid("lowBalanceThreshold"),
+        request("settings lowBalanceThreshold fractional", Method::PUT, &settings, r#"{"lowBalanceThreshold":2.5}"#)
+            .auth(Auth::Admin)
+            .invalid("lowBalanceThreshold"),
+        request("settings without lowBalanceThreshold", Method::PUT, &settings, "{}")
+            .auth(Auth::Admin)
+            .invalid("lowBalanceThreshold"),
+        request(
+            "settings lowBalanceThreshold at the limit (1000000000)",
+            Method::PUT,
+            &settings,
+            r#"{"lowBalanceThreshold":1000000000}"#,
+        )
+        .auth(Auth::Admin)
+        .succeeds(200)
+        .with("lowBalanceThreshold", json!(1_000_000_000)),
+        request(
+            "settings lowBalanceThreshold null (the default)",
+            Method::PUT,
+            &settings,
+            r#"{"lowBalanceThreshold":null}"#,
+        )
+        .auth(Auth::Admin)
+        .succeeds(200)
+        .with("lowBalanceThreshold", Value::Null),
+        request("server token: settings", Method::PUT, &settings, r#"{"lowBalanceThreshold":5}"#).fails(
+            403,
+            "forbidden",
+            None,
+        ),
+        request("user token: settings", Method::PUT, &settings, r#"{"lowBalanceThreshold":5}"#).auth(Auth::User).fails(
+            403,
+            "forbidden",
+            None,
+        ),
+        // Webhook endpoints: an absolute https URL (http only to this
+        // machine, and only on the dev server), known event types.
+        post("webhook endpoint url ftp://", endpoints, endpoint("ftp://example.com/hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post("webhook endpoint url http:// to another host", endpoints, endpoint("http://example.com/hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post("webhook endpoint url with user:pass@", endpoints, endpoint("https://user:pass@example.com/hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post("webhook endpoint url not absolute (/hooks)", endpoints, endpoint("/hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post("webhook endpoint url without a host (https:///hooks)", endpoints, endpoint("https:///hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post("webhook endpoint url at the limit (2048)", endpoints, endpoint(&url_of(2048), ""))
+            .auth(Auth::Admin)
+            .succeeds(201)
+            .with("status", json!("enabled")),
+        post("webhook endpoint url over the limit (2049)", endpoints, endpoint(&url_of(2049), ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post(
+            "webhook endpoint url http://127.0.0.1 (the dev server)",
+            endpoints,
+            endpoint("http://127.0.0.1:9/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .succeeds(201)
+        .with("events", json!([])),
+        post("webhook endpoint without url", endpoints, r#"{"events":["hold.expired"]}"#)
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post(
+            "webhook endpoint event type unknown (hold.exploded)",
+            endpoints,
+            endpoint("https://example.com/hooks", r#","events":["hold.expired","hold.exploded"]"#),
+        )
+        .auth(Auth::Admin)
+        .invalid("events[1]"),
+        post(
+            "webhook endpoint events not an array",
+            endpoints,
+            endpoint("https://example.com/hooks", r#","events":"hold.expired""#),
+        )
+        .auth(Auth::Admin)
+        .invalid("events"),
+        post(
+            "webhook endpoint 13 event types",
+            endpoints,
+            endpoint(
+                "https://example.com/hooks",
+                &format!(r#","events":[{}]"#, vec![r#""hold.expired""#; 13].join(",")),
+            ),
+        )
+        .auth(Auth::Admin)
+        .invalid("events"),
+        post(
+            "webhook endpoint event type repeated (kept once)",
+            endpoints,
+            endpoint("https://example.com/hooks", r#","events":["hold.expired","hold.expired"]"#),
+        )
+        .auth(Auth::Admin)
+        .succeeds(201)
+        .with("events", json!(["hold.expired"])),
+        post(
+            "webhook endpoint description over the limit (201)",
+            endpoints,
+            endpoint("https://example.com/hooks", &format!(r#","description":"{}""#, text(201))),
+        )
+        .auth(Auth::Admin)
+        .invalid("description"),
+        get("webhook endpoint id not a UUID", &format!("{endpoints}/not-a-uuid")).auth(Auth::Admin).invalid("id"),
+        get("webhook endpoint id a UUID nobody registered", &unknown_endpoint).auth(Auth::Admin).fails(
+            404,
+            "endpoint_not_found",
+            None,
+        ),
+        request("delete a webhook endpoint, id not a UUID", Method::DELETE, &format!("{endpoints}/123"), Vec::new())
+            .content_type(None)
+            .auth(Auth::Admin)
+            .invalid("id"),
+        request("delete a webhook endpoint nobody registered", Method::DELETE, &unknown_endpoint, Vec::new())
+            .content_type(None)
+            .auth(Auth::Admin)
+            .fails(404, "endpoint_not_found", None),
+        get("webhook deliveries of an endpoint nobody registered", &unknown_deliveries("")).auth(Auth::Admin).fails(
+            404,
+            "endpoint_not_found",
+            None,
+        ),
+        get("webhook deliveries limit 0", &unknown_deliveries("?limit=0")).auth(Auth::Admin).invalid("limit"),
+        get("webhook deliveries limit above the range (101)", &unknown_deliveries("?limit=101"))
+            .auth(Auth::Admin)
+            .invalid("limit"),
+        post("user token: create a webhook endpoint", endpoints, endpoint("https://example.com/hooks", ""))
+            .auth(Auth::User)
+            .fails(403, "forbidden", None),
+        get("user token: webhook endpoints", endpoints).auth(Auth::User).fails(403, "forbidden", None),
+        get("server token: webhook endpoints", endpoints).fails(403, "forbidden", None),
+        request("user token: delete a webhook endpoint", Method::DELETE, &unknown_endpoint, Vec::new())
+            .content_type(None)
+            .auth(Auth::User)
+            .fails(403, "forbidden", None),
+        get("user token: webhook deliveries", &unknown_deliveries("")).auth(Auth::User).fails(403, "forbidden", None),
         get("history limit 0", "/v1/transactions?limit=0").invalid("limit"),
         get("history limit above the range (201)", "/v1/transactions?limit=201").invalid("limit"),
         get("history limit negative", "/v1/transactions?limit=-1").invalid("limit"),

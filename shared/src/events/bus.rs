@@ -17,7 +17,10 @@ const ROUNDS: u32 = 3;
 
 #[derive(Clone, Debug)]
 pub enum Bus {
-    EventBridge { client: aws_sdk_eventbridge::Client, name: String },
+    EventBridge {
+        client: aws_sdk_eventbridge::Client,
+        name: String,
+    },
     /// No bus configured: each event is written to the log.
     Log,
 }

@@ -10,12 +10,11 @@ use serde::Serialize;
 
 use super::bus::Entry;
 use super::endpoints::{
-    endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS,
-    ENDPOINTS_PK,
+    endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS, ENDPOINTS_PK,
 };
 use super::outbox::{EventRecord, Outbox, LEASE_MS, OUTBOX_SHARDS};
 use crate::error::Result;
-use crate::store::{from_item, key, n, s, Item, ConditionalUpdate, PENDING_INDEX};
+use crate::store::{from_item, key, n, s, ConditionalUpdate, Item, PENDING_INDEX};
 
 /// One attempt's time limit.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,11 +62,7 @@ impl Outbox {
                         set: "SET #status = :dropped REMOVE pendingShard, expiresAt, nextAttemptAt",
                         condition: "attempts = :before AND #status = :pending",
                         names: &[("#status", "status")],
-                        values: vec![
-                            (":dropped", s("dropped")),
-                            (":before", n(before)),
-                            (":pending", s("pending")),
-                        ],
+                        values: vec![(":dropped", s("dropped")), (":before", n(before)), (":pending", s("pending"))],
                     },
                 )
                 .await?;
@@ -132,7 +127,12 @@ impl Outbox {
     }
 
     /// POSTs the delivery, signed; the response code, or why there was none.
-    async fn send(&self, endpoint: &EndpointItem, delivery: &DeliveryLogItem, timestamp: i64) -> (Option<u16>, Option<String>) {
+    async fn send(
+        &self,
+        endpoint: &EndpointItem,
+        delivery: &DeliveryLogItem,
+        timestamp: i64,
+    ) -> (Option<u16>, Option<String>) {
         let body = delivery.payload.as_bytes();
         let Some(signature) = super::sign::signature(&endpoint.secret, &delivery.event_id, timestamp, body) else {
             return (None, Some("the endpoint's secret is unusable".into()));
@@ -291,13 +291,15 @@ impl Outbox {
                     if Instant::now() >= deadline {
                         return None;
                     }
-                    Some(async {
-                        let Some(claimed) = self.claim(&item, "#status", "status").await? else { return Ok(None) };
-                        let delivery: DeliveryLogItem = from_item(claimed)?;
-                        let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
-                        self.attempt(delivery, endpoint).await.map(Some)
-                    }
-                    .await)
+                    Some(
+                        async {
+                            let Some(claimed) = self.claim(&item, "#status", "status").await? else { return Ok(None) };
+                            let delivery: DeliveryLogItem = from_item(claimed)?;
+                            let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
+                            self.attempt(delivery, endpoint).await.map(Some)
+                        }
+                        .await,
+                    )
                 }
             })
             .buffer_unordered(8)
@@ -344,7 +346,9 @@ impl Outbox {
             .await;
         match out {
             Ok(out) => Ok(out.attributes),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
+                if e.err().is_conditional_check_failed_exception() =>
+            {
                 Ok(None)
             }
             Err(e) => Err(crate::store::sdk_error(e)),

@@ -42,7 +42,9 @@ pub fn events_of(change: &Change, defaults: Defaults) -> Vec<Derived> {
     match crate::store::attr_text(&new, "entity") {
         "hold" => hold_events(old.as_ref(), &new).into_iter().map(Derived::Ready).collect(),
         "balance" => match old {
-            Some(old) => balance_events(&change.event_id, &old, &new, defaults).into_iter().map(Derived::Ready).collect(),
+            Some(old) => {
+                balance_events(&change.event_id, &old, &new, defaults).into_iter().map(Derived::Ready).collect()
+            }
             None => Vec::new(),
         },
         // Everything below is only ever put once: an insert is the change.
@@ -198,6 +200,14 @@ pub fn crossings(before: Level, after: Level, threshold: u64) -> Vec<Kind> {
 
 fn balance_events(record: &str, old: &Item, new: &Item, defaults: Defaults) -> Vec<Event> {
     let Some(user) = UserId::parse(crate::store::attr_text(new, "userId")) else { return Vec::new() };
+    // A user who never had credits is not "depleted" (a settings write can
+    // make the balance item before the first grant).
+    let had_credits = old
+        .keys()
+        .any(|k| ["available", "reserved", "spent", "granted"].contains(&k.as_str()) || k.starts_with("lot#"));
+    if !had_credits {
+        return Vec::new();
+    }
     let threshold = |item: &Item| match item.get(LOW_BALANCE_THRESHOLD).and_then(|v| v.as_n().ok()) {
         Some(raw) => raw.parse().unwrap_or(0),
         None => defaults.low_balance_threshold,
@@ -253,8 +263,7 @@ mod tests {
     #[test]
     fn a_walk_fires_each_crossing_once() {
         let walk = [100u64, 80, 60, 40, 20, 9, 8, 3, 0, 0, 2, 5, 30, 45, 50, 70];
-        let fired: Vec<Kind> =
-            walk.windows(2).flat_map(|w| crossings(level(w[0], 50), level(w[1], 50), 50)).collect();
+        let fired: Vec<Kind> = walk.windows(2).flat_map(|w| crossings(level(w[0], 50), level(w[1], 50), 50)).collect();
         assert_eq!(fired, vec![Kind::BalanceLow, Kind::BalanceDepleted, Kind::BalanceRecovered]);
     }
 }

@@ -292,7 +292,8 @@ impl Ledger {
     pub async fn deliveries(&self, id: Uuid, limit: u32, cursor: Option<&str>) -> Result<DeliveryPage> {
         self.endpoint_item(id).await?.ok_or(Error::EndpointNotFound)?;
         let pk = deliveries_pk(id);
-        let start = cursor.map(|c| crate::ledger::decode_cursor(c, "DLV#").map(|sk| key(pk.clone(), &sk))).transpose()?;
+        let start =
+            cursor.map(|c| crate::ledger::decode_cursor(c, "DLV#").map(|sk| key(pk.clone(), &sk))).transpose()?;
         let out = self
             .store()
             .client()

@@ -83,6 +83,14 @@ pub struct Applied {
     pub failed_attempts: u32,
 }
 
+/// What recording a batch left to send.
+#[derive(Default)]
+struct Recorded {
+    fresh: Vec<Event>,
+    duplicates: u32,
+    deliveries: Vec<DeliveryLogItem>,
+}
+
 /// Outgoing events: records, publishes and delivers them.
 #[derive(Clone, Debug)]
 pub struct Outbox {
@@ -118,34 +126,13 @@ impl Outbox {
     /// makes each delivery's first attempt. Safe to call again with any of
     /// the changes: nothing is recorded, published or delivered twice.
     pub async fn apply(&self, changes: &[Change]) -> Result<Applied> {
-        let derived: Vec<Derived> = changes.iter().flat_map(|c| events_of(c, self.defaults)).collect();
-        if derived.is_empty() {
-            return Ok(Applied::default());
-        }
-        let events: Vec<Event> =
-            stream::iter(derived).then(|d| self.complete(d)).try_collect::<Vec<Event>>().await?;
-        let endpoints = self.ledger.endpoint_items().await?;
-        let recorded: Vec<(Event, bool, Vec<DeliveryLogItem>)> = stream::iter(events)
-            .map(|event| self.record(event, &endpoints))
-            .buffered(CONCURRENCY)
-            .try_collect()
-            .await?;
-        let mut applied = Applied::default();
-        let mut fresh = Vec::new();
-        let mut deliveries = Vec::new();
-        for (event, new, created) in recorded {
-            if new {
-                applied.recorded += 1;
-                fresh.push(event);
-            } else {
-                applied.duplicates += 1;
-            }
-            deliveries.extend(created);
-        }
+        let (recorded, endpoints) = self.record_all(changes).await?;
+        let mut applied =
+            Applied { recorded: recorded.fresh.len() as u32, duplicates: recorded.duplicates, ..Applied::default() };
         if self.bus.is_configured() {
-            applied.published = self.publish(&fresh).await?;
+            applied.published = self.publish(&recorded.fresh).await?;
         }
-        let outcomes: Vec<DeliveryStatus> = stream::iter(deliveries)
+        let outcomes: Vec<DeliveryStatus> = stream::iter(recorded.deliveries)
             .map(|delivery| {
                 let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
                 async move { self.attempt(delivery, endpoint).await }
@@ -156,6 +143,37 @@ impl Outbox {
         applied.delivered = outcomes.iter().filter(|s| **s == DeliveryStatus::Delivered).count() as u32;
         applied.failed_attempts = outcomes.len() as u32 - applied.delivered;
         Ok(applied)
+    }
+
+    /// Only records the events (and their deliveries), sending nothing: what
+    /// a call that dies before sending leaves behind, for tests to take over.
+    /// The number of events recorded for the first time.
+    pub async fn record(&self, changes: &[Change]) -> Result<u32> {
+        Ok(self.record_all(changes).await?.0.fresh.len() as u32)
+    }
+
+    async fn record_all(&self, changes: &[Change]) -> Result<(Recorded, Vec<EndpointItem>)> {
+        let derived: Vec<Derived> = changes.iter().flat_map(|c| events_of(c, self.defaults)).collect();
+        if derived.is_empty() {
+            return Ok((Recorded::default(), Vec::new()));
+        }
+        let events: Vec<Event> = stream::iter(derived).then(|d| self.complete(d)).try_collect::<Vec<Event>>().await?;
+        let endpoints = self.ledger.endpoint_items().await?;
+        let results: Vec<(Event, bool, Vec<DeliveryLogItem>)> = stream::iter(events)
+            .map(|event| self.record_one(event, &endpoints))
+            .buffered(CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut recorded = Recorded::default();
+        for (event, new, created) in results {
+            if new {
+                recorded.fresh.push(event);
+            } else {
+                recorded.duplicates += 1;
+            }
+            recorded.deliveries.extend(created);
+        }
+        Ok((recorded, endpoints))
     }
 
     /// An event whose data is the reservation (a late success) reads it.
@@ -175,7 +193,11 @@ impl Outbox {
 
     /// Puts the event and its deliveries if absent; says whether the event
     /// is new and which deliveries this call created.
-    async fn record(&self, event: Event, endpoints: &[EndpointItem]) -> Result<(Event, bool, Vec<DeliveryLogItem>)> {
+    async fn record_one(
+        &self,
+        event: Event,
+        endpoints: &[EndpointItem],
+    ) -> Result<(Event, bool, Vec<DeliveryLogItem>)> {
         let now = self.ledger.now();
         let payload = serde_json::to_string(&event).map_err(|e| crate::Error::Internal(e.to_string()))?;
         let ttl = now.unix_seconds() + KEEP_SECONDS;
@@ -233,7 +255,10 @@ impl Outbox {
     pub(super) async fn publish(&self, events: &[Event]) -> Result<u32> {
         let entries: Vec<Entry> = events
             .iter()
-            .map(|e| Entry { detail_type: e.kind.as_str().into(), detail: serde_json::to_string(e).unwrap_or_default() })
+            .map(|e| Entry {
+                detail_type: e.kind.as_str().into(),
+                detail: serde_json::to_string(e).unwrap_or_default(),
+            })
             .collect();
         let targets: Vec<(String, String, u32)> =
             events.iter().map(|e| (crate::store::user_pk(&e.user_id), event_sk(e), 0)).collect();

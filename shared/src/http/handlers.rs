@@ -15,6 +15,8 @@ use crate::domain::{
     MAX_TTL_SECONDS, MAX_UNITS,
 };
 use crate::error::Result;
+use crate::events::endpoints::NewEndpoint;
+use crate::events::Kind;
 use crate::ledger::sweep;
 use crate::ledger::webhook::{Delivery, WebhookResult};
 use crate::ledger::{Attribution, DebitRequest, GrantRequest, Outcome, PlanRequest, ReserveRequest};
@@ -33,6 +35,9 @@ pub const MAX_DESCRIPTION: usize = 500;
 pub const MAX_REASON: usize = 200;
 pub const MAX_PLAN_NAME: usize = 64;
 pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+pub const MAX_ENDPOINT_DESCRIPTION: usize = 200;
+pub const DEFAULT_DELIVERY_PAGE: u32 = 50;
+pub const MAX_DELIVERY_PAGE: u32 = 100;
 /// How long `POST /v1/admin/cleanup` may sweep outside Lambda.
 pub const ADMIN_SWEEP_BUDGET: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -188,6 +193,42 @@ pub async fn dispatch(
             Ok(json(StatusCode::OK, &report))
         }
         Op::AdminMonitoring => monitoring(ledger, req).await,
+        Op::AdminSetSettings => {
+            let user = user_param(params)?;
+            let body: SettingsBody = json_body(body)?;
+            // Required, so that `{}` is not read as "back to the default".
+            let threshold =
+                body.low_balance_threshold.ok_or_else(|| Invalid::new("lowBalanceThreshold", Problem::Missing))?;
+            let threshold = threshold.map(|t| validate::range("lowBalanceThreshold", t, 0, MAX_AMOUNT)).transpose()?;
+            Ok(json(StatusCode::OK, &ledger.set_settings(&user, threshold).await?))
+        }
+        Op::AdminCreateEndpoint => {
+            let body: EndpointBody = json_body(body)?;
+            validate::webhook_url("url", &body.url, ledger.local_http_endpoints())?;
+            let events = event_kinds(body.events.unwrap_or_default())?;
+            validate::optional_text("description", &body.description, MAX_ENDPOINT_DESCRIPTION)?;
+            let request =
+                NewEndpoint { url: body.url, events, description: body.description, actor: caller.sub.to_string() };
+            let endpoint = ledger.create_endpoint(request).await?;
+            tracing::info!(endpoint = %endpoint.id, admin = %caller.sub, "webhook endpoint created");
+            Ok(json(StatusCode::CREATED, &endpoint))
+        }
+        Op::AdminListEndpoints => Ok(json(StatusCode::OK, &Items { items: ledger.endpoints().await? })),
+        Op::AdminGetEndpoint => Ok(json(StatusCode::OK, &ledger.endpoint(endpoint_id(params)?).await?)),
+        Op::AdminDeleteEndpoint => {
+            let id = endpoint_id(params)?;
+            ledger.delete_endpoint(id).await?;
+            tracing::info!(endpoint = %id, admin = %caller.sub, "webhook endpoint deleted");
+            let mut response = Response::new(Body::Empty);
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            Ok(response)
+        }
+        Op::AdminEndpointDeliveries => {
+            let id = endpoint_id(params)?;
+            let limit = page_limit(req, DEFAULT_DELIVERY_PAGE, MAX_DELIVERY_PAGE)?;
+            let cursor = query_param(req, "cursor");
+            Ok(json(StatusCode::OK, &ledger.deliveries(id, limit, cursor.as_deref()).await?))
+        }
         Op::AdminRefund => {
             let id = reservation_id(params)?;
             let body: ReasonBody = json_body(body)?;
@@ -295,6 +336,53 @@ struct DebitBody {
     partial: Option<bool>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SettingsBody {
+    /// Outer `None`: absent; `Some(None)`: `null` (back to the default).
+    #[serde(default, deserialize_with = "present")]
+    low_balance_threshold: Option<Option<u64>>,
+}
+
+/// A field that is present, `null` or not: absent stays `None` (`default`).
+fn present<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointBody {
+    url: String,
+    /// Absent, `null` or empty: every type.
+    events: Option<Vec<String>>,
+    description: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+/// Known event type names, at most one of each (a repeat is dropped).
+fn event_kinds(names: Vec<String>) -> Result<Vec<Kind>, Invalid> {
+    if names.len() > Kind::ALL.len() {
+        return Err(Invalid::new("events", Problem::TooMany { max: Kind::ALL.len() }));
+    }
+    let mut kinds = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let kind =
+            Kind::parse(name).ok_or_else(|| Invalid::new(format!("events[{i}]"), Problem::NotOneOf(Kind::NAMES)))?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    Ok(kinds)
+}
+
 fn reserve_request(body: &[u8], idempotency_key: Option<String>, by: Actor) -> Result<ReserveRequest> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Invalid::new("operation", Problem::Missing).into());
@@ -348,6 +436,10 @@ fn idempotency_key(req: &Request) -> Result<Option<String>, Invalid> {
 }
 
 fn reservation_id(params: &Params) -> Result<Uuid, Invalid> {
+    validate::uuid("id", params.get("id").unwrap_or(""))
+}
+
+fn endpoint_id(params: &Params) -> Result<Uuid, Invalid> {
     validate::uuid("id", params.get("id").unwrap_or(""))
 }
 
@@ -412,17 +504,24 @@ async fn monitoring(ledger: &Ledger, req: &Request) -> Result<Response<Body>> {
 }
 
 async fn history(ledger: &Ledger, user: &UserId, req: &Request) -> Result<Response<Body>> {
-    let query = req.query_string_parameters_ref();
-    let first = |name: &str| query.and_then(|q| q.first(name)).map(str::to_owned);
-    let limit = match first("limit") {
-        None => DEFAULT_PAGE,
+    let limit = page_limit(req, DEFAULT_PAGE, MAX_PAGE)?;
+    let cursor = query_param(req, "cursor");
+    Ok(json(StatusCode::OK, &ledger.history(user, limit, cursor.as_deref()).await?))
+}
+
+fn query_param(req: &Request, name: &str) -> Option<String> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_owned)
+}
+
+/// `?limit=`: a whole number in `1..=max`, `default` when absent.
+fn page_limit(req: &Request, default: u32, max: u32) -> Result<u32, Invalid> {
+    match query_param(req, "limit") {
+        None => Ok(default),
         Some(raw) => {
             let parsed = raw.parse::<u64>().map_err(|_| Invalid::new("limit", Problem::WrongType))?;
-            validate::range("limit", parsed, 1, u64::from(MAX_PAGE))? as u32
+            Ok(validate::range("limit", parsed, 1, u64::from(max))? as u32)
         }
-    };
-    let cursor = first("cursor");
-    Ok(json(StatusCode::OK, &ledger.history(user, limit, cursor.as_deref()).await?))
+    }
 }
 
 /// 201 the first time; 200 with `Idempotent-Replayed: true` on a replay.
@@ -439,5 +538,42 @@ fn applied_or_replayed<T: Serialize>(outcome: Outcome<T>, status: StatusCode) ->
             response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
             response
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_threshold_is_required_and_may_be_null() {
+        let parse = |body: &[u8]| json_body::<SettingsBody>(body).map(|b| b.low_balance_threshold);
+        assert_eq!(parse(br#"{"lowBalanceThreshold":5}"#), Ok(Some(Some(5))));
+        assert_eq!(parse(br#"{"lowBalanceThreshold":null}"#), Ok(Some(None)));
+        assert_eq!(parse(b"{}"), Ok(None));
+        for bad in [
+            &br#"{"lowBalanceThreshold":-1}"#[..],
+            br#"{"lowBalanceThreshold":"5"}"#,
+            br#"{"lowBalanceThreshold":1.5}"#,
+        ] {
+            assert_eq!(parse(bad), Err(Invalid::new("lowBalanceThreshold", Problem::WrongType)));
+        }
+    }
+
+    #[test]
+    fn event_kinds_are_known_and_deduplicated() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(event_kinds(Vec::new()), Ok(Vec::new()));
+        assert_eq!(
+            event_kinds(names(&["hold.expired", "balance.low", "hold.expired"])),
+            Ok(vec![Kind::HoldExpired, Kind::BalanceLow])
+        );
+        assert_eq!(
+            event_kinds(names(&["hold.expired", "hold.exploded"])),
+            Err(Invalid::new("events[1]", Problem::NotOneOf(Kind::NAMES)))
+        );
+        assert_eq!(event_kinds(names(Kind::NAMES)).map(|k| k.len()), Ok(12));
+        let thirteen: Vec<String> = Kind::NAMES.iter().chain(["hold.expired"].iter()).map(|s| s.to_string()).collect();
+        assert_eq!(event_kinds(thirteen), Err(Invalid::new("events", Problem::TooMany { max: 12 })));
     }
 }

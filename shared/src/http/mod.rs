@@ -78,6 +78,12 @@ pub enum Op {
     AdminCleanup,
     AdminMonitoring,
     AdminDashboardPage,
+    AdminSetSettings,
+    AdminCreateEndpoint,
+    AdminListEndpoints,
+    AdminGetEndpoint,
+    AdminDeleteEndpoint,
+    AdminEndpointDeliveries,
     ProviderWebhook,
 }
 
@@ -103,7 +109,13 @@ impl Op {
             | Op::AdminTransactions
             | Op::AdminRefund
             | Op::AdminCleanup
-            | Op::AdminMonitoring => Some(Access::Admin),
+            | Op::AdminMonitoring
+            | Op::AdminSetSettings
+            | Op::AdminCreateEndpoint
+            | Op::AdminListEndpoints
+            | Op::AdminGetEndpoint
+            | Op::AdminDeleteEndpoint
+            | Op::AdminEndpointDeliveries => Some(Access::Admin),
         }
     }
 
@@ -167,6 +179,37 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/v1/admin/cleanup", function: Function::Admin, op: Op::AdminCleanup },
     Route { method: "GET", path: "/v1/admin/monitoring", function: Function::Admin, op: Op::AdminMonitoring },
     Route { method: "GET", path: "/v1/admin/dashboard", function: Function::Admin, op: Op::AdminDashboardPage },
+    Route {
+        method: "PUT",
+        path: "/v1/admin/users/{userId}/settings",
+        function: Function::Admin,
+        op: Op::AdminSetSettings,
+    },
+    Route {
+        method: "POST",
+        path: "/v1/admin/webhook-endpoints",
+        function: Function::Admin,
+        op: Op::AdminCreateEndpoint,
+    },
+    Route { method: "GET", path: "/v1/admin/webhook-endpoints", function: Function::Admin, op: Op::AdminListEndpoints },
+    Route {
+        method: "GET",
+        path: "/v1/admin/webhook-endpoints/{id}",
+        function: Function::Admin,
+        op: Op::AdminGetEndpoint,
+    },
+    Route {
+        method: "DELETE",
+        path: "/v1/admin/webhook-endpoints/{id}",
+        function: Function::Admin,
+        op: Op::AdminDeleteEndpoint,
+    },
+    Route {
+        method: "GET",
+        path: "/v1/admin/webhook-endpoints/{id}/deliveries",
+        function: Function::Admin,
+        op: Op::AdminEndpointDeliveries,
+    },
     Route { method: "POST", path: "/v1/webhooks/{provider}", function: Function::Webhook, op: Op::ProviderWebhook },
 ];
 
@@ -290,8 +333,12 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
         Some(named) if caller.is_some() => named.trim().chars().take(crate::domain::UserId::MAX_LEN).collect(),
         _ => sub.clone(),
     };
+    // `{id}` names a reservation on every route but the webhook endpoints'.
     let (op, reservation) = match &route {
-        Some((route, params)) => (Some(route.op), params.get("id").unwrap_or("").to_owned()),
+        Some((route, params)) if route.path.contains("reservations/{id}") => {
+            (Some(route.op), params.get("id").unwrap_or("").to_owned())
+        }
+        Some((route, _)) => (Some(route.op), String::new()),
         None => (None, String::new()),
     };
     let refused = match (access, &caller) {
@@ -384,6 +431,14 @@ mod tests {
             match_route(&Method::GET, "/v1/admin/users/auth0%7C42/balance").expect("admin balance matches");
         assert_eq!(route.op, Op::AdminBalance);
         assert_eq!(params.get("userId"), Some("auth0|42"));
+        let (route, params) =
+            match_route(&Method::GET, "/v1/admin/webhook-endpoints/abc/deliveries").expect("deliveries route matches");
+        assert_eq!(route.op, Op::AdminEndpointDeliveries);
+        assert_eq!(params.get("id"), Some("abc"));
+        let (route, _) = match_route(&Method::DELETE, "/v1/admin/webhook-endpoints/abc").expect("delete matches");
+        assert_eq!(route.op, Op::AdminDeleteEndpoint);
+        let (route, _) = match_route(&Method::GET, "/v1/admin/webhook-endpoints/").expect("list matches");
+        assert_eq!(route.op, Op::AdminListEndpoints);
         assert!(match_route(&Method::DELETE, "/v1/balance").is_none());
         assert!(match_route(&Method::GET, "/v1/reservations//confirm").is_none());
         assert!(match_route(&Method::GET, "/v1/nope").is_none());

@@ -6,7 +6,7 @@ use lambda_http::{Body, Response};
 use serde_json::{json, Map, Value};
 
 use crate::error::Error;
-use crate::validate::{Invalid, Problem};
+use crate::validate::{Invalid, Problem, MAX_URL};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lang {
@@ -239,6 +239,21 @@ fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
         (Problem::NotInFuture, Lang::En) => format!("Field \"{f}\" must be in the future."),
         (Problem::NotInFuture, Lang::Pt) => format!("O campo \"{f}\" deve estar no futuro."),
         (Problem::NotInFuture, Lang::Es) => format!("El campo \"{f}\" debe estar en el futuro."),
+        (Problem::TooMany { max }, Lang::En) => format!("Field \"{f}\" may list at most {max} items."),
+        (Problem::TooMany { max }, Lang::Pt) => format!("O campo \"{f}\" pode listar no máximo {max} itens."),
+        (Problem::TooMany { max }, Lang::Es) => format!("El campo \"{f}\" puede listar como máximo {max} elementos."),
+        (Problem::NotWebhookUrl { local_http }, Lang::En) => format!(
+            "Field \"{f}\" must be an absolute https:// URL with a host, without a user name or password, of at most {MAX_URL} characters{}.",
+            if *local_http { " (or http:// to localhost, 127.0.0.1 or [::1])" } else { "" }
+        ),
+        (Problem::NotWebhookUrl { local_http }, Lang::Pt) => format!(
+            "O campo \"{f}\" deve ser uma URL https:// absoluta com host, sem usuário nem senha, de no máximo {MAX_URL} caracteres{}.",
+            if *local_http { " (ou http:// para localhost, 127.0.0.1 ou [::1])" } else { "" }
+        ),
+        (Problem::NotWebhookUrl { local_http }, Lang::Es) => format!(
+            "El campo \"{f}\" debe ser una URL https:// absoluta con host, sin usuario ni contraseña, de como máximo {MAX_URL} caracteres{}.",
+            if *local_http { " (o http:// a localhost, 127.0.0.1 o [::1])" } else { "" }
+        ),
     }
 }
 

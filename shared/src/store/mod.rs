@@ -310,9 +310,10 @@ impl Store {
             .set_key(Some(key))
             .update_expression(update.set)
             .condition_expression(update.condition)
-            .set_expression_attribute_names(Some(
-                update.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            ))
+            // DynamoDB refuses an empty map of names.
+            .set_expression_attribute_names((!update.names.is_empty()).then(|| {
+                update.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+            }))
             .set_expression_attribute_values(Some(update.values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
             .send()
             .await;

@@ -1,0 +1,372 @@
+//! Outgoing events over HTTP against the dev server: every type arrives
+//! once per change on both channels (EventBridge, served by moto, and a
+//! Standard Webhooks receiver verified by the reference library); retries
+//! follow the schedule with the same `webhook-id`; an endpoint failing for
+//! 5 days is disabled; a redelivered stream batch or a crash between
+//! recording and sending publishes nothing twice and loses nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use credits_shared::events::bus::Bus;
+use credits_shared::events::derive::Defaults;
+use credits_shared::events::outbox::Outbox;
+use credits_tests::api::{actors, call, call_with, grant, reserve, Actors, Auth};
+use credits_tests::events::{verify_with_reference_library, Moto, Receiver};
+use credits_tests::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+/// Registers `url` for `events` (all when empty); the endpoint and its secret.
+async fn register(server: &TestServer, a: &Actors, url: &str, events: &[&str]) -> (String, String) {
+    let reply = call(
+        server,
+        Method::POST,
+        "/v1/admin/webhook-endpoints",
+        Some(&a.admin),
+        Some(json!({"url": url, "events": events})),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let secret = reply.body["secret"].as_str().expect("secret shown once").to_owned();
+    (reply.body["id"].as_str().expect("id").to_owned(), secret)
+}
+
+/// What the `events` function does with the stream since the last call.
+async fn pump(server: &TestServer, outbox: &Outbox) -> Vec<credits_shared::stats::Change> {
+    let changes = server.env.aggregate().await;
+    outbox.apply(&changes).await.expect("apply events");
+    changes
+}
+
+async fn job(outbox: &Outbox) -> credits_shared::events::deliver::OutboxReport {
+    outbox.sweep(Instant::now() + Duration::from_secs(20)).await.expect("outbox sweep")
+}
+
+async fn sweep(server: &TestServer, a: &Actors) {
+    let reply = call(server, Method::POST, "/v1/admin/cleanup", Some(&a.admin), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+async fn hold(server: &TestServer, a: &Actors, units: u32, ttl: u32) -> String {
+    let reply =
+        reserve(server, &a.server, json!({"operation": "design_generate_image", "units": units, "ttlSeconds": ttl}))
+            .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body["reservationId"].as_str().expect("id").to_owned()
+}
+
+async fn settle(server: &TestServer, auth: &Auth, id: &str, action: &str) {
+    let reply =
+        call(server, Method::POST, &format!("/v1/reservations/{id}/{action}"), Some(auth), Some(json!({}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{action}: {}", reply.body);
+}
+
+async fn set_threshold(server: &TestServer, a: &Actors, threshold: u64) {
+    let path = format!("/v1/admin/users/{}/settings", a.user_id);
+    let reply = call(server, Method::PUT, &path, Some(&a.admin), Some(json!({"lowBalanceThreshold": threshold}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
+
+fn types_of(events: &[Value]) -> Vec<String> {
+    events.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
+}
+
+#[tokio::test]
+async fn every_event_type_arrives_once_per_change_on_both_channels() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let moto = Moto::start().await;
+    let queue = moto.bus_into_queue("credits-test").await;
+    let bus = Bus::event_bridge("credits-test".into(), Some(&moto.endpoint)).await;
+    let outbox = Outbox::new(server.env.ledger.clone(), bus, Defaults::default());
+    let receiver = Receiver::start(&[]).await;
+    let (_, secret) = register(&server, &a, &receiver.url, &[]).await;
+    let mut changes = Vec::new();
+
+    set_threshold(&server, &a, 50).await;
+    grant(&server, &a.admin, &a.user_id, 100).await; // grant.created
+    let confirmed = hold(&server, &a, 12, 600).await; // 100 → 40: balance.low
+    settle(&server, &a.server, &confirmed, "confirm").await; // hold.confirmed
+    changes.extend(pump(&server, &outbox).await);
+    let refund = call(
+        &server,
+        Method::POST,
+        &format!("/v1/admin/reservations/{confirmed}/refund"),
+        Some(&a.admin),
+        Some(json!({"reason": "bad output"})),
+    )
+    .await;
+    assert_eq!(refund.status, StatusCode::OK, "{}", refund.body); // refund.created, balance.recovered
+    let released = hold(&server, &a, 20, 600).await; // 100 → 0: balance.low, balance.depleted
+    settle(&server, &a.server, &released, "release").await; // hold.released, balance.recovered
+    changes.extend(pump(&server, &outbox).await);
+    let debit = call_with(
+        &server,
+        Method::POST,
+        &format!("/v1/admin/users/{}/debits", a.user_id),
+        Some(&a.admin),
+        Some(json!({"amount": 5, "reason": "chargeback"}).to_string()),
+        &[("idempotency-key", "debit-1")],
+    )
+    .await;
+    assert_eq!(debit.status, StatusCode::CREATED, "{}", debit.body); // debit.created
+    let expiring = call_with(&server, Method::POST, &format!("/v1/admin/users/{}/grants", a.user_id), Some(&a.admin),
+        Some(json!({"amount": 7, "reason": "promo", "priority": 60, "expiresAt": (server.env.ledger.now().plus_seconds(60)).to_rfc3339()}).to_string()),
+        &[("idempotency-key", "promo-1")]).await;
+    assert_eq!(expiring.status, StatusCode::CREATED, "{}", expiring.body); // grant.created
+    let expired = hold(&server, &a, 1, 60).await;
+    let task = format!("task-{}", uuid::Uuid::new_v4());
+    let linked = call(
+        &server,
+        Method::POST,
+        &format!("/v1/reservations/{expired}/task"),
+        Some(&a.server),
+        Some(json!({"taskId": task, "provider": "generic"})),
+    )
+    .await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    server.env.clock.advance_seconds(61);
+    sweep(&server, &a).await; // hold.expired (with its lot), grant.expired
+    changes.extend(pump(&server, &outbox).await);
+    // The provider reports success after the hold expired: hold.late_success.
+    let body = json!({"task_id": task, "status": "succeeded"}).to_string();
+    let now = server.env.ledger.now().unix_seconds();
+    let signature = credits_shared::webhook::generic::sign(
+        credits_tests::GENERIC_SECRETS.split(',').next().unwrap_or(""),
+        "late-1",
+        now,
+        body.as_bytes(),
+    )
+    .expect("sign");
+    let late = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/generic", server.base))
+        .header("content-type", "application/json")
+        .header("webhook-id", "late-1")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("late delivery");
+    assert_eq!(late.status(), StatusCode::OK);
+    changes.extend(pump(&server, &outbox).await);
+
+    let got = receiver.got();
+    let ids = verify_with_reference_library(&secret, &got);
+    let events: Vec<Value> = got.iter().map(|r| r.event()).collect();
+    assert_eq!(ids.len(), events.len());
+    for (id, event) in ids.iter().zip(&events) {
+        assert_eq!(event["id"].as_str(), Some(id.as_str()), "webhook-id is the event id");
+    }
+    let unique: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "each event delivered once: {:?}", types_of(&events));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for t in types_of(&events) {
+        *counts.entry(t).or_default() += 1;
+    }
+    let expected = [
+        ("balance.depleted", 1),
+        ("balance.low", 2),
+        ("balance.recovered", 2),
+        ("debit.created", 1),
+        ("grant.created", 2),
+        ("grant.expired", 1),
+        ("hold.confirmed", 1),
+        ("hold.expired", 1),
+        ("hold.late_success", 1),
+        ("hold.released", 1),
+        ("refund.created", 1),
+    ];
+    let expected: BTreeMap<String, usize> = expected.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    assert_eq!(counts, expected, "{:?}", types_of(&events));
+    let late_event = events.iter().find(|e| e["type"] == "hold.late_success").expect("late success");
+    assert_eq!(late_event["data"]["reservationId"], expired.as_str(), "data is the reservation");
+    assert_eq!(late_event["data"]["status"], "expired");
+    let low = events.iter().find(|e| e["type"] == "balance.low").expect("low");
+    assert_eq!(low["data"], json!({"available": 40, "threshold": 50}));
+
+    // EventBridge got the same events, once each, as `credits` events.
+    let published = moto.drain(&queue).await;
+    let mut on_bus: Vec<String> =
+        published.iter().map(|e| e["detail"]["id"].as_str().unwrap_or("").to_owned()).collect();
+    for envelope in &published {
+        assert_eq!(envelope["source"], "credits");
+        assert_eq!(envelope["detail-type"], envelope["detail"]["type"]);
+    }
+    on_bus.sort();
+    let mut delivered = ids.clone();
+    delivered.sort();
+    assert_eq!(on_bus, delivered, "both channels carry the same events");
+
+    // The stream redelivers everything: nothing is published or delivered again.
+    let again = Outbox::new(
+        server.env.ledger.clone(),
+        Bus::event_bridge("credits-test".into(), Some(&moto.endpoint)).await,
+        Defaults::default(),
+    );
+    let applied = again.apply(&changes).await.expect("redelivered batch");
+    assert_eq!((applied.recorded, applied.published, applied.delivered), (0, 0, 0), "{applied:?}");
+    assert_eq!(applied.duplicates as usize, ids.len());
+    assert_eq!(receiver.got().len(), got.len());
+    assert!(moto.drain(&queue).await.is_empty());
+    assert_eq!(job(&outbox).await.scanned, 0, "nothing left due");
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_retries_on_the_schedule_with_the_same_id_then_is_disabled_after_5_days() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let receiver = Receiver::start(&[500, 503, 404]).await;
+    let (endpoint, secret) = register(&server, &a, &receiver.url, &["grant.created"]).await;
+
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    pump(&server, &outbox).await;
+    assert_eq!(receiver.got().len(), 1, "the first attempt is made at once");
+    for (wait, attempts) in [(4, 1), (1, 2), (299, 2), (1, 3), (1800, 4)] {
+        server.env.clock.advance_seconds(wait);
+        job(&outbox).await;
+        assert_eq!(receiver.got().len(), attempts, "after {wait} s more");
+    }
+    let got = receiver.got();
+    let id = got[0].id().to_owned();
+    assert!(got.iter().all(|r| r.id() == id), "every retry carries the same webhook-id");
+    let stamps: Vec<i64> = got.iter().map(|r| r.headers["webhook-timestamp"].parse().unwrap_or(0)).collect();
+    assert!(stamps.windows(2).all(|w| w[0] < w[1]), "attempts in order: {stamps:?}");
+    assert_eq!(got.iter().map(|r| r.body.clone()).collect::<BTreeSet<_>>().len(), 1, "the same body every time");
+    // Signed afresh each time with the endpoint's secret (the library checks
+    // the timestamp too, so only the attempts near the real time).
+    verify_with_reference_library(&secret, &got[..1]);
+
+    let log =
+        call(&server, Method::GET, &format!("/v1/admin/webhook-endpoints/{endpoint}/deliveries"), Some(&a.admin), None)
+            .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let delivery = &log.body["items"][0];
+    assert_eq!(delivery["status"], "delivered");
+    assert_eq!(delivery["eventId"], id.as_str());
+    let codes: Vec<u64> = delivery["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|x| x["responseCode"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(codes, vec![500, 503, 404, 200]);
+    let ep = call(&server, Method::GET, &format!("/v1/admin/webhook-endpoints/{endpoint}"), Some(&a.admin), None).await;
+    assert_eq!(ep.body["status"], "enabled");
+    assert!(ep.body["failingSince"].is_null(), "a success ends the failing streak");
+    assert!(ep.body.get("secret").is_none(), "the secret is shown once");
+
+    // Now it fails every attempt: a delivery runs its whole schedule…
+    receiver.answer_next(&[500; 40]);
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    pump(&server, &outbox).await;
+    for wait in credits_shared::events::deliver::SCHEDULE_SECONDS {
+        server.env.clock.advance_seconds(wait);
+        job(&outbox).await;
+    }
+    let log =
+        call(&server, Method::GET, &format!("/v1/admin/webhook-endpoints/{endpoint}/deliveries"), Some(&a.admin), None)
+            .await;
+    assert_eq!(log.body["items"][0]["status"], "failed");
+    assert_eq!(log.body["items"][0]["attempts"].as_array().map(Vec::len), Some(8));
+    // …and 5 days of failures disable the endpoint, which says so.
+    for _ in 0..4 {
+        server.env.clock.advance_seconds(86_400);
+        grant(&server, &a.admin, &a.user_id, 1).await;
+        pump(&server, &outbox).await;
+    }
+    let ep = call(&server, Method::GET, &format!("/v1/admin/webhook-endpoints/{endpoint}"), Some(&a.admin), None).await;
+    assert_eq!(ep.body["status"], "disabled", "{}", ep.body);
+    assert!(ep.body["disabledReason"].as_str().unwrap_or("").contains("5 days"), "{}", ep.body);
+    let before = receiver.got().len();
+    grant(&server, &a.admin, &a.user_id, 1).await;
+    pump(&server, &outbox).await;
+    server.env.clock.advance_seconds(86_400);
+    job(&outbox).await;
+    assert_eq!(receiver.got().len(), before, "a disabled endpoint gets nothing");
+}
+
+#[tokio::test]
+async fn a_crash_between_recording_and_sending_is_taken_over_by_the_job_once() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let moto = Moto::start().await;
+    let queue = moto.bus_into_queue("crash-test").await;
+    let receiver = Receiver::start(&[]).await;
+    let (endpoint, _) = register(&server, &a, &receiver.url, &[]).await;
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    let changes = server.env.aggregate().await;
+    // The function recorded the events, then died before publishing or sending.
+    let bus = Bus::event_bridge("crash-test".into(), Some(&moto.endpoint)).await;
+    let outbox = Outbox::new(server.env.ledger.clone(), bus, Defaults::default());
+    let recorded = outbox.record(&changes).await.expect("record");
+    assert_eq!(recorded, 1);
+    assert_eq!(job(&outbox).await.scanned, 0, "leased to the crashed call for a while");
+    assert!(receiver.got().is_empty());
+    server.env.clock.advance_seconds(61);
+    // Lambda retries the batch, and the job runs, at once: one of them sends.
+    let (retried, report) = tokio::join!(outbox.apply(&changes), job(&outbox));
+    let retried = retried.expect("retried batch");
+    assert_eq!(retried.duplicates, 1);
+    assert_eq!(report.delivered + report.published, 2, "{report:?}");
+    assert_eq!(receiver.got().len(), 1, "delivered once");
+    assert_eq!(moto.drain(&queue).await.len(), 1, "published once");
+    server.env.clock.advance_seconds(86_400);
+    assert_eq!(job(&outbox).await.scanned, 0, "nothing left due");
+    let log =
+        call(&server, Method::GET, &format!("/v1/admin/webhook-endpoints/{endpoint}/deliveries"), Some(&a.admin), None)
+            .await;
+    assert_eq!(log.body["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn low_depleted_and_recovered_fire_once_each_across_many_writes() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults { low_balance_threshold: 30 });
+    let receiver = Receiver::start(&[]).await;
+    register(&server, &a, &receiver.url, &["balance.low", "balance.depleted", "balance.recovered"]).await;
+    grant(&server, &a.admin, &a.user_id, 50).await;
+    for _ in 0..10 {
+        let id = hold(&server, &a, 1, 600).await; // 5 credits each
+        settle(&server, &a.server, &id, "confirm").await;
+        pump(&server, &outbox).await;
+    }
+    grant(&server, &a.admin, &a.user_id, 10).await; // still below 30: no event
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    grant(&server, &a.admin, &a.user_id, 40).await; // 60: recovered
+    grant(&server, &a.admin, &a.user_id, 40).await;
+    pump(&server, &outbox).await;
+    let events: Vec<Value> = receiver.got().iter().map(|r| r.event()).collect();
+    assert_eq!(types_of(&events), vec!["balance.low", "balance.depleted", "balance.recovered"]);
+    assert_eq!(events[0]["data"], json!({"available": 25, "threshold": 30}));
+    assert_eq!(events[2]["data"], json!({"available": 60, "threshold": 30}));
+}
+
+#[tokio::test]
+async fn events_that_eventbridge_refused_are_published_by_the_job_when_it_accepts_them() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let moto = Moto::start().await;
+    // The bus does not exist yet: every entry is refused.
+    let outbox = Outbox::new(
+        server.env.ledger.clone(),
+        Bus::event_bridge("late-bus".into(), Some(&moto.endpoint)).await,
+        Defaults::default(),
+    );
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    let applied = outbox.apply(&server.env.aggregate().await).await.expect("apply");
+    assert_eq!((applied.recorded, applied.published), (1, 0), "{applied:?}");
+    let queue = moto.bus_into_queue("late-bus").await;
+    server.env.clock.advance_seconds(4);
+    assert_eq!(job(&outbox).await.published, 0, "not due before its retry");
+    server.env.clock.advance_seconds(1);
+    assert_eq!(job(&outbox).await.published, 1);
+    let published = moto.drain(&queue).await;
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["detail-type"], "grant.created");
+    server.env.clock.advance_seconds(86_400);
+    assert_eq!(job(&outbox).await.scanned, 0);
+}
