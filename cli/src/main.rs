@@ -210,6 +210,9 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// How long the dev server's job may spend on due events and deliveries.
+const OUTBOX_BUDGET: Duration = Duration::from_secs(25);
+
 /// The dev server's stand-in for the EventBridge schedule: due holds and
 /// balances, then due event publishes and webhook retries.
 fn spawn_sweeps(ledger: Ledger, outbox: Outbox) {
@@ -227,7 +230,8 @@ fn spawn_sweeps(ledger: Ledger, outbox: Outbox) {
             if let Err(error) = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await {
                 tracing::warn!(error = %error, "sweep failed; retrying at the next interval");
             }
-            if let Err(error) = outbox.sweep(deadline).await {
+            // Its own budget: an attempt may take its whole 10 s time limit.
+            if let Err(error) = outbox.sweep(sweep::deadline_within(OUTBOX_BUDGET)).await {
                 tracing::warn!(error = %error, "event retries failed; retrying at the next interval");
             }
         }
@@ -323,7 +327,11 @@ async fn cleanup(budget: u64) -> Result<(), String> {
     let ledger = Config::from_env().ledger().await;
     let deadline = sweep::deadline_within(Duration::from_secs(budget));
     let report = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await.map_err(|e| e.to_string())?;
-    let events = Outbox::from_env(ledger).await.sweep(deadline).await.map_err(|e| e.to_string())?;
+    let events = Outbox::from_env(ledger)
+        .await
+        .sweep(sweep::deadline_within(Duration::from_secs(budget).max(OUTBOX_BUDGET)))
+        .await
+        .map_err(|e| e.to_string())?;
     let both = serde_json::json!({"holds": report, "events": events});
     println!("{}", serde_json::to_string_pretty(&both).map_err(|e| e.to_string())?);
     Ok(())

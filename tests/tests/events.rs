@@ -40,7 +40,7 @@ async fn pump(server: &TestServer, outbox: &Outbox) -> Vec<credits_shared::stats
 }
 
 async fn job(outbox: &Outbox) -> credits_shared::events::deliver::OutboxReport {
-    outbox.sweep(Instant::now() + Duration::from_secs(20)).await.expect("outbox sweep")
+    outbox.sweep(Instant::now() + Duration::from_secs(30)).await.expect("outbox sweep")
 }
 
 async fn sweep(server: &TestServer, a: &Actors) {
@@ -115,6 +115,9 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
         Some(json!({"amount": 7, "reason": "promo", "priority": 60, "expiresAt": (server.env.ledger.now().plus_seconds(60)).to_rfc3339()}).to_string()),
         &[("idempotency-key", "promo-1")]).await;
     assert_eq!(expiring.status, StatusCode::CREATED, "{}", expiring.body); // grant.created
+    changes.extend(pump(&server, &outbox).await);
+    // The promo lot expires within the warning window: the job warns at once.
+    assert_eq!(job(&outbox).await.warnings, 1);
     let expired = hold(&server, &a, 1, 60).await;
     let task = format!("task-{}", uuid::Uuid::new_v4());
     let linked = call(
@@ -172,6 +175,7 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
         ("debit.created", 1),
         ("grant.created", 2),
         ("grant.expired", 1),
+        ("grant.expiring", 1),
         ("hold.confirmed", 1),
         ("hold.expired", 1),
         ("hold.late_success", 1),
@@ -207,7 +211,8 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
     );
     let applied = again.apply(&changes).await.expect("redelivered batch");
     assert_eq!((applied.recorded, applied.published, applied.delivered), (0, 0, 0), "{applied:?}");
-    assert_eq!(applied.duplicates as usize, ids.len());
+    // Every event but grant.expiring, which the job made, not a stream record.
+    assert_eq!(applied.duplicates as usize, ids.len() - 1);
     assert_eq!(receiver.got().len(), got.len());
     assert!(moto.drain(&queue).await.is_empty());
     assert_eq!(job(&outbox).await.scanned, 0, "nothing left due");
@@ -325,7 +330,8 @@ async fn a_crash_between_recording_and_sending_is_taken_over_by_the_job_once() {
 async fn low_depleted_and_recovered_fire_once_each_across_many_writes() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults { low_balance_threshold: 30 });
+    let outbox =
+        Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults { low_balance_threshold: 30, ..Defaults::default() });
     let receiver = Receiver::start(&[]).await;
     register(&server, &a, &receiver.url, &["balance.low", "balance.depleted", "balance.recovered"]).await;
     grant(&server, &a.admin, &a.user_id, 50).await;
@@ -369,4 +375,53 @@ async fn events_that_eventbridge_refused_are_published_by_the_job_when_it_accept
     assert_eq!(published[0]["detail-type"], "grant.created");
     server.env.clock.advance_seconds(86_400);
     assert_eq!(job(&outbox).await.scanned, 0);
+}
+
+#[tokio::test]
+async fn grant_expiring_is_sent_once_per_lot_by_the_job_when_it_falls_due_if_credits_are_left() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let receiver = Receiver::start(&[]).await;
+    register(&server, &a, &receiver.url, &["grant.expiring"]).await;
+    let in_days = |days: i64| server.env.ledger.now().plus_seconds(days * 86_400).to_rfc3339();
+    let grant_expiring = |amount: u64, key: &'static str, expires_at: String| {
+        let path = format!("/v1/admin/users/{}/grants", a.user_id);
+        let body = json!({"amount": amount, "reason": "promo", "expiresAt": expires_at}).to_string();
+        let (server, admin) = (&server, &a.admin);
+        async move {
+            let reply =
+                call_with(server, Method::POST, &path, Some(admin), Some(body), &[("idempotency-key", key)]).await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        }
+    };
+    let four_days = in_days(4);
+    grant_expiring(10, "a", four_days.clone()).await;
+    grant_expiring(5, "b", four_days.clone()).await; // the same lot: one warning
+    grant_expiring(3, "c", in_days(5)).await; // emptied before its warning
+    pump(&server, &outbox).await;
+    assert_eq!(job(&outbox).await.warnings, 0, "not due yet");
+    let debit = call_with(
+        &server,
+        Method::POST,
+        &format!("/v1/admin/users/{}/debits", a.user_id),
+        Some(&a.admin),
+        Some(json!({"amount": 18, "reason": "adjustment"}).to_string()),
+        &[("idempotency-key", "all")],
+    )
+    .await;
+    assert_eq!(debit.status, StatusCode::CREATED, "{}", debit.body);
+    // Burn order takes the soonest expiry first: 15 from the four-day lot, 3 from the five-day one.
+    grant_expiring(4, "d", four_days.clone()).await; // refills the four-day lot
+    pump(&server, &outbox).await;
+    server.env.clock.advance_seconds(86_400 + 1); // 72 h before the first expiry
+    assert_eq!(job(&outbox).await.warnings, 1);
+    server.env.clock.advance_seconds(86_400);
+    assert_eq!(job(&outbox).await.warnings, 0, "the five-day lot is empty: no warning");
+    server.env.clock.advance_seconds(86_400);
+    assert_eq!(job(&outbox).await.scanned, 0, "each warning is done with");
+    let events: Vec<Value> = receiver.got().iter().map(|r| r.event()).collect();
+    assert_eq!(types_of(&events), vec!["grant.expiring"]);
+    assert_eq!(events[0]["data"]["amount"], 4, "what is left in the lot when it falls due");
+    assert_eq!(events[0]["data"]["expiresAt"], four_days.replace("+00:00", "Z"));
 }

@@ -12,6 +12,7 @@ use super::bus::Entry;
 use super::endpoints::{
     endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS, ENDPOINTS_PK,
 };
+use super::expiring::WarningItem;
 use super::outbox::{EventRecord, Outbox, LEASE_MS, OUTBOX_SHARDS};
 use crate::error::Result;
 use crate::store::{from_item, key, n, s, ConditionalUpdate, Item, PENDING_INDEX};
@@ -36,6 +37,8 @@ pub struct OutboxReport {
     pub published: u32,
     pub delivered: u32,
     pub failed_attempts: u32,
+    /// `grant.expiring` events fired.
+    pub warnings: u32,
     /// Taken by someone else first (a concurrent job or the first attempt).
     pub skipped: u32,
     /// Left for the next run (time budget spent).
@@ -70,7 +73,7 @@ impl Outbox {
         };
         let started = Instant::now();
         let at = self.ledger.now();
-        let (status_code, error) = self.send(&endpoint, &delivery, at.unix_seconds()).await;
+        let (status_code, error) = self.post(&endpoint, &delivery, at.unix_seconds()).await;
         let ok = status_code.is_some_and(|c| (200..300).contains(&c));
         let tried = before + 1;
         let attempt = Attempt {
@@ -127,7 +130,7 @@ impl Outbox {
     }
 
     /// POSTs the delivery, signed; the response code, or why there was none.
-    async fn send(
+    async fn post(
         &self,
         endpoint: &EndpointItem,
         delivery: &DeliveryLogItem,
@@ -231,6 +234,9 @@ impl Outbox {
     /// Publishes and delivers whatever fell due (retries, and anything a
     /// crashed call left), claiming each first, until `deadline`.
     pub async fn sweep(&self, deadline: Instant) -> Result<OutboxReport> {
+        // An attempt started may take its whole time limit: none starts
+        // later than that before the deadline.
+        let deadline = deadline.checked_sub(TIMEOUT + Duration::from_secs(1)).unwrap_or_else(Instant::now);
         let mut report = OutboxReport::default();
         let now = self.ledger.now();
         let mut due: Vec<Item> = Vec::new();
@@ -259,8 +265,34 @@ impl Outbox {
                 }
             }
         }
+        let sk_of = |item: &Item| crate::store::attr_text(item, "sk").to_owned();
+        let (warnings, due): (Vec<Item>, Vec<Item>) =
+            due.into_iter().partition(|item| sk_of(item).starts_with(super::expiring::WARNING_PREFIX));
         let (events, deliveries): (Vec<Item>, Vec<Item>) =
-            due.into_iter().partition(|item| crate::store::attr_text(item, "sk").starts_with("EVENT#"));
+            due.into_iter().partition(|item| sk_of(item).starts_with("EVENT#"));
+        let endpoints = self.ledger.endpoint_items().await?;
+
+        for item in warnings {
+            if Instant::now() >= deadline {
+                report.remaining += 1;
+                continue;
+            }
+            let Some(claimed) = self.claim(&item, None).await? else {
+                report.skipped += 1;
+                continue;
+            };
+            let warning: WarningItem = from_item(claimed)?;
+            let due_at = crate::domain::Timestamp(crate::store::attr_number(&item, "expiresAt"));
+            if let Some(event) = self.warning_event(&warning, due_at).await? {
+                let recorded = self.record_events(vec![event], &endpoints).await?;
+                let sent = self.hand_on(recorded, &endpoints).await?;
+                report.warnings += sent.recorded;
+                report.published += sent.published;
+                report.delivered += sent.delivered;
+                report.failed_attempts += sent.failed_attempts;
+            }
+            self.retire_warning(&warning).await?;
+        }
 
         let mut claimed_events = Vec::new();
         for item in events {
@@ -268,7 +300,7 @@ impl Outbox {
                 report.remaining += 1;
                 continue;
             }
-            match self.claim(&item, "#bus", "bus").await? {
+            match self.claim(&item, Some(("#bus", "bus"))).await? {
                 Some(claimed) => claimed_events.push(from_item::<EventRecord>(claimed)?),
                 None => report.skipped += 1,
             }
@@ -283,7 +315,6 @@ impl Outbox {
             report.published += self.publish_entries(&entries, &targets).await?;
         }
 
-        let endpoints = self.ledger.endpoint_items().await?;
         let outcomes: Vec<Option<Result<Option<DeliveryStatus>>>> = stream::iter(deliveries)
             .map(|item| {
                 let endpoints = &endpoints;
@@ -293,7 +324,9 @@ impl Outbox {
                     }
                     Some(
                         async {
-                            let Some(claimed) = self.claim(&item, "#status", "status").await? else { return Ok(None) };
+                            let Some(claimed) = self.claim(&item, Some(("#status", "status"))).await? else {
+                                return Ok(None);
+                            };
                             let delivery: DeliveryLogItem = from_item(claimed)?;
                             let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
                             self.attempt(delivery, endpoint).await.map(Some)
@@ -324,10 +357,10 @@ impl Outbox {
     /// Takes the lease of a due item as listed: it must still be pending
     /// and due at the instant listed. The item as claimed, or `None` when
     /// someone else took it.
-    async fn claim(&self, listed: &Item, placeholder: &'static str, state: &'static str) -> Result<Option<Item>> {
+    async fn claim(&self, listed: &Item, state: Option<(&'static str, &'static str)>) -> Result<Option<Item>> {
         let due = crate::store::attr_number(listed, "expiresAt");
         let lease = self.ledger.now().millis() + LEASE_MS;
-        let out = self
+        let mut update = self
             .ledger
             .store()
             .client()
@@ -336,14 +369,17 @@ impl Outbox {
             .key("pk", s(crate::store::attr_text(listed, "pk")))
             .key("sk", s(crate::store::attr_text(listed, "sk")))
             .update_expression("SET expiresAt = :lease")
-            .condition_expression(format!("expiresAt = :due AND {placeholder} = :pending"))
-            .expression_attribute_names(placeholder, state)
             .expression_attribute_values(":lease", n(lease))
             .expression_attribute_values(":due", n(due))
-            .expression_attribute_values(":pending", s("pending"))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .send()
-            .await;
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        update = match state {
+            Some((placeholder, name)) => update
+                .condition_expression(format!("expiresAt = :due AND {placeholder} = :pending"))
+                .expression_attribute_names(placeholder, name)
+                .expression_attribute_values(":pending", s("pending")),
+            None => update.condition_expression("expiresAt = :due"),
+        };
+        let out = update.send().await;
         match out {
             Ok(out) => Ok(out.attributes),
             Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))

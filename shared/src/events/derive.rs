@@ -15,21 +15,43 @@ use crate::store::{from_item, DebitItem, EntryItem, GrantItem, HoldItem, Item, L
 #[derive(Clone, Debug, PartialEq)]
 pub enum Derived {
     Ready(Event),
-    NeedsHold { event: Event, reservation_id: Uuid },
+    NeedsHold {
+        event: Event,
+        reservation_id: Uuid,
+    },
+    /// A lot that will expire: its `grant.expiring` falls due `warning`
+    /// before its expiry, if credits are left in it then.
+    Expiring {
+        user: UserId,
+        lot: crate::domain::LotKey,
+    },
 }
 
 impl Derived {
-    pub fn event(&self) -> &Event {
+    pub fn event(&self) -> Option<&Event> {
         match self {
-            Derived::Ready(event) | Derived::NeedsHold { event, .. } => event,
+            Derived::Ready(event) | Derived::NeedsHold { event, .. } => Some(event),
+            Derived::Expiring { .. } => None,
         }
     }
 }
 
-/// The low-balance threshold of users who set none (`CREDITS_LOW_BALANCE_THRESHOLD`; 0 = off).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The deployment's settings for events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Defaults {
+    /// For users who set none (`CREDITS_LOW_BALANCE_THRESHOLD`; 0 = off).
     pub low_balance_threshold: u64,
+    /// How long before a lot expires `grant.expiring` is sent
+    /// (`CREDITS_EXPIRY_WARNING_HOURS`, default 72).
+    pub expiry_warning_seconds: i64,
+}
+
+pub const DEFAULT_EXPIRY_WARNING_HOURS: i64 = 72;
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults { low_balance_threshold: 0, expiry_warning_seconds: DEFAULT_EXPIRY_WARNING_HOURS * 3600 }
+    }
 }
 
 pub const LOW_BALANCE_THRESHOLD: &str = "lowBalanceThreshold";
@@ -49,7 +71,7 @@ pub fn events_of(change: &Change, defaults: Defaults) -> Vec<Derived> {
         },
         // Everything below is only ever put once: an insert is the change.
         _ if old.is_some() => Vec::new(),
-        "grant" => grant_created(&new).into_iter().map(Derived::Ready).collect(),
+        "grant" => grant_events(&new),
         "entry" => entry_events(&new).into_iter().map(Derived::Ready).collect(),
         "debit" => debit_created(&new).into_iter().map(Derived::Ready).collect(),
         "delivery" => late_success(&new).into_iter().collect(),
@@ -88,8 +110,18 @@ fn lots_view(parts: &[LotPartItem]) -> Vec<LotPart> {
         .collect()
 }
 
-fn grant_created(new: &Item) -> Option<Event> {
-    let grant: GrantItem = from_item(new.clone()).ok()?;
+/// A grant, and the warning its lot will need if it expires.
+fn grant_events(new: &Item) -> Vec<Derived> {
+    let Ok(grant) = from_item::<GrantItem>(new.clone()) else { return Vec::new() };
+    let expiring = grant.expires_at.map(|at| {
+        let priority = grant.priority.unwrap_or(crate::domain::LotKey::BASE.priority);
+        let lot = crate::domain::LotKey { priority, expires_at: Some(Timestamp(at)) };
+        Derived::Expiring { user: grant.user_id.clone(), lot }
+    });
+    grant_created(grant).map(Derived::Ready).into_iter().chain(expiring).collect()
+}
+
+fn grant_created(grant: GrantItem) -> Option<Event> {
     let data = json!({
         "grantId": grant.grant_id,
         "amount": grant.amount,

@@ -15,6 +15,7 @@ pub mod bus;
 pub mod deliver;
 pub mod derive;
 pub mod endpoints;
+pub mod expiring;
 pub mod outbox;
 pub mod sign;
 

@@ -85,7 +85,7 @@ pub struct Applied {
 
 /// What recording a batch left to send.
 #[derive(Default)]
-struct Recorded {
+pub(super) struct Recorded {
     fresh: Vec<Event>,
     duplicates: u32,
     deliveries: Vec<DeliveryLogItem>,
@@ -112,14 +112,25 @@ impl Outbox {
     }
 
     /// The bus and defaults from the environment (`CREDITS_EVENT_BUS`,
-    /// `EVENTBRIDGE_ENDPOINT`, `CREDITS_LOW_BALANCE_THRESHOLD`).
+    /// `EVENTBRIDGE_ENDPOINT`, `CREDITS_LOW_BALANCE_THRESHOLD`,
+    /// `CREDITS_EXPIRY_WARNING_HOURS`).
     pub async fn from_env(ledger: Ledger) -> Outbox {
-        let threshold = std::env::var("CREDITS_LOW_BALANCE_THRESHOLD").ok().and_then(|v| v.trim().parse().ok());
-        Outbox::new(ledger, Bus::from_env().await, Defaults { low_balance_threshold: threshold.unwrap_or(0) })
+        let number = |name: &str| std::env::var(name).ok().and_then(|v| v.trim().parse::<u64>().ok());
+        let defaults = Defaults {
+            low_balance_threshold: number("CREDITS_LOW_BALANCE_THRESHOLD").unwrap_or(0),
+            expiry_warning_seconds: number("CREDITS_EXPIRY_WARNING_HOURS")
+                .map_or(super::derive::DEFAULT_EXPIRY_WARNING_HOURS, |h| h.min(24 * 366) as i64)
+                * 3600,
+        };
+        Outbox::new(ledger, Bus::from_env().await, defaults)
     }
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    pub fn defaults(&self) -> Defaults {
+        self.defaults
     }
 
     /// Records the events of a batch of stream changes, publishes them and
@@ -127,6 +138,12 @@ impl Outbox {
     /// the changes: nothing is recorded, published or delivered twice.
     pub async fn apply(&self, changes: &[Change]) -> Result<Applied> {
         let (recorded, endpoints) = self.record_all(changes).await?;
+        self.hand_on(recorded, &endpoints).await
+    }
+
+    /// Publishes what was recorded for the first time and makes the first
+    /// attempt of each delivery created.
+    pub(super) async fn hand_on(&self, recorded: Recorded, endpoints: &[EndpointItem]) -> Result<Applied> {
         let mut applied =
             Applied { recorded: recorded.fresh.len() as u32, duplicates: recorded.duplicates, ..Applied::default() };
         if self.bus.is_configured() {
@@ -153,14 +170,25 @@ impl Outbox {
     }
 
     async fn record_all(&self, changes: &[Change]) -> Result<(Recorded, Vec<EndpointItem>)> {
-        let derived: Vec<Derived> = changes.iter().flat_map(|c| events_of(c, self.defaults)).collect();
+        let mut derived = Vec::new();
+        for d in changes.iter().flat_map(|c| events_of(c, self.defaults)) {
+            match d {
+                Derived::Expiring { user, lot } => self.schedule_warning(&user, lot).await?,
+                other => derived.push(other),
+            }
+        }
         if derived.is_empty() {
             return Ok((Recorded::default(), Vec::new()));
         }
         let events: Vec<Event> = stream::iter(derived).then(|d| self.complete(d)).try_collect::<Vec<Event>>().await?;
         let endpoints = self.ledger.endpoint_items().await?;
+        let recorded = self.record_events(events, &endpoints).await?;
+        Ok((recorded, endpoints))
+    }
+
+    pub(super) async fn record_events(&self, events: Vec<Event>, endpoints: &[EndpointItem]) -> Result<Recorded> {
         let results: Vec<(Event, bool, Vec<DeliveryLogItem>)> = stream::iter(events)
-            .map(|event| self.record_one(event, &endpoints))
+            .map(|event| self.record_one(event, endpoints))
             .buffered(CONCURRENCY)
             .try_collect()
             .await?;
@@ -173,13 +201,14 @@ impl Outbox {
             }
             recorded.deliveries.extend(created);
         }
-        Ok((recorded, endpoints))
+        Ok(recorded)
     }
 
     /// An event whose data is the reservation (a late success) reads it.
     async fn complete(&self, derived: Derived) -> Result<Event> {
         match derived {
             Derived::Ready(event) => Ok(event),
+            Derived::Expiring { .. } => Err(crate::Error::Internal("an expiry warning is not an event yet".into())),
             Derived::NeedsHold { mut event, reservation_id } => {
                 event.data = match self.ledger.reservation(None, reservation_id).await {
                     Ok(hold) => serde_json::to_value(hold).unwrap_or_default(),

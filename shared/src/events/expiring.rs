@@ -1,0 +1,101 @@
+//! `grant.expiring`: when a grant makes a lot that expires, a warning is
+//! scheduled in the due-work index for `CREDITS_EXPIRY_WARNING_HOURS` before
+//! the expiry (one item per lot, put if absent: a second grant into the
+//! same lot schedules nothing more). The scheduled job fires it when due,
+//! if credits are left in the lot then, as an event like any other.
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::outbox::{outbox_shard, Outbox, KEEP_SECONDS};
+use super::{event_id, Event, Kind};
+use crate::domain::{LotKey, Timestamp, UserId};
+use crate::error::Result;
+use crate::store::{key, to_item, user_pk, ConditionalUpdate};
+
+/// A scheduled warning, under its user. `expiresAt` is when it falls due
+/// (the index's key); the lot's own expiry is `lotExpiresAt`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarningItem {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub user_id: UserId,
+    pub priority: u8,
+    pub lot_expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    pub ttl: i64,
+}
+
+pub const WARNING_PREFIX: &str = "WARN#";
+
+impl Outbox {
+    /// Schedules the lot's warning; nothing if it is scheduled already.
+    pub(super) async fn schedule_warning(&self, user: &UserId, lot: LotKey) -> Result<()> {
+        let Some(expiry) = lot.expires_at else { return Ok(()) };
+        let due = expiry.millis() - self.defaults().expiry_warning_seconds * 1000;
+        let item = WarningItem {
+            pk: user_pk(user),
+            sk: format!("{WARNING_PREFIX}{}", lot.name()),
+            entity: "expiryWarning".into(),
+            user_id: user.clone(),
+            priority: lot.priority,
+            lot_expires_at: expiry.millis(),
+            pending_shard: Some(outbox_shard(&format!("{user}\n{}", lot.name()))),
+            expires_at: Some(due),
+            ttl: expiry.unix_seconds() + KEEP_SECONDS,
+        };
+        self.ledger.store().put_if_absent(to_item(&item)?).await?;
+        Ok(())
+    }
+
+    /// A warning the job claimed: the event, if the lot still has credits
+    /// and has not expired. Dated when it fell due, so that firing it again
+    /// after a crash records the same event.
+    pub(super) async fn warning_event(&self, warning: &WarningItem, due: Timestamp) -> Result<Option<Event>> {
+        let lot = LotKey { priority: warning.priority, expires_at: Some(Timestamp(warning.lot_expires_at)) };
+        let now = self.ledger.now();
+        let balance = self.ledger.balance(&warning.user_id).await?;
+        let left = balance
+            .lots
+            .iter()
+            .find(|l| l.priority == lot.priority && l.expires_at == lot.expires_at)
+            .map(|l| l.remaining.get())
+            .unwrap_or(0);
+        if left == 0 || lot.expires_at.is_some_and(|at| at <= now) {
+            return Ok(None);
+        }
+        let data = json!({"priority": lot.priority, "expiresAt": lot.expires_at, "amount": left});
+        let source = format!("{}\n{}", warning.user_id, lot.name());
+        Ok(Some(Event {
+            id: event_id(Kind::GrantExpiring, &source),
+            kind: Kind::GrantExpiring,
+            occurred_at: due,
+            user_id: warning.user_id.clone(),
+            data,
+        }))
+    }
+
+    /// Done with a warning (fired, or nothing left to warn about): out of
+    /// the index, but kept (until TTL) so that a redelivered grant does not
+    /// schedule it again.
+    pub(super) async fn retire_warning(&self, warning: &WarningItem) -> Result<()> {
+        self.ledger
+            .store()
+            .update_if(
+                key(warning.pk.clone(), &warning.sk),
+                ConditionalUpdate {
+                    set: "REMOVE pendingShard, expiresAt",
+                    condition: "attribute_exists(pk)",
+                    names: &[],
+                    values: vec![],
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
