@@ -65,6 +65,16 @@ pub struct Totals {
     pub credits_expired: i64,
     pub credits_debited: i64,
     pub late_successes: i64,
+    /// Outgoing events recorded (each once, however often the stream delivered its change).
+    pub events_recorded: i64,
+    /// Events EventBridge accepted (0 where no bus is configured).
+    pub events_published: i64,
+    /// Webhook attempts that got a 2xx.
+    pub webhooks_delivered: i64,
+    /// Webhook attempts that failed (each is retried on the schedule).
+    pub webhook_attempts_failed: i64,
+    /// Deliveries that failed every attempt of the schedule.
+    pub webhooks_failed: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -148,6 +158,11 @@ impl Monitor {
             t.credits_expired += number(&item, "lotExpired");
             t.credits_debited += number(&item, "debited");
             t.late_successes += number(&item, "lateSuccess");
+            t.events_recorded += number(&item, "eventsRecorded");
+            t.events_published += number(&item, "eventsPublished");
+            t.webhooks_delivered += number(&item, "webhookDelivered");
+            t.webhook_attempts_failed += number(&item, "webhookAttemptsFailed");
+            t.webhooks_failed += number(&item, "webhookDeliveriesFailed");
         }
         Ok(t)
     }

@@ -40,7 +40,9 @@ pub struct Change {
 struct Image {
     pk: String,
     entity: Option<String>,
-    status: Option<HoldStatus>,
+    /// A hold's status, or a delivery's (read as text: each entity has its own words).
+    #[serde(rename = "status")]
+    status_text: Option<String>,
     user_id: Option<String>,
     operation: Option<String>,
     amount: u64,
@@ -59,11 +61,21 @@ struct Image {
     granted: i64,
     plan_period: Option<i64>,
     updated_at: i64,
+    // Outgoing events and webhook deliveries.
+    bus: Option<String>,
+    occurred_at: i64,
+    attempts: i64,
+    log: Vec<EventAt>,
 }
 
 impl Image {
     fn read(item: &Option<serde_dynamo::Item>) -> Option<Image> {
         item.as_ref().and_then(|i| serde_dynamo::from_item(i.clone()).ok())
+    }
+
+    fn status(&self) -> Option<HoldStatus> {
+        let text = self.status_text.as_deref()?;
+        serde_json::from_value(serde_json::Value::String(text.to_owned())).ok()
     }
 
     fn is(&self, entity: &str) -> bool {
@@ -99,7 +111,7 @@ fn contribution(change: &Change) -> Option<Contribution> {
     let mut c = Contribution { operation: image.operation.clone(), user: image.user_id.clone(), ..Default::default() };
     if image.is("hold") {
         let amount = image.amount as i64;
-        match (old.as_ref().and_then(|o| o.status), image.status) {
+        match (old.as_ref().and_then(|o| o.status()), image.status()) {
             (None, Some(HoldStatus::Pending)) => {
                 c.at = image.created_at;
                 c.op_fields = vec![("placed", 1), ("reserved", amount)];
@@ -154,6 +166,9 @@ fn contribution(change: &Change) -> Option<Contribution> {
     if image.is("balance") {
         return balance_contribution(old.as_ref()?, image);
     }
+    if image.is("event") || image.is("webhookDelivery") {
+        return outgoing_contribution(old.as_ref(), image);
+    }
     if old.is_some() {
         return None;
     }
@@ -181,6 +196,36 @@ fn balance_contribution(old: &Image, new: &Image) -> Option<Contribution> {
             .filter(|(_, v)| *v != 0)
             .collect();
     (!fields.is_empty()).then(|| Contribution { at: new.updated_at, total_fields: fields, ..Default::default() })
+}
+
+/// Events recorded and published, and webhook attempts (delivered or
+/// failed), and deliveries that failed their whole schedule.
+fn outgoing_contribution(old: Option<&Image>, new: &Image) -> Option<Contribution> {
+    let mut fields: Vec<(&'static str, i64)> = Vec::new();
+    let mut at = new.occurred_at;
+    if new.is("event") {
+        if old.is_none() {
+            fields.push(("eventsRecorded", 1));
+        }
+        let published = |i: Option<&Image>| i.and_then(|i| i.bus.as_deref()) == Some("published");
+        if published(Some(new)) && !published(old) {
+            fields.push(("eventsPublished", 1));
+        }
+    } else {
+        let tried = new.attempts - old.map_or(0, |o| o.attempts);
+        if tried <= 0 {
+            return None;
+        }
+        at = new.log.last().map_or(new.created_at, |a| a.at);
+        let delivered = new.status_text.as_deref() == Some("delivered");
+        let failed = new.status_text.as_deref() == Some("failed");
+        fields.push(("webhookAttempts", tried));
+        fields.push(("webhookDelivered", i64::from(delivered)));
+        fields.push(("webhookAttemptsFailed", tried - i64::from(delivered)));
+        fields.push(("webhookDeliveriesFailed", i64::from(failed)));
+        fields.retain(|(_, v)| *v != 0);
+    }
+    (!fields.is_empty()).then(|| Contribution { at, total_fields: fields, ..Default::default() })
 }
 
 /// Units and credits captured between two images of a hold.

@@ -68,6 +68,13 @@ async fn set_threshold(server: &TestServer, a: &Actors, threshold: u64) {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
 
+/// Monitoring's figures for this month, once the stats have read the stream.
+async fn month_totals(server: &TestServer) -> credits_shared::monitoring::Totals {
+    server.env.aggregate().await;
+    let bucket = credits_shared::stats::buckets(server.env.ledger.now())[3].clone();
+    credits_shared::monitoring::Monitor::new(server.env.store.clone()).totals(&bucket).await.expect("totals")
+}
+
 fn types_of(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["type"].as_str().unwrap_or("").to_owned()).collect()
 }
@@ -216,6 +223,12 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
     assert_eq!(receiver.got().len(), got.len());
     assert!(moto.drain(&queue).await.is_empty());
     assert_eq!(job(&outbox).await.scanned, 0, "nothing left due");
+    let totals = month_totals(&server).await;
+    let n = ids.len() as i64;
+    assert_eq!(
+        (totals.events_recorded, totals.events_published, totals.webhooks_delivered, totals.webhook_attempts_failed),
+        (n, n, n, 0)
+    );
 }
 
 #[tokio::test]

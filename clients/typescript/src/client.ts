@@ -18,8 +18,15 @@ import type {
   Reservation,
   ReservationWithEvents,
   ReserveRequest,
+  Settings,
+  SettingsRequest,
   SweepReport,
   Timestamp,
+  WebhookDeliveryPage,
+  WebhookEndpoint,
+  WebhookEndpointCreated,
+  WebhookEndpointList,
+  WebhookEndpointRequest,
 } from "./types.js";
 
 export type HttpMethod = "GET" | "POST" | "PUT" | "DELETE";
@@ -47,6 +54,12 @@ export const routes: readonly RouteEntry[] = [
   { method: "POST", path: "/v1/admin/users/{userId}/debits", operationId: "adminDebitCredits", clientMethod: "adminDebit" },
   { method: "PUT", path: "/v1/admin/users/{userId}/plan", operationId: "adminSetPlan", clientMethod: "adminSetPlan" },
   { method: "DELETE", path: "/v1/admin/users/{userId}/plan", operationId: "adminEndPlan", clientMethod: "adminEndPlan" },
+  {
+    method: "PUT",
+    path: "/v1/admin/users/{userId}/settings",
+    operationId: "adminSetSettings",
+    clientMethod: "adminSetSettings",
+  },
   { method: "GET", path: "/v1/admin/users/{userId}/balance", operationId: "adminGetBalance", clientMethod: "adminBalance" },
   {
     method: "GET",
@@ -62,6 +75,36 @@ export const routes: readonly RouteEntry[] = [
   },
   { method: "POST", path: "/v1/admin/cleanup", operationId: "adminCleanup", clientMethod: "adminCleanup" },
   { method: "GET", path: "/v1/admin/monitoring", operationId: "adminMonitoring", clientMethod: "adminMonitoring" },
+  {
+    method: "POST",
+    path: "/v1/admin/webhook-endpoints",
+    operationId: "adminCreateWebhookEndpoint",
+    clientMethod: "adminCreateWebhookEndpoint",
+  },
+  {
+    method: "GET",
+    path: "/v1/admin/webhook-endpoints",
+    operationId: "adminListWebhookEndpoints",
+    clientMethod: "adminListWebhookEndpoints",
+  },
+  {
+    method: "GET",
+    path: "/v1/admin/webhook-endpoints/{id}",
+    operationId: "adminGetWebhookEndpoint",
+    clientMethod: "adminGetWebhookEndpoint",
+  },
+  {
+    method: "DELETE",
+    path: "/v1/admin/webhook-endpoints/{id}",
+    operationId: "adminDeleteWebhookEndpoint",
+    clientMethod: "adminDeleteWebhookEndpoint",
+  },
+  {
+    method: "GET",
+    path: "/v1/admin/webhook-endpoints/{id}/deliveries",
+    operationId: "adminListWebhookDeliveries",
+    clientMethod: "adminListWebhookDeliveries",
+  },
 ];
 
 /** Routes of openapi.yaml the client deliberately does not wrap, and why. */
@@ -296,6 +339,20 @@ interface RequestSpec {
   user?: string | undefined;
   /** The route acts on one user (`Credits-User` is required with a server credential). */
   userScoped?: boolean;
+  /** A 2xx may come without a body (204): `body` is then `undefined`. */
+  noContent?: boolean;
+  /**
+   * The change must not be sent twice (a POST without an Idempotency-Key):
+   * a network error or a 503 is not retried (a 429, refused before any
+   * function ran, still is), and the error says what to do instead.
+   */
+  notRepeatable?: string;
+  /**
+   * A 404 with this code, after an attempt whose outcome was unknown (a
+   * network error or a 503), means that attempt did the change (a delete):
+   * it resolves as a success with `replayed: true`.
+   */
+  doneIfNotFound?: string;
 }
 
 export interface ResponseMeta {
@@ -639,6 +696,26 @@ export class CreditsClient {
     return this.call({ method: "DELETE", path: `/v1/admin/users/${seg(userId)}/plan`, signal: options.signal });
   }
 
+  /**
+   * `PUT /v1/admin/users/{userId}/settings`: the user's low-balance
+   * threshold. `balance.low` is sent when their available credits fall below
+   * `lowBalanceThreshold` (one event per crossing), `balance.recovered` when
+   * they are back at or above it; 0 turns `balance.low` off for the user,
+   * `null` goes back to the deployment's default
+   * (`CREDITS_LOW_BALANCE_THRESHOLD`). The field is required (`{}` → 400
+   * `validation_error`). Setting the same value again changes nothing, so
+   * the call is safe to repeat (retried like `adminSetPlan`). Answers the
+   * settings.
+   */
+  adminSetSettings(userId: string, request: SettingsRequest, options: CallOptions = {}): Promise<Settings> {
+    return this.call({
+      method: "PUT",
+      path: `/v1/admin/users/${seg(userId)}/settings`,
+      body: request,
+      signal: options.signal,
+    });
+  }
+
   /** `GET /v1/admin/users/{userId}/balance` */
   adminBalance(userId: string, options: CallOptions = {}): Promise<Balance> {
     return this.call({ method: "GET", path: `/v1/admin/users/${seg(userId)}/balance`, signal: options.signal });
@@ -675,6 +752,92 @@ export class CreditsClient {
       method: "GET",
       path: "/v1/admin/monitoring",
       query: { type: query.type, period: query.period, limit: query.limit },
+      signal: query.signal,
+    });
+  }
+
+  // ---- webhook endpoints (outgoing events) --------------------------------
+
+  /**
+   * `POST /v1/admin/webhook-endpoints`: every event of the types in `events`
+   * (absent, `null` or empty: every type) is POSTed to `url`, signed with the
+   * endpoint's own secret (Standard Webhooks). The answer is the only one
+   * that shows `secret` (`whsec_…`): keep it to check deliveries with
+   * `verifyWebhook`. `url` must be `https://` (the local dev server also
+   * takes `http://` to this machine), else 400 `validation_error` naming
+   * `url`; at most 20 endpoints (409 `too_many_endpoints`, `limit`).
+   *
+   * Not idempotent (the route takes no `Idempotency-Key`): a network error
+   * or a 503 is **not** retried, since the endpoint may or may not have been
+   * created; list the endpoints (`adminListWebhookEndpoints`) before
+   * creating it again.
+   */
+  adminCreateWebhookEndpoint(request: WebhookEndpointRequest, options: CallOptions = {}): Promise<WebhookEndpointCreated> {
+    return this.call({
+      method: "POST",
+      path: "/v1/admin/webhook-endpoints",
+      body: request,
+      signal: options.signal,
+      notRepeatable:
+        "the endpoint may or may not have been created: list the endpoints (adminListWebhookEndpoints) before creating it again",
+    });
+  }
+
+  /** `GET /v1/admin/webhook-endpoints`: every endpoint (at most 20), without their secrets. */
+  adminListWebhookEndpoints(options: CallOptions = {}): Promise<WebhookEndpointList> {
+    return this.call({ method: "GET", path: "/v1/admin/webhook-endpoints", signal: options.signal });
+  }
+
+  /**
+   * `GET /v1/admin/webhook-endpoints/{id}`, without its secret: `status`
+   * (`enabled`, or `disabled` after 5 days of failed attempts, with
+   * `disabledAt` and `disabledReason`), `failingSince`, `lastSuccessAt`.
+   * Unknown id → 404 `endpoint_not_found`.
+   */
+  adminGetWebhookEndpoint(endpointId: string, options: CallOptions = {}): Promise<WebhookEndpoint> {
+    return this.call({
+      method: "GET",
+      path: `/v1/admin/webhook-endpoints/${seg(endpointId)}`,
+      signal: options.signal,
+    });
+  }
+
+  /**
+   * `DELETE /v1/admin/webhook-endpoints/{id}` (204): no event is delivered
+   * to it from then on. An unknown (or already deleted) id → 404
+   * `endpoint_not_found`. Retried on a 503 or a network error; a 404 after
+   * such an attempt means that attempt deleted it, and resolves.
+   */
+  async adminDeleteWebhookEndpoint(endpointId: string, options: CallOptions = {}): Promise<void> {
+    await this.adminDeleteWebhookEndpointWithMeta(endpointId, options);
+  }
+
+  /** `adminDeleteWebhookEndpoint`, also telling (`replayed`) whether a retry found it already deleted. */
+  adminDeleteWebhookEndpointWithMeta(
+    endpointId: string,
+    options: CallOptions = {},
+  ): Promise<{ body: undefined } & ResponseMeta> {
+    return this.send<undefined>({
+      method: "DELETE",
+      path: `/v1/admin/webhook-endpoints/${seg(endpointId)}`,
+      signal: options.signal,
+      noContent: true,
+      doneIfNotFound: "endpoint_not_found",
+    });
+  }
+
+  /**
+   * `GET /v1/admin/webhook-endpoints/{id}/deliveries`, newest first: one
+   * delivery per event sent to the endpoint, with every attempt (`at`,
+   * `responseCode` or `error`, `durationMs`) and, while `pending`,
+   * `nextAttemptAt`. `limit` 1–100 (default 50); pass `nextCursor` as
+   * `cursor` for the next page. Unknown id → 404 `endpoint_not_found`.
+   */
+  adminListWebhookDeliveries(endpointId: string, query: PageQuery = {}): Promise<WebhookDeliveryPage> {
+    return this.call({
+      method: "GET",
+      path: `/v1/admin/webhook-endpoints/${seg(endpointId)}/deliveries`,
+      query: { limit: query.limit, cursor: query.cursor },
       signal: query.signal,
     });
   }
@@ -940,7 +1103,9 @@ export class CreditsClient {
     // plan set or ended) are idempotent by nature: the same again changes
     // nothing, so they are retried like the others.
     const unknownOutcome =
-      spec.method !== "GET"
+      spec.notRepeatable !== undefined
+        ? `; ${spec.notRepeatable}`
+        : spec.method !== "GET"
         ? spec.idempotencyKey !== undefined
           ? "; the change may or may not have been applied: retry with the same Idempotency-Key"
           : "; the change may or may not have been applied: retry (the call is safe to repeat)"
@@ -948,6 +1113,8 @@ export class CreditsClient {
 
     let freshToken: string | undefined;
     let refreshed = false;
+    /** An earlier attempt may have applied the change (a network error or a 503). */
+    let maybeApplied = false;
     for (let attempt = 1; ; attempt++) {
       let token: string | undefined;
       try {
@@ -973,7 +1140,7 @@ export class CreditsClient {
         });
       } catch (cause) {
         if (spec.signal?.aborted) throw cause;
-        if (attempt >= this.retry.maxAttempts) {
+        if (attempt >= this.retry.maxAttempts || spec.notRepeatable !== undefined) {
           throw new CreditsError({
             status: 0,
             code: "network_error",
@@ -982,6 +1149,7 @@ export class CreditsClient {
             cause,
           });
         }
+        maybeApplied = true;
         await sleep(this.backoff(attempt, undefined), spec.signal);
         continue;
       }
@@ -999,7 +1167,9 @@ export class CreditsClient {
       }
 
       const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
-      if ((response.status === 503 || response.status === 429) && attempt < this.retry.maxAttempts) {
+      const retryable = response.status === 429 || (response.status === 503 && spec.notRepeatable === undefined);
+      if (retryable && attempt < this.retry.maxAttempts) {
+        if (response.status === 503) maybeApplied = true;
         await response.body?.cancel().catch(() => {});
         await sleep(this.backoff(attempt, retryAfter), spec.signal);
         continue;
@@ -1013,6 +1183,14 @@ export class CreditsClient {
           parsed = undefined;
         }
       }
+      if (
+        response.status === 404 &&
+        maybeApplied &&
+        spec.doneIfNotFound !== undefined &&
+        (parsed as { code?: unknown } | undefined)?.code === spec.doneIfNotFound
+      ) {
+        return { body: undefined as R, status: 204, replayed: true };
+      }
       if (!response.ok) {
         // A server credential that named no user: say how to name one.
         const userMissing =
@@ -1022,9 +1200,10 @@ export class CreditsClient {
           retryAfter,
           idempotencyKey: spec.idempotencyKey,
           ...(userMissing && { hint: `${what} acts for a user: call it on credits.forUser(userId) or pass { user: userId }` }),
+          ...(response.status === 503 && spec.notRepeatable !== undefined && { hint: spec.notRepeatable }),
         });
       }
-      if (parsed === undefined) {
+      if (parsed === undefined && !(spec.noContent && text.length === 0)) {
         throw new CreditsError({
           status: response.status,
           code: "unexpected_response",

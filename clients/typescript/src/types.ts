@@ -281,6 +281,219 @@ export interface HistoryPage {
   nextCursor: string | null;
 }
 
+/** `adminSetSettings`'s request. */
+export interface SettingsRequest {
+  /**
+   * `balance.low` below this many available credits (0–1,000,000,000; 0
+   * turns it off for the user); `null` goes back to the deployment's
+   * default (`CREDITS_LOW_BALANCE_THRESHOLD`). Required: `{}` is refused.
+   */
+  lowBalanceThreshold: Credits | null;
+}
+
+/** A user's settings. */
+export interface Settings {
+  userId: UserId;
+  /** The user's own threshold; `null` when the deployment's default applies. */
+  lowBalanceThreshold: Credits | null;
+}
+
+// ---- outgoing events ------------------------------------------------------
+
+/** The type of an outgoing event (`detail-type` on EventBridge). */
+export type EventType =
+  | "hold.confirmed"
+  | "hold.released"
+  | "hold.expired"
+  | "hold.late_success"
+  | "grant.created"
+  | "grant.expiring"
+  | "grant.expired"
+  | "debit.created"
+  | "refund.created"
+  | "balance.low"
+  | "balance.depleted"
+  | "balance.recovered";
+
+/** `adminCreateWebhookEndpoint`'s request. */
+export interface WebhookEndpointRequest {
+  /**
+   * Where events are POSTed: an absolute `https://` URL with a host and no
+   * user name or password, ≤ 2048 characters (the local dev server also
+   * takes `http://` to `localhost`, `127.0.0.1` or `[::1]`).
+   */
+  url: string;
+  /** The event types to send; absent, `null` or empty: every type. At most 12. */
+  events?: EventType[] | null;
+  /** What the endpoint is for: ≤ 200 characters, no control characters. */
+  description?: string | null;
+}
+
+export type WebhookEndpointStatus = "enabled" | "disabled";
+
+/** A webhook endpoint, as every answer but the one that created it shows it (no secret). */
+export interface WebhookEndpoint {
+  id: string;
+  url: string;
+  /** The event types it gets; empty: every type. */
+  events: EventType[];
+  description: string | null;
+  /** `disabled`: it failed every attempt for 5 days and gets no more deliveries. */
+  status: WebhookEndpointStatus;
+  createdAt: Timestamp;
+  /** Since when every attempt failed; `null` once any succeeds. */
+  failingSince: Timestamp | null;
+  /** The last success after a failing streak; `null` before the first streak ended. */
+  lastSuccessAt: Timestamp | null;
+  disabledAt: Timestamp | null;
+  /** Why it was disabled, in words. */
+  disabledReason: string | null;
+}
+
+/** A new endpoint with its signing secret, shown in this answer only. */
+export interface WebhookEndpointCreated extends WebhookEndpoint {
+  /** `whsec_…`: the key deliveries are signed with (see `verifyWebhook`). Never shown again. */
+  secret: string;
+}
+
+export interface WebhookEndpointList {
+  /** Every endpoint (at most 20). */
+  items: WebhookEndpoint[];
+}
+
+/**
+ * `pending`: being attempted or waiting for its next attempt; `delivered`:
+ * an attempt got a 2xx; `failed`: every attempt of the schedule failed;
+ * `dropped`: not attempted again (the endpoint was disabled or deleted).
+ */
+export type WebhookDeliveryStatus = "pending" | "delivered" | "failed" | "dropped";
+
+/** One event sent (or to be sent) to one endpoint, with its attempts. */
+export interface WebhookDelivery {
+  /** The event's id (`webhook-id`). */
+  eventId: string;
+  eventType: EventType;
+  userId: UserId;
+  status: WebhookDeliveryStatus;
+  /** Every attempt so far, oldest first. */
+  attempts: WebhookAttempt[];
+  createdAt: Timestamp;
+  /** When the next attempt is due (`pending` only); `null` otherwise. */
+  nextAttemptAt: Timestamp | null;
+}
+
+export interface WebhookAttempt {
+  /** 1 for the first attempt. */
+  attempt: number;
+  at: Timestamp;
+  /** The endpoint's HTTP status; `null` when it gave none (see `error`). */
+  responseCode: number | null;
+  /** Why there was no answer (`timed out`, `could not connect`, …); `null` when there was one. */
+  error: string | null;
+  durationMs: number;
+}
+
+export interface WebhookDeliveryPage {
+  /** Newest first. */
+  items: WebhookDelivery[];
+  /** Pass as `cursor` for the next page; `null` on the last page. */
+  nextCursor: string | null;
+}
+
+/**
+ * An outgoing event: a webhook's body and the `detail` of the EventBridge
+ * event. `data` depends on `type` (see `CreditsEvent`). Fields may be
+ * added: ignore those you do not know.
+ */
+export interface EventEnvelope<K extends EventType = EventType, D = unknown> {
+  /** `evt_` + 32 hex digits, derived from the change: deduplicate by it (the `webhook-id`). */
+  id: string;
+  type: K;
+  /** When the change happened (not when it was sent). */
+  occurredAt: Timestamp;
+  userId: UserId;
+  data: D;
+}
+
+/** The grant (`grant.created`). */
+export interface GrantCreatedData {
+  /** The grant's id (a plan refill's history line id). */
+  grantId: string;
+  amount: Credits;
+  reason: GrantReason;
+  description: string | null;
+  /** Who granted (the admin's `sub`; `plan` for a plan's refill); `null` on grants recorded without one. */
+  actor: string | null;
+  /** The lot's priority (burn order), 0–100. */
+  priority: number;
+  /** When the lot's credits expire; `null` for never. */
+  expiresAt: Timestamp | null;
+  grantedAt: Timestamp;
+}
+
+/** The lot whose credits expire soon (`grant.expiring`). */
+export interface GrantExpiringData {
+  priority: number;
+  expiresAt: Timestamp;
+  /** The lot's unheld credits, lost at `expiresAt` unless spent or held before. */
+  amount: Credits;
+}
+
+/** The credits that expired (`grant.expired`), as the `grant_expired` history line shows them. */
+export interface GrantExpiredData {
+  /** The history line's id. */
+  entryId: string;
+  amount: Credits;
+  /** Which lots they expired from. */
+  lots: LotPart[];
+  /** The hold whose credits came back to a lot already expired; `null` for a lot's expiry. */
+  reservationId: string | null;
+  expiredAt: Timestamp;
+}
+
+/** The debit (`debit.created`). */
+export interface DebitCreatedData {
+  debitId: string;
+  /** Credits taken back; less than `requested` only with `partial` (maybe 0). */
+  amount: Credits;
+  requested: Credits;
+  reason: DebitReason;
+  description: string | null;
+  /** The admin's `sub`. */
+  actor: string;
+  lots: LotPart[];
+  debitedAt: Timestamp;
+}
+
+/** Where the balance stands (`balance.low`, `balance.depleted`, `balance.recovered`). */
+export interface BalanceEventData {
+  /** Available credits after the change. */
+  available: Credits;
+  /** The user's low-balance threshold in force (0: `balance.low` off). */
+  threshold: number;
+}
+
+/** `hold.late_success`: the reservation as it is now, or only its id once it is no longer kept. */
+export type HoldLateSuccessData = ReservationWithEvents | { reservationId: string };
+
+/** Every outgoing event, discriminated by `type` (what `verifyWebhook` returns). */
+export type CreditsEvent =
+  | EventEnvelope<"hold.confirmed", ReservationWithEvents>
+  | EventEnvelope<"hold.released", ReservationWithEvents>
+  | EventEnvelope<"hold.expired", ReservationWithEvents>
+  | EventEnvelope<"hold.late_success", HoldLateSuccessData>
+  | EventEnvelope<"grant.created", GrantCreatedData>
+  | EventEnvelope<"grant.expiring", GrantExpiringData>
+  | EventEnvelope<"grant.expired", GrantExpiredData>
+  | EventEnvelope<"debit.created", DebitCreatedData>
+  | EventEnvelope<"refund.created", ReservationWithEvents>
+  | EventEnvelope<"balance.low", BalanceEventData>
+  | EventEnvelope<"balance.depleted", BalanceEventData>
+  | EventEnvelope<"balance.recovered", BalanceEventData>;
+
+/** The event of type `K`, e.g. `EventOf<"grant.created">`. */
+export type EventOf<K extends EventType> = Extract<CreditsEvent, { type: K }>;
+
 /** Shape depends on `type` (overview, health, usage, top-users, models, dashboard). */
 export type Monitoring = Record<string, unknown>;
 
@@ -325,11 +538,13 @@ export type ProblemCode =
   | "insufficient_credits"
   | "forbidden"
   | "reservation_not_found"
+  | "endpoint_not_found"
   | "reservation_not_pending"
   | "reservation_expired"
   | "task_already_linked"
   | "too_many_open_holds"
   | "too_many_lots"
+  | "too_many_endpoints"
   | "payload_too_large"
   | "idempotency_key_reused"
   | "unavailable"
@@ -358,7 +573,10 @@ export interface Problem {
   reservationStatus?: ReservationStatus;
   /** too_many_open_holds: the user's pending holds. */
   openHolds?: number;
-  /** too_many_open_holds: the most pending holds a user may have; too_many_lots: the most live lots. */
+  /**
+   * too_many_open_holds: the most pending holds a user may have; too_many_lots:
+   * the most live lots; too_many_endpoints: the most webhook endpoints (20).
+   */
   limit?: number;
   /**
    * unavailable: `true` when the change is known to be applied but its result
@@ -394,6 +612,8 @@ export type TooManyOpenHoldsProblem = Problem & {
   limit: number;
 };
 export type TooManyLotsProblem = Problem & { code: "too_many_lots"; status: 409; limit: number };
+export type EndpointNotFoundProblem = Problem & { code: "endpoint_not_found"; status: 404 };
+export type TooManyEndpointsProblem = Problem & { code: "too_many_endpoints"; status: 409; limit: number };
 export type PayloadTooLargeProblem = Problem & { code: "payload_too_large"; status: 413 };
 export type IdempotencyKeyReusedProblem = Problem & { code: "idempotency_key_reused"; status: 422 };
 export type InternalProblem = Problem & { code: "internal"; status: 500 };
