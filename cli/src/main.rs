@@ -96,6 +96,17 @@ enum Command {
         #[arg(long)]
         partial: bool,
     },
+    /// A user's recent outgoing events (newest first), with where each
+    /// stands on EventBridge.
+    Events {
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = credits_cli::events::DEFAULT_LIMIT)]
+        limit: u32,
+        /// Print each event as delivered (JSON, one per line).
+        #[arg(long)]
+        json: bool,
+    },
     /// Set or end a user's plan (an allowance each day, week or month).
     Plan {
         #[command(subcommand)]
@@ -191,6 +202,7 @@ async fn main() -> std::process::ExitCode {
             operate::set_plan(user, plan, allowance, period, rollover, anchor).await
         }
         Command::Plan { action: PlanAction::End { user } } => operate::end_plan(user).await,
+        Command::Events { user, limit, json } => credits_cli::events::list(user, limit, json).await,
         Command::Token { user, admin, server, client, ttl, jwt_secret } => {
             let bearer = match (&user, admin, server) {
                 (_, _, true) => token::Bearer::Server(&client),

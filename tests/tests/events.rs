@@ -438,3 +438,37 @@ async fn grant_expiring_is_sent_once_per_lot_by_the_job_when_it_falls_due_if_cre
     assert_eq!(events[0]["data"]["amount"], 4, "what is left in the lot when it falls due");
     assert_eq!(events[0]["data"]["expiresAt"], four_days.replace("+00:00", "Z"));
 }
+
+/// `credits events --user` as an operator runs it.
+#[tokio::test]
+async fn the_events_command_lists_a_users_recent_events() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    server.env.clock.advance_seconds(1);
+    let id = hold(&server, &a, 1, 600).await;
+    settle(&server, &a.server, &id, "release").await;
+    pump(&server, &outbox).await;
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(credits_tests::credits_bin())
+            .args(args)
+            .env("DYNAMODB_ENDPOINT", credits_tests::endpoint())
+            .env("CREDITS_TABLE", server.env.store.table())
+            .output()
+            .expect("run credits");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = run(&["events", "--user", &a.user_id]);
+    let kinds: Vec<&str> = listed.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(kinds, vec!["hold.released", "grant.created"], "{listed}");
+    assert!(listed.contains("eventbridge: Logged"), "{listed}");
+    let payloads: Vec<Value> = run(&["events", "--user", &a.user_id, "--json", "--limit", "1"])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(payloads.len(), 1);
+    assert_eq!(payloads[0]["type"], "hold.released");
+    assert_eq!(payloads[0]["data"]["reservationId"], id.as_str());
+}

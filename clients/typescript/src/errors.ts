@@ -32,7 +32,10 @@ export class CreditsError extends Error {
   readonly reservationStatus: ReservationStatus | undefined;
   /** too_many_open_holds: the user's pending holds. */
   readonly openHolds: number | undefined;
-  /** too_many_open_holds: the most pending holds a user may have; too_many_lots: the most live lots. */
+  /**
+   * too_many_open_holds: the most pending holds a user may have; too_many_lots:
+   * the most live lots; too_many_endpoints: the most webhook endpoints (20).
+   */
   readonly limit: number | undefined;
   /**
    * unavailable: `true` when the service says the change was applied but its

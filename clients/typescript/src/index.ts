@@ -28,3 +28,13 @@ export {
   type WithCreditsResult,
 } from "./client.js";
 export { schemaFields, enumValues, problemFields } from "./schema-fields.js";
+export {
+  DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
+  WebhookVerificationError,
+  isWebhookVerificationError,
+  signWebhook,
+  verifyWebhook,
+  type VerifyWebhookOptions,
+  type WebhookHeaders,
+  type WebhookVerificationReason,
+} from "./webhooks.js";

@@ -526,3 +526,116 @@ describe("credentials", () => {
     assert.throws(() => new CreditsClient({ baseUrl: "http://x", token: "t", clientCredentials: { clientId: "a", clientSecret: "b", tokenUrl: "c" } }), TypeError);
   });
 });
+
+describe("settings and webhook endpoints", () => {
+  const endpoint = {
+    id: "5b1e0f2a-7c3d-4e8f-9a1b-2c3d4e5f6a7b",
+    url: "https://app.example/hooks/credits",
+    events: ["hold.expired", "balance.low"],
+    description: "Tell users",
+    status: "enabled",
+    createdAt: "2026-11-22T18:04:05.123Z",
+    failingSince: null,
+    lastSuccessAt: null,
+    disabledAt: null,
+    disabledReason: null,
+  };
+  const noContent = () => new Response(null, { status: 204 });
+  const gateway429 = () =>
+    new Response(JSON.stringify({ message: "Too Many Requests" }), { status: 429, headers: { "content-type": "application/json" } });
+
+  test("adminSetSettings PUTs the threshold (null too), retried on a 503 with no key", async () => {
+    const { fetch, calls } = scripted(unavailable(), ok({ userId: "user/1", lowBalanceThreshold: 20 }), ok({ userId: "u", lowBalanceThreshold: null }));
+    const c = client(fetch);
+    assert.deepEqual(await c.adminSetSettings("user/1", { lowBalanceThreshold: 20 }), { userId: "user/1", lowBalanceThreshold: 20 });
+    assert.equal(calls.length, 2);
+    for (const call of calls) {
+      assert.equal(call.url, "http://credits.test/v1/admin/users/user%2F1/settings");
+      assert.equal(call.method, "PUT");
+      assert.equal(call.headers.get("idempotency-key"), null);
+      assert.deepEqual(JSON.parse(call.body), { lowBalanceThreshold: 20 });
+    }
+    await c.adminSetSettings("u", { lowBalanceThreshold: null });
+    assert.equal(calls[2].body, '{"lowBalanceThreshold":null}');
+  });
+
+  test("adminCreateWebhookEndpoint POSTs once: a 503 or a network error is not retried (it may exist), a 429 is", async () => {
+    const created = { ...endpoint, secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" };
+    const { fetch, calls } = scripted(gateway429(), ok(created, 201), unavailable(), new TypeError("fetch failed"));
+    const c = client(fetch);
+    const request = { url: endpoint.url, events: endpoint.events, description: endpoint.description };
+    assert.deepEqual(await c.adminCreateWebhookEndpoint(request), created);
+    assert.equal(calls.length, 2);
+    assert.equal(calls[1].url, "http://credits.test/v1/admin/webhook-endpoints");
+    assert.equal(calls[1].method, "POST");
+    assert.equal(calls[1].headers.get("idempotency-key"), null);
+    assert.deepEqual(JSON.parse(calls[1].body), request);
+
+    await assert.rejects(c.adminCreateWebhookEndpoint(request), (error) => {
+      assert.equal(error.status, 503);
+      assert.equal(error.code, "unavailable");
+      assert.match(error.message, /list the endpoints \(adminListWebhookEndpoints\) before creating it again/);
+      return true;
+    });
+    assert.equal(calls.length, 3);
+    await assert.rejects(c.adminCreateWebhookEndpoint(request), (error) => {
+      assert.equal(error.code, "network_error");
+      assert.match(error.detail, /failed after 1 attempt\(s\)/);
+      assert.match(error.detail, /may or may not have been created/);
+      return true;
+    });
+    assert.equal(calls.length, 4);
+  });
+
+  test("list, get and deliveries GET their routes (limit and cursor in the query)", async () => {
+    const page = { items: [], nextCursor: null };
+    const { fetch, calls } = scripted(ok({ items: [endpoint] }), ok(endpoint), ok(page), ok(page));
+    const c = client(fetch);
+    assert.deepEqual(await c.adminListWebhookEndpoints(), { items: [endpoint] });
+    assert.deepEqual(await c.adminGetWebhookEndpoint(endpoint.id), endpoint);
+    assert.deepEqual(await c.adminListWebhookDeliveries(endpoint.id, { limit: 10, cursor: "abc_-" }), page);
+    await c.adminListWebhookDeliveries(endpoint.id);
+    assert.deepEqual(
+      calls.map((call) => `${call.method} ${call.url}`),
+      [
+        "GET http://credits.test/v1/admin/webhook-endpoints",
+        `GET http://credits.test/v1/admin/webhook-endpoints/${endpoint.id}`,
+        `GET http://credits.test/v1/admin/webhook-endpoints/${endpoint.id}/deliveries?limit=10&cursor=abc_-`,
+        `GET http://credits.test/v1/admin/webhook-endpoints/${endpoint.id}/deliveries`,
+      ],
+    );
+  });
+
+  test("adminDeleteWebhookEndpoint: a 204 without a body resolves; a 404 is endpoint_not_found", async () => {
+    const { fetch, calls } = scripted(noContent(), problem(404, "endpoint_not_found"));
+    const c = client(fetch);
+    assert.equal(await c.adminDeleteWebhookEndpoint(endpoint.id), undefined);
+    assert.equal(calls[0].method, "DELETE");
+    assert.equal(calls[0].url, `http://credits.test/v1/admin/webhook-endpoints/${endpoint.id}`);
+    assert.equal(calls[0].body, undefined);
+    await assert.rejects(c.adminDeleteWebhookEndpoint(endpoint.id), { status: 404, code: "endpoint_not_found" });
+  });
+
+  test("adminDeleteWebhookEndpoint: a 404 after a 503 or a network error means the earlier attempt deleted it", async () => {
+    const { fetch, calls } = scripted(
+      unavailable(),
+      problem(404, "endpoint_not_found"),
+      new TypeError("socket hang up"),
+      problem(404, "endpoint_not_found"),
+      unavailable(),
+      noContent(),
+    );
+    const c = client(fetch);
+    assert.deepEqual(await c.adminDeleteWebhookEndpointWithMeta(endpoint.id), { body: undefined, status: 204, replayed: true });
+    await c.adminDeleteWebhookEndpoint(endpoint.id);
+    assert.deepEqual(await c.adminDeleteWebhookEndpointWithMeta(endpoint.id), { body: undefined, status: 204, replayed: false });
+    assert.equal(calls.length, 6);
+  });
+
+  test("endpoint_not_found and too_many_endpoints (limit) are CreditsErrors", async () => {
+    const { fetch } = scripted(problem(404, "endpoint_not_found"), problem(409, "too_many_endpoints", { limit: 20 }));
+    const c = client(fetch);
+    await assert.rejects(c.adminGetWebhookEndpoint(endpoint.id), (error) => error instanceof CreditsError && error.code === "endpoint_not_found");
+    await assert.rejects(c.adminCreateWebhookEndpoint({ url: endpoint.url }), { status: 409, code: "too_many_endpoints", limit: 20 });
+  });
+});
