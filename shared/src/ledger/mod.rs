@@ -152,11 +152,11 @@ pub struct DebitRequest {
 }
 
 pub use crate::domain::Attribution;
+pub use due::PLAN_ACTOR;
 pub use extend::MAX_EXTEND_EVENTS;
+pub(crate) use history::{decode_cursor, encode_cursor};
 pub use plan::PlanRequest;
 pub use settings::Settings;
-pub use due::PLAN_ACTOR;
-pub(crate) use history::{decode_cursor, encode_cursor};
 
 /// What a job run under [`Ledger::with_credits`] produced.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -311,12 +311,14 @@ impl Store {
             .update_expression(update.set)
             .condition_expression(update.condition)
             // DynamoDB refuses an empty map of names.
-            .set_expression_attribute_names((!update.names.is_empty()).then(|| {
-                update.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-            }))
-            .set_expression_attribute_values((!update.values.is_empty()).then(|| {
-                update.values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-            }))
+            .set_expression_attribute_names(
+                (!update.names.is_empty())
+                    .then(|| update.names.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+            )
+            .set_expression_attribute_values(
+                (!update.values.is_empty())
+                    .then(|| update.values.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+            )
             .send()
             .await;
         match result {
