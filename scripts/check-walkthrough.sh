@@ -156,6 +156,44 @@ if [ $bad -ne 0 ]; then
   fail "the credit lots example's figures are wrong"
 fi
 echo "README credit lots example: OK"
+
+# The events example, as written, with a receiver listening where it says
+# (HOOK_URL): every delivery must arrive, signed as the Standard Webhooks
+# reference library expects.
+hook_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+python3 scripts/webhook-receiver.py "$hook_port" "$work/hooks.jsonl" &
+receiver=$!
+trap 'kill $receiver 2>/dev/null || true; cleanup' EXIT
+export HOOK_URL="http://127.0.0.1:$hook_port/webhooks/credits"
+sed -n '/<!-- events:start -->/,/<!-- events:end -->/p' README.md | sed '1,2d;$d' | sed '$d' >"$work/events.sh"
+bash -euo pipefail "$work/events.sh" >"$work/out.txt" || {
+  cat "$work/out.txt" >&2
+  fail "the events example failed"
+}
+expect '"secret":"whsec_'
+expect '"lowBalanceThreshold":20'
+for _ in $(seq 1 60); do
+  [ "$(wc -l <"$work/hooks.jsonl" 2>/dev/null || echo 0)" -ge 4 ] && break
+  sleep 0.5
+done
+secret=$(grep -o '"secret":"[^"]*"' "$work/out.txt" | cut -d'"' -f4)
+python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    d = json.loads(line); d["secret"] = sys.argv[2]; print(json.dumps(d))' "$work/hooks.jsonl" "$secret" >"$work/signed.jsonl" \
+  || fail "the receiver got no deliveries"
+.venv/bin/python scripts/verify-webhooks.py <"$work/signed.jsonl" >"$work/ids.txt" || fail "a delivery failed the reference library's verification"
+types=$(python3 -c 'import json, sys
+print(" ".join(sorted(json.loads(json.loads(l)["body"])["type"] for l in open(sys.argv[1]))))' "$work/hooks.jsonl")
+# Deliveries of one stream read are attempted at once: in any order.
+[ "$types" = "balance.low balance.recovered grant.created hold.released" ] \
+  || fail "the receiver got [$types], expected balance.low balance.recovered grant.created hold.released"
+[ "$(sort -u "$work/ids.txt" | wc -l)" -eq 4 ] || fail "a webhook-id was delivered twice: $(cat "$work/ids.txt")"
+if [ $bad -ne 0 ]; then
+  cat "$work/out.txt" >&2
+  fail "the events example's output is wrong"
+fi
+kill $receiver 2>/dev/null || true
+echo "README events example: OK (4 deliveries, verified)"
 stop_server 1
 
 # Run 2: the same data folder; the walk-through's grant is still there.
