@@ -4,6 +4,7 @@
 
 mod audit;
 mod coldstart;
+mod events;
 mod lots;
 mod meter;
 mod runtime_api;
@@ -835,13 +836,13 @@ async fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     // `--only <section>[,<section>…]` (cost, latency, jobs, lots,
-    // throughput, growth, cold) runs those sections, for working on them; like
-    // `--quick`, it writes nothing.
+    // throughput, growth, events, cold) runs those sections, for working on
+    // them; like `--quick`, it writes nothing.
     let only: Option<Vec<String>> = args
         .iter()
         .position(|a| a == "--only")
         .map(|i| args.get(i + 1).map(|s| s.split(',').map(str::to_owned).collect()).unwrap_or_default());
-    const SECTIONS: [&str; 7] = ["cost", "latency", "jobs", "lots", "throughput", "growth", "cold"];
+    const SECTIONS: [&str; 8] = ["cost", "latency", "jobs", "lots", "throughput", "growth", "events", "cold"];
     if let Some(sections) = &only {
         if sections.is_empty() || sections.iter().any(|s| !SECTIONS.contains(&s.as_str())) {
             return Err(format!("--only takes one or more of {}, separated by commas", SECTIONS.join(", ")));
@@ -909,6 +910,12 @@ async fn run() -> Result<(), String> {
         growth(&sdk, &mut out, sizes).await?;
         show(&out);
         local.stop();
+    }
+    // Its own DynamoDB Local and moto for the units, then the dev server
+    // (which starts a DynamoDB Local of its own) for the delay.
+    if runs("events") {
+        events::events(&mut out, if quick { 10 } else { 30 }).await?;
+        show(&out);
     }
     // A fresh DynamoDB Local for the functions too: after the sweep's bulk
     // loads an old one answers several times slower, and that would be

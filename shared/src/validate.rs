@@ -186,10 +186,42 @@ pub fn webhook_url(field: &str, raw: &str, local_http: bool) -> Result<(), Inval
     // compressed in brackets.
     let host = url.host_str().unwrap_or("");
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+    // Deployed, the function's own network is no target: no loopback,
+    // private, link-local (the instance metadata address among them) or
+    // unspecified address written as such.
+    let internal = host == "localhost" || host.ends_with(".localhost") || internal_ip(host);
     match url.scheme() {
-        "https" if !host.is_empty() => Ok(()),
+        "https" if !host.is_empty() && (local_http || !internal) => Ok(()),
         "http" if local_http && local => Ok(()),
         _ => Err(invalid()),
+    }
+}
+
+/// An IP address written as a host (IPv6 in brackets) that names this
+/// machine or a private network.
+fn internal_ip(host: &str) -> bool {
+    use std::net::IpAddr;
+    let v4_internal = |ip: std::net::Ipv4Addr| {
+        let [a, b, ..] = ip.octets();
+        ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_unspecified()
+            || ip.is_broadcast()
+            || a == 0
+            || (a == 100 && (b & 0xc0) == 64)
+    };
+    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => v4_internal(ip),
+        Ok(IpAddr::V6(ip)) => {
+            let first = ip.segments()[0];
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || ip.to_ipv4_mapped().is_some_and(v4_internal)
+        }
+        Err(_) => false,
     }
 }
 
@@ -256,8 +288,8 @@ mod tests {
             "https://example.com",
             "https://example.com/hooks?x=1",
             "HTTPS://Example.COM:8443/a/b",
-            "https://127.0.0.1/hook",
             "https://[2001:db8::1]/hook",
+            "https://8.8.8.8/hook",
             "https://bücher.example/hook",
         ] {
             assert_eq!(webhook_url("url", good, false), Ok(()), "{good}");
@@ -287,6 +319,18 @@ mod tests {
             "https://example.com/\n",
             "https://example.com:99999/",
             "javascript:alert(1)",
+            "https://127.0.0.1/hook",
+            "https://localhost/hook",
+            "https://10.1.2.3/hook",
+            "https://172.16.0.1/hook",
+            "https://192.168.1.1/hook",
+            "https://169.254.169.254/latest/meta-data",
+            "https://100.64.0.1/hook",
+            "https://0.0.0.0/hook",
+            "https://[::1]/hook",
+            "https://[fd00::1]/hook",
+            "https://[fe80::1]/hook",
+            "https://[::ffff:10.0.0.1]/hook",
             too_long.as_str(),
         ] {
             assert_eq!(
@@ -296,6 +340,11 @@ mod tests {
             );
         }
         assert!(webhook_url("url", &too_long[..too_long.len() - 1], false).is_ok());
+        // The dev server delivers to this machine, https or http.
+        for local in ["https://127.0.0.1/hook", "http://127.0.0.1:8787/hook", "http://[::1]/hook", "http://localhost/h"]
+        {
+            assert_eq!(webhook_url("url", local, true), Ok(()), "{local}");
+        }
     }
 
     #[test]

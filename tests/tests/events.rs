@@ -293,7 +293,10 @@ async fn a_failing_receiver_gets_retries_on_the_schedule_with_the_same_id_then_i
     for _ in 0..4 {
         server.env.clock.advance_seconds(86_400);
         grant(&server, &a.admin, &a.user_id, 1).await;
-        pump(&server, &outbox).await;
+        let applied = outbox.apply(&server.env.aggregate().await).await.expect("apply");
+        assert_eq!(applied.deferred, 1, "an endpoint on a failing streak gets no first attempt inline");
+        server.env.clock.advance_seconds(61);
+        job(&outbox).await;
     }
     let ep = call(&server, Method::GET, &format!("/v1/admin/webhook-endpoints/{endpoint}"), Some(&a.admin), None).await;
     assert_eq!(ep.body["status"], "disabled", "{}", ep.body);
@@ -411,7 +414,8 @@ async fn grant_expiring_is_sent_once_per_lot_by_the_job_when_it_falls_due_if_cre
     let four_days = in_days(4);
     grant_expiring(10, "a", four_days.clone()).await;
     grant_expiring(5, "b", four_days.clone()).await; // the same lot: one warning
-    grant_expiring(3, "c", in_days(5)).await; // emptied before its warning
+    let five_days = in_days(5);
+    grant_expiring(3, "c", five_days.clone()).await; // emptied before its warning
     pump(&server, &outbox).await;
     assert_eq!(job(&outbox).await.warnings, 0, "not due yet");
     let debit = call_with(
@@ -431,10 +435,16 @@ async fn grant_expiring_is_sent_once_per_lot_by_the_job_when_it_falls_due_if_cre
     assert_eq!(job(&outbox).await.warnings, 1);
     server.env.clock.advance_seconds(86_400);
     assert_eq!(job(&outbox).await.warnings, 0, "the five-day lot is empty: no warning");
-    server.env.clock.advance_seconds(86_400);
+    assert_eq!(job(&outbox).await.scanned, 0, "each warning is done with");
+    // Credits land in the empty lot again: its warning is armed again, and fires.
+    grant_expiring(2, "e", five_days.clone()).await;
+    pump(&server, &outbox).await;
+    assert_eq!(job(&outbox).await.warnings, 1);
+    server.env.clock.advance_seconds(3_600);
     assert_eq!(job(&outbox).await.scanned, 0, "each warning is done with");
     let events: Vec<Value> = receiver.got().iter().map(|r| r.event()).collect();
-    assert_eq!(types_of(&events), vec!["grant.expiring"]);
+    assert_eq!(types_of(&events), vec!["grant.expiring", "grant.expiring"]);
+    assert_eq!(events[1]["data"]["amount"], 2);
     assert_eq!(events[0]["data"]["amount"], 4, "what is left in the lot when it falls due");
     assert_eq!(events[0]["data"]["expiresAt"], four_days.replace("+00:00", "Z"));
 }

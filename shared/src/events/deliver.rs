@@ -22,6 +22,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Waits after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 /// (eight attempts over about 27.6 hours).
 pub const SCHEDULE_SECONDS: [i64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
+/// Due entries one run lists at most.
+pub const MAX_LISTED: usize = 2_000;
 /// Kept of a receiver's error text.
 const ERROR_CHARS: usize = 200;
 
@@ -39,6 +41,8 @@ pub struct OutboxReport {
     pub failed_attempts: u32,
     /// `grant.expiring` events fired.
     pub warnings: u32,
+    /// Items that failed (each logged; the next run retries them).
+    pub errors: u32,
     /// Taken by someone else first (a concurrent job or the first attempt).
     pub skipped: u32,
     /// Left for the next run (time budget spent).
@@ -140,8 +144,10 @@ impl Outbox {
         let Some(signature) = super::sign::signature(&endpoint.secret, &delivery.event_id, timestamp, body) else {
             return (None, Some("the endpoint's secret is unusable".into()));
         };
-        let sent = self
-            .http
+        let Some(http) = &self.http else {
+            return (None, Some("no HTTP client (see the function's log)".into()));
+        };
+        let sent = http
             .post(&endpoint.url)
             .header("content-type", "application/json")
             .header("webhook-id", &delivery.event_id)
@@ -168,6 +174,11 @@ impl Outbox {
     /// Any success clears an endpoint's failing streak; a failure starts one,
     /// and a streak of 5 days disables the endpoint.
     async fn note_health(&self, endpoint: &EndpointItem, ok: bool) -> Result<()> {
+        // Read afresh (a read costs less than a write): the endpoint as listed
+        // may predate another attempt's outcome, and a streak must not
+        // survive a success it did not see.
+        let Some(endpoint) = self.ledger.endpoint_item(endpoint.endpoint_id).await? else { return Ok(()) };
+        let endpoint = &endpoint;
         let store = self.ledger.store();
         let item_key = || key(ENDPOINTS_PK.into(), &endpoint_sk(endpoint.endpoint_id));
         let now = self.ledger.now().millis();
@@ -232,39 +243,14 @@ impl Outbox {
     }
 
     /// Publishes and delivers whatever fell due (retries, and anything a
-    /// crashed call left), claiming each first, until `deadline`.
+    /// crashed call left), claiming each first, until `deadline`. One item
+    /// that fails is logged and left for the next run; it stops nothing else.
     pub async fn sweep(&self, deadline: Instant) -> Result<OutboxReport> {
         // An attempt started may take its whole time limit: none starts
         // later than that before the deadline.
         let deadline = deadline.checked_sub(TIMEOUT + Duration::from_secs(1)).unwrap_or_else(Instant::now);
         let mut report = OutboxReport::default();
-        let now = self.ledger.now();
-        let mut due: Vec<Item> = Vec::new();
-        for shard in 0..OUTBOX_SHARDS {
-            let mut start = None;
-            loop {
-                let page = self
-                    .ledger
-                    .store()
-                    .client()
-                    .query()
-                    .table_name(self.ledger.store().table())
-                    .index_name(PENDING_INDEX)
-                    .key_condition_expression("pendingShard = :shard AND expiresAt <= :now")
-                    .expression_attribute_values(":shard", s(format!("D#{shard:02}")))
-                    .expression_attribute_values(":now", n(now.millis()))
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(crate::store::sdk_error)?;
-                report.scanned += page.scanned_count().max(0) as u32;
-                due.extend(page.items.unwrap_or_default());
-                start = page.last_evaluated_key;
-                if start.is_none() {
-                    break;
-                }
-            }
-        }
+        let due = self.list_due(&mut report).await?;
         let sk_of = |item: &Item| crate::store::attr_text(item, "sk").to_owned();
         let (warnings, due): (Vec<Item>, Vec<Item>) =
             due.into_iter().partition(|item| sk_of(item).starts_with(super::expiring::WARNING_PREFIX));
@@ -277,42 +263,35 @@ impl Outbox {
                 report.remaining += 1;
                 continue;
             }
-            let Some(claimed) = self.claim(&item, None).await? else {
-                report.skipped += 1;
-                continue;
-            };
-            let warning: WarningItem = from_item(claimed)?;
-            let due_at = crate::domain::Timestamp(crate::store::attr_number(&item, "expiresAt"));
-            if let Some(event) = self.warning_event(&warning, due_at).await? {
-                let recorded = self.record_events(vec![event], &endpoints).await?;
-                let sent = self.hand_on(recorded, &endpoints).await?;
-                report.warnings += sent.recorded;
-                report.published += sent.published;
-                report.delivered += sent.delivered;
-                report.failed_attempts += sent.failed_attempts;
+            match self.fire_warning(&item, &endpoints).await {
+                Ok(Some(sent)) => {
+                    report.warnings += sent.recorded;
+                    report.published += sent.published;
+                    report.delivered += sent.delivered;
+                    report.failed_attempts += sent.failed_attempts;
+                }
+                Ok(None) => report.skipped += 1,
+                Err(error) => {
+                    tracing::warn!(error = %error, "an expiry warning failed; the next run retries it");
+                    report.errors += 1;
+                }
             }
-            self.retire_warning(&warning).await?;
         }
 
-        let mut claimed_events = Vec::new();
-        for item in events {
+        // Claimed, published and marked ten at a time (one PutEvents call):
+        // a run cut short leaves at most one call's events to publish again.
+        for chunk in events.chunks(super::bus::MAX_ENTRIES) {
             if Instant::now() >= deadline {
-                report.remaining += 1;
+                report.remaining += chunk.len() as u32;
                 continue;
             }
-            match self.claim(&item, Some(("#bus", "bus"))).await? {
-                Some(claimed) => claimed_events.push(from_item::<EventRecord>(claimed)?),
-                None => report.skipped += 1,
+            match self.publish_due(chunk, &mut report).await {
+                Ok(published) => report.published += published,
+                Err(error) => {
+                    tracing::warn!(error = %error, "publishing due events failed; the next run retries them");
+                    report.errors += 1;
+                }
             }
-        }
-        if !claimed_events.is_empty() {
-            let entries: Vec<Entry> = claimed_events
-                .iter()
-                .map(|r| Entry { detail_type: r.event_type.as_str().into(), detail: r.payload.clone() })
-                .collect();
-            let targets: Vec<(String, String, u32)> =
-                claimed_events.iter().map(|r| (r.pk.clone(), r.sk.clone(), r.bus_attempts)).collect();
-            report.published += self.publish_entries(&entries, &targets).await?;
         }
 
         let outcomes: Vec<Option<Result<Option<DeliveryStatus>>>> = stream::iter(deliveries)
@@ -346,12 +325,84 @@ impl Outbox {
                 Some(Ok(Some(_))) => report.failed_attempts += 1,
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "a delivery attempt failed to record; the next run retries it");
-                    report.failed_attempts += 1;
+                    report.errors += 1;
                 }
             }
         }
         tracing::info!(?report, "outbox");
+        crate::metrics::count("OutboxBacklog", u64::from(report.remaining));
         Ok(report)
+    }
+
+    /// The due entries of the events' shards, at most `MAX_LISTED` (a larger
+    /// backlog is worked off by the following runs).
+    async fn list_due(&self, report: &mut OutboxReport) -> Result<Vec<Item>> {
+        let now = self.ledger.now();
+        let mut due: Vec<Item> = Vec::new();
+        for shard in 0..OUTBOX_SHARDS {
+            let mut start = None;
+            loop {
+                let page = self
+                    .ledger
+                    .store()
+                    .client()
+                    .query()
+                    .table_name(self.ledger.store().table())
+                    .index_name(PENDING_INDEX)
+                    .key_condition_expression("pendingShard = :shard AND expiresAt <= :now")
+                    .expression_attribute_values(":shard", s(format!("D#{shard:02}")))
+                    .expression_attribute_values(":now", n(now.millis()))
+                    .limit((MAX_LISTED / usize::from(OUTBOX_SHARDS)) as i32)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(crate::store::sdk_error)?;
+                report.scanned += page.scanned_count().max(0) as u32;
+                due.extend(page.items.unwrap_or_default());
+                start = page.last_evaluated_key;
+                if start.is_none() || due.len() >= MAX_LISTED * (usize::from(shard) + 1) / usize::from(OUTBOX_SHARDS) {
+                    break;
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// Claims a due warning and fires it (if its lot still has credits);
+    /// `None` when someone else claimed it first.
+    async fn fire_warning(&self, listed: &Item, endpoints: &[EndpointItem]) -> Result<Option<super::outbox::Applied>> {
+        let Some(claimed) = self.claim(listed, None).await? else { return Ok(None) };
+        let warning: WarningItem = from_item(claimed)?;
+        let sent = match self.warning_event(&warning).await? {
+            Some(event) => {
+                let recorded = self.record_events(vec![event], endpoints).await?;
+                Some(self.hand_on(recorded, endpoints, Self::attempt_by()).await?)
+            }
+            None => None,
+        };
+        self.retire_warning(&warning, sent.is_some()).await?;
+        Ok(Some(sent.unwrap_or_default()))
+    }
+
+    /// Claims up to ten due events, publishes those claimed, and marks each.
+    async fn publish_due(&self, listed: &[Item], report: &mut OutboxReport) -> Result<u32> {
+        let mut claimed = Vec::with_capacity(listed.len());
+        for item in listed {
+            match self.claim(item, Some(("#bus", "bus"))).await? {
+                Some(item) => claimed.push(from_item::<EventRecord>(item)?),
+                None => report.skipped += 1,
+            }
+        }
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let entries: Vec<Entry> = claimed
+            .iter()
+            .map(|r| Entry { detail_type: r.event_type.as_str().into(), detail: r.payload.clone() })
+            .collect();
+        let targets: Vec<(String, String, u32)> =
+            claimed.iter().map(|r| (r.pk.clone(), r.sk.clone(), r.bus_attempts)).collect();
+        self.publish_entries(&entries, &targets).await
     }
 
     /// Takes the lease of a due item as listed: it must still be pending

@@ -11,7 +11,7 @@ use super::outbox::{outbox_shard, Outbox, KEEP_SECONDS};
 use super::{event_id, Event, Kind};
 use crate::domain::{LotKey, Timestamp, UserId};
 use crate::error::Result;
-use crate::store::{key, to_item, user_pk, ConditionalUpdate};
+use crate::store::{key, n, s, to_item, user_pk, ConditionalUpdate};
 
 /// A scheduled warning, under its user. `expiresAt` is when it falls due
 /// (the index's key); the lot's own expiry is `lotExpiresAt`.
@@ -24,6 +24,13 @@ pub struct WarningItem {
     pub user_id: UserId,
     pub priority: u8,
     pub lot_expires_at: i64,
+    /// When it falls due: the event's date, whatever the index entry says
+    /// after a claim moved it.
+    pub due_at: i64,
+    /// Set once the event is recorded; a warning retired without it (the lot
+    /// was empty then) is armed again by the next grant into the lot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -34,7 +41,9 @@ pub struct WarningItem {
 pub const WARNING_PREFIX: &str = "WARN#";
 
 impl Outbox {
-    /// Schedules the lot's warning; nothing if it is scheduled already.
+    /// Schedules the lot's warning; nothing if it is scheduled or fired
+    /// already. One retired unfired (the lot was empty when it fell due) is
+    /// armed again: the lot has credits again.
     pub(super) async fn schedule_warning(&self, user: &UserId, lot: LotKey) -> Result<()> {
         let Some(expiry) = lot.expires_at else { return Ok(()) };
         let due = expiry.millis() - self.defaults().expiry_warning_seconds * 1000;
@@ -45,18 +54,35 @@ impl Outbox {
             user_id: user.clone(),
             priority: lot.priority,
             lot_expires_at: expiry.millis(),
+            due_at: due,
+            fired_at: None,
             pending_shard: Some(outbox_shard(&format!("{user}\n{}", lot.name()))),
             expires_at: Some(due),
             ttl: expiry.unix_seconds() + KEEP_SECONDS,
         };
-        self.ledger.store().put_if_absent(to_item(&item)?).await?;
+        let shard = item.pending_shard.clone().unwrap_or_default();
+        let warning_key = key(item.pk.clone(), &item.sk);
+        if !self.ledger.store().put_if_absent(to_item(&item)?).await? {
+            self.ledger
+                .store()
+                .update_if(
+                    warning_key,
+                    ConditionalUpdate {
+                        set: "SET pendingShard = :shard, expiresAt = :due",
+                        condition: "attribute_not_exists(firedAt) AND attribute_not_exists(pendingShard)",
+                        names: &[],
+                        values: vec![(":shard", s(shard)), (":due", n(due))],
+                    },
+                )
+                .await?;
+        }
         Ok(())
     }
 
     /// A warning the job claimed: the event, if the lot still has credits
     /// and has not expired. Dated when it fell due, so that firing it again
     /// after a crash records the same event.
-    pub(super) async fn warning_event(&self, warning: &WarningItem, due: Timestamp) -> Result<Option<Event>> {
+    pub(super) async fn warning_event(&self, warning: &WarningItem) -> Result<Option<Event>> {
         let lot = LotKey { priority: warning.priority, expires_at: Some(Timestamp(warning.lot_expires_at)) };
         let now = self.ledger.now();
         let balance = self.ledger.balance(&warning.user_id).await?;
@@ -74,7 +100,7 @@ impl Outbox {
         Ok(Some(Event {
             id: event_id(Kind::GrantExpiring, &source),
             kind: Kind::GrantExpiring,
-            occurred_at: due,
+            occurred_at: Timestamp(warning.due_at),
             user_id: warning.user_id.clone(),
             data,
         }))
@@ -82,20 +108,24 @@ impl Outbox {
 
     /// Done with a warning (fired, or nothing left to warn about): out of
     /// the index, but kept (until TTL) so that a redelivered grant does not
-    /// schedule it again.
-    pub(super) async fn retire_warning(&self, warning: &WarningItem) -> Result<()> {
-        self.ledger
-            .store()
-            .update_if(
-                key(warning.pk.clone(), &warning.sk),
-                ConditionalUpdate {
-                    set: "REMOVE pendingShard, expiresAt",
-                    condition: "attribute_exists(pk)",
-                    names: &[],
-                    values: vec![],
-                },
-            )
-            .await?;
+    /// schedule a fired one again.
+    pub(super) async fn retire_warning(&self, warning: &WarningItem, fired: bool) -> Result<()> {
+        let update = if fired {
+            ConditionalUpdate {
+                set: "SET firedAt = :now REMOVE pendingShard, expiresAt",
+                condition: "attribute_exists(pk)",
+                names: &[],
+                values: vec![(":now", n(self.ledger.now().millis()))],
+            }
+        } else {
+            ConditionalUpdate {
+                set: "REMOVE pendingShard, expiresAt",
+                condition: "attribute_exists(pk)",
+                names: &[],
+                values: vec![],
+            }
+        };
+        self.ledger.store().update_if(key(warning.pk.clone(), &warning.sk), update).await?;
         Ok(())
     }
 }

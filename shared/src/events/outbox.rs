@@ -4,6 +4,8 @@
 //! and attempts at once; what failed (or what a crash left) stays in the
 //! due-work index for the scheduled job.
 
+use std::time::{Duration, Instant};
+
 use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -81,6 +83,8 @@ pub struct Applied {
     pub delivered: u32,
     /// Attempts that failed (retried on the schedule).
     pub failed_attempts: u32,
+    /// Deliveries left to the job: their endpoint is failing, or time ran out.
+    pub deferred: u32,
 }
 
 /// What recording a batch left to send.
@@ -96,7 +100,7 @@ pub(super) struct Recorded {
 pub struct Outbox {
     pub(super) ledger: Ledger,
     pub(super) bus: Bus,
-    pub(super) http: reqwest::Client,
+    pub(super) http: Option<reqwest::Client>,
     defaults: Defaults,
 }
 
@@ -107,7 +111,10 @@ impl Outbox {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("credits-webhooks/1")
             .build()
-            .unwrap_or_default();
+            // Never a default client instead: it would follow redirects
+            // and wait forever. Without one, every attempt fails, loudly.
+            .inspect_err(|error| tracing::error!(error = %error, "no HTTP client for webhook deliveries"))
+            .ok();
         Outbox { ledger, bus, http, defaults }
     }
 
@@ -137,28 +144,51 @@ impl Outbox {
     /// makes each delivery's first attempt. Safe to call again with any of
     /// the changes: nothing is recorded, published or delivered twice.
     pub async fn apply(&self, changes: &[Change]) -> Result<Applied> {
+        let attempt_by = Self::attempt_by();
         let (recorded, endpoints) = self.record_all(changes).await?;
-        self.hand_on(recorded, &endpoints).await
+        self.hand_on(recorded, &endpoints, attempt_by).await
+    }
+
+    /// The latest instant a first attempt may start: its lease (taken when
+    /// the delivery was recorded) must outlast it, or the job would send the
+    /// same delivery at the same time.
+    pub(super) fn attempt_by() -> Instant {
+        let lease = Duration::from_millis(LEASE_MS as u64);
+        Instant::now() + lease.saturating_sub(super::deliver::TIMEOUT + Duration::from_secs(5))
     }
 
     /// Publishes what was recorded for the first time and makes the first
-    /// attempt of each delivery created.
-    pub(super) async fn hand_on(&self, recorded: Recorded, endpoints: &[EndpointItem]) -> Result<Applied> {
+    /// attempt of each delivery created, until `attempt_by`. A delivery to an
+    /// endpoint on a failing streak is left to the job's schedule, so one
+    /// endpoint that hangs cannot hold up the stream.
+    pub(super) async fn hand_on(
+        &self,
+        recorded: Recorded,
+        endpoints: &[EndpointItem],
+        attempt_by: Instant,
+    ) -> Result<Applied> {
         let mut applied =
             Applied { recorded: recorded.fresh.len() as u32, duplicates: recorded.duplicates, ..Applied::default() };
         if self.bus.is_configured() {
             applied.published = self.publish(&recorded.fresh).await?;
         }
-        let outcomes: Vec<DeliveryStatus> = stream::iter(recorded.deliveries)
+        let outcomes: Vec<Option<DeliveryStatus>> = stream::iter(recorded.deliveries)
             .map(|delivery| {
                 let endpoint = endpoints.iter().find(|e| e.endpoint_id == delivery.endpoint_id).cloned();
-                async move { self.attempt(delivery, endpoint).await }
+                async move {
+                    let failing = endpoint.as_ref().is_some_and(|e| e.failing_since.is_some());
+                    if failing || Instant::now() >= attempt_by {
+                        return Ok(None);
+                    }
+                    self.attempt(delivery, endpoint).await.map(Some)
+                }
             })
             .buffer_unordered(CONCURRENCY)
             .try_collect()
             .await?;
-        applied.delivered = outcomes.iter().filter(|s| **s == DeliveryStatus::Delivered).count() as u32;
-        applied.failed_attempts = outcomes.len() as u32 - applied.delivered;
+        applied.delivered = outcomes.iter().filter(|s| **s == Some(DeliveryStatus::Delivered)).count() as u32;
+        applied.deferred = outcomes.iter().filter(|s| s.is_none()).count() as u32;
+        applied.failed_attempts = outcomes.len() as u32 - applied.delivered - applied.deferred;
         Ok(applied)
     }
 
