@@ -34,6 +34,18 @@ pub struct Change {
     pub new: Option<serde_dynamo::Item>,
 }
 
+impl Change {
+    /// A record as Lambda's DynamoDB Streams event carries it: an image the
+    /// record has not (an insert's old, a removal's new) comes empty.
+    pub fn of_images(event_id: String, old: serde_dynamo::Item, new: serde_dynamo::Item) -> Change {
+        Change {
+            event_id,
+            old: Some(old).filter(|image| !image.is_empty()),
+            new: Some(new).filter(|image| !image.is_empty()),
+        }
+    }
+}
+
 /// The attributes of any item the aggregates care about.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]

@@ -18,11 +18,7 @@ async fn main() -> Result<(), Error> {
             .payload
             .records
             .into_iter()
-            .map(|record| Change {
-                event_id: record.event_id,
-                old: Some(record.change.old_image).filter(|image| !image.is_empty()),
-                new: Some(record.change.new_image).filter(|image| !image.is_empty()),
-            })
+            .map(|record| Change::of_images(record.event_id, record.change.old_image, record.change.new_image))
             .collect();
         // An error fails the batch; Lambda retries it, and changes already
         // counted are recognised by their marks.
