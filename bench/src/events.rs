@@ -696,7 +696,8 @@ struct Other {
 
 /// A receiver that fails twice, then answers: the failing first attempt,
 /// a failing retry, a succeeding one; and a job run with nothing due.
-async fn retries(sdk: &aws_config::SdkConfig, bus: &Bus) -> Result<Vec<Other>, String> {
+/// Also the delivery's size when put and after its three attempts.
+async fn retries(sdk: &aws_config::SdkConfig, bus: &Bus) -> Result<(Vec<Other>, (usize, usize)), String> {
     let receiver = Receiver::start(&[500, 500]).await?;
     let mut b = Bench::new(sdk, bus.clone()).await?;
     let u = user("events-retry");
@@ -714,7 +715,7 @@ async fn retries(sdk: &aws_config::SdkConfig, bus: &Bus) -> Result<Vec<Other>, S
     }];
     let retry = ["claim", "attempt record", "endpoint read", "endpoint health"];
     let listing = ["due-work listing", "endpoints read"];
-    for (wait, outcome) in [(SCHEDULE_SECONDS[0], "500 again: the streak goes on"), (SCHEDULE_SECONDS[1], "204")] {
+    for (wait, outcome) in [(SCHEDULE_SECONDS[0], "500 again (the streak goes on)"), (SCHEDULE_SECONDS[1], "204")] {
         b.clock.advance_seconds(wait);
         let run = b.job().await?;
         let expected = if outcome == "204" { (1, 0) } else { (0, 1) };
@@ -738,7 +739,9 @@ async fn retries(sdk: &aws_config::SdkConfig, bus: &Bus) -> Result<Vec<Other>, S
     if receiver.count() != 3 {
         return Err(format!("the failing receiver got {} attempts, not 3", receiver.count()));
     }
-    Ok(rows)
+    let put = first.done.iter().find(|d| d.category() == "delivery put").map(|d| d.sent.clone());
+    let put = put.ok_or("no delivery put seen")?;
+    Ok((rows, (put.bytes, b.size(&put.pk, &put.sk).await?)))
 }
 
 /// Runs cargo as `make run` does (`cargo build --workspace --bin credits`)
@@ -951,7 +954,7 @@ pub async fn events(out: &mut String, grants: usize) -> Result<(), String> {
     .await;
     drop(moto);
     local.stop();
-    let (rows, sizes, (redelivered, redelivery), mut others) = measured?;
+    let (rows, sizes, (redelivered, redelivery), (mut others, (put, retried))) = measured?;
     eprintln!("bench: events: units done at {:.0} s", started.elapsed().as_secs_f64());
     let mut d = delays(grants).await?;
     eprintln!("bench: events: delays done at {:.0} s", started.elapsed().as_secs_f64());
@@ -1009,20 +1012,28 @@ pub async fn events(out: &mut String, grants: usize) -> Result<(), String> {
         let (a, b) = (find(event, 1).map_or(0.0, |r| r.used.write), find(event, 3).map_or(0.0, |r| r.used.write));
         (b - a) / 2.0
     };
+    let reads = |r: &Row, category: &str| r.cost.units(category);
     let _ = writeln!(
         out,
-        "Each event is one conditional PutItem of the event item (put only if absent, under a key derived from the change)\n\
-         and one per subscribed endpoint of a delivery item; with a bus, each of them also enters the due-work index\n\
-         (`pending-by-expiry`, 1 WCU), so that the scheduled job finds whatever a crash leaves unsent. After PutEvents\n\
-         accepts it, an UpdateItem marks the event item `published` and takes it out of that index: the publish mark,\n\
-         {:.1} WCU for a grant. Each delivery's first attempt is recorded by an UpdateItem that appends the attempt to the\n\
-         delivery's log and, on a 2xx, takes it out of the index. The one read is the endpoints' list (a strongly\n\
-         consistent Query, {:.1} RCU), once per stream batch, whatever the batch holds. A grant costs {:.1} WCU with no\n\
-         endpoint and {:.1} more per endpoint; a confirm {:.1} more per endpoint.{}\n",
+        "Each event is one conditional PutItem of the event item (put only if absent, under a key derived from the\n\
+         change) and one of a delivery item per subscribed endpoint; with a bus, each item also enters the due-work\n\
+         index (`pending-by-expiry`, 1 WCU), so that the scheduled job finds whatever a crash leaves unsent. After\n\
+         PutEvents accepts the event, an UpdateItem marks its item `published` and takes it out of that index: the\n\
+         publish mark, {:.1} WCU for a grant, {:.1} for a confirm. Each delivery's first attempt is recorded by an\n\
+         UpdateItem that appends the attempt to the delivery's log and, on a 2xx, takes it out of the index. The reads:\n\
+         the endpoints' list, once per stream batch whatever the batch holds (a strongly consistent Query: {:.1} RCU\n\
+         with none registered, {:.1} with 3), and after each attempt the endpoint, read afresh for its health (a\n\
+         strongly consistent GetItem, {:.1} RCU). A grant's event costs {:.1} WCU with no endpoint and {:.1} more per\n\
+         endpoint; a confirm's {:.1} and {:.1}. EventBridge bills PutEvents apart, per event (per 64 KB chunk of one),\n\
+         not in these units.{}\n",
         g0.cost.units("publish mark"),
-        g0.cost.units("endpoints read"),
+        h1.cost.units("publish mark"),
+        reads(g0, "endpoints read"),
+        find("grant.created", 3).map_or(0.0, |r| reads(r, "endpoints read")),
+        reads(g1, "endpoint read"),
         g0.used.write,
         per_endpoint("grant.created"),
+        find("hold.confirmed", 0).map_or(0.0, |r| r.used.write),
         per_endpoint("hold.confirmed"),
         if published {
             ""
@@ -1039,15 +1050,15 @@ pub async fn events(out: &mut String, grants: usize) -> Result<(), String> {
     let over: Vec<&str> = sizes.iter().filter(|s| s.event_item > 1024 || s.delivery > 1024).map(|s| s.event).collect();
     let _ = writeln!(
         out,
-        "\nThe event item and every delivery item carry the payload (the event as JSON, what a webhook's body is), so an\n\
-         event's bytes are written 1 + endpoints times; each attempt appends about {} bytes to its delivery. DynamoDB bills\n\
-         a write per started KB of the item (an update: of its larger image): a `hold.*` or `refund.created` payload is the\n\
-         reservation ({} bytes for this confirm), which takes {} past 1 KB, so each of their items costs 2 WCU a write\n\
-         where a grant's costs 1 (the table above: {:.1} WCU against {:.1} at one endpoint). The sizes are by DynamoDB's rules,\n\
-         from the requests and read back; DynamoDB Local reports the non-transactional writes here per KB itself.\n",
-        sizes.first().map_or(0, |s| s.delivery_after.saturating_sub(s.delivery)),
+        "\nThe event item and every delivery item carry the payload (the event as JSON, a webhook's body), so an event's\n\
+         bytes are written 1 + endpoints times. A delivery keeps a log entry per attempt and drops its index attributes\n\
+         once delivered: a grant's delivery delivered at its third attempt was {retried} bytes ({put} when put). DynamoDB\n\
+         bills a write per started KB of the item (an update: of its larger image). A `hold.*` or `refund.created`\n\
+         payload is the reservation ({} bytes for this confirm), which takes {} past 1 KB: each\n\
+         of their writes costs 1 WCU more than a grant's ({:.1} WCU against {:.1} at one endpoint). Sizes by DynamoDB's\n\
+         rules, from the requests and read back; DynamoDB Local prices these non-transactional writes per KB itself.\n",
         sizes.iter().find(|s| s.event == "hold.confirmed").map_or(0, |s| s.payload),
-        if over.is_empty() { "none of them".to_owned() } else { over.join(" and ") + "'s items" },
+        if over.is_empty() { "none of the items".to_owned() } else { format!("{}'s items", over.join(" and ")) },
         h1.used.write,
         g1.used.write,
     );
@@ -1073,15 +1084,17 @@ pub async fn events(out: &mut String, grants: usize) -> Result<(), String> {
         out,
         "\nA redelivered batch (Lambda retries a batch whose call failed, or the stream hands a record twice) records\n\
          nothing twice: each put is refused by its condition, nothing is published or attempted ({} events recorded,\n\
-         {} duplicate). DynamoDB charges a refused conditional write as if it had written: 1 WCU per started KB of the\n\
-         item, at least 1. DynamoDB Local reports no units with a refused condition, so the last column prices each\n\
-         refused put by the size of the item it carried; its endpoints' read is charged as before.\n\
+         {} duplicate). DynamoDB charges a refused conditional write by the item's size: 1 WCU per started KB, at least\n\
+         1 (no index entry is written). DynamoDB Local reports no units with a refused condition, so the last column\n\
+         prices each refused put by the size of the item it carried; its endpoints' read is charged as before.\n\
          A failed attempt is recorded as a success is, and also moves the delivery's entry in the due-work index to\n\
          its next attempt; the first failure of an endpoint that was not failing writes `failingSince` on it (the\n\
          endpoint's health: 5 days of failures disable it), later failures write nothing there, and the next success\n\
          clears it. A retry is the job's: a claim (an UpdateItem that takes the delivery's lease, moving its index\n\
-         entry, and returns the item) and the attempt's record. The job lists due work every run (every minute by\n\
-         default), events or not: 16 shard queries of the index, then the endpoints.\n",
+         entry, and returns the item) and the attempt's record. While an endpoint is failing, the events function\n\
+         makes no first attempt to it: its new deliveries are put as above and left to the job, each then a claim and\n\
+         a record like a retry. The job lists due work every run (every minute by default), events or not: 16 shard\n\
+         queries of the index, then the endpoints.\n",
         redelivered.value.recorded, redelivered.value.duplicates
     );
 
