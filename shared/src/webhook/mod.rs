@@ -3,6 +3,7 @@
 
 pub mod bfl;
 pub mod generic;
+pub mod stripe;
 
 use lambda_http::http::HeaderMap;
 use serde_json::Value;
@@ -89,7 +90,7 @@ pub fn check_secrets(var: &str, raw: &str, usable: impl Fn(&str) -> bool) -> Res
     Ok(())
 }
 
-fn split_secrets(raw: &str) -> Vec<String> {
+pub(crate) fn split_secrets(raw: &str) -> Vec<String> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
