@@ -25,7 +25,8 @@ fn signed_by_stripe(cases: &[(String, String, i64)]) -> Vec<String> {
     {
         let mut stdin = child.stdin.take().expect("stdin");
         for (payload, secret, timestamp) in cases {
-            writeln!(stdin, "{}", json!({"payload": payload, "secret": secret, "timestamp": timestamp})).expect("write");
+            writeln!(stdin, "{}", json!({"payload": payload, "secret": secret, "timestamp": timestamp}))
+                .expect("write");
         }
     }
     let out = child.wait_with_output().expect("node output");
