@@ -19,17 +19,31 @@ pub struct Price {
     pub unit_cost: Credits,
 }
 
+/// A credit pack sold through Stripe Checkout (`metadata.pack`): its
+/// credits, and how many days they last from the purchase (`None`: forever).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Pack {
+    pub pack: String,
+    pub credits: Credits,
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     operations: Vec<Price>,
+    /// Shipped only (`prices.json`); not part of `GET /v1/prices` yet.
+    #[serde(default, skip_serializing)]
+    packs: Vec<Pack>,
 }
 
 impl Catalog {
     /// The catalog shipped with the project.
     pub fn default_catalog() -> Catalog {
         // The file is part of the build and checked by a unit test below.
-        Catalog::from_json(DEFAULT_CATALOG).unwrap_or(Catalog { operations: Vec::new() })
+        Catalog::from_json(DEFAULT_CATALOG).unwrap_or(Catalog { operations: Vec::new(), packs: Vec::new() })
     }
 
     pub fn from_json(text: &str) -> Result<Catalog, String> {
@@ -44,6 +58,16 @@ impl Catalog {
             }
         }
         catalog.operations.sort_by(|a, b| a.operation.cmp(&b.operation));
+        let mut packs = BTreeMap::new();
+        for pack in &catalog.packs {
+            let days_ok = pack.expires_in_days.is_none_or(|d| (1..=3660).contains(&d));
+            if pack.pack.is_empty() || !(1..=MAX_AMOUNT).contains(&pack.credits.get()) || !days_ok {
+                return Err(format!("invalid pack {:?}", pack.pack));
+            }
+            if packs.insert(pack.pack.clone(), ()).is_some() {
+                return Err(format!("duplicate pack {:?}", pack.pack));
+            }
+        }
         Ok(catalog)
     }
 
@@ -55,12 +79,16 @@ impl Catalog {
         &self.operations
     }
 
+    pub fn pack(&self, name: &str) -> Option<&Pack> {
+        self.packs.iter().find(|p| p.pack == name)
+    }
+
     /// This catalog with one price set (added if the operation is new).
     pub fn with_price(&self, operation: &str, unit_cost: Credits) -> Catalog {
         let mut operations: Vec<Price> = self.operations.iter().filter(|p| p.operation != operation).cloned().collect();
         operations.push(Price { operation: operation.to_owned(), unit_cost });
         operations.sort_by(|a, b| a.operation.cmp(&b.operation));
-        Catalog { operations }
+        Catalog { operations, packs: self.packs.clone() }
     }
 }
 

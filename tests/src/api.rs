@@ -93,6 +93,18 @@ pub async fn reserve(server: &TestServer, auth: &Auth, body: Value) -> Reply {
     call(server, Method::POST, "/v1/reservations", Some(auth), Some(body)).await
 }
 
+/// The user's balance, read with their own token, after checking its
+/// equation (`available + reserved + spent + expired + debited == granted`).
+pub async fn balance(server: &TestServer, a: &Actors) -> Value {
+    let reply = call(server, Method::GET, "/v1/balance", Some(&a.user), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let b = &reply.body;
+    let sum: u64 =
+        ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
+    assert_eq!(Some(sum), b["granted"].as_u64(), "the balance equation: {b}");
+    reply.body
+}
+
 pub struct Actors {
     /// Alice's own token: reads only.
     pub user: Auth,

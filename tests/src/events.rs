@@ -207,3 +207,28 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// `Stripe-Signature` headers made by Stripe's own library (npm `stripe`,
+/// through `scripts/stripe-sign.mjs`), one per `(payload, secret, timestamp)`.
+pub fn signed_by_stripe(cases: &[(String, String, i64)]) -> Vec<String> {
+    use std::io::Write;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let mut child = std::process::Command::new("node")
+        .arg(root.join("scripts/stripe-sign.mjs"))
+        .current_dir(&root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for (payload, secret, timestamp) in cases {
+            let line = json!({"payload": payload, "secret": secret, "timestamp": timestamp});
+            writeln!(stdin, "{line}").expect("write to node");
+        }
+    }
+    let out = child.wait_with_output().expect("node output");
+    assert!(out.status.success(), "stripe-sign.mjs (run `make deps`): {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}

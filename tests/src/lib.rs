@@ -29,6 +29,8 @@ use dynamodb_local::DynamoDbLocal;
 pub const GENERIC_SECRETS: &str =
     "whsec_Y3JlZGl0cy10ZXN0LXNlY3JldC1vbmUtMzItYnl0ZXM=,whsec_Y3JlZGl0cy10ZXN0LXNlY3JldC10d28tMzItYnl0ZXM=";
 pub const BFL_SECRETS: &str = "bfl-secret-a,bfl-secret-b";
+/// Stripe endpoint secrets of the test server: the old one and the new one.
+pub const STRIPE_SECRETS: &str = "whsec_test_stripe_old,whsec_test_stripe_new";
 
 pub use credits_shared::domain::Provider;
 
@@ -227,7 +229,7 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS));
+        let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS).with_stripe(STRIPE_SECRETS));
         let trusted = TrustedClients::new(SERVER_CLIENT, ADMIN_CLIENT);
         let server = DevServer { app: App { ledger, verifiers, trusted }, jwt_secret: secret.clone() };
         tokio::spawn(devserver::serve(listener, server, async {

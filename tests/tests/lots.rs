@@ -8,7 +8,7 @@
 use credits_shared::domain::MAX_LOTS;
 use credits_shared::ledger::sweep::DEFAULT_CONCURRENCY;
 use credits_shared::store::{key, n, s};
-use credits_tests::api::{actors, assert_problem, call, call_with, reserve, Actors, Reply};
+use credits_tests::api::{actors, assert_problem, balance, call, call_with, reserve, Actors, Reply};
 use credits_tests::{reserve_request, TestServer};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
@@ -36,16 +36,6 @@ async fn granted(server: &TestServer, a: &Actors, body: Value) {
 async fn debit(server: &TestServer, a: &Actors, key: &str, body: Value) -> Reply {
     let path = format!("/v1/admin/users/{}/debits", a.user_id);
     call_with(server, Method::POST, &path, Some(&a.admin), Some(body.to_string()), &[("idempotency-key", key)]).await
-}
-
-async fn balance(server: &TestServer, a: &Actors) -> Value {
-    let reply = call(server, Method::GET, "/v1/balance", Some(&a.user), None).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let b = &reply.body;
-    let sum: u64 =
-        ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
-    assert_eq!(Some(sum), b["granted"].as_u64(), "the balance equation: {b}");
-    reply.body
 }
 
 /// The balance's lots as (priority, expiresAt or "never", remaining, reserved).

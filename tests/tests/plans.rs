@@ -5,7 +5,7 @@
 
 use credits_shared::domain::{Timestamp, UserId};
 use credits_shared::ledger::sweep::{deadline_within, DEFAULT_CONCURRENCY};
-use credits_tests::api::{actors, assert_problem, call, reserve, Actors, Reply};
+use credits_tests::api::{actors, assert_problem, balance, call, reserve, Actors, Reply};
 use credits_tests::{reserve_request, TestServer};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
@@ -24,16 +24,6 @@ fn iso(rfc3339: &str) -> String {
 async fn put_plan(server: &TestServer, a: &Actors, body: Value) -> Reply {
     let path = format!("/v1/admin/users/{}/plan", a.user_id);
     call(server, Method::PUT, &path, Some(&a.admin), Some(body)).await
-}
-
-async fn balance(server: &TestServer, a: &Actors) -> Value {
-    let reply = call(server, Method::GET, "/v1/balance", Some(&a.user), None).await;
-    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
-    let b = &reply.body;
-    let sum: u64 =
-        ["available", "reserved", "spent", "expired", "debited"].iter().map(|k| b[k].as_u64().unwrap_or(0)).sum();
-    assert_eq!(Some(sum), b["granted"].as_u64(), "the balance equation: {b}");
-    reply.body
 }
 
 fn lots(balance: &Value) -> Vec<(u64, String, u64, u64)> {

@@ -2,37 +2,12 @@
 //! repository's devDependencies): every header it signs is accepted for
 //! the exact body and secret, and refused for any other body or secret.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use credits_shared::domain::Timestamp;
 use credits_shared::webhook::stripe::StripeSignatures;
 use credits_shared::webhook::Rejected;
+use credits_tests::events::signed_by_stripe;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-
-/// Headers from `stripe.webhooks.generateTestHeaderString`, one per case.
-fn signed_by_stripe(cases: &[(String, String, i64)]) -> Vec<String> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
-    let mut child = Command::new("node")
-        .arg(root.join("scripts/stripe-sign.mjs"))
-        .current_dir(&root)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node");
-    {
-        let mut stdin = child.stdin.take().expect("stdin");
-        for (payload, secret, timestamp) in cases {
-            writeln!(stdin, "{}", json!({"payload": payload, "secret": secret, "timestamp": timestamp}))
-                .expect("write");
-        }
-    }
-    let out = child.wait_with_output().expect("node output");
-    assert!(out.status.success(), "stripe-sign.mjs (run `make deps`): {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-}
 
 #[test]
 fn headers_signed_by_stripes_library_verify_and_nothing_else_does() {

@@ -247,6 +247,7 @@ async fn provider_webhook(app: &App, params: &Params, req: &Request) -> Result<R
     let provider = match params.get("provider") {
         Some("bfl") => Provider::Bfl,
         Some("generic") => Provider::Generic,
+        Some("stripe") => return stripe_webhook(app, req).await,
         _ => return Err(Error::RouteNotFound),
     };
     let verifier = app.verifiers.get(provider).ok_or(Error::Forbidden)?;
@@ -267,6 +268,23 @@ async fn provider_webhook(app: &App, params: &Params, req: &Request) -> Result<R
     );
     let status = if answer.result == WebhookResult::Parked { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(json(status, &answer))
+}
+
+/// Stripe: verified, then always 200 with what it did (a purchase granted,
+/// credits taken back, parked, a duplicate, or ignored and why), so that
+/// Stripe never retries an event that would change nothing; an error of
+/// ours is a 5xx, which Stripe retries.
+async fn stripe_webhook(app: &App, req: &Request) -> Result<Response<Body>> {
+    let body = req.body().as_ref();
+    let header = req.headers().get("stripe-signature").and_then(|v| v.to_str().ok());
+    app.verifiers.stripe().verify(header, body, app.ledger.now()).map_err(|rejected| {
+        tracing::warn!(provider = "stripe", reason = ?rejected, "webhook refused");
+        Error::Forbidden
+    })?;
+    let (event_id, action) = crate::webhook::stripe::parse_event(body)?;
+    let answer = app.ledger.apply_stripe(&event_id, action).await?;
+    tracing::info!(provider = "stripe", event = %event_id, result = answer.result.as_str(), reason = ?answer.reason, "stripe");
+    Ok(json(StatusCode::OK, &answer))
 }
 
 #[derive(Deserialize)]

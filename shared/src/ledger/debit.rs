@@ -4,19 +4,35 @@
 use super::{applied_unread, derived_id, request_hash, DebitRequest, Ledger, Outcome, MAX_ATTEMPTS};
 use crate::domain::{Credits, Debit, EntryType, LotPart, UserId};
 use crate::error::{Error, Result};
+use aws_sdk_dynamodb::types::TransactWriteItem;
+
 use crate::store::{from_item, key, to_item, user_pk, BalanceWrite, DebitItem, LotPartItem, TxFailure};
 
 impl Ledger {
     /// Takes `amount` back from what is available, or nothing (402) when
     /// less is; with `partial`, takes what there is (maybe 0).
     pub async fn debit(&self, user: &UserId, request: DebitRequest) -> Result<Outcome<Debit>> {
+        self.debit_along(user, request, &|_| Ok(Vec::new()))
+            .await?
+            .ok_or_else(|| Error::Internal("a debit with nothing along was refused by nothing along".into()))
+    }
+
+    /// A debit with `along(taken)` written in the same transaction (a
+    /// purchase's record of what was taken back). `None` when a condition of
+    /// those items failed: the caller reads again and decides again.
+    pub(crate) async fn debit_along(
+        &self,
+        user: &UserId,
+        request: DebitRequest,
+        along: &(dyn Fn(Credits) -> Result<Vec<TransactWriteItem>> + Sync),
+    ) -> Result<Option<Outcome<Debit>>> {
         let debit_id = derived_id("debit", user, &request.idempotency_key);
         let hash = request_hash(&request)?;
         let sk = format!("DEBIT#{debit_id}");
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             if let Some(replayed) = self.debit_replay(user, &sk, &hash).await? {
-                return Ok(replayed);
+                return Ok(Some(replayed));
             }
             let stored = self.caught_up(user, now).await?;
             let taken = match request.partial {
@@ -48,20 +64,24 @@ impl Ledger {
             entry.reason = Some(request.reason.as_str().to_owned());
             entry.actor = Some(request.actor.clone());
             entry.lots = Some(LotPartItem::from_allocation(&taken));
-            let items = vec![
+            let mut items = vec![
                 self.put(to_item(&item)?, Some("attribute_not_exists(pk)"))?,
                 self.update(write.build(user, now))?,
                 self.put(to_item(&entry)?, None)?,
             ];
+            items.extend(along(taken.total())?);
             match self.tx(items).await {
                 Ok(()) => {
                     crate::metrics::count("Debited", taken.total().get());
                     let balance = self.balance(user).await.map_err(applied_unread)?;
-                    return Ok(Outcome::Created(debit_of(item, balance)));
+                    return Ok(Some(Outcome::Created(debit_of(item, balance))));
                 }
                 // The same key at once (its put failed) or the balance moved
                 // since it was read: look again.
                 Err(TxFailure::Cancelled(reasons)) if reasons.iter().take(2).any(|r| r.condition_failed()) => {}
+                Err(TxFailure::Cancelled(reasons)) if reasons.iter().skip(3).any(|r| r.condition_failed()) => {
+                    return Ok(None)
+                }
                 Err(failure) => self.retry_or_fail(failure, attempt).await?,
             }
         }

@@ -9,6 +9,7 @@ mod grant;
 mod history;
 mod job;
 mod plan;
+mod purchase;
 mod reserve;
 mod settings;
 mod settle;
@@ -156,6 +157,7 @@ pub use due::PLAN_ACTOR;
 pub use extend::MAX_EXTEND_EVENTS;
 pub(crate) use history::{decode_cursor, encode_cursor};
 pub use plan::PlanRequest;
+pub use purchase::{StripeAnswer, StripeResult, STRIPE_ACTOR};
 pub use settings::Settings;
 
 /// What a job run under [`Ledger::with_credits`] produced.

@@ -278,3 +278,40 @@ pub struct TaskItem {
     pub user_id: UserId,
     pub ttl: i64,
 }
+
+/// A Stripe Checkout purchase: the grant it made, and what has been taken
+/// back since (refunds, a dispute). Keyed by the session; its payment
+/// intent links to it (`PAYMENT#<id>` / `LINK`), since refunds and disputes
+/// name the payment, not the session.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseItem {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub session_id: String,
+    pub user_id: UserId,
+    pub credits: u64,
+    pub grant_id: Uuid,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pack: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// Credits taken back so far, recovered or not: never more than `credits`.
+    pub taken_back: u64,
+    /// Of those, the credits the user no longer had (already spent).
+    pub unrecoverable: u64,
+    pub at: i64,
+}
+
+pub fn purchase_pk(session_id: &str) -> String {
+    format!("PURCHASE#{session_id}")
+}
+
+pub fn payment_pk(payment_intent: &str) -> String {
+    format!("PAYMENT#{payment_intent}")
+}

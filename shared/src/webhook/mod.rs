@@ -33,6 +33,8 @@ pub enum Rejected {
 #[derive(Debug, Default)]
 pub struct Verifiers {
     verifiers: Vec<Box<dyn Verifier>>,
+    /// Stripe's events are purchases, not a provider's jobs: apart.
+    stripe: stripe::StripeSignatures,
 }
 
 impl Verifiers {
@@ -50,7 +52,17 @@ impl Verifiers {
         let bfl = var(BFL_VAR)?;
         check_secrets(GENERIC_VAR, &generic, |s| generic::decode_secret(s).is_some())?;
         check_secrets(BFL_VAR, &bfl, |_| true)?;
-        Ok(Verifiers::new(&generic, &bfl))
+        let stripe = stripe::StripeSignatures::from_config(&var(stripe::SECRET_VAR)?)?;
+        Ok(Verifiers { stripe, ..Verifiers::new(&generic, &bfl) })
+    }
+
+    /// These verifiers, with Stripe's secrets (comma-separated).
+    pub fn with_stripe(self, secrets: &str) -> Verifiers {
+        Verifiers { stripe: stripe::StripeSignatures::new(split_secrets(secrets)), ..self }
+    }
+
+    pub fn stripe(&self) -> &stripe::StripeSignatures {
+        &self.stripe
     }
 
     pub fn new(generic_secrets: &str, bfl_secrets: &str) -> Verifiers {
@@ -59,6 +71,7 @@ impl Verifiers {
                 Box::new(generic::StandardWebhooks::new(split_secrets(generic_secrets))),
                 Box::new(bfl::Bfl::new(split_secrets(bfl_secrets))),
             ],
+            stripe: stripe::StripeSignatures::default(),
         }
     }
 

@@ -5,8 +5,11 @@
 //! secret; several secrets here while we do. Not a provider of jobs: Stripe's
 //! events are purchases, so this verifier stands apart from `Verifiers`.
 
+use serde_json::Value;
+
 use super::{hmac_matches, Rejected};
-use crate::domain::Timestamp;
+use crate::domain::{Credits, Timestamp, UserId, MAX_AMOUNT};
+use crate::validate::{Invalid, Problem};
 
 /// Stripe's libraries refuse signatures older than this by default.
 pub const TOLERANCE_SECONDS: i64 = 300;
@@ -14,6 +17,7 @@ pub const SECRET_VAR: &str = "CREDITS_STRIPE_WEBHOOK_SECRET";
 /// Longest header read: a handful of signatures, never an unbounded scan.
 const MAX_HEADER: usize = 2048;
 
+#[derive(Default)]
 pub struct StripeSignatures {
     secrets: Vec<String>,
 }
@@ -90,6 +94,120 @@ impl StripeSignatures {
     }
 }
 
+/// What a verified Stripe event asks of the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// A Checkout Session was paid: grant its credits, once per session.
+    Grant(Paid),
+    /// A charge was refunded (in part) or disputed: take credits back.
+    TakeBack(TakeBack),
+    /// Nothing to do, and why (answered 200: Stripe must not retry it).
+    Ignored(&'static str),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paid {
+    pub session_id: String,
+    pub user: UserId,
+    /// `metadata.credits`, when given.
+    pub credits: Option<Credits>,
+    /// `metadata.pack`, when given (and no `credits`).
+    pub pack: Option<String>,
+    pub payment_intent: Option<String>,
+    /// The session's `created`: packs that expire count their days from it,
+    /// so every delivery of the event asks for the very same grant.
+    pub created: Timestamp,
+    pub amount_total: Option<u64>,
+    pub currency: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TakeBack {
+    pub payment_intent: String,
+    /// The charge's or the dispute's id.
+    pub source: String,
+    pub kind: TakeBackKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TakeBackKind {
+    /// `amount_refunded` of `amount` so far (cumulative, in the smallest unit).
+    Refund {
+        amount: u64,
+        refunded: u64,
+    },
+    Dispute,
+}
+
+/// A verified event's id and what it asks.
+pub fn parse_event(body: &[u8]) -> Result<(String, Action), Invalid> {
+    let malformed = || Invalid::new("body", Problem::Malformed);
+    let event: Value = serde_json::from_slice(body).map_err(|_| malformed())?;
+    let id =
+        event.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255).ok_or_else(malformed)?;
+    let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+    let object = event.pointer("/data/object").cloned().unwrap_or(Value::Null);
+    let text = |name: &str| object.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
+    let action = match kind {
+        "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
+            // `completed` with an unpaid session (a bank debit still
+            // clearing): its `async_payment_succeeded` grants.
+            if text("payment_status").as_deref() != Some("paid") {
+                Action::Ignored("payment_not_settled")
+            } else {
+                paid(&object)
+            }
+        }
+        "charge.refunded" => match (text("payment_intent"), text("id")) {
+            (Some(payment_intent), Some(source)) => Action::TakeBack(TakeBack {
+                payment_intent,
+                source,
+                kind: TakeBackKind::Refund {
+                    amount: object.get("amount").and_then(Value::as_u64).unwrap_or(0),
+                    refunded: object.get("amount_refunded").and_then(Value::as_u64).unwrap_or(0),
+                },
+            }),
+            _ => Action::Ignored("no_payment_intent"),
+        },
+        "charge.dispute.created" => match (text("payment_intent"), text("id")) {
+            (Some(payment_intent), Some(source)) => {
+                Action::TakeBack(TakeBack { payment_intent, source, kind: TakeBackKind::Dispute })
+            }
+            _ => Action::Ignored("no_payment_intent"),
+        },
+        _ => Action::Ignored("event_type_not_handled"),
+    };
+    Ok((id.to_owned(), action))
+}
+
+fn paid(session: &Value) -> Action {
+    let text = |pointer: &str| session.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let Some(session_id) = text("/id") else { return Action::Ignored("no_session") };
+    let Some(user) = text("/client_reference_id").and_then(UserId::parse) else { return Action::Ignored("no_user") };
+    // Metadata values are strings in Stripe.
+    let credits = match text("/metadata/credits") {
+        Some(raw) => match raw.trim().parse::<u64>() {
+            Ok(n) if (1..=MAX_AMOUNT).contains(&n) => Some(Credits(n)),
+            _ => return Action::Ignored("invalid_credits"),
+        },
+        None => None,
+    };
+    let pack = text("/metadata/pack").map(str::to_owned);
+    if credits.is_none() && pack.is_none() {
+        return Action::Ignored("no_credits");
+    }
+    Action::Grant(Paid {
+        session_id: session_id.to_owned(),
+        user,
+        credits,
+        pack: if credits.is_some() { None } else { pack },
+        payment_intent: text("/payment_intent").map(str::to_owned),
+        created: Timestamp(session.get("created").and_then(Value::as_i64).unwrap_or(0) * 1000),
+        amount_total: session.get("amount_total").and_then(Value::as_u64),
+        currency: text("/currency").map(str::to_owned),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +254,57 @@ mod tests {
         assert_eq!(verifier.verify(Some(&signed_by_hex_key), body, NOW), Err(Rejected::MissingSignature));
         let none = StripeSignatures::new(vec![]);
         assert_eq!(none.verify(Some(&good), body, NOW), Err(Rejected::NoSecret));
+    }
+
+    fn session(extra: serde_json::Value) -> Vec<u8> {
+        let mut object = serde_json::json!({"id": "cs_test_1", "object": "checkout.session", "client_reference_id": "u1",
+            "payment_status": "paid", "payment_intent": "pi_1", "created": 1_700_000_000, "amount_total": 999,
+            "currency": "usd", "metadata": {"credits": "100"}});
+        if let (Some(o), Some(e)) = (object.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                o.insert(k.clone(), v.clone());
+            }
+        }
+        serde_json::json!({"id": "evt_1", "type": "checkout.session.completed", "data": {"object": object}})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn events_become_actions() {
+        let (id, action) = parse_event(&session(serde_json::json!({}))).expect("parses");
+        assert_eq!(id, "evt_1");
+        let Action::Grant(paid) = action else { panic!("{action:?}") };
+        assert_eq!(
+            (paid.credits, paid.pack.as_deref(), paid.created),
+            (Some(Credits(100)), None, Timestamp(1_700_000_000_000))
+        );
+        assert_eq!(paid.payment_intent.as_deref(), Some("pi_1"));
+        let ignored = |extra| parse_event(&session(extra)).expect("parses").1;
+        assert_eq!(ignored(serde_json::json!({"payment_status": "unpaid"})), Action::Ignored("payment_not_settled"));
+        assert_eq!(ignored(serde_json::json!({"client_reference_id": null})), Action::Ignored("no_user"));
+        assert_eq!(ignored(serde_json::json!({"metadata": {}})), Action::Ignored("no_credits"));
+        assert_eq!(ignored(serde_json::json!({"metadata": {"credits": "-5"}})), Action::Ignored("invalid_credits"));
+        assert_eq!(ignored(serde_json::json!({"metadata": {"credits": "0"}})), Action::Ignored("invalid_credits"));
+        let Action::Grant(pack) = ignored(serde_json::json!({"metadata": {"pack": "starter"}})) else { panic!() };
+        assert_eq!((pack.credits, pack.pack.as_deref()), (None, Some("starter")));
+        let refund = serde_json::json!({"id": "evt_2", "type": "charge.refunded",
+            "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount": 1000, "amount_refunded": 250}}});
+        assert_eq!(
+            parse_event(refund.to_string().as_bytes()).expect("parses").1,
+            Action::TakeBack(TakeBack {
+                payment_intent: "pi_1".into(),
+                source: "ch_1".into(),
+                kind: TakeBackKind::Refund { amount: 1000, refunded: 250 }
+            })
+        );
+        let other = serde_json::json!({"id": "evt_3", "type": "customer.created", "data": {"object": {}}});
+        assert_eq!(
+            parse_event(other.to_string().as_bytes()).expect("parses").1,
+            Action::Ignored("event_type_not_handled")
+        );
+        assert!(parse_event(b"not json").is_err());
+        assert!(parse_event(br#"{"type": "charge.refunded"}"#).is_err(), "no id");
     }
 
     #[test]

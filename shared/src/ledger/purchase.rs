@@ -1,0 +1,346 @@
+//! Stripe purchases: a paid Checkout Session becomes a grant, exactly once
+//! per session; a refund or a dispute of its payment takes credits back,
+//! each credit at most once, in proportion to what was refunded. Events may
+//! come in any order and more than once: a take-back whose purchase is not
+//! known yet is parked under its payment, and applied when the purchase is
+//! recorded.
+
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{DebitRequest, GrantRequest, Ledger, Outcome, MAX_ATTEMPTS};
+use crate::domain::{Credits, DebitReason, GrantReason};
+use crate::error::{Error, Result};
+use crate::store::{
+    attr_number, attr_text, from_item, key, n, payment_pk, purchase_pk, s, to_item, Item, PurchaseItem,
+};
+use crate::webhook::stripe::{Action, Paid, TakeBack, TakeBackKind};
+
+/// The actor of everything Stripe's events do.
+pub const STRIPE_ACTOR: &str = "stripe";
+/// Verified events are remembered this long (Stripe retries for 3 days).
+const EVENT_KEEP_SECONDS: i64 = 30 * 86_400;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StripeResult {
+    Granted,
+    TakenBack,
+    /// Seen before, or nothing more to do: nothing changed.
+    Duplicate,
+    /// A refund or dispute of a payment not known yet: applied when it is.
+    Parked,
+    Ignored,
+}
+
+impl StripeResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StripeResult::Granted => "granted",
+            StripeResult::TakenBack => "taken_back",
+            StripeResult::Duplicate => "duplicate",
+            StripeResult::Parked => "parked",
+            StripeResult::Ignored => "ignored",
+        }
+    }
+}
+
+/// The answer to Stripe (always 200 once verified: a retry would change nothing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StripeAnswer {
+    pub result: StripeResult,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<Uuid>,
+    /// Credits granted, or taken back by this event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credits: Option<u64>,
+    /// Of the credits to take back, those the user no longer had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecoverable: Option<u64>,
+}
+
+impl StripeAnswer {
+    fn of(result: StripeResult) -> StripeAnswer {
+        StripeAnswer { result, reason: None, grant_id: None, credits: None, unrecoverable: None }
+    }
+
+    fn ignored(reason: &str) -> StripeAnswer {
+        StripeAnswer { reason: Some(reason.to_owned()), ..StripeAnswer::of(StripeResult::Ignored) }
+    }
+}
+
+impl Ledger {
+    /// Applies one verified Stripe event, and remembers it: a redelivery
+    /// answers `duplicate` at once (and would change nothing anyway).
+    pub async fn apply_stripe(&self, event_id: &str, action: Action) -> Result<StripeAnswer> {
+        let record = key(format!("STRIPE#{event_id}"), "EVENT");
+        if self.store.get(record.clone()).await?.is_some() {
+            return Ok(StripeAnswer::of(StripeResult::Duplicate));
+        }
+        let answer = match action {
+            Action::Grant(paid) => self.purchase_paid(&paid).await?,
+            Action::TakeBack(take_back) => self.take_back(&take_back).await?,
+            Action::Ignored(reason) => StripeAnswer::ignored(reason),
+        };
+        crate::metrics::count(&format!("Stripe{}", pascal(answer.result.as_str())), 1);
+        // Counted by the stats from the stream (ignored events among them).
+        let mut item = record;
+        item.insert("entity".into(), s("stripeEvent"));
+        item.insert("eventId".into(), s(event_id));
+        item.insert("result".into(), s(answer.result.as_str()));
+        if let Some(reason) = &answer.reason {
+            item.insert("reason".into(), s(reason.as_str()));
+        }
+        item.insert("at".into(), n(self.clock.now().millis()));
+        item.insert("ttl".into(), n(self.clock.now().unix_seconds() + EVENT_KEEP_SECONDS));
+        self.store.put_if_absent(item).await?;
+        Ok(answer)
+    }
+
+    /// A paid session: its credits granted once (the grant's key is the
+    /// session), the purchase recorded with its payment's link, and any
+    /// refund or dispute that came first applied.
+    async fn purchase_paid(&self, paid: &Paid) -> Result<StripeAnswer> {
+        let now = self.clock.now();
+        let (credits, expires_at) = match (paid.credits, &paid.pack) {
+            (Some(credits), _) => (credits, None),
+            (None, Some(name)) => match self.catalog().pack(name) {
+                Some(pack) => {
+                    (pack.credits, pack.expires_in_days.map(|days| paid.created.plus_seconds(i64::from(days) * 86_400)))
+                }
+                None => return Ok(StripeAnswer::ignored("unknown_pack")),
+            },
+            (None, None) => return Ok(StripeAnswer::ignored("no_credits")),
+        };
+        if expires_at.is_some_and(|at| at <= now) {
+            return Ok(StripeAnswer::ignored("pack_expired_before_payment_cleared"));
+        }
+        let session = &paid.session_id;
+        let mut request =
+            GrantRequest::new(credits.get(), GrantReason::Purchase, &format!("stripe:{session}"), STRIPE_ACTOR);
+        request.description = Some(format!("Stripe Checkout {session}"));
+        request.expires_at = expires_at;
+        let outcome = self.grant(&paid.user, request).await?;
+        let replayed = outcome.is_replay();
+        let grant_id = outcome.into_inner().grant_id;
+        let purchase = PurchaseItem {
+            pk: purchase_pk(session),
+            sk: "PURCHASE".into(),
+            entity: "purchase".into(),
+            session_id: session.clone(),
+            user_id: paid.user.clone(),
+            credits: credits.get(),
+            grant_id,
+            pack: paid.pack.clone(),
+            payment_intent: paid.payment_intent.clone(),
+            amount_total: paid.amount_total,
+            currency: paid.currency.clone(),
+            taken_back: 0,
+            unrecoverable: 0,
+            at: now.millis(),
+        };
+        self.store.put_if_absent(to_item(&purchase)?).await?;
+        if let Some(payment) = &paid.payment_intent {
+            let mut link = key(payment_pk(payment), "LINK");
+            link.insert("sessionId".into(), s(session.as_str()));
+            link.insert("entity".into(), s("paymentLink"));
+            self.store.put_if_absent(link).await?;
+            // Written after the link: a take-back parked before it is found
+            // here, one parked after it finds the link itself.
+            for parked in self.parked_take_backs(payment).await? {
+                self.apply_parked(payment, &parked).await?;
+            }
+        }
+        let result = if replayed { StripeResult::Duplicate } else { StripeResult::Granted };
+        Ok(StripeAnswer { grant_id: Some(grant_id), credits: Some(credits.get()), ..StripeAnswer::of(result) })
+    }
+
+    /// A refund or dispute: applied to its purchase, or parked until the
+    /// purchase is known.
+    async fn take_back(&self, take_back: &TakeBack) -> Result<StripeAnswer> {
+        let payment = &take_back.payment_intent;
+        if let Some(session) = self.purchase_of(payment).await? {
+            return self.take_back_from(&session, take_back).await;
+        }
+        let (amount, refunded, kind) = match take_back.kind {
+            TakeBackKind::Refund { amount, refunded } => (amount, refunded, "refund"),
+            TakeBackKind::Dispute => (0, 0, "dispute"),
+        };
+        let mut parked = key(payment_pk(payment), &format!("PARKED#{}#{kind}#{refunded}", take_back.source));
+        parked.insert("entity".into(), s("parkedTakeBack"));
+        parked.insert("kind".into(), s(kind));
+        parked.insert("source".into(), s(take_back.source.as_str()));
+        parked.insert("amount".into(), n(amount));
+        parked.insert("refunded".into(), n(refunded));
+        self.store.put(parked.clone()).await?;
+        // The purchase may have been recorded meanwhile, after it looked for
+        // parked take-backs: then this one is applied here.
+        match self.purchase_of(payment).await? {
+            Some(_) => self.apply_parked(payment, &parked).await,
+            None => Ok(StripeAnswer::of(StripeResult::Parked)),
+        }
+    }
+
+    async fn purchase_of(&self, payment: &str) -> Result<Option<String>> {
+        let link = self.store.get(key(payment_pk(payment), "LINK")).await?;
+        Ok(link.map(|item| attr_text(&item, "sessionId").to_owned()).filter(|s| !s.is_empty()))
+    }
+
+    async fn parked_take_backs(&self, payment: &str) -> Result<Vec<Item>> {
+        let out = self
+            .store
+            .client()
+            .query()
+            .table_name(self.store.table())
+            .key_condition_expression("pk = :pk AND begins_with(sk, :parked)")
+            .expression_attribute_values(":pk", s(payment_pk(payment)))
+            .expression_attribute_values(":parked", s("PARKED#"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(crate::store::sdk_error)?;
+        Ok(out.items.unwrap_or_default())
+    }
+
+    /// Applies a parked take-back (twice is harmless: what it takes back is
+    /// decided from the purchase), then forgets it.
+    async fn apply_parked(&self, payment: &str, parked: &Item) -> Result<StripeAnswer> {
+        let kind = match attr_text(parked, "kind") {
+            "dispute" => TakeBackKind::Dispute,
+            _ => TakeBackKind::Refund {
+                amount: attr_number(parked, "amount").max(0) as u64,
+                refunded: attr_number(parked, "refunded").max(0) as u64,
+            },
+        };
+        let take_back =
+            TakeBack { payment_intent: payment.to_owned(), source: attr_text(parked, "source").to_owned(), kind };
+        let session =
+            self.purchase_of(payment).await?.ok_or_else(|| Error::Internal("parked without a link".into()))?;
+        let answer = self.take_back_from(&session, &take_back).await?;
+        let parked_key = key(attr_text(parked, "pk").to_owned(), attr_text(parked, "sk"));
+        self.store
+            .client()
+            .delete_item()
+            .table_name(self.store.table())
+            .set_key(Some(parked_key))
+            .send()
+            .await
+            .map_err(crate::store::sdk_error)?;
+        Ok(answer)
+    }
+
+    /// Takes back what the event says is due and was not taken yet: the
+    /// refunded share of the credits (floored), or all of them for a
+    /// dispute. The debit and the purchase's new figures are one
+    /// transaction, conditional on the figures read.
+    async fn take_back_from(&self, session: &str, take_back: &TakeBack) -> Result<StripeAnswer> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(item) = self.store.get(key(purchase_pk(session), "PURCHASE")).await? else {
+                return Err(Error::Internal(format!("a payment links to purchase {session}, which is not there")));
+            };
+            let purchase: PurchaseItem = from_item(item)?;
+            let target = due_back(purchase.credits, take_back.kind);
+            if target <= purchase.taken_back {
+                return Ok(StripeAnswer::of(StripeResult::Duplicate));
+            }
+            let want = target - purchase.taken_back;
+            let (reason, what) = match take_back.kind {
+                TakeBackKind::Refund { .. } => (DebitReason::Refund, "refund"),
+                TakeBackKind::Dispute => (DebitReason::Chargeback, "dispute"),
+            };
+            let request = DebitRequest {
+                amount: Credits(want),
+                reason,
+                description: Some(format!("Stripe {what} {} of Checkout {session}", take_back.source)),
+                partial: true,
+                idempotency_key: format!("stripe:{session}:{}-{target}", purchase.taken_back),
+                actor: STRIPE_ACTOR.into(),
+            };
+            let table = self.store.table().to_owned();
+            let old = purchase.taken_back;
+            let along = move |taken: Credits| -> Result<Vec<TransactWriteItem>> {
+                let update = Update::builder()
+                    .table_name(&table)
+                    .set_key(Some(key(purchase_pk(session), "PURCHASE")))
+                    .update_expression("SET takenBack = :target ADD unrecoverable :lost")
+                    .condition_expression("takenBack = :old")
+                    .expression_attribute_values(":target", n(target))
+                    .expression_attribute_values(":lost", n(want - taken.get()))
+                    .expression_attribute_values(":old", n(old))
+                    .build()
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                Ok(vec![TransactWriteItem::builder().update(update).build()])
+            };
+            match self.debit_along(&purchase.user_id, request, &along).await? {
+                Some(Outcome::Created(debit)) => {
+                    let lost = want - debit.amount.get();
+                    if lost > 0 {
+                        crate::metrics::count("Unrecoverable", lost);
+                    }
+                    return Ok(StripeAnswer {
+                        credits: Some(debit.amount.get()),
+                        unrecoverable: Some(lost),
+                        ..StripeAnswer::of(StripeResult::TakenBack)
+                    });
+                }
+                Some(Outcome::Replayed(_)) => return Ok(StripeAnswer::of(StripeResult::Duplicate)),
+                // The purchase moved (another refund, the dispute): decide again.
+                None => continue,
+            }
+        }
+        Err(Error::Unavailable("taking credits back kept conflicting".into()))
+    }
+}
+
+/// Credits due back in all once this event is applied: the refunded share
+/// (cumulative, floored, so a full refund is all of them) or, for a
+/// dispute, all of them.
+pub fn due_back(credits: u64, kind: TakeBackKind) -> u64 {
+    match kind {
+        TakeBackKind::Dispute => credits,
+        TakeBackKind::Refund { amount: 0, .. } => 0,
+        TakeBackKind::Refund { amount, refunded } => {
+            (u128::from(credits) * u128::from(refunded.min(amount)) / u128::from(amount)) as u64
+        }
+    }
+}
+
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refunds_take_back_their_share_floored_and_never_more() {
+        let refund = |refunded| TakeBackKind::Refund { amount: 999, refunded };
+        assert_eq!(due_back(100, refund(0)), 0);
+        assert_eq!(due_back(100, refund(500)), 50);
+        assert_eq!(due_back(100, refund(998)), 99);
+        assert_eq!(due_back(100, refund(999)), 100);
+        assert_eq!(due_back(100, refund(5_000)), 100, "never more than the purchase");
+        assert_eq!(due_back(100, TakeBackKind::Dispute), 100);
+        assert_eq!(due_back(100, TakeBackKind::Refund { amount: 0, refunded: 0 }), 0);
+        assert_eq!(due_back(u64::MAX / 2, refund(999)), u64::MAX / 2);
+        // Monotone: a later (larger) cumulative refund never asks for less.
+        let mut last = 0;
+        for refunded in 0..=999 {
+            let now = due_back(137, refund(refunded));
+            assert!(now >= last);
+            last = now;
+        }
+        assert_eq!(pascal("taken_back"), "TakenBack");
+    }
+}

@@ -1,0 +1,267 @@
+//! Stripe purchases over HTTP against the dev server, every event signed by
+//! Stripe's own library (npm `stripe`): a paid Checkout Session granted
+//! exactly once whatever is redelivered or raced, the unpaid → async-paid
+//! path, packs, refunds taken back in proportion and at most once, a dispute
+//! after a refund, a refund before its session, signatures refused.
+
+use credits_tests::api::{actors, balance, call, reserve, Actors, Reply};
+use credits_tests::events::signed_by_stripe;
+use credits_tests::TestServer;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const OLD_SECRET: &str = "whsec_test_stripe_old";
+const NEW_SECRET: &str = "whsec_test_stripe_new";
+
+/// A Stripe event as Stripe shapes it: `{id, object: "event", type, data: {object}}`.
+fn event(id: &str, kind: &str, object: Value) -> String {
+    json!({"id": id, "object": "event", "api_version": "2025-01-27.acacia", "created": 1_780_000_000,
+           "livemode": false, "type": kind, "data": {"object": object}})
+    .to_string()
+}
+
+/// A Checkout Session for `user`, of `metadata` (strings, as Stripe's are).
+fn session(id: &str, user: &str, payment_status: &str, metadata: Value) -> Value {
+    json!({"id": id, "object": "checkout.session", "mode": "payment", "client_reference_id": user,
+           "payment_status": payment_status, "status": "complete", "payment_intent": format!("pi_{id}"),
+           "amount_total": 1000, "currency": "usd", "created": 1_780_000_000, "metadata": metadata})
+}
+
+fn charge(session_id: &str, refunded: u64) -> Value {
+    json!({"id": format!("ch_{session_id}"), "object": "charge", "amount": 1000, "amount_refunded": refunded,
+           "payment_intent": format!("pi_{session_id}"), "refunded": refunded == 1000})
+}
+
+/// Posts `body` to the Stripe webhook with `header` as its signature.
+async fn post_signed(server: &TestServer, body: &str, header: Option<&str>) -> Reply {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/stripe", server.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(header) = header {
+        request = request.header("stripe-signature", header);
+    }
+    let response = request.send().await.expect("post");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    Reply { status, headers: Default::default(), body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+}
+
+/// Signs `body` with Stripe's library (the new secret, the server's clock) and posts it.
+async fn deliver(server: &TestServer, body: &str) -> Reply {
+    let now = server.env.ledger.now().unix_seconds();
+    let header = signed_by_stripe(&[(body.to_owned(), NEW_SECRET.to_owned(), now)]).remove(0);
+    let reply = post_signed(server, body, Some(&header)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply
+}
+
+fn result(reply: &Reply) -> (&str, Option<&str>) {
+    (reply.body["result"].as_str().unwrap_or(""), reply.body["reason"].as_str())
+}
+
+async fn lines(server: &TestServer, a: &Actors) -> Vec<Value> {
+    let page = call(server, Method::GET, "/v1/transactions?limit=200", Some(&a.user), None).await.body;
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_paid_session_is_granted_once_whatever_is_redelivered() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let completed =
+        event("evt_c1", "checkout.session.completed", session("cs_1", &a.user_id, "paid", json!({"credits": "100"})));
+    let first = deliver(&server, &completed).await;
+    assert_eq!(result(&first), ("granted", None), "{}", first.body);
+    assert_eq!(first.body["credits"], 100);
+    assert_eq!(result(&deliver(&server, &completed).await), ("duplicate", None), "a redelivery");
+    // Another event for the same session (a resend with a new id): the same grant.
+    let resent =
+        event("evt_c1b", "checkout.session.completed", session("cs_1", &a.user_id, "paid", json!({"credits": "100"})));
+    assert_eq!(result(&deliver(&server, &resent).await), ("duplicate", None));
+    let b = balance(&server, &a).await;
+    assert_eq!((b["available"].as_u64(), b["granted"].as_u64()), (Some(100), Some(100)));
+    let grants: Vec<Value> = lines(&server, &a).await.into_iter().filter(|l| l["type"] == "grant").collect();
+    assert_eq!(grants.len(), 1);
+    assert_eq!((grants[0]["reason"].as_str(), grants[0]["actor"].as_str()), (Some("purchase"), Some("stripe")));
+    assert!(grants[0]["description"].as_str().unwrap_or("").contains("cs_1"), "{}", grants[0]);
+    server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn the_same_event_eight_times_at_once_grants_once() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let body = event(
+        "evt_race",
+        "checkout.session.completed",
+        session("cs_race", &a.user_id, "paid", json!({"credits": "40"})),
+    );
+    let now = server.env.ledger.now().unix_seconds();
+    let header = signed_by_stripe(&[(body.clone(), NEW_SECRET.to_owned(), now)]).remove(0);
+    let replies = futures::future::join_all((0..8).map(|_| post_signed(&server, &body, Some(&header)))).await;
+    let mut results: Vec<&str> = replies.iter().map(|r| r.body["result"].as_str().unwrap_or("")).collect();
+    results.sort();
+    assert_eq!(results, ["duplicate"; 7].into_iter().chain(["granted"]).collect::<Vec<_>>(), "{results:?}");
+    assert_eq!(balance(&server, &a).await["granted"], 40);
+    server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn signatures_rotation_tolerance_wrong_secret_and_tampering() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let body =
+        event("evt_sig", "checkout.session.completed", session("cs_sig", &a.user_id, "paid", json!({"credits": "10"})));
+    let now = server.env.ledger.now().unix_seconds();
+    let signed = signed_by_stripe(&[
+        (body.clone(), OLD_SECRET.to_owned(), now),
+        (body.clone(), "whsec_someone_else".to_owned(), now),
+        (body.clone(), NEW_SECRET.to_owned(), now - 301),
+        (body.clone(), NEW_SECRET.to_owned(), now - 299),
+    ]);
+    let refused = |reply: &Reply| reply.status == StatusCode::FORBIDDEN && reply.body["code"] == "forbidden";
+    assert!(refused(&post_signed(&server, &body, Some(&signed[1])).await), "another account's secret");
+    assert!(refused(&post_signed(&server, &body, Some(&signed[2])).await), "301 s old");
+    assert!(refused(&post_signed(&server, &body, None).await), "unsigned");
+    let tampered = body.replace("\"10\"", "\"1000\"");
+    assert!(refused(&post_signed(&server, &tampered, Some(&signed[0])).await), "tampered");
+    assert_eq!(balance(&server, &a).await["granted"], 0, "nothing refused moved a credit");
+    // The old secret still signs while it is rotated out; 299 s is in time.
+    let old = post_signed(&server, &body, Some(&signed[0])).await;
+    assert_eq!((old.status, old.body["result"].as_str()), (StatusCode::OK, Some("granted")));
+    let late = post_signed(&server, &body, Some(&signed[3])).await;
+    assert_eq!((late.status, late.body["result"].as_str()), (StatusCode::OK, Some("duplicate")));
+    assert_eq!(balance(&server, &a).await["granted"], 10);
+}
+
+#[tokio::test]
+async fn an_unpaid_session_waits_for_its_async_payment_and_ignored_events_say_why() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let unpaid = session("cs_ach", &a.user_id, "unpaid", json!({"pack": "starter"}));
+    let reply = deliver(&server, &event("evt_u1", "checkout.session.completed", unpaid)).await;
+    assert_eq!(result(&reply), ("ignored", Some("payment_not_settled")));
+    assert_eq!(balance(&server, &a).await["granted"], 0);
+    let paid = session("cs_ach", &a.user_id, "paid", json!({"pack": "starter"}));
+    let reply = deliver(&server, &event("evt_u2", "checkout.session.async_payment_succeeded", paid)).await;
+    assert_eq!((result(&reply).0, reply.body["credits"].as_u64()), ("granted", Some(100)), "the starter pack");
+    // A pack that expires: its lot expires 30 days after the session was created.
+    let created = server.env.ledger.now().unix_seconds() - 60;
+    let mut trial = session("cs_trial", &a.user_id, "paid", json!({"pack": "trial"}));
+    trial["created"] = json!(created);
+    assert_eq!(result(&deliver(&server, &event("evt_t", "checkout.session.completed", trial)).await).0, "granted");
+    let b = balance(&server, &a).await;
+    let expiring: Vec<&Value> =
+        b["lots"].as_array().into_iter().flatten().filter(|l| !l["expiresAt"].is_null()).collect();
+    assert_eq!(expiring.len(), 1, "{b}");
+    let expires = credits_shared::domain::Timestamp((created + 30 * 86_400) * 1000).to_rfc3339();
+    assert_eq!(
+        (expiring[0]["remaining"].as_u64(), expiring[0]["expiresAt"].as_str()),
+        (Some(20), Some(expires.as_str()))
+    );
+    // A trial bought long ago whose payment cleared only after its days ran out: nothing to grant.
+    let stale = session("cs_stale", &a.user_id, "paid", json!({"pack": "trial"}));
+    let reply = deliver(&server, &event("evt_stale", "checkout.session.async_payment_succeeded", stale)).await;
+    assert_eq!(result(&reply), ("ignored", Some("pack_expired_before_payment_cleared")));
+    for (id, object, kind, reason) in [
+        (
+            "evt_i1",
+            session("cs_x", &a.user_id, "paid", json!({"pack": "mystery"})),
+            "checkout.session.completed",
+            "unknown_pack",
+        ),
+        ("evt_i2", session("cs_y", "", "paid", json!({"credits": "5"})), "checkout.session.completed", "no_user"),
+        ("evt_i3", session("cs_z", &a.user_id, "paid", json!({})), "checkout.session.completed", "no_credits"),
+        ("evt_i4", json!({"id": "cus_1", "object": "customer"}), "customer.created", "event_type_not_handled"),
+    ] {
+        let reply = deliver(&server, &event(id, kind, object)).await;
+        assert_eq!(result(&reply), ("ignored", Some(reason)), "{id}");
+    }
+    assert_eq!(balance(&server, &a).await["granted"], 120);
+}
+
+#[tokio::test]
+async fn refunds_take_back_their_share_once_and_a_dispute_takes_the_rest() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let paid = session("cs_r", &a.user_id, "paid", json!({"credits": "100"}));
+    deliver(&server, &event("evt_r0", "checkout.session.completed", paid)).await;
+    let quarter = event("evt_r1", "charge.refunded", charge("cs_r", 250));
+    let reply = deliver(&server, &quarter).await;
+    assert_eq!((result(&reply).0, reply.body["credits"].as_u64()), ("taken_back", Some(25)));
+    assert_eq!(result(&deliver(&server, &quarter).await).0, "duplicate");
+    // Stripe's second partial refund carries the cumulative amount: 60% in all.
+    let reply = deliver(&server, &event("evt_r2", "charge.refunded", charge("cs_r", 600))).await;
+    assert_eq!(reply.body["credits"], 35);
+    // The first refund's event again, under a new id, and out of order: nothing.
+    assert_eq!(
+        result(&deliver(&server, &event("evt_r1b", "charge.refunded", charge("cs_r", 250))).await).0,
+        "duplicate"
+    );
+    let dispute =
+        json!({"id": "dp_r", "object": "dispute", "charge": "ch_cs_r", "payment_intent": "pi_cs_r", "amount": 400});
+    let reply = deliver(&server, &event("evt_r3", "charge.dispute.created", dispute)).await;
+    assert_eq!((result(&reply).0, reply.body["credits"].as_u64()), ("taken_back", Some(40)));
+    assert_eq!(
+        result(&deliver(&server, &event("evt_r4", "charge.refunded", charge("cs_r", 1000))).await).0,
+        "duplicate"
+    );
+    let b = balance(&server, &a).await;
+    assert_eq!((b["available"].as_u64(), b["debited"].as_u64()), (Some(0), Some(100)), "{b}");
+    let debits: Vec<(u64, String)> = lines(&server, &a)
+        .await
+        .into_iter()
+        .filter(|l| l["type"] == "debit")
+        .map(|l| (l["amount"].as_u64().unwrap_or(0), l["reason"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    let mut debits = debits;
+    debits.sort();
+    assert_eq!(debits, vec![(25, "refund".into()), (35, "refund".into()), (40, "chargeback".into())]);
+    server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn credits_already_spent_are_recorded_as_unrecoverable() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    deliver(
+        &server,
+        &event("evt_s0", "checkout.session.completed", session("cs_s", &a.user_id, "paid", json!({"credits": "100"}))),
+    )
+    .await;
+    let hold = reserve(&server, &a.server, json!({"operation": "design_generate_image", "units": 16})).await;
+    let id = hold.body["reservationId"].as_str().unwrap_or("").to_owned();
+    let confirmed = call(&server, Method::POST, &format!("/v1/reservations/{id}/confirm"), Some(&a.server), None).await;
+    assert_eq!(confirmed.status, StatusCode::OK, "{}", confirmed.body);
+    let dispute =
+        json!({"id": "dp_s", "object": "dispute", "charge": "ch_cs_s", "payment_intent": "pi_cs_s", "amount": 1000});
+    let reply = deliver(&server, &event("evt_s1", "charge.dispute.created", dispute)).await;
+    assert_eq!(
+        (result(&reply).0, reply.body["credits"].as_u64(), reply.body["unrecoverable"].as_u64()),
+        ("taken_back", Some(20), Some(80))
+    );
+    let b = balance(&server, &a).await;
+    assert_eq!((b["available"].as_u64(), b["spent"].as_u64(), b["debited"].as_u64()), (Some(0), Some(80), Some(20)));
+    server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn a_refund_before_its_session_is_parked_and_applied_when_the_purchase_arrives() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let refund = deliver(&server, &event("evt_p1", "charge.refunded", charge("cs_p", 500))).await;
+    assert_eq!(result(&refund).0, "parked");
+    assert_eq!(balance(&server, &a).await["granted"], 0);
+    let paid = session("cs_p", &a.user_id, "paid", json!({"credits": "100"}));
+    assert_eq!(result(&deliver(&server, &event("evt_p0", "checkout.session.completed", paid)).await).0, "granted");
+    let b = balance(&server, &a).await;
+    assert_eq!((b["available"].as_u64(), b["debited"].as_u64()), (Some(50), Some(50)), "{b}");
+    // Stripe retries the refund's event (it got a 200, but say it did): nothing more.
+    assert_eq!(
+        result(&deliver(&server, &event("evt_p1", "charge.refunded", charge("cs_p", 500))).await).0,
+        "duplicate"
+    );
+    assert_eq!(balance(&server, &a).await["debited"], 50);
+    server.env.assert_books_balance().await;
+}
