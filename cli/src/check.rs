@@ -26,6 +26,19 @@ pub struct Report {
     pub users: u64,
     pub drifts: Vec<Drift>,
     pub prices: Vec<PriceLine>,
+    pub purchases: Purchases,
+}
+
+/// Stripe purchases: credits granted, taken back (refunds, disputes), and
+/// of those the credits users had already spent, which no debit recovers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Purchases {
+    pub count: u64,
+    pub credits: u64,
+    pub taken_back: u64,
+    pub unrecoverable: u64,
+    /// Refunds and disputes still waiting for their purchase.
+    pub parked: u64,
 }
 
 impl Report {
@@ -46,6 +59,12 @@ impl Report {
             };
             let _ = writeln!(out, "  {:<28} {:>6} {:>8}  {note}", p.operation, p.unit_cost, p.holds);
         }
+        let p = &self.purchases;
+        let _ = writeln!(
+            out,
+            "\nstripe purchases: {} ({} credits), taken back {} (unrecoverable: {} already spent), {} refunds or disputes parked",
+            p.count, p.credits, p.taken_back, p.unrecoverable, p.parked
+        );
         if self.drifts.is_empty() {
             let _ = writeln!(out, "\nevery balance adds up");
         } else {
@@ -81,8 +100,19 @@ pub async fn run(store: &Store, catalog: &Catalog, progress: bool) -> Result<Rep
         for item in page.items() {
             report.items += 1;
             audit.add(item);
-            if text(item, "entity") == "hold" {
-                *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
+            match text(item, "entity") {
+                "hold" => {
+                    *charged.entry((text(item, "operation").to_owned(), num(item, "unitCost"))).or_default() += 1;
+                }
+                "purchase" => {
+                    let p = &mut report.purchases;
+                    p.count += 1;
+                    p.credits += num(item, "credits").max(0) as u64;
+                    p.taken_back += num(item, "takenBack").max(0) as u64;
+                    p.unrecoverable += num(item, "unrecoverable").max(0) as u64;
+                }
+                "parkedTakeBack" => report.purchases.parked += 1,
+                _ => {}
             }
         }
         bar.inc(page.items().len() as u64);

@@ -75,6 +75,16 @@ pub struct Totals {
     pub webhook_attempts_failed: i64,
     /// Deliveries that failed every attempt of the schedule.
     pub webhooks_failed: i64,
+    /// Stripe Checkout purchases granted, and their credits.
+    pub purchases: i64,
+    pub credits_purchased: i64,
+    /// Credits refunds and disputes took back, and of those the credits
+    /// users had already spent (no debit recovers them).
+    pub credits_taken_back: i64,
+    pub credits_unrecoverable: i64,
+    /// Verified Stripe events answered `ignored` (an event type not handled,
+    /// a session with no user or no credits, …).
+    pub stripe_ignored: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -163,6 +173,11 @@ impl Monitor {
             t.webhooks_delivered += number(&item, "webhookDelivered");
             t.webhook_attempts_failed += number(&item, "webhookAttemptsFailed");
             t.webhooks_failed += number(&item, "webhookDeliveriesFailed");
+            t.purchases += number(&item, "purchases");
+            t.credits_purchased += number(&item, "purchasedCredits");
+            t.credits_taken_back += number(&item, "takenBack");
+            t.credits_unrecoverable += number(&item, "unrecoverable");
+            t.stripe_ignored += number(&item, "stripeIgnored");
         }
         Ok(t)
     }

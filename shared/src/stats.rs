@@ -73,6 +73,11 @@ struct Image {
     granted: i64,
     plan_period: Option<i64>,
     updated_at: i64,
+    // Stripe: verified events and purchases.
+    result: Option<String>,
+    credits: i64,
+    taken_back: i64,
+    unrecoverable: i64,
     // Outgoing events and webhook deliveries.
     bus: Option<String>,
     occurred_at: i64,
@@ -181,6 +186,17 @@ fn contribution(change: &Change) -> Option<Contribution> {
     if image.is("event") || image.is("webhookDelivery") {
         return outgoing_contribution(old.as_ref(), image);
     }
+    if image.is("purchase") {
+        let fields: Vec<(&'static str, i64)> = match old.as_ref() {
+            None => vec![("purchases", 1), ("purchasedCredits", image.credits)],
+            Some(o) => vec![
+                ("takenBack", image.taken_back - o.taken_back),
+                ("unrecoverable", image.unrecoverable - o.unrecoverable),
+            ],
+        };
+        let fields: Vec<_> = fields.into_iter().filter(|(_, v)| *v != 0).collect();
+        return (!fields.is_empty()).then(|| Contribution { at: now_of(image), total_fields: fields, ..Default::default() });
+    }
     if old.is_some() {
         return None;
     }
@@ -190,6 +206,16 @@ fn contribution(change: &Change) -> Option<Contribution> {
             total_fields: vec![("grants", 1), ("granted", image.amount as i64)],
             ..Default::default()
         });
+    }
+    if image.is("stripeEvent") {
+        let result = match image.result.as_deref() {
+            Some("granted") => "stripeGranted",
+            Some("taken_back") => "stripeTakenBack",
+            Some("parked") => "stripeParked",
+            Some("ignored") => "stripeIgnored",
+            _ => "stripeDuplicates",
+        };
+        return Some(Contribution { at: image.at, total_fields: vec![("stripeEvents", 1), (result, 1)], ..Default::default() });
     }
     if image.is("delivery") && image.late_success {
         return Some(Contribution { at: image.at, total_fields: vec![("lateSuccess", 1)], ..Default::default() });
@@ -208,6 +234,15 @@ fn balance_contribution(old: &Image, new: &Image) -> Option<Contribution> {
             .filter(|(_, v)| *v != 0)
             .collect();
     (!fields.is_empty()).then(|| Contribution { at: new.updated_at, total_fields: fields, ..Default::default() })
+}
+
+/// When a purchase's change happened: its last take-back, else its grant.
+fn now_of(image: &Image) -> i64 {
+    if image.updated_at > 0 {
+        image.updated_at
+    } else {
+        image.at
+    }
 }
 
 /// Events recorded and published, and webhook attempts (delivered or

@@ -3,9 +3,10 @@
 //! gets. The table in RELIABILITY.md ("Bad input") lists the same rows; run
 //! with `--nocapture` to print them in that table's format.
 
-use credits_shared::webhook::{bfl, generic};
+use credits_shared::webhook::{bfl, generic, stripe};
 use credits_tests::{
-    user, Bearer, Provider, TestServer, ADMIN_CLIENT, BFL_SECRETS, GENERIC_SECRETS, SERVER_CLIENT, USER_HEADER,
+    user, Bearer, Provider, TestServer, ADMIN_CLIENT, BFL_SECRETS, GENERIC_SECRETS, SERVER_CLIENT, STRIPE_SECRETS,
+    USER_HEADER,
 };
 use reqwest::header::HeaderValue;
 use reqwest::{Client, Method};
@@ -38,6 +39,14 @@ enum Auth {
     /// headers): over the case's body, or over other bytes when `tampered`.
     Signed {
         provider: Provider,
+        tampered: bool,
+    },
+    /// A Stripe delivery: `Stripe-Signature` made with `secret` when it is
+    /// sent, its `t` the server's clock moved by `skew` seconds, over the
+    /// case's body (or over other bytes when `tampered`).
+    Stripe {
+        secret: &'static str,
+        skew: i64,
         tampered: bool,
     },
 }
@@ -794,6 +803,7 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     ]
     .into_iter()
     .chain(webhook_cases())
+    .chain(stripe_cases())
     .collect()
 }
 
@@ -839,6 +849,80 @@ fn webhook_cases() -> Vec<Case> {
         ]);
     }
     cases
+}
+
+/// Deliveries to `POST /v1/webhooks/stripe`: without a valid
+/// `Stripe-Signature` (none, another secret's, over other bytes, its `t`
+/// more than 300 s off) 403 whatever the body; a signed body that is not a
+/// JSON event with an `id` 400 naming `body`; a signed event the ledger does
+/// not act on 200 `ignored` with its reason (Stripe must not retry it).
+fn stripe_cases() -> Vec<Case> {
+    let path = "/v1/webhooks/stripe";
+    let (old, new) = STRIPE_SECRETS.split_once(',').unwrap_or((STRIPE_SECRETS, STRIPE_SECRETS));
+    let signed = |secret, skew| Auth::Stripe { secret, skew, tampered: false };
+    let delivery = |name: &str, body: &str| post(format!("webhook (stripe): {name}"), path, body).auth(signed(new, 0));
+    // An event type the ledger does not act on, under a fresh id.
+    let other =
+        |id: &str| format!(r#"{{"id":"{id}","object":"event","type":"customer.created","data":{{"object":{{}}}}}}"#);
+    let paid = |id: &str, session: &str| {
+        format!(r#"{{"id":"{id}","object":"event","type":"checkout.session.completed","data":{{"object":{session}}}}}"#)
+    };
+    let ignored =
+        |case: Case, reason: &str| case.succeeds(200).with("result", json!("ignored")).with("reason", json!(reason));
+    let refused = |case: Case| case.fails(403, "forbidden", None);
+    vec![
+        refused(delivery("unsigned", &other("evt_bad_unsigned")).auth(Auth::Missing)),
+        refused(
+            delivery("signed with a secret not configured", &other("evt_bad_secret")).auth(signed("whsec_other", 0)),
+        ),
+        refused(delivery("signature over other bytes", &other("evt_bad_tampered")).auth(Auth::Stripe {
+            secret: new,
+            skew: 0,
+            tampered: true,
+        })),
+        refused(delivery("signature 301 s old (stale)", &other("evt_bad_stale")).auth(signed(new, -301))),
+        refused(delivery("signature 301 s ahead", &other("evt_bad_ahead")).auth(signed(new, 301))),
+        ignored(
+            delivery("signature 300 s old (the limit)", &other("evt_bad_limit")).auth(signed(new, -300)),
+            "event_type_not_handled",
+        ),
+        ignored(
+            delivery("signed with the older secret (rotation)", &other("evt_bad_rotation")).auth(signed(old, 0)),
+            "event_type_not_handled",
+        ),
+        delivery("signed body that is not JSON", "payment done").invalid("body"),
+        delivery("signed JSON array", &format!("[{}]", other("evt_bad_array"))).invalid("body"),
+        delivery("signed event without an id", r#"{"object":"event","type":"charge.refunded"}"#).invalid("body"),
+        delivery("signed event with an empty id", &other("")).invalid("body"),
+        delivery("signed event id a number", r#"{"id":7,"type":"charge.refunded"}"#).invalid("body"),
+        delivery("signed event id of 256 characters", &other(&text(256))).invalid("body"),
+        ignored(
+            delivery("signed event id of 255 characters (the limit)", &other(&text(255))),
+            "event_type_not_handled",
+        ),
+        ignored(
+            delivery(
+                "paid session without a user",
+                &paid("evt_bad_no_user", r#"{"id":"cs_bad_1","payment_status":"paid","metadata":{"credits":"100"}}"#),
+            ),
+            "no_user",
+        ),
+        ignored(
+            delivery(
+                "paid session of \"0\" credits",
+                &paid(
+                    "evt_bad_zero",
+                    r#"{"id":"cs_bad_2","client_reference_id":"bad","payment_status":"paid","metadata":{"credits":"0"}}"#,
+                ),
+            ),
+            "invalid_credits",
+        ),
+        ignored(
+            delivery("any Content-Type (the raw body is what is signed)", &other("evt_bad_content_type"))
+                .content_type(Some("text/plain")),
+            "event_type_not_handled",
+        ),
+    ]
 }
 
 async fn place_hold(client: &Client, server: &TestServer, token: &str, user_id: &str) -> String {
@@ -940,6 +1024,14 @@ async fn run(client: &Client, server: &TestServer, tokens: &Tokens, user_id: &st
                     .header("webhook-timestamp", now.to_string())
                     .header("webhook-signature", signature)
             }
+        }
+        Auth::Stripe { secret, skew, tampered } => {
+            let mut signed = case.body.clone();
+            if *tampered {
+                signed.extend_from_slice(b" ");
+            }
+            let at = server.env.ledger.now().unix_seconds() + skew;
+            request.header("stripe-signature", stripe::sign(secret, at, &signed))
         }
     };
     if let Some(content_type) = case.content_type {

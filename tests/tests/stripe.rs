@@ -179,6 +179,11 @@ async fn an_unpaid_session_waits_for_its_async_payment_and_ignored_events_say_wh
         assert_eq!(result(&reply), ("ignored", Some(reason)), "{id}");
     }
     assert_eq!(balance(&server, &a).await["granted"], 120);
+    server.env.aggregate().await;
+    let bucket = credits_shared::stats::buckets(server.env.ledger.now())[3].clone();
+    let totals =
+        credits_shared::monitoring::Monitor::new(server.env.store.clone()).totals(&bucket).await.expect("totals");
+    assert_eq!((totals.stripe_ignored, totals.purchases), (6, 2), "ignored events are counted");
 }
 
 #[tokio::test]
@@ -244,6 +249,27 @@ async fn credits_already_spent_are_recorded_as_unrecoverable() {
     let b = balance(&server, &a).await;
     assert_eq!((b["available"].as_u64(), b["spent"].as_u64(), b["debited"].as_u64()), (Some(0), Some(80), Some(20)));
     server.env.assert_books_balance().await;
+    // The figure shows in monitoring and in `credits check`.
+    server.env.aggregate().await;
+    let bucket = credits_shared::stats::buckets(server.env.ledger.now())[3].clone();
+    let totals =
+        credits_shared::monitoring::Monitor::new(server.env.store.clone()).totals(&bucket).await.expect("totals");
+    assert_eq!(
+        (totals.purchases, totals.credits_purchased, totals.credits_taken_back, totals.credits_unrecoverable),
+        (1, 100, 100, 80)
+    );
+    let out = std::process::Command::new(credits_tests::credits_bin())
+        .args(["check", "--quiet"])
+        .env("DYNAMODB_ENDPOINT", credits_tests::endpoint())
+        .env("CREDITS_TABLE", server.env.store.table())
+        .output()
+        .expect("credits check");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("stripe purchases: 1 (100 credits), taken back 100 (unrecoverable: 80 already spent)"),
+        "{report}"
+    );
 }
 
 #[tokio::test]

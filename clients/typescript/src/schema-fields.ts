@@ -239,6 +239,8 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   ]),
   WebhookPayload: fieldsOf<T.WebhookPayload>()(["task_id", "id", "status", "units"]),
   WebhookAnswer: fieldsOf<T.WebhookAnswer>()(["result", "lateSuccess", "reservationId"]),
+  StripeEvent: fieldsOf<T.StripeEvent>()(["id", "type", "data"]),
+  StripeAnswer: fieldsOf<T.StripeAnswer>()(["result", "reason", "grantId", "credits", "unrecoverable"]),
   Problem: someFieldsOf<T.Problem>()(problemBase),
   ValidationProblem: someFieldsOf<T.ValidationProblem>()([...problemBase, "field"]),
   UnknownOperationProblem: someFieldsOf<T.UnknownOperationProblem>()(problemBase),
@@ -314,6 +316,7 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
     "duplicate",
     "parked",
   ]),
+  "StripeAnswer.result": valuesOf<T.StripeResult>()(["granted", "taken_back", "duplicate", "parked", "ignored"]),
   EventType: valuesOf<T.EventType>()([
     "hold.confirmed",
     "hold.released",

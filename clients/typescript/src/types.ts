@@ -531,6 +531,35 @@ export interface WebhookAnswer {
   reservationId?: string;
 }
 
+/**
+ * A Stripe event as Stripe sends it to `POST /v1/webhooks/stripe` (only
+ * these fields are read; others are ignored).
+ */
+export interface StripeEvent {
+  /** The event's id (`evt_…`); a redelivery carries the same. */
+  id: string;
+  /** `checkout.session.completed`, `checkout.session.async_payment_succeeded`, `charge.refunded`, `charge.dispute.created`; others are ignored. */
+  type?: string;
+  /** The Checkout Session, Charge or Dispute the event is about. */
+  data?: { object?: Record<string, unknown>; [extra: string]: unknown };
+  [extra: string]: unknown;
+}
+
+export type StripeResult = "granted" | "taken_back" | "duplicate" | "parked" | "ignored";
+
+/** What a verified Stripe event did (always answered 200). */
+export interface StripeAnswer {
+  result: StripeResult;
+  /** Why an event was `ignored` (e.g. `event_type_not_handled`, `no_user`). */
+  reason?: string;
+  /** The purchase's grant. */
+  grantId?: string;
+  /** Credits granted, or taken back by this event. */
+  credits?: number;
+  /** Of the credits to take back, those the user no longer had. */
+  unrecoverable?: number;
+}
+
 export type ProblemCode =
   | "validation_error"
   | "unknown_operation"

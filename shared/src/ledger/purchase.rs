@@ -262,15 +262,17 @@ impl Ledger {
             };
             let table = self.store.table().to_owned();
             let old = purchase.taken_back;
+            let now = self.clock.now().millis();
             let along = move |taken: Credits| -> Result<Vec<TransactWriteItem>> {
                 let update = Update::builder()
                     .table_name(&table)
                     .set_key(Some(key(purchase_pk(session), "PURCHASE")))
-                    .update_expression("SET takenBack = :target ADD unrecoverable :lost")
+                    .update_expression("SET takenBack = :target, updatedAt = :now ADD unrecoverable :lost")
                     .condition_expression("takenBack = :old")
                     .expression_attribute_values(":target", n(target))
                     .expression_attribute_values(":lost", n(want - taken.get()))
                     .expression_attribute_values(":old", n(old))
+                    .expression_attribute_values(":now", n(now))
                     .build()
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 Ok(vec![TransactWriteItem::builder().update(update).build()])
