@@ -29,7 +29,7 @@ secret="schemathesis-$RANDOM-$RANDOM"
 # shellcheck source=scripts/devserver.sh
 source scripts/devserver.sh
 # No webhook secrets: every webhook is refused, whatever it carries.
-start_dev_server -u CREDITS_WEBHOOK_SECRET_GENERIC -u CREDITS_WEBHOOK_SECRET_BFL -u CREDITS_STRIPE_WEBHOOK_SECRET -u DYNAMODB_ENDPOINT \
+start_dev_server -u CREDITS_WEBHOOK_SECRET_GENERIC -u CREDITS_WEBHOOK_SECRET_BFL -u CREDITS_STRIPE_WEBHOOK_SECRET -u CREDITS_STRIPE_LIVEMODE -u DYNAMODB_ENDPOINT \
   CREDITS_DEV_JWT_SECRET="$secret"
 api="http://127.0.0.1:$port"
 

@@ -195,7 +195,11 @@ fn contribution(change: &Change) -> Option<Contribution> {
             ],
         };
         let fields: Vec<_> = fields.into_iter().filter(|(_, v)| *v != 0).collect();
-        return (!fields.is_empty()).then(|| Contribution { at: now_of(image), total_fields: fields, ..Default::default() });
+        return (!fields.is_empty()).then(|| Contribution {
+            at: now_of(image),
+            total_fields: fields,
+            ..Default::default()
+        });
     }
     if old.is_some() {
         return None;
@@ -215,7 +219,11 @@ fn contribution(change: &Change) -> Option<Contribution> {
             Some("ignored") => "stripeIgnored",
             _ => "stripeDuplicates",
         };
-        return Some(Contribution { at: image.at, total_fields: vec![("stripeEvents", 1), (result, 1)], ..Default::default() });
+        return Some(Contribution {
+            at: image.at,
+            total_fields: vec![("stripeEvents", 1), (result, 1)],
+            ..Default::default()
+        });
     }
     if image.is("delivery") && image.late_success {
         return Some(Contribution { at: image.at, total_fields: vec![("lateSuccess", 1)], ..Default::default() });

@@ -175,8 +175,11 @@ async fn an_unpaid_session_waits_for_its_async_payment_and_ignored_events_say_wh
         ("evt_i3", session("cs_z", &a.user_id, "paid", json!({})), "checkout.session.completed", "no_credits"),
         ("evt_i4", json!({"id": "cus_1", "object": "customer"}), "customer.created", "event_type_not_handled"),
     ] {
-        let reply = deliver(&server, &event(id, kind, object)).await;
+        let body = event(id, kind, object);
+        let reply = deliver(&server, &body).await;
         assert_eq!(result(&reply), ("ignored", Some(reason)), "{id}");
+        // Looked at again when resent (say, once the pack is deployed): not a duplicate.
+        assert_eq!(result(&deliver(&server, &body).await), ("ignored", Some(reason)), "{id} resent");
     }
     assert_eq!(balance(&server, &a).await["granted"], 120);
     server.env.aggregate().await;
@@ -289,5 +292,40 @@ async fn a_refund_before_its_session_is_parked_and_applied_when_the_purchase_arr
         "duplicate"
     );
     assert_eq!(balance(&server, &a).await["debited"], 50);
+    server.env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn a_full_refund_and_a_dispute_at_once_take_back_each_credit_once() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    deliver(
+        &server,
+        &event("evt_x0", "checkout.session.completed", session("cs_x", &a.user_id, "paid", json!({"credits": "100"}))),
+    )
+    .await;
+    let refund = event("evt_x1", "charge.refunded", charge("cs_x", 1000));
+    let dispute = event(
+        "evt_x2",
+        "charge.dispute.created",
+        json!({"id": "dp_x", "object": "dispute", "charge": "ch_cs_x", "payment_intent": "pi_cs_x", "amount": 1000}),
+    );
+    let now = server.env.ledger.now().unix_seconds();
+    let headers = signed_by_stripe(&[
+        (refund.clone(), NEW_SECRET.to_owned(), now),
+        (dispute.clone(), NEW_SECRET.to_owned(), now),
+    ]);
+    let sends = (0..8).map(|i| {
+        let (body, header) = if i % 2 == 0 { (&refund, &headers[0]) } else { (&dispute, &headers[1]) };
+        post_signed(&server, body, Some(header))
+    });
+    let replies = futures::future::join_all(sends).await;
+    for reply in &replies {
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let taken: u64 = replies.iter().filter_map(|r| r.body["credits"].as_u64()).sum();
+    assert_eq!(taken, 100, "{:?}", replies.iter().map(|r| r.body.clone()).collect::<Vec<_>>());
+    let b = balance(&server, &a).await;
+    assert_eq!((b["available"].as_u64(), b["debited"].as_u64()), (Some(0), Some(100)));
     server.env.assert_books_balance().await;
 }

@@ -281,7 +281,7 @@ async fn stripe_webhook(app: &App, req: &Request) -> Result<Response<Body>> {
         tracing::warn!(provider = "stripe", reason = ?rejected, "webhook refused");
         Error::Forbidden
     })?;
-    let (event_id, action) = crate::webhook::stripe::parse_event(body)?;
+    let (event_id, action) = crate::webhook::stripe::parse_event(body, app.verifiers.stripe().livemode())?;
     let answer = app.ledger.apply_stripe(&event_id, action).await?;
     tracing::info!(provider = "stripe", event = %event_id, result = answer.result.as_str(), reason = ?answer.reason, "stripe");
     Ok(json(StatusCode::OK, &answer))

@@ -78,8 +78,12 @@ impl Ledger {
     /// answers `duplicate` at once (and would change nothing anyway).
     pub async fn apply_stripe(&self, event_id: &str, action: Action) -> Result<StripeAnswer> {
         let record = key(format!("STRIPE#{event_id}"), "EVENT");
-        if self.store.get(record.clone()).await?.is_some() {
-            return Ok(StripeAnswer::of(StripeResult::Duplicate));
+        // An event ignored before is looked at again: a resend from Stripe's
+        // dashboard, after the pack it names is deployed, must grant.
+        if let Some(seen) = self.store.get(record.clone()).await? {
+            if attr_text(&seen, "result") != StripeResult::Ignored.as_str() {
+                return Ok(StripeAnswer::of(StripeResult::Duplicate));
+            }
         }
         let answer = match action {
             Action::Grant(paid) => self.purchase_paid(&paid).await?,
@@ -116,17 +120,27 @@ impl Ledger {
             },
             (None, None) => return Ok(StripeAnswer::ignored("no_credits")),
         };
-        if expires_at.is_some_and(|at| at <= now) {
-            return Ok(StripeAnswer::ignored("pack_expired_before_payment_cleared"));
-        }
         let session = &paid.session_id;
-        let mut request =
-            GrantRequest::new(credits.get(), GrantReason::Purchase, &format!("stripe:{session}"), STRIPE_ACTOR);
+        let grant_key = format!("stripe:{session}");
+        let mut request = GrantRequest::new(credits.get(), GrantReason::Purchase, &grant_key, STRIPE_ACTOR);
         request.description = Some(format!("Stripe Checkout {session}"));
         request.expires_at = expires_at;
-        let outcome = self.grant(&paid.user, request).await?;
-        let replayed = outcome.is_replay();
-        let grant_id = outcome.into_inner().grant_id;
+        // A grant made before is replayed whatever its pack's days say now;
+        // only a new one is refused for a lot that would already have expired.
+        let (replayed, grant_id) = match self.grant(&paid.user, request).await {
+            Ok(outcome) => (outcome.is_replay(), outcome.into_inner().grant_id),
+            Err(Error::Validation(invalid)) if invalid.field == "expiresAt" => {
+                return Ok(StripeAnswer::ignored("pack_expired_before_payment_cleared"))
+            }
+            // Granted before under a catalog that has changed since: what was
+            // granted stands.
+            Err(Error::IdempotencyKeyReused) => (true, super::derived_id("grant", &paid.user, &grant_key)),
+            Err(error) => return Err(error),
+        };
+        let credits = match replayed {
+            true => self.granted_amount(&paid.user, grant_id).await?.unwrap_or(credits),
+            false => credits,
+        };
         let purchase = PurchaseItem {
             pk: purchase_pk(session),
             sk: "PURCHASE".into(),
@@ -176,6 +190,9 @@ impl Ledger {
         parked.insert("source".into(), s(take_back.source.as_str()));
         parked.insert("amount".into(), n(amount));
         parked.insert("refunded".into(), n(refunded));
+        // A refund of a payment that never becomes a purchase here (another
+        // product of the same Stripe account) is forgotten in time.
+        parked.insert("ttl".into(), n(self.clock.now().unix_seconds() + self.retention_seconds));
         self.store.put(parked.clone()).await?;
         // The purchase may have been recorded meanwhile, after it looked for
         // parked take-backs: then this one is applied here.
@@ -183,6 +200,13 @@ impl Ledger {
             Some(_) => self.apply_parked(payment, &parked).await,
             None => Ok(StripeAnswer::of(StripeResult::Parked)),
         }
+    }
+
+    /// The credits a grant made (replayed: what was granted, not what the
+    /// catalog says today).
+    async fn granted_amount(&self, user: &crate::domain::UserId, grant_id: Uuid) -> Result<Option<Credits>> {
+        let item = self.store.get(key(crate::store::user_pk(user), &format!("GRANT#{grant_id}"))).await?;
+        Ok(item.map(|i| Credits(attr_number(&i, "amount").max(0) as u64)))
     }
 
     async fn purchase_of(&self, payment: &str) -> Result<Option<String>> {
@@ -277,7 +301,13 @@ impl Ledger {
                     .map_err(|e| Error::Internal(e.to_string()))?;
                 Ok(vec![TransactWriteItem::builder().update(update).build()])
             };
-            match self.debit_along(&purchase.user_id, request, &along).await? {
+            let taken = match self.debit_along(&purchase.user_id, request, &along).await {
+                // Another event took the same step with other words (a refund
+                // and a dispute at once): read the figures again.
+                Err(Error::IdempotencyKeyReused) => None,
+                other => other?,
+            };
+            match taken {
                 Some(Outcome::Created(debit)) => {
                     let lost = want - debit.amount.get();
                     if lost > 0 {

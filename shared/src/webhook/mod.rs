@@ -52,7 +52,7 @@ impl Verifiers {
         let bfl = var(BFL_VAR)?;
         check_secrets(GENERIC_VAR, &generic, |s| generic::decode_secret(s).is_some())?;
         check_secrets(BFL_VAR, &bfl, |_| true)?;
-        let stripe = stripe::StripeSignatures::from_config(&var(stripe::SECRET_VAR)?)?;
+        let stripe = stripe::StripeSignatures::from_config(&var(stripe::SECRET_VAR)?, &var(stripe::LIVEMODE_VAR)?)?;
         Ok(Verifiers { stripe, ..Verifiers::new(&generic, &bfl) })
     }
 

@@ -14,12 +14,15 @@ use crate::validate::{Invalid, Problem};
 /// Stripe's libraries refuse signatures older than this by default.
 pub const TOLERANCE_SECONDS: i64 = 300;
 pub const SECRET_VAR: &str = "CREDITS_STRIPE_WEBHOOK_SECRET";
+pub const LIVEMODE_VAR: &str = "CREDITS_STRIPE_LIVEMODE";
 /// Longest header read: a handful of signatures, never an unbounded scan.
 const MAX_HEADER: usize = 2048;
 
 #[derive(Default)]
 pub struct StripeSignatures {
     secrets: Vec<String>,
+    /// The mode events must be of (`CREDITS_STRIPE_LIVEMODE`); `None`: either.
+    livemode: Option<bool>,
 }
 
 /// Says how many secrets, never what they are.
@@ -43,13 +46,28 @@ impl StripeSignatures {
     /// Comma-separated secrets (`CREDITS_STRIPE_WEBHOOK_SECRET`; the stack
     /// parameter `StripeWebhookSecrets`): every entry must be a `whsec_`
     /// secret. The message names the entry's position, never its value.
-    pub fn from_config(raw: &str) -> Result<StripeSignatures, String> {
+    pub fn from_config(raw: &str, livemode: &str) -> Result<StripeSignatures, String> {
         super::check_secrets(SECRET_VAR, raw, |s| s.starts_with("whsec_") && s.len() > "whsec_".len())?;
-        Ok(StripeSignatures::new(super::split_secrets(raw)))
+        let livemode = match livemode.trim() {
+            "" => None,
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => return Err(format!("{LIVEMODE_VAR}: true, false or empty")),
+        };
+        Ok(StripeSignatures::new(super::split_secrets(raw)).for_mode(livemode))
     }
 
     pub fn new(secrets: Vec<String>) -> StripeSignatures {
-        StripeSignatures { secrets }
+        StripeSignatures { secrets, livemode: None }
+    }
+
+    /// Only events of this mode are acted on (`true`: live).
+    pub fn for_mode(self, livemode: Option<bool>) -> StripeSignatures {
+        StripeSignatures { livemode, ..self }
+    }
+
+    pub fn livemode(&self) -> Option<bool> {
+        self.livemode
     }
 
     /// `Ok` when a configured secret signed this exact body within the
@@ -79,7 +97,7 @@ impl StripeSignatures {
         if signatures.is_empty() {
             return Err(Rejected::MissingSignature);
         }
-        if (now.unix_seconds() - timestamp).abs() > TOLERANCE_SECONDS {
+        if now.unix_seconds().abs_diff(timestamp) > TOLERANCE_SECONDS as u64 {
             return Err(Rejected::StaleTimestamp);
         }
         let prefix = format!("{timestamp}.");
@@ -139,23 +157,29 @@ pub enum TakeBackKind {
     Dispute,
 }
 
-/// A verified event's id and what it asks.
-pub fn parse_event(body: &[u8]) -> Result<(String, Action), Invalid> {
+/// A verified event's id and what it asks. An event of the other mode than
+/// `livemode` (when set: `CREDITS_STRIPE_LIVEMODE`) is ignored, so that a
+/// test-mode secret that found its way into production grants nothing for
+/// test cards.
+pub fn parse_event(body: &[u8], livemode: Option<bool>) -> Result<(String, Action), Invalid> {
     let malformed = || Invalid::new("body", Problem::Malformed);
     let event: Value = serde_json::from_slice(body).map_err(|_| malformed())?;
     let id =
         event.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255).ok_or_else(malformed)?;
     let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
+    if livemode.is_some_and(|live| event.get("livemode").and_then(Value::as_bool) != Some(live)) {
+        return Ok((id.to_owned(), Action::Ignored("other_mode")));
+    }
     let object = event.pointer("/data/object").cloned().unwrap_or(Value::Null);
     let text = |name: &str| object.get(name).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned);
     let action = match kind {
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             // `completed` with an unpaid session (a bank debit still
             // clearing): its `async_payment_succeeded` grants.
-            if text("payment_status").as_deref() != Some("paid") {
-                Action::Ignored("payment_not_settled")
-            } else {
-                paid(&object)
+            // `no_payment_required`: a 100% discount, paid in full all the same.
+            match text("payment_status").as_deref() {
+                Some("paid" | "no_payment_required") => paid(&object),
+                _ => Action::Ignored("payment_not_settled"),
             }
         }
         "charge.refunded" => match (text("payment_intent"), text("id")) {
@@ -272,7 +296,7 @@ mod tests {
 
     #[test]
     fn events_become_actions() {
-        let (id, action) = parse_event(&session(serde_json::json!({}))).expect("parses");
+        let (id, action) = parse_event(&session(serde_json::json!({})), None).expect("parses");
         assert_eq!(id, "evt_1");
         let Action::Grant(paid) = action else { panic!("{action:?}") };
         assert_eq!(
@@ -280,7 +304,7 @@ mod tests {
             (Some(Credits(100)), None, Timestamp(1_700_000_000_000))
         );
         assert_eq!(paid.payment_intent.as_deref(), Some("pi_1"));
-        let ignored = |extra| parse_event(&session(extra)).expect("parses").1;
+        let ignored = |extra| parse_event(&session(extra), None).expect("parses").1;
         assert_eq!(ignored(serde_json::json!({"payment_status": "unpaid"})), Action::Ignored("payment_not_settled"));
         assert_eq!(ignored(serde_json::json!({"client_reference_id": null})), Action::Ignored("no_user"));
         assert_eq!(ignored(serde_json::json!({"metadata": {}})), Action::Ignored("no_credits"));
@@ -291,7 +315,7 @@ mod tests {
         let refund = serde_json::json!({"id": "evt_2", "type": "charge.refunded",
             "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount": 1000, "amount_refunded": 250}}});
         assert_eq!(
-            parse_event(refund.to_string().as_bytes()).expect("parses").1,
+            parse_event(refund.to_string().as_bytes(), None).expect("parses").1,
             Action::TakeBack(TakeBack {
                 payment_intent: "pi_1".into(),
                 source: "ch_1".into(),
@@ -300,18 +324,31 @@ mod tests {
         );
         let other = serde_json::json!({"id": "evt_3", "type": "customer.created", "data": {"object": {}}});
         assert_eq!(
-            parse_event(other.to_string().as_bytes()).expect("parses").1,
+            parse_event(other.to_string().as_bytes(), None).expect("parses").1,
             Action::Ignored("event_type_not_handled")
         );
-        assert!(parse_event(b"not json").is_err());
-        assert!(parse_event(br#"{"type": "charge.refunded"}"#).is_err(), "no id");
+        assert!(parse_event(b"not json", None).is_err());
+        assert!(parse_event(br#"{"type": "charge.refunded"}"#, None).is_err(), "no id");
+        let free = ignored(serde_json::json!({"payment_status": "no_payment_required"}));
+        assert!(matches!(free, Action::Grant(_)), "a 100% discount is paid: {free:?}");
+        // A live deployment acts on live events only, and a test one on test events.
+        let live = serde_json::json!({"id": "evt_l", "type": "charge.refunded", "livemode": true,
+            "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount": 1, "amount_refunded": 1}}});
+        let live = live.to_string();
+        assert!(matches!(parse_event(live.as_bytes(), Some(true)).expect("parses").1, Action::TakeBack(_)));
+        assert_eq!(parse_event(live.as_bytes(), Some(false)).expect("parses").1, Action::Ignored("other_mode"));
+        assert_eq!(
+            parse_event(&session(serde_json::json!({})), Some(true)).expect("parses").1,
+            Action::Ignored("other_mode")
+        );
     }
 
     #[test]
     fn secrets_are_checked_and_never_shown() {
-        assert!(StripeSignatures::from_config("").is_ok());
-        assert!(StripeSignatures::from_config("whsec_a, whsec_b").is_ok());
-        let refused = StripeSignatures::from_config("whsec_a,sk_live_secret").expect_err("not a whsec_ secret");
+        assert!(StripeSignatures::from_config("", "").is_ok());
+        assert_eq!(StripeSignatures::from_config("whsec_a, whsec_b", "true").map(|s| s.livemode()), Ok(Some(true)));
+        assert!(StripeSignatures::from_config("whsec_a", "yes").is_err());
+        let refused = StripeSignatures::from_config("whsec_a,sk_live_secret", "").expect_err("not a whsec_ secret");
         assert!(refused.contains(SECRET_VAR) && refused.contains('2') && !refused.contains("sk_live_secret"));
         let shown = format!("{:?}", StripeSignatures::new(vec!["whsec_hidden".into()]));
         assert!(!shown.contains("hidden"), "{shown}");
