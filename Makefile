@@ -55,11 +55,11 @@ test: deps lint
 	$(MAKE) --no-print-directory ts-test
 	$(MAKE) --no-print-directory cfn-lint
 
-# The TypeScript client against the dev server, and the Next.js example type-checked.
+# The TypeScript client against the dev server; the Next.js example type-checked, its checkout route tested against a stubbed Stripe API.
 ts-test:
 	cargo build -q --workspace --bin credits
 	cd clients/typescript && npm ci --no-audit --no-fund --loglevel=error && CREDITS_BIN=$(CURDIR)/target/debug/credits npm test
-	cd examples/nextjs && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck
+	cd examples/nextjs && npm ci --no-audit --no-fund --loglevel=error && npm run typecheck && npm test
 
 # Figures, not pass/fail: prints them and writes BENCHMARKS.md. The bench
 # builds the release binaries itself; BENCH_STARTED lets it report the whole
