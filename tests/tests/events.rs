@@ -482,3 +482,23 @@ async fn the_events_command_lists_a_users_recent_events() {
     assert_eq!(payloads[0]["type"], "hold.released");
     assert_eq!(payloads[0]["data"]["reservationId"], id.as_str());
 }
+
+/// An endpoint hears of changes made from its creation on, even when the
+/// stream hands an earlier change over after it was added.
+#[tokio::test]
+async fn an_endpoint_gets_the_events_of_changes_made_after_it_was_registered() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let receiver = Receiver::start(&[]).await;
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    server.env.clock.advance_seconds(1);
+    register(&server, &a, &receiver.url, &[]).await;
+    pump(&server, &outbox).await;
+    assert!(receiver.got().is_empty(), "the grant came before the endpoint");
+    grant(&server, &a.admin, &a.user_id, 5).await;
+    pump(&server, &outbox).await;
+    let events: Vec<Value> = receiver.got().iter().map(|r| r.event()).collect();
+    assert_eq!(types_of(&events), vec!["grant.created"]);
+    assert_eq!(events[0]["data"]["amount"], 5);
+}

@@ -283,7 +283,10 @@ impl Outbox {
             self.bus.publish(&[Entry { detail_type: event.kind.as_str().into(), detail: payload.clone() }]).await;
         }
         let mut created = Vec::new();
-        for endpoint in endpoints.iter().filter(|e| e.wants(event.kind)) {
+        // An endpoint hears of what happens from its creation on: a change
+        // the stream hands over after an endpoint was added is not news to it.
+        let listening = |e: &&EndpointItem| e.wants(event.kind) && event.occurred_at.millis() >= e.created_at;
+        for endpoint in endpoints.iter().filter(listening) {
             let delivery = DeliveryLogItem {
                 pk: deliveries_pk(endpoint.endpoint_id),
                 sk: format!("DLV#{:013}#{}", event.occurred_at.millis().max(0), event.id),
