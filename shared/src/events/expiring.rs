@@ -46,7 +46,10 @@ impl Outbox {
     /// armed again: the lot has credits again.
     pub(super) async fn schedule_warning(&self, user: &UserId, lot: LotKey) -> Result<()> {
         let Some(expiry) = lot.expires_at else { return Ok(()) };
-        let due = expiry.millis() - self.defaults().expiry_warning_seconds * 1000;
+        // A lot granted inside the window is warned about at once; its warning
+        // is dated then, not in the past (an endpoint hears of what happens
+        // after it was added).
+        let due = (expiry.millis() - self.defaults().expiry_warning_seconds * 1000).max(self.ledger.now().millis());
         let item = WarningItem {
             pk: user_pk(user),
             sk: format!("{WARNING_PREFIX}{}", lot.name()),
@@ -68,7 +71,7 @@ impl Outbox {
                 .update_if(
                     warning_key,
                     ConditionalUpdate {
-                        set: "SET pendingShard = :shard, expiresAt = :due",
+                        set: "SET pendingShard = :shard, expiresAt = :due, dueAt = :due",
                         condition: "attribute_not_exists(firedAt) AND attribute_not_exists(pendingShard)",
                         names: &[],
                         values: vec![(":shard", s(shard)), (":due", n(due))],
