@@ -3,14 +3,13 @@
 //! "did the app hear about this?".
 
 use credits_shared::config::Config;
-use credits_shared::domain::{Timestamp, UserId};
+use credits_shared::domain::Timestamp;
 use credits_shared::events::outbox::Outbox;
 
 pub const DEFAULT_LIMIT: u32 = 20;
 
 pub async fn list(user: String, limit: u32, json: bool) -> Result<(), String> {
-    credits_shared::metrics::discard();
-    let user = UserId::parse(&user).ok_or_else(|| "--user must be 1 to 256 characters".to_owned())?;
+    let user = crate::operate::user_arg(&user)?;
     if !(1..=1000).contains(&limit) {
         return Err("--limit must be 1 to 1000".into());
     }

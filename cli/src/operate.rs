@@ -12,7 +12,7 @@ pub fn cli_actor() -> String {
     format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "operator".into()))
 }
 
-fn user_arg(user: &str) -> Result<UserId, String> {
+pub(crate) fn user_arg(user: &str) -> Result<UserId, String> {
     // The answer is what this command prints: no metric lines around it.
     credits_shared::metrics::discard();
     UserId::parse(user).ok_or_else(|| "--user must be 1 to 256 characters".to_owned())
