@@ -21,6 +21,10 @@
 //! refill each period with a rollover; the clock jumps across lot expiries
 //! and period ends, month ends and a leap day among them. The model keeps
 //! its own lot, period and refill arithmetic (none of the service's).
+//! Stripe's events (`model/purchases.rs`) pay for sessions, and refund and
+//! dispute them, in any order, again and at once: the table's purchases,
+//! payment links, parked take-backs and event records must equal the
+//! model's too.
 //! A failing episode is shrunk to the shortest sequence that still fails,
 //! and replays from its seed.
 
@@ -43,6 +47,9 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::{check_books, number, scan, text, TestServer, BFL_SECRETS, GENERIC_SECRETS, USER_HEADER};
+
+mod purchases;
+pub use purchases::StripeEvent;
 
 /// The operations a generated hold may be for: priced, cheap, free, dear.
 const OPERATIONS: [&str; 5] = [
@@ -299,6 +306,15 @@ pub enum Op {
         hold: HoldRef,
         write: UserWrite,
     },
+    /// A new Stripe event about session `session` (signed as Stripe signs).
+    Stripe {
+        session: usize,
+        event: StripeEvent,
+    },
+    /// The n-th Stripe event sent so far, byte for byte (modulo how many).
+    StripeRedeliver {
+        nth: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -384,7 +400,7 @@ fn batch(rng: &mut StdRng, shape: Shape) -> Batch {
 fn op(rng: &mut StdRng, shape: Shape, focus: Option<HoldRef>) -> Op {
     let hold = focus.unwrap_or_else(|| rng.gen_range(0..64));
     let user = rng.gen_range(0..shape.users);
-    match rng.gen_range(0..112) {
+    match rng.gen_range(0..124) {
         0..=10 => {
             let key = rng.gen_range(0..6u8);
             Op::Grant { user, key, spec: grant_spec(rng, key) }
@@ -468,6 +484,7 @@ fn op(rng: &mut StdRng, shape: Shape, focus: Option<HoldRef>) -> Op {
             };
             Op::SetPlan { user, plan: rng.gen_range(0..PLANS.len()), anchor }
         }
+        110..=121 => purchases::op(rng, focus),
         _ => Op::EndPlan { user },
     }
 }
@@ -1193,7 +1210,8 @@ pub struct PlanRequest {
 struct Model {
     now: i64,
     accounts: Vec<Account>,
-    grants: HashMap<(usize, u8), GrantBody>,
+    /// Each grant key's request, by user and `Idempotency-Key`.
+    grants: HashMap<(usize, String), GrantBody>,
     /// Each debit key's request and its answer (amount, requested, lots).
     debits: HashMap<(usize, u8), (DebitBody, Answer)>,
     holds: HashMap<Uuid, Hold>,
@@ -1203,6 +1221,9 @@ struct Model {
     tasks: HashMap<usize, Uuid>,
     parked: HashMap<usize, Outcome>,
     seen: HashSet<String>,
+    stripe: purchases::Purchases,
+    /// The episode's run id: Stripe's ids name it.
+    run: String,
 }
 
 /// A hold's or a debit's lots as answered: (priority, expiresAt, amount).
@@ -1261,6 +1282,15 @@ pub enum Answer {
         due: Option<(u64, u64)>,
     },
     Moved,
+    /// A Stripe event's answer: credits granted or taken back, and of those
+    /// to take back, what the user no longer had.
+    Stripe {
+        status: u16,
+        result: String,
+        reason: Option<String>,
+        credits: Option<u64>,
+        unrecoverable: Option<u64>,
+    },
 }
 
 impl fmt::Display for Answer {
@@ -1298,6 +1328,13 @@ impl fmt::Display for Answer {
                 None => write!(f, "swept expired={expired}"),
             },
             Answer::Moved => write!(f, "clock moved"),
+            Answer::Stripe { status, result, reason, credits, unrecoverable } => write!(
+                f,
+                "{status} {result}{}{}{}",
+                reason.as_ref().map_or(String::new(), |r| format!(" ({r})")),
+                credits.map_or(String::new(), |c| format!(" credits={c}")),
+                unrecoverable.map_or(String::new(), |u| format!(" unrecoverable={u}"))
+            ),
         }
     }
 }
@@ -1368,6 +1405,10 @@ enum Resolved {
         id: Uuid,
         write: UserWrite,
     },
+    Stripe {
+        sent: purchases::StripeSent,
+        racing: purchases::Racing,
+    },
 }
 
 /// A delivery as sent (kept to redeliver it byte for byte).
@@ -1381,7 +1422,7 @@ struct Sent {
 }
 
 impl Model {
-    fn new(users: usize, now: i64) -> Model {
+    fn new(users: usize, now: i64, run: &str) -> Model {
         Model {
             now,
             accounts: vec![Account::default(); users],
@@ -1393,6 +1434,8 @@ impl Model {
             tasks: HashMap::new(),
             parked: HashMap::new(),
             seen: HashSet::new(),
+            stripe: purchases::Purchases::default(),
+            run: run.to_owned(),
         }
     }
 
@@ -1416,7 +1459,8 @@ impl Model {
     /// the operation may get.
     fn step(&mut self, op: &Resolved, id: Option<Uuid>, catalog: &Catalog) -> Vec<Answer> {
         match op {
-            Resolved::Grant { user, key, body } => vec![self.grant(*user, *key, body)],
+            Resolved::Grant { user, key, body } => vec![self.grant(*user, format!("grant-{key}"), body)],
+            Resolved::Stripe { sent, racing } => self.stripe(sent, *racing, catalog),
             Resolved::Debit { user, key, body } => vec![self.debit(*user, *key, body)],
             Resolved::SetPlan { user, request } => vec![self.set_plan(*user, request)],
             Resolved::EndPlan { user } => vec![self.end_plan(*user)],
@@ -1463,9 +1507,9 @@ impl Model {
     /// answered (200 or 422), else 400; otherwise what is due is written
     /// down, then a grant making one lot more live than 100 is refused
     /// (unless a replay), then the key decides.
-    fn grant(&mut self, user: usize, key: u8, body: &GrantBody) -> Answer {
+    fn grant(&mut self, user: usize, key: String, body: &GrantBody) -> Answer {
         let now = self.now;
-        let replay = match self.grants.get(&(user, key)) {
+        let replay = match self.grants.get(&(user, key.clone())) {
             Some(first) if first == body => Some(Answer::Granted { status: 200 }),
             Some(_) => Some(problem(422, "idempotency_key_reused")),
             None => None,
@@ -1989,6 +2033,8 @@ fn op_name(op: &Op) -> &'static str {
         Op::Advance { .. } => "clock jump",
         Op::JumpTo { .. } => "clock jump to a due instant",
         Op::UserWrite { .. } => "user-token write (refused)",
+        Op::Stripe { event, .. } => purchases::op_name(*event),
+        Op::StripeRedeliver { .. } => "stripe: event sent again",
     }
 }
 
@@ -2020,6 +2066,9 @@ struct Runner {
     /// Each user's last balance read: the clock and the balance item then,
     /// and what it showed.
     reads: Vec<Option<Read>>,
+    /// Stripe events sent (to send again), and each session's `created`.
+    stripe_sent: Vec<purchases::StripeSent>,
+    stripe_created: HashMap<usize, i64>,
 }
 
 /// Runs the batches on a fresh table; `Err` at the first violation.
@@ -2034,7 +2083,7 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
     let server_token = server.server_token();
     let user_tokens = users.iter().map(|u| server.user_token(u)).collect();
     let admin = server.admin_token();
-    let model = Model::new(shape.users, server.env.ledger.now().millis());
+    let model = Model::new(shape.users, server.env.ledger.now().millis(), &run);
     let mut runner = Runner {
         catalog: Catalog::default_catalog(),
         http: Client::new(),
@@ -2048,6 +2097,8 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
         tasks: shape.tasks,
         lost_links: Vec::new(),
         reads: vec![None; shape.users],
+        stripe_sent: Vec::new(),
+        stripe_created: HashMap::new(),
         server,
     };
     let mut tally = Tally::default();
@@ -2157,7 +2208,7 @@ impl Runner {
                 Resolved::Advance { to: (start + i64::from(*seconds) * 1000).max(self.model.now) }
             }
             Op::Grant { user, key, spec } => {
-                let body = match (spec.retry, self.model.grants.get(&(*user, *key))) {
+                let body = match (spec.retry, self.model.grants.get(&(*user, format!("grant-{key}")))) {
                     (true, Some(first)) => first.clone(),
                     _ => GrantBody {
                         amount: spec.amount,
@@ -2224,6 +2275,15 @@ impl Runner {
                 let user = self.model.holds.get(&id).map_or(0, |h| h.user);
                 Resolved::UserWrite { user, id, write: *write }
             }
+            Op::Stripe { session, event } => {
+                let sent = self.stripe_event(*session, *event);
+                self.stripe_sent.push(sent.clone());
+                Resolved::Stripe { sent, racing: purchases::Racing::default() }
+            }
+            Op::StripeRedeliver { nth } => {
+                let sent = self.stripe_again(*nth);
+                Resolved::Stripe { sent, racing: purchases::Racing::default() }
+            }
         }
     }
 
@@ -2256,7 +2316,8 @@ impl Runner {
     /// Sends a batch at once; returns the model after each order of it that
     /// gives exactly the answers seen (at least one, else the error).
     async fn batch(&mut self, batch: &Batch, tally: &mut Tally) -> Result<Vec<Model>, String> {
-        let resolved: Vec<Resolved> = batch.iter().map(|op| self.resolve(op)).collect();
+        let mut resolved: Vec<Resolved> = batch.iter().map(|op| self.resolve(op)).collect();
+        purchases::mark_races(&mut resolved);
         tally.batches += 1;
         if batch.len() > 1 {
             tally.concurrent_batches += 1;
@@ -2428,6 +2489,7 @@ impl Runner {
                 post(format!("/v1/admin/reservations/{id}/refund"), &self.admin).json(&json!({"reason": "model"}))
             }
             Resolved::Webhook(sent) => self.signed(sent),
+            Resolved::Stripe { sent, .. } => self.stripe_request(sent),
             Resolved::Sweep => post("/v1/admin/cleanup".into(), &self.admin),
             Resolved::UserWrite { user, id, write } => {
                 let token = &self.user_tokens[*user];
@@ -2484,6 +2546,7 @@ impl Runner {
                 result: body["result"].as_str().unwrap_or("?").to_owned(),
                 late: body["lateSuccess"].as_bool().unwrap_or(false),
             },
+            Resolved::Stripe { .. } => purchases::answer_of(status, &body),
             Resolved::Sweep => {
                 Answer::Swept { expired: number("expired"), due: Some((number("lotsExpired"), number("planRefills"))) }
             }
@@ -2755,7 +2818,7 @@ impl Runner {
         if parked != expected {
             return Err(format!("parked deliveries: table {parked:?}, model {expected:?}"));
         }
-        Ok(())
+        self.compare_stripe(items)
     }
 
     /// Every user's history as `GET /v1/transactions` pages it: newest
@@ -2994,6 +3057,12 @@ fn answer_kind_of(answer: &Answer) -> String {
         }
         Answer::Swept { .. } => "200 swept".into(),
         Answer::Moved => "clock moved".into(),
+        Answer::Stripe { status, unrecoverable: Some(lost), .. } if *lost > 0 => {
+            format!("{status} stripe taken_back (some already spent)")
+        }
+        Answer::Stripe { status, result, reason, .. } => {
+            format!("{status} stripe {result}{}", reason.as_ref().map_or(String::new(), |r| format!(" ({r})")))
+        }
     }
 }
 

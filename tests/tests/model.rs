@@ -70,6 +70,10 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
         "end plan",
         "clock jump to a due instant",
         "clock jump (6 hours to 31 days)",
+        "stripe: session paid",
+        "stripe: charge refunded",
+        "stripe: dispute created",
+        "stripe: event sent again",
     ] {
         assert!(tally.ops.get(op).copied().unwrap_or(0) > 0, "no {op} generated");
     }
@@ -85,6 +89,10 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
         "201 debited",
         "200 plan set",
         "200 plan ended",
+        "200 stripe granted",
+        "200 stripe taken_back",
+        "200 stripe parked",
+        "200 stripe duplicate",
     ] {
         assert!(tally.answers.get(answer).copied().unwrap_or(0) > 0, "no {answer:?} answer seen: {:?}", tally.answers);
     }
@@ -139,7 +147,17 @@ async fn soak() {
          episodes starting just before a month end (28th–31st), 29 February 2028 or a year end. \
          Writes go through the app's server token (`Credits-User`) or an admin's; the paying \
          user's own token tries reserves, confirms, captures, releases, extends and task links, \
-         which must answer 403 and change nothing.\n\n\
+         which must answer 403 and change nothing. Stripe's events, signed as Stripe signs \
+         them, buy credits (Checkout Sessions of metadata credits or a catalog pack, one pack \
+         expiring 30 days after the session was created and one the catalog lacks; paid at \
+         once, or unpaid then `async_payment_succeeded`) and take them back (`charge.refunded` \
+         with cumulative refunds of a 999-cent charge, so shares floor, arriving out of order; \
+         `charge.dispute.created`), redelivered byte for byte, raced with copies of themselves \
+         and with the session's payment, and often before the session (parked, then applied in \
+         the order of their keys); each must answer what the model answers (granted, \
+         taken back with the credits recovered and those already spent, parked, duplicate, \
+         ignored and why), and the table's purchases (credits, taken back, unrecoverable), \
+         payment links, parked take-backs and event records must equal the model's.\n\n\
          Result: **0 invariant violations** in {} operations ({episodes} episodes, {} batches, \
          {} of them with 2–4 operations in flight at once; {} balance reads; {} lot expiries and \
          {} plan refills written down, {} `grant_expired` lines), {:.0} s on {}.\n\n\

@@ -1,0 +1,501 @@
+//! Stripe purchases in the model: Checkout Sessions paid at once (metadata
+//! credits or a catalog pack, one of them expiring), unpaid then paid
+//! later, refunds (cumulative, several per charge, out of order, floored)
+//! and disputes taking credits back in burn order, events redelivered byte
+//! for byte or raced, take-backs before their session (parked under the
+//! payment, applied when the purchase is recorded), and events ignored with
+//! their reason. The model keeps its own take-back arithmetic.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use credits_shared::prices::Catalog;
+use credits_shared::store::{payment_pk, purchase_pk};
+use credits_shared::webhook::stripe;
+use rand::rngs::StdRng;
+use rand::Rng;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{problem, Answer, GrantBody, Item, Model, Op, Resolved, Runner, DAY_MS};
+use crate::{number, text, STRIPE_SECRETS};
+
+/// Sessions an episode sells, so that events of one session meet.
+pub const SESSIONS: usize = 8;
+/// Every session's charge, in cents: odd, so refunded shares floor.
+const CHARGE: u64 = 999;
+/// The cumulative `amount_refunded` a `charge.refunded` may carry.
+const REFUNDED: [u64; 5] = [1, 333, 500, 998, 999];
+
+/// An event of Stripe's about a session (`Unhandled`: a type not acted on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StripeEvent {
+    /// `checkout.session.completed`, paid.
+    Paid,
+    /// `checkout.session.completed`, unpaid (a bank debit still clearing).
+    Unpaid,
+    /// `checkout.session.async_payment_succeeded`.
+    AsyncPaid,
+    /// `charge.refunded` with this cumulative `amount_refunded`.
+    Refund { refunded: u64 },
+    /// `charge.dispute.created`.
+    Dispute,
+    /// `payment_intent.created`.
+    Unhandled,
+}
+
+impl StripeEvent {
+    fn grants(self) -> bool {
+        matches!(self, StripeEvent::Paid | StripeEvent::AsyncPaid)
+    }
+
+    fn take_back(self) -> Option<TakeBack> {
+        match self {
+            StripeEvent::Refund { refunded } => Some(TakeBack::Refund { refunded }),
+            StripeEvent::Dispute => Some(TakeBack::Dispute),
+            _ => None,
+        }
+    }
+}
+
+/// What a session sells.
+enum Product {
+    Credits(u64),
+    Pack(&'static str),
+}
+
+/// Two trial packs (expiring 30 days after the session was created), a
+/// pack the catalog does not have, and metadata credits.
+fn product(session: usize) -> Product {
+    match session % SESSIONS {
+        0 => Product::Credits(40),
+        1 => Product::Pack("starter"),
+        2 | 6 => Product::Pack("trial"),
+        3 => Product::Credits(7),
+        4 => Product::Credits(25),
+        5 => Product::Pack("legacy"),
+        _ => Product::Credits(13),
+    }
+}
+
+/// A Stripe operation: a new event about a session (the focus of a batch
+/// when there is one, so events of one session race), or an event sent
+/// again byte for byte.
+pub(super) fn op(rng: &mut StdRng, focus: Option<usize>) -> Op {
+    let session = focus.map_or_else(|| rng.gen_range(0..SESSIONS), |f| f % SESSIONS);
+    let event = match rng.gen_range(0..100) {
+        0..=34 => StripeEvent::Paid,
+        35..=42 => StripeEvent::Unpaid,
+        43..=54 => StripeEvent::AsyncPaid,
+        55..=79 => StripeEvent::Refund { refunded: REFUNDED[rng.gen_range(0..REFUNDED.len())] },
+        80..=93 => StripeEvent::Dispute,
+        _ => StripeEvent::Unhandled,
+    };
+    match rng.gen_range(0..10) {
+        0..=2 => Op::StripeRedeliver { nth: focus.unwrap_or_else(|| rng.gen_range(0..64)) },
+        _ => Op::Stripe { session, event },
+    }
+}
+
+pub(super) fn op_name(event: StripeEvent) -> &'static str {
+    match event {
+        StripeEvent::Paid => "stripe: session paid",
+        StripeEvent::Unpaid => "stripe: session completed unpaid",
+        StripeEvent::AsyncPaid => "stripe: async payment succeeded",
+        StripeEvent::Refund { .. } => "stripe: charge refunded",
+        StripeEvent::Dispute => "stripe: dispute created",
+        StripeEvent::Unhandled => "stripe: event of another type",
+    }
+}
+
+/// A Stripe event as sent (kept to send it again byte for byte).
+#[derive(Clone, Debug)]
+pub(super) struct StripeSent {
+    id: String,
+    session: usize,
+    user: usize,
+    event: StripeEvent,
+    /// The session's `created` (epoch seconds): a pack's expiry counts from it.
+    created: i64,
+    body: String,
+}
+
+/// Other operations of the same batch: a copy of the same event, a paid
+/// event of the same session.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Racing {
+    copy: bool,
+    paid: bool,
+}
+
+/// Marks each Stripe event racing another of its batch.
+pub(super) fn mark_races(resolved: &mut [Resolved]) {
+    let sent: Vec<Option<StripeSent>> = resolved
+        .iter()
+        .map(|op| match op {
+            Resolved::Stripe { sent, .. } => Some(sent.clone()),
+            _ => None,
+        })
+        .collect();
+    for (i, op) in resolved.iter_mut().enumerate() {
+        let Resolved::Stripe { sent: mine, racing } = op else { continue };
+        let others = sent.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| s.as_ref());
+        for other in others {
+            racing.copy |= other.id == mine.id;
+            racing.paid |= other.session == mine.session && other.event.grants();
+        }
+    }
+}
+
+/// A take-back as the model keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TakeBack {
+    Refund { refunded: u64 },
+    Dispute,
+}
+
+impl TakeBack {
+    /// Credits due back in all: the refunded share of the charge, floored
+    /// (so only a full refund is all), or all for a dispute.
+    fn due(self, credits: u64) -> u64 {
+        match self {
+            TakeBack::Dispute => credits,
+            TakeBack::Refund { refunded } => credits * refunded.min(CHARGE) / CHARGE,
+        }
+    }
+
+    /// How the service keys it while parked (`PARKED#<source>#<kind>#<refunded>`):
+    /// parked take-backs are applied in this order.
+    fn parked_key(self, run: &str, session: usize) -> String {
+        match self {
+            TakeBack::Refund { refunded } => format!("PARKED#{}#refund#{refunded}", charge_id(run, session)),
+            TakeBack::Dispute => format!("PARKED#{}#dispute#0", dispute_id(run, session)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Purchase {
+    user: usize,
+    credits: u64,
+    taken_back: u64,
+    unrecoverable: u64,
+}
+
+/// An event id seen: whether it was ignored (then a resend is looked at
+/// again), and every result answered for it (the record keeps the first
+/// written, which racing copies decide among themselves).
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    ignored: bool,
+    results: BTreeSet<String>,
+}
+
+/// Stripe's side of the model.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Purchases {
+    purchases: BTreeMap<usize, Purchase>,
+    /// Take-backs of sessions not bought yet, by their parked key.
+    parked: BTreeMap<usize, BTreeMap<String, TakeBack>>,
+    events: HashMap<String, Seen>,
+}
+
+fn answer(result: &str) -> Answer {
+    counted(result, None, None)
+}
+
+fn counted(result: &str, credits: Option<u64>, unrecoverable: Option<u64>) -> Answer {
+    Answer::Stripe { status: 200, result: result.into(), reason: None, credits, unrecoverable }
+}
+
+fn ignored(reason: &str) -> Answer {
+    Answer::Stripe {
+        status: 200,
+        result: "ignored".into(),
+        reason: Some(reason.into()),
+        credits: None,
+        unrecoverable: None,
+    }
+}
+
+impl Model {
+    /// A verified Stripe event: an id recorded before answers `duplicate`
+    /// (unless it was ignored: then it is looked at again); the event is
+    /// recorded with its result.
+    pub(super) fn stripe(&mut self, sent: &StripeSent, racing: Racing, catalog: &Catalog) -> Vec<Answer> {
+        if self.stripe.events.get(&sent.id).is_some_and(|seen| !seen.ignored) {
+            let mut answers = vec![answer("duplicate")];
+            // Copies at once each looked before either was recorded: a
+            // take-back of a session not bought yet parks again.
+            let unbought = !self.stripe.purchases.contains_key(&sent.session);
+            if racing.copy && unbought && sent.event.take_back().is_some() {
+                answers.push(answer("parked"));
+            }
+            return answers;
+        }
+        let answers = match sent.event {
+            StripeEvent::Unpaid => vec![ignored("payment_not_settled")],
+            StripeEvent::Unhandled => vec![ignored("event_type_not_handled")],
+            StripeEvent::Paid | StripeEvent::AsyncPaid => vec![self.paid(sent, catalog)],
+            StripeEvent::Refund { .. } | StripeEvent::Dispute => {
+                let Some(kind) = sent.event.take_back() else { return vec![problem(500, "model: no take-back")] };
+                self.take_back(sent.session, kind, racing)
+            }
+        };
+        for answer in &answers {
+            if let Answer::Stripe { result, .. } = answer {
+                let seen = self.stripe.events.entry(sent.id.clone()).or_default();
+                seen.ignored |= result == "ignored";
+                seen.results.insert(result.clone());
+            }
+        }
+        answers
+    }
+
+    /// A paid session: the ledger's own grant keyed by the session (a
+    /// replay answers `duplicate`), the purchase recorded, and what was
+    /// parked for it applied in the order of its keys.
+    fn paid(&mut self, sent: &StripeSent, catalog: &Catalog) -> Answer {
+        let (credits, expires_at) = match product(sent.session) {
+            Product::Credits(credits) => (credits, None),
+            Product::Pack(name) => match catalog.pack(name) {
+                Some(pack) => (
+                    pack.credits.get(),
+                    pack.expires_in_days.map(|days| sent.created * 1000 + i64::from(days) * DAY_MS),
+                ),
+                None => return ignored("unknown_pack"),
+            },
+        };
+        // Reason 0: a purchase.
+        let body = GrantBody { amount: credits, reason: 0, priority: None, expires_at };
+        let key = format!("stripe:{}", session_id(&self.run, sent.session));
+        let replayed = match self.grant(sent.user, key, &body) {
+            Answer::Granted { status: 201 } => false,
+            Answer::Granted { .. } => true,
+            Answer::Problem { status: 400, .. } => return ignored("pack_expired_before_payment_cleared"),
+            other => return other,
+        };
+        self.stripe.purchases.entry(sent.session).or_insert(Purchase {
+            user: sent.user,
+            credits,
+            taken_back: 0,
+            unrecoverable: 0,
+        });
+        for (_, kind) in self.stripe.parked.remove(&sent.session).unwrap_or_default() {
+            self.take_back_from(sent.session, kind);
+        }
+        match replayed {
+            true => answer("duplicate"),
+            false => counted("granted", Some(credits), None),
+        }
+    }
+
+    /// A refund or dispute: applied to its purchase, or parked until it is
+    /// recorded. Racing a paid event of its session, the paid event may
+    /// find it parked and apply it first: then it answers `duplicate`.
+    fn take_back(&mut self, session: usize, kind: TakeBack, racing: Racing) -> Vec<Answer> {
+        if !self.stripe.purchases.contains_key(&session) {
+            let key = kind.parked_key(&self.run, session);
+            self.stripe.parked.entry(session).or_default().insert(key, kind);
+            return vec![answer("parked")];
+        }
+        let taken = self.take_back_from(session, kind);
+        match &taken {
+            Answer::Stripe { result, .. } if racing.paid && result == "taken_back" => vec![taken, answer("duplicate")],
+            _ => vec![taken],
+        }
+    }
+
+    /// What is due back and not taken yet, as a partial debit in burn order
+    /// (what is due is written down first); what the user no longer had is
+    /// unrecoverable.
+    fn take_back_from(&mut self, session: usize, kind: TakeBack) -> Answer {
+        let now = self.now;
+        let Some(purchase) = self.stripe.purchases.get_mut(&session) else {
+            return problem(500, "model: no purchase");
+        };
+        let target = kind.due(purchase.credits);
+        if target <= purchase.taken_back {
+            return answer("duplicate");
+        }
+        let want = target - purchase.taken_back;
+        let account = &mut self.accounts[purchase.user];
+        account.catch_up(now);
+        let parts = account.take(want, now);
+        account.debit(&parts);
+        let taken = super::total(&parts);
+        account.line("debit", taken, now);
+        purchase.taken_back = target;
+        purchase.unrecoverable += want - taken;
+        counted("taken_back", Some(taken), Some(want - taken))
+    }
+}
+
+fn session_id(run: &str, session: usize) -> String {
+    format!("cs_{run}_{session}")
+}
+
+fn payment_id(run: &str, session: usize) -> String {
+    format!("pi_{run}_{session}")
+}
+
+fn charge_id(run: &str, session: usize) -> String {
+    format!("ch_{run}_{session}")
+}
+
+fn dispute_id(run: &str, session: usize) -> String {
+    format!("dp_{run}_{session}")
+}
+
+impl Runner {
+    /// A new event about `session`, shaped as Stripe documents it. The
+    /// session's `created` is when its first event was sent.
+    pub(super) fn stripe_event(&mut self, session: usize, event: StripeEvent) -> StripeSent {
+        let now = self.model.now / 1000;
+        let created = *self.stripe_created.entry(session).or_insert(now);
+        let user = session % self.users.len();
+        let (run, id) = (&self.run, session_id(&self.run, session));
+        let object = match event {
+            StripeEvent::Paid | StripeEvent::Unpaid | StripeEvent::AsyncPaid => {
+                let metadata = match product(session) {
+                    Product::Credits(credits) => json!({"credits": credits.to_string()}),
+                    Product::Pack(pack) => json!({"pack": pack}),
+                };
+                let paid = if event == StripeEvent::Unpaid { "unpaid" } else { "paid" };
+                json!({"id": id, "object": "checkout.session", "mode": "payment",
+                       "client_reference_id": self.users[user].as_str(), "payment_status": paid,
+                       "status": "complete", "payment_intent": payment_id(run, session), "amount_total": CHARGE,
+                       "currency": "usd", "created": created, "metadata": metadata})
+            }
+            StripeEvent::Refund { refunded } => {
+                json!({"id": charge_id(run, session), "object": "charge", "amount": CHARGE,
+                       "amount_refunded": refunded, "payment_intent": payment_id(run, session),
+                       "refunded": refunded == CHARGE})
+            }
+            StripeEvent::Dispute => {
+                json!({"id": dispute_id(run, session), "object": "dispute", "amount": CHARGE,
+                       "charge": charge_id(run, session), "payment_intent": payment_id(run, session),
+                       "reason": "fraudulent", "status": "needs_response"})
+            }
+            StripeEvent::Unhandled => {
+                json!({"id": payment_id(run, session), "object": "payment_intent", "amount": CHARGE})
+            }
+        };
+        let kind = match event {
+            StripeEvent::Paid | StripeEvent::Unpaid => "checkout.session.completed",
+            StripeEvent::AsyncPaid => "checkout.session.async_payment_succeeded",
+            StripeEvent::Refund { .. } => "charge.refunded",
+            StripeEvent::Dispute => "charge.dispute.created",
+            StripeEvent::Unhandled => "payment_intent.created",
+        };
+        let id = format!("evt_{}", Uuid::new_v4().simple());
+        let body = json!({"id": id, "object": "event", "api_version": "2025-01-27.acacia", "created": now,
+                          "livemode": false, "type": kind, "data": {"object": object}});
+        StripeSent { id, session, user, event, created, body: body.to_string() }
+    }
+
+    /// The `nth` event sent so far, again (a new paid event when none was).
+    pub(super) fn stripe_again(&mut self, nth: usize) -> StripeSent {
+        if self.stripe_sent.is_empty() {
+            let sent = self.stripe_event(nth % SESSIONS, StripeEvent::Paid);
+            self.stripe_sent.push(sent);
+        }
+        self.stripe_sent[nth % self.stripe_sent.len()].clone()
+    }
+
+    /// Signed as Stripe signs, at the ledger's clock, with the secret being
+    /// rolled in (the second of the two).
+    pub(super) fn stripe_request(&self, sent: &StripeSent) -> reqwest::RequestBuilder {
+        let now = self.server.env.ledger.now().unix_seconds();
+        let secret = STRIPE_SECRETS.split(',').nth(1).unwrap_or_default();
+        self.http
+            .post(format!("{}/v1/webhooks/stripe", self.server.base))
+            .header("content-type", "application/json")
+            .header("stripe-signature", stripe::sign(secret, now, sent.body.as_bytes()))
+            .body(sent.body.clone())
+    }
+
+    /// The table's purchases, payment links, parked take-backs and event
+    /// records against the model's.
+    pub(super) fn compare_stripe(&self, items: &[Item]) -> Result<(), String> {
+        let run = &self.run;
+        let model = &self.model.stripe;
+        let (mut purchases, mut links, mut parked, mut events) =
+            (BTreeMap::new(), BTreeSet::new(), BTreeSet::new(), HashMap::new());
+        for item in items {
+            match text(item, "entity").as_str() {
+                "purchase" => {
+                    let user = self.users.iter().position(|u| u.as_str() == text(item, "userId"));
+                    let figures =
+                        (user, number(item, "credits"), number(item, "takenBack"), number(item, "unrecoverable"));
+                    purchases.insert(text(item, "sessionId"), figures);
+                }
+                "paymentLink" => {
+                    links.insert((text(item, "pk"), text(item, "sessionId")));
+                }
+                "parkedTakeBack" => {
+                    parked.insert((text(item, "pk"), text(item, "sk")));
+                }
+                "stripeEvent" => {
+                    events.insert(text(item, "eventId"), text(item, "result"));
+                }
+                _ => {}
+            }
+        }
+        let expected: BTreeMap<String, _> = model
+            .purchases
+            .iter()
+            .map(|(s, p)| (session_id(run, *s), (Some(p.user), p.credits, p.taken_back, p.unrecoverable)))
+            .collect();
+        if purchases != expected {
+            return Err(format!(
+                "purchases (user, credits, takenBack, unrecoverable): table {purchases:?}, model {expected:?}"
+            ));
+        }
+        let expected: BTreeSet<(String, String)> =
+            model.purchases.keys().map(|s| (payment_pk(&payment_id(run, *s)), session_id(run, *s))).collect();
+        if links != expected {
+            return Err(format!("payment links: table {links:?}, model {expected:?}"));
+        }
+        let expected: BTreeSet<(String, String)> = model
+            .parked
+            .iter()
+            .flat_map(|(s, keys)| keys.keys().map(|k| (payment_pk(&payment_id(run, *s)), k.clone())))
+            .collect();
+        if parked != expected {
+            return Err(format!("parked take-backs: table {parked:?}, model {expected:?}"));
+        }
+        let recorded: HashSet<&String> = events.keys().collect();
+        let seen: HashSet<&String> = model.events.keys().collect();
+        if recorded != seen {
+            return Err(format!("Stripe events recorded: table {recorded:?}, model {seen:?}"));
+        }
+        for (id, result) in &events {
+            let allowed = model.events.get(id).map(|s| &s.results);
+            if !allowed.is_some_and(|r| r.contains(result)) {
+                return Err(format!("Stripe event {id} recorded as {result}, answered {allowed:?}"));
+            }
+        }
+        // Purchase items are keyed by their session.
+        if let Some(item) = items
+            .iter()
+            .find(|i| text(i, "entity") == "purchase" && text(i, "pk") != purchase_pk(&text(i, "sessionId")))
+        {
+            return Err(format!("a purchase under another key: {}", text(item, "pk")));
+        }
+        Ok(())
+    }
+}
+
+/// A Stripe answer as the model predicts it: credits only where something
+/// was granted or taken back (a duplicate may name the grant's, or not).
+pub(super) fn answer_of(status: u16, body: &Value) -> Answer {
+    let result = body["result"].as_str().unwrap_or("?").to_owned();
+    let counted = result == "granted" || result == "taken_back";
+    Answer::Stripe {
+        status,
+        reason: body["reason"].as_str().map(str::to_owned),
+        credits: body["credits"].as_u64().filter(|_| counted),
+        unrecoverable: body["unrecoverable"].as_u64().filter(|_| result == "taken_back"),
+        result,
+    }
+}
