@@ -34,8 +34,9 @@ pub struct Pack {
 #[serde(deny_unknown_fields)]
 pub struct Catalog {
     operations: Vec<Price>,
-    /// Shipped only (`prices.json`); not part of `GET /v1/prices` yet.
-    #[serde(default, skip_serializing)]
+    /// What a front end offers to buy (`GET /v1/prices` shows them); from
+    /// `prices.json` only: operators change prices, not packs, at run time.
+    #[serde(default)]
     packs: Vec<Pack>,
 }
 

@@ -188,6 +188,13 @@ async fn prices_list_the_catalog() {
     let ops = prices.body["operations"].as_array().expect("operations");
     assert!(ops.iter().any(|p| p["operation"] == "text_to_image_flux_dev" && p["unitCost"] == 10));
     assert_eq!(ops.len(), 16);
+    // The packs a Checkout Session may name, as shipped.
+    assert_eq!(
+        prices.body["packs"],
+        json!([{"pack": "starter", "credits": 100, "expiresInDays": null},
+               {"pack": "studio", "credits": 500, "expiresInDays": null},
+               {"pack": "trial", "credits": 20, "expiresInDays": 30}])
+    );
 }
 
 #[tokio::test]

@@ -147,7 +147,8 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   Grant: fieldsOf<T.Grant>()(["grantId", "balance"]),
   Debit: fieldsOf<T.Debit>()(["debitId", "amount", "requested", "lots", "balance"]),
   Price: fieldsOf<T.Price>()(["operation", "unitCost"]),
-  Prices: fieldsOf<T.Prices>()(["operations"]),
+  Pack: fieldsOf<T.Pack>()(["pack", "credits", "expiresInDays"]),
+  Prices: fieldsOf<T.Prices>()(["operations", "packs"]),
   LedgerEntry: fieldsOf<T.LedgerEntry>()([
     "id",
     "type",

@@ -246,8 +246,17 @@ export interface Price {
   unitCost: Credits;
 }
 
+/** A credit pack sold through Stripe Checkout (`metadata.pack`). */
+export interface Pack {
+  pack: string;
+  credits: Credits;
+  /** Days the credits last after the purchase; `null`: they never expire. */
+  expiresInDays: number | null;
+}
+
 export interface Prices {
   operations: Price[];
+  packs: Pack[];
 }
 
 export type LedgerEntryType =
