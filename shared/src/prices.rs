@@ -20,7 +20,8 @@ pub struct Price {
 }
 
 /// A credit pack sold through Stripe Checkout (`metadata.pack`): its
-/// credits, and how many days they last from the purchase (`None`: forever).
+/// credits, and how many days they last from the Checkout Session's
+/// `created` (`None`: forever).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Pack {

@@ -1454,13 +1454,16 @@ impl Model {
         }
     }
 
-    /// Applies one operation; `id` is the reservation id the server answered
-    /// (the model cannot know a new hold's random id). Returns the answers
-    /// the operation may get.
-    fn step(&mut self, op: &Resolved, id: Option<Uuid>, catalog: &Catalog) -> Vec<Answer> {
+    /// Applies one operation, given what the server answered: the
+    /// reservation id (the model cannot know a new hold's random id), and
+    /// the answer itself, which says which way a Stripe event's copy raced
+    /// (the table then checks that way's state). Returns the answers the
+    /// operation may get.
+    fn step(&mut self, op: &Resolved, (observed, id): &(Answer, Option<Uuid>), catalog: &Catalog) -> Vec<Answer> {
+        let id = *id;
         match op {
             Resolved::Grant { user, key, body } => vec![self.grant(*user, format!("grant-{key}"), body)],
-            Resolved::Stripe { sent, racing } => self.stripe(sent, *racing, catalog),
+            Resolved::Stripe { sent, racing } => self.stripe(sent, *racing, observed, catalog),
             Resolved::Debit { user, key, body } => vec![self.debit(*user, *key, body)],
             Resolved::SetPlan { user, request } => vec![self.set_plan(*user, request)],
             Resolved::EndPlan { user } => vec![self.end_plan(*user)],
@@ -2317,7 +2320,7 @@ impl Runner {
     /// gives exactly the answers seen (at least one, else the error).
     async fn batch(&mut self, batch: &Batch, tally: &mut Tally) -> Result<Vec<Model>, String> {
         let mut resolved: Vec<Resolved> = batch.iter().map(|op| self.resolve(op)).collect();
-        purchases::mark_races(&mut resolved);
+        self.mark_races(&mut resolved);
         tally.batches += 1;
         if batch.len() > 1 {
             tally.concurrent_batches += 1;
@@ -2356,13 +2359,26 @@ impl Runner {
         // may agree on the answers but not on the state (two extends of
         // one hold answer the same whichever wins): keep them all, for the
         // table to pick from.
+        // A paid Stripe event racing a take-back is two steps: its payment
+        // link, then its look at the take-backs parked (the take-back may
+        // come in between).
+        let steps = purchases::steps(&resolved);
         let mut explanations = Vec::new();
         let mut first_mismatch = None;
-        for order in permutations(resolved.len()) {
+        for order in permutations(steps.len()) {
+            let at = |step: usize| order.iter().position(|s| *s == step);
+            if (resolved.len()..steps.len()).any(|look| at(steps[look].0) > at(look)) {
+                continue;
+            }
             let mut model = self.model.clone();
             let mut mismatch = None;
-            for &i in &order {
-                let mut allowed = model.step(&resolved[i], observed[i].1, &self.catalog);
+            for &step in &order {
+                let (i, look) = steps[step];
+                if look {
+                    model.look_at_parked(&resolved[i]);
+                    continue;
+                }
+                let mut allowed = model.step(&resolved[i], &observed[i], &self.catalog);
                 if !alone {
                     for answer in &mut allowed {
                         if let Answer::Swept { due, .. } = answer {

@@ -250,7 +250,7 @@ export interface Price {
 export interface Pack {
   pack: string;
   credits: Credits;
-  /** Days the credits last after the purchase; `null`: they never expire. */
+  /** Days the credits last after the Checkout Session was created; `null`: they never expire. */
   expiresInDays: number | null;
 }
 

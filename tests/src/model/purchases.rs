@@ -119,31 +119,51 @@ pub(super) struct StripeSent {
     body: String,
 }
 
-/// Other operations of the same batch: a copy of the same event, a paid
-/// event of the same session.
+/// What else of its batch an event races, as the batch starts.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Racing {
-    copy: bool,
-    paid: bool,
+    /// A copy of this event, which no delivery had recorded yet: each copy
+    /// may look before the other records it.
+    fresh_copy: bool,
+    /// A paid event of this session, not bought yet: a take-back may be
+    /// parked, then found and applied by the paid event's look.
+    unbought_paid: bool,
+    /// A take-back of this session (for a paid event): it may come between
+    /// the paid event's payment link and its look at parked take-backs.
+    take_back: bool,
 }
 
-/// Marks each Stripe event racing another of its batch.
-pub(super) fn mark_races(resolved: &mut [Resolved]) {
-    let sent: Vec<Option<StripeSent>> = resolved
-        .iter()
-        .map(|op| match op {
-            Resolved::Stripe { sent, .. } => Some(sent.clone()),
-            _ => None,
-        })
-        .collect();
-    for (i, op) in resolved.iter_mut().enumerate() {
-        let Resolved::Stripe { sent: mine, racing } = op else { continue };
-        let others = sent.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| s.as_ref());
-        for other in others {
-            racing.copy |= other.id == mine.id;
-            racing.paid |= other.session == mine.session && other.event.grants();
+impl Runner {
+    /// Marks each Stripe event racing another of its batch.
+    pub(super) fn mark_races(&self, resolved: &mut [Resolved]) {
+        let sent: Vec<Option<StripeSent>> = resolved
+            .iter()
+            .map(|op| match op {
+                Resolved::Stripe { sent, .. } => Some(sent.clone()),
+                _ => None,
+            })
+            .collect();
+        let model = &self.model.stripe;
+        for (i, op) in resolved.iter_mut().enumerate() {
+            let Resolved::Stripe { sent: mine, racing } = op else { continue };
+            let others = sent.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| s.as_ref());
+            for other in others.filter(|o| o.session == mine.session) {
+                racing.fresh_copy |= other.id == mine.id && !model.events.contains_key(&mine.id);
+                racing.unbought_paid |= other.event.grants() && !model.purchases.contains_key(&mine.session);
+                racing.take_back |= other.event.take_back().is_some();
+            }
         }
     }
+}
+
+/// The steps of a batch, each op's and (`true`) the look at parked
+/// take-backs of each paid event racing a take-back of its session.
+pub(super) fn steps(resolved: &[Resolved]) -> Vec<(usize, bool)> {
+    let looks = resolved.iter().enumerate().filter_map(|(i, op)| match op {
+        Resolved::Stripe { sent, racing } if sent.event.grants() && racing.take_back => Some((i, true)),
+        _ => None,
+    });
+    (0..resolved.len()).map(|i| (i, false)).chain(looks).collect()
 }
 
 /// A take-back as the model keeps it.
@@ -220,41 +240,66 @@ fn ignored(reason: &str) -> Answer {
 impl Model {
     /// A verified Stripe event: an id recorded before answers `duplicate`
     /// (unless it was ignored: then it is looked at again); the event is
-    /// recorded with its result.
-    pub(super) fn stripe(&mut self, sent: &StripeSent, racing: Racing, catalog: &Catalog) -> Vec<Answer> {
-        if self.stripe.events.get(&sent.id).is_some_and(|seen| !seen.ignored) {
-            let mut answers = vec![answer("duplicate")];
-            // Copies at once each looked before either was recorded: a
-            // take-back of a session not bought yet parks again.
-            let unbought = !self.stripe.purchases.contains_key(&sent.session);
-            if racing.copy && unbought && sent.event.take_back().is_some() {
-                answers.push(answer("parked"));
+    /// recorded with its result. Copies at once may each look before
+    /// either is recorded: the answer seen tells which did (a `duplicate`
+    /// changed nothing either way), and either may have recorded it.
+    pub(super) fn stripe(
+        &mut self,
+        sent: &StripeSent,
+        racing: Racing,
+        observed: &Answer,
+        catalog: &Catalog,
+    ) -> Vec<Answer> {
+        let recorded = self.stripe.events.get(&sent.id).is_some_and(|seen| !seen.ignored);
+        let looked = racing.fresh_copy && *observed != answer("duplicate");
+        if recorded && !looked {
+            if racing.fresh_copy {
+                self.stripe.events.entry(sent.id.clone()).or_default().results.insert("duplicate".into());
             }
-            return answers;
+            return vec![answer("duplicate")];
         }
         let answers = match sent.event {
             StripeEvent::Unpaid => vec![ignored("payment_not_settled")],
             StripeEvent::Unhandled => vec![ignored("event_type_not_handled")],
-            StripeEvent::Paid | StripeEvent::AsyncPaid => vec![self.paid(sent, catalog)],
+            StripeEvent::Paid | StripeEvent::AsyncPaid => vec![self.paid(sent, racing, catalog)],
             StripeEvent::Refund { .. } | StripeEvent::Dispute => {
                 let Some(kind) = sent.event.take_back() else { return vec![problem(500, "model: no take-back")] };
                 self.take_back(sent.session, kind, racing)
             }
         };
-        for answer in &answers {
-            if let Answer::Stripe { result, .. } = answer {
-                let seen = self.stripe.events.entry(sent.id.clone()).or_default();
-                seen.ignored |= result == "ignored";
-                seen.results.insert(result.clone());
-            }
+        // The record keeps the result of the delivery that wrote it first.
+        let given = if answers.contains(observed) { observed } else { &answers[0] };
+        if let Answer::Stripe { result, .. } = given {
+            let seen = self.stripe.events.entry(sent.id.clone()).or_default();
+            seen.ignored |= result == "ignored";
+            seen.results.insert(result.clone());
         }
         answers
     }
 
+    /// The look of a paid event (`op`) at the take-backs parked for its
+    /// session, as a step of its own.
+    pub(super) fn look_at_parked(&mut self, op: &Resolved) {
+        if let Resolved::Stripe { sent, .. } = op {
+            self.apply_parked(sent.session);
+        }
+    }
+
+    /// A paid event's look at the take-backs parked for its session, once
+    /// the purchase is recorded: each applied, in the order of its key.
+    fn apply_parked(&mut self, session: usize) {
+        if self.stripe.purchases.contains_key(&session) {
+            for (_, kind) in self.stripe.parked.remove(&session).unwrap_or_default() {
+                self.take_back_from(session, kind);
+            }
+        }
+    }
+
     /// A paid session: the ledger's own grant keyed by the session (a
-    /// replay answers `duplicate`), the purchase recorded, and what was
-    /// parked for it applied in the order of its keys.
-    fn paid(&mut self, sent: &StripeSent, catalog: &Catalog) -> Answer {
+    /// replay answers `duplicate`), the purchase recorded with its payment
+    /// link, and (a step of its own when a take-back races it) what was
+    /// parked for it applied.
+    fn paid(&mut self, sent: &StripeSent, racing: Racing, catalog: &Catalog) -> Answer {
         let (credits, expires_at) = match product(sent.session) {
             Product::Credits(credits) => (credits, None),
             Product::Pack(name) => match catalog.pack(name) {
@@ -280,8 +325,8 @@ impl Model {
             taken_back: 0,
             unrecoverable: 0,
         });
-        for (_, kind) in self.stripe.parked.remove(&sent.session).unwrap_or_default() {
-            self.take_back_from(sent.session, kind);
+        if !racing.take_back {
+            self.apply_parked(sent.session);
         }
         match replayed {
             true => answer("duplicate"),
@@ -290,8 +335,9 @@ impl Model {
     }
 
     /// A refund or dispute: applied to its purchase, or parked until it is
-    /// recorded. Racing a paid event of its session, the paid event may
-    /// find it parked and apply it first: then it answers `duplicate`.
+    /// recorded. Racing the first paid event of its session, it may park,
+    /// be found and applied by the paid event, then find the purchase
+    /// itself: it answers `duplicate`.
     fn take_back(&mut self, session: usize, kind: TakeBack, racing: Racing) -> Vec<Answer> {
         if !self.stripe.purchases.contains_key(&session) {
             let key = kind.parked_key(&self.run, session);
@@ -300,7 +346,9 @@ impl Model {
         }
         let taken = self.take_back_from(session, kind);
         match &taken {
-            Answer::Stripe { result, .. } if racing.paid && result == "taken_back" => vec![taken, answer("duplicate")],
+            Answer::Stripe { result, .. } if racing.unbought_paid && result == "taken_back" => {
+                vec![taken, answer("duplicate")]
+            }
             _ => vec![taken],
         }
     }
