@@ -2359,25 +2359,28 @@ impl Runner {
         // may agree on the answers but not on the state (two extends of
         // one hold answer the same whichever wins): keep them all, for the
         // table to pick from.
-        // A paid Stripe event racing a take-back is two steps: its payment
-        // link, then its look at the take-backs parked (the take-back may
-        // come in between).
-        let steps = purchases::steps(&resolved);
+        // A Stripe payment's look at the take-backs parked for its session
+        // applies them one at a time, each a step of its own (looks are
+        // alike: each distinct order is tried once).
+        let steps = self.steps(&resolved);
+        let mut tried = HashSet::new();
         let mut explanations = Vec::new();
         let mut first_mismatch = None;
         for order in permutations(steps.len()) {
-            let at = |step: usize| order.iter().position(|s| *s == step);
-            if (resolved.len()..steps.len()).any(|look| at(steps[look].0) > at(look)) {
+            let order: Vec<purchases::Step> = order.iter().map(|s| steps[*s]).collect();
+            if !tried.insert(order.clone()) {
                 continue;
             }
             let mut model = self.model.clone();
             let mut mismatch = None;
-            for &step in &order {
-                let (i, look) = steps[step];
-                if look {
-                    model.look_at_parked(&resolved[i]);
-                    continue;
-                }
+            for step in &order {
+                let i = match step {
+                    purchases::Step::Op(i) => *i,
+                    purchases::Step::Look(session) => {
+                        model.look_at_parked(*session);
+                        continue;
+                    }
+                };
                 let mut allowed = model.step(&resolved[i], &observed[i], &self.catalog);
                 if !alone {
                     for answer in &mut allowed {
@@ -2397,7 +2400,10 @@ impl Runner {
                 }
             }
             match mismatch {
-                None => explanations.push(model),
+                None => {
+                    model.looked_at_parked();
+                    explanations.push(model);
+                }
                 Some(m) => {
                     first_mismatch.get_or_insert(m);
                 }

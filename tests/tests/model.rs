@@ -102,41 +102,65 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
     assert!(tally.lots_expired > 0 && tally.plan_refills > 0, "no lot expiry or refill written down: {tally:?}");
 }
 
-/// Stripe's events where the service's steps interleave most, every
-/// session raced the same way, three episodes over: a refund parked, then
-/// the payment racing two more refunds, then the first refund sent again
-/// beside a full refund and a dispute; a fresh refund racing its own copy
-/// and the payment, then the paid event's copies racing a dispute after
-/// credits were spent.
+/// Stripe's events where the service's steps interleave most, each of four
+/// races run on two sessions, three episodes over: a refund parked, then the
+/// payment racing two more refunds, then the first refund sent again beside
+/// a full refund and a dispute; a fresh refund racing its own copy and the
+/// payment, then the paid event's copies racing a dispute after credits
+/// were spent; a dispute parked, then the payment racing a debit of the
+/// same user; a refund and a dispute parked, then the payment racing
+/// another refund.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_stripe_events_are_explained_by_the_model() {
     let (refund, paid, dispute) = (|r| StripeEvent::Refund { refunded: r }, StripeEvent::Paid, StripeEvent::Dispute);
     let stripe = |session, event| Op::Stripe { session, event };
+    let debit = |session: usize, amount| Op::Debit {
+        user: session % 3,
+        key: session as u8,
+        spec: DebitSpec { amount, reason: 2, partial: true, retry: false },
+    };
     let mut batches: Vec<Batch> = Vec::new();
     // Every event sent so far, in order: `StripeRedeliver { nth }` names one.
     let mut sent = 0;
     for session in 0..8 {
-        if session % 2 == 0 {
-            let first = sent;
-            batches.push(vec![stripe(session, refund(333))]);
-            batches.push(vec![stripe(session, paid), stripe(session, refund(500)), stripe(session, refund(1))]);
-            batches.push(vec![
-                Op::StripeRedeliver { nth: first },
-                stripe(session, refund(999)),
-                stripe(session, dispute),
-            ]);
-            sent += 6;
-        } else {
-            batches.push(vec![stripe(session, refund(500)), Op::StripeRedeliver { nth: sent }, stripe(session, paid)]);
-            let spend = DebitSpec { amount: 10, reason: 2, partial: true, retry: false };
-            batches.push(vec![Op::Debit { user: session % 3, key: session as u8, spec: spend }]);
-            let paid_at = sent + 1;
-            batches.push(vec![
-                Op::StripeRedeliver { nth: paid_at },
-                Op::StripeRedeliver { nth: paid_at },
-                stripe(session, dispute),
-            ]);
-            sent += 3;
+        match session % 4 {
+            0 => {
+                let first = sent;
+                batches.push(vec![stripe(session, refund(333))]);
+                batches.push(vec![stripe(session, paid), stripe(session, refund(500)), stripe(session, refund(1))]);
+                batches.push(vec![
+                    Op::StripeRedeliver { nth: first },
+                    stripe(session, refund(999)),
+                    stripe(session, dispute),
+                ]);
+                sent += 6;
+            }
+            1 => {
+                batches.push(vec![
+                    stripe(session, refund(500)),
+                    Op::StripeRedeliver { nth: sent },
+                    stripe(session, paid),
+                ]);
+                batches.push(vec![debit(session, 10)]);
+                let paid_at = sent + 1;
+                batches.push(vec![
+                    Op::StripeRedeliver { nth: paid_at },
+                    Op::StripeRedeliver { nth: paid_at },
+                    stripe(session, dispute),
+                ]);
+                sent += 3;
+            }
+            2 => {
+                batches.push(vec![stripe(session, dispute)]);
+                batches.push(vec![stripe(session, paid), debit(session, 30)]);
+                sent += 2;
+            }
+            _ => {
+                batches.push(vec![stripe(session, refund(333))]);
+                batches.push(vec![stripe(session, dispute)]);
+                batches.push(vec![stripe(session, paid), stripe(session, refund(500))]);
+                sent += 4;
+            }
         }
     }
     let shape = Shape { users: 3, tasks: 6, batches: batches.len() };

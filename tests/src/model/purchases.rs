@@ -128,10 +128,20 @@ pub(super) struct Racing {
     /// A paid event of this session, not bought yet: a take-back may be
     /// parked, then found and applied by the paid event's look.
     unbought_paid: bool,
-    /// A take-back of this session (for a paid event): it may come between
-    /// the paid event's payment link and its look at parked take-backs.
-    take_back: bool,
 }
+
+/// A step of a batch in the model: an operation, or one take-back parked
+/// for a session applied by a paid event's look (the service applies them
+/// one at a time, after the payment link: other operations may come
+/// between them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Step {
+    Op(usize),
+    Look(usize),
+}
+
+/// Orders of more steps than this are not tried (8! of them already).
+const MAX_STEPS: usize = 8;
 
 impl Runner {
     /// Marks each Stripe event racing another of its batch.
@@ -150,20 +160,43 @@ impl Runner {
             for other in others.filter(|o| o.session == mine.session) {
                 racing.fresh_copy |= other.id == mine.id && !model.events.contains_key(&mine.id);
                 racing.unbought_paid |= other.event.grants() && !model.purchases.contains_key(&mine.session);
-                racing.take_back |= other.event.take_back().is_some();
             }
         }
     }
-}
 
-/// The steps of a batch, each op's and (`true`) the look at parked
-/// take-backs of each paid event racing a take-back of its session.
-pub(super) fn steps(resolved: &[Resolved]) -> Vec<(usize, bool)> {
-    let looks = resolved.iter().enumerate().filter_map(|(i, op)| match op {
-        Resolved::Stripe { sent, racing } if sent.event.grants() && racing.take_back => Some((i, true)),
-        _ => None,
-    });
-    (0..resolved.len()).map(|i| (i, false)).chain(looks).collect()
+    /// The steps of a batch: its operations, and a look for each take-back
+    /// that a paid event of a session bought in this batch may apply (those
+    /// parked before, and those of the batch, which may park first). What
+    /// no look applied is applied when the batch ends.
+    pub(super) fn steps(&self, resolved: &[Resolved]) -> Vec<Step> {
+        let mut steps: Vec<Step> = (0..resolved.len()).map(Step::Op).collect();
+        if resolved.len() < 2 {
+            return steps;
+        }
+        let events: Vec<&StripeSent> = resolved
+            .iter()
+            .filter_map(|op| match op {
+                Resolved::Stripe { sent, .. } => Some(sent),
+                _ => None,
+            })
+            .collect();
+        let model = &self.model.stripe;
+        let bought_here: BTreeSet<usize> = events
+            .iter()
+            .filter(|e| e.event.grants() && !model.purchases.contains_key(&e.session))
+            .map(|e| e.session)
+            .collect();
+        for session in bought_here {
+            let parked = model.parked.get(&session).map_or(0, BTreeMap::len);
+            let racing = events.iter().filter(|e| e.session == session && e.event.take_back().is_some()).count();
+            for _ in 0..(parked + racing) {
+                if steps.len() < MAX_STEPS {
+                    steps.push(Step::Look(session));
+                }
+            }
+        }
+        steps
+    }
 }
 
 /// A take-back as the model keeps it.
@@ -261,7 +294,7 @@ impl Model {
         let answers = match sent.event {
             StripeEvent::Unpaid => vec![ignored("payment_not_settled")],
             StripeEvent::Unhandled => vec![ignored("event_type_not_handled")],
-            StripeEvent::Paid | StripeEvent::AsyncPaid => vec![self.paid(sent, racing, catalog)],
+            StripeEvent::Paid | StripeEvent::AsyncPaid => vec![self.paid(sent, catalog)],
             StripeEvent::Refund { .. } | StripeEvent::Dispute => {
                 let Some(kind) = sent.event.take_back() else { return vec![problem(500, "model: no take-back")] };
                 self.take_back(sent.session, kind, racing)
@@ -277,18 +310,26 @@ impl Model {
         answers
     }
 
-    /// The look of a paid event (`op`) at the take-backs parked for its
-    /// session, as a step of its own.
-    pub(super) fn look_at_parked(&mut self, op: &Resolved) {
-        if let Resolved::Stripe { sent, .. } = op {
-            self.apply_parked(sent.session);
+    /// A look at the take-backs parked for `session`, once it is bought:
+    /// the first, in the order of their keys, applied.
+    pub(super) fn look_at_parked(&mut self, session: usize) {
+        if !self.stripe.purchases.contains_key(&session) {
+            return;
         }
+        let first = self.stripe.parked.get_mut(&session).and_then(BTreeMap::pop_first);
+        if let Some((_, kind)) = first {
+            self.take_back_from(session, kind);
+        }
+        self.stripe.parked.retain(|_, keys| !keys.is_empty());
     }
 
-    /// A paid event's look at the take-backs parked for its session, once
-    /// the purchase is recorded: each applied, in the order of its key.
-    fn apply_parked(&mut self, session: usize) {
-        if self.stripe.purchases.contains_key(&session) {
+    /// The end of a batch: a session bought has nothing parked (its paid
+    /// event's look found what was parked before its payment link, and a
+    /// take-back parked after it found the link itself).
+    pub(super) fn looked_at_parked(&mut self) {
+        let bought: Vec<usize> =
+            self.stripe.parked.keys().filter(|s| self.stripe.purchases.contains_key(s)).copied().collect();
+        for session in bought {
             for (_, kind) in self.stripe.parked.remove(&session).unwrap_or_default() {
                 self.take_back_from(session, kind);
             }
@@ -297,9 +338,9 @@ impl Model {
 
     /// A paid session: the ledger's own grant keyed by the session (a
     /// replay answers `duplicate`), the purchase recorded with its payment
-    /// link, and (a step of its own when a take-back races it) what was
-    /// parked for it applied.
-    fn paid(&mut self, sent: &StripeSent, racing: Racing, catalog: &Catalog) -> Answer {
+    /// link. What was parked for it is applied by looks (steps of their
+    /// own), or when the batch ends.
+    fn paid(&mut self, sent: &StripeSent, catalog: &Catalog) -> Answer {
         let (credits, expires_at) = match product(sent.session) {
             Product::Credits(credits) => (credits, None),
             Product::Pack(name) => match catalog.pack(name) {
@@ -325,9 +366,6 @@ impl Model {
             taken_back: 0,
             unrecoverable: 0,
         });
-        if !racing.take_back {
-            self.apply_parked(sent.session);
-        }
         match replayed {
             true => answer("duplicate"),
             false => counted("granted", Some(credits), None),
