@@ -162,11 +162,22 @@ impl Ledger {
             let mut link = key(payment_pk(payment), "LINK");
             link.insert("sessionId".into(), s(session.as_str()));
             link.insert("entity".into(), s("paymentLink"));
-            self.store.put_if_absent(link).await?;
-            // Written after the link: a take-back parked before it is found
-            // here, one parked after it finds the link itself.
-            for parked in self.parked_take_backs(payment).await? {
-                self.apply_parked(payment, &parked).await?;
+            let written = self.store.put_if_absent(link).await?;
+            // Read after the link is written: a take-back parked before it is
+            // found here, one parked after it finds the link itself.
+            let parked = self.parked_take_backs(payment).await?;
+            if !parked.is_empty() {
+                // They go to the purchase the link names (an earlier
+                // delivery's, when this one did not write it).
+                let linked = match written {
+                    true => session.clone(),
+                    false => {
+                        self.purchase_of(payment).await?.ok_or_else(|| Error::Internal("a link vanished".into()))?
+                    }
+                };
+                for parked in &parked {
+                    self.apply_parked(&linked, payment, parked).await?;
+                }
             }
         }
         let result = if replayed { StripeResult::Duplicate } else { StripeResult::Granted };
@@ -197,7 +208,7 @@ impl Ledger {
         // The purchase may have been recorded meanwhile, after it looked for
         // parked take-backs: then this one is applied here.
         match self.purchase_of(payment).await? {
-            Some(_) => self.apply_parked(payment, &parked).await,
+            Some(session) => self.apply_parked(&session, payment, &parked).await,
             None => Ok(StripeAnswer::of(StripeResult::Parked)),
         }
     }
@@ -230,9 +241,10 @@ impl Ledger {
         Ok(out.items.unwrap_or_default())
     }
 
-    /// Applies a parked take-back (twice is harmless: what it takes back is
-    /// decided from the purchase), then forgets it.
-    async fn apply_parked(&self, payment: &str, parked: &Item) -> Result<StripeAnswer> {
+    /// Applies a take-back parked under `payment` to its purchase `session`
+    /// (twice is harmless: what it takes back is decided from the
+    /// purchase), then forgets it.
+    async fn apply_parked(&self, session: &str, payment: &str, parked: &Item) -> Result<StripeAnswer> {
         let kind = match attr_text(parked, "kind") {
             "dispute" => TakeBackKind::Dispute,
             _ => TakeBackKind::Refund {
@@ -242,9 +254,7 @@ impl Ledger {
         };
         let take_back =
             TakeBack { payment_intent: payment.to_owned(), source: attr_text(parked, "source").to_owned(), kind };
-        let session =
-            self.purchase_of(payment).await?.ok_or_else(|| Error::Internal("parked without a link".into()))?;
-        let answer = self.take_back_from(&session, &take_back).await?;
+        let answer = self.take_back_from(session, &take_back).await?;
         let parked_key = key(attr_text(parked, "pk").to_owned(), attr_text(parked, "sk"));
         self.store
             .client()
