@@ -353,7 +353,7 @@ async fn memory(target: &Target, fixture: &Fixture) -> Result<Memory, String> {
 
 /// Runs cargo from the workspace root and returns each built binary's
 /// path by name, and how long cargo took.
-async fn cargo_build(args: &[&str]) -> Result<(HashMap<String, PathBuf>, Duration), String> {
+pub(crate) async fn cargo_build(args: &[&str]) -> Result<(HashMap<String, PathBuf>, Duration), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = tokio::process::Command::new(cargo);
     // `cargo run` hands the bench its package's variables; some build

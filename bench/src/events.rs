@@ -12,7 +12,7 @@
 //! dev server (`credits serve`, built as `make run` builds it) and a
 //! receiver registered through its API.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -40,6 +40,7 @@ use credits_shared::events::deliver::SCHEDULE_SECONDS;
 use credits_shared::events::derive::{events_of, Defaults};
 use credits_shared::events::endpoints::NewEndpoint;
 use credits_shared::events::outbox::{Applied, Outbox};
+use credits_shared::local_stream::LocalStream;
 use credits_shared::prices::Catalog;
 use credits_shared::stats::Change;
 use credits_shared::store::{Item, Store, PENDING_INDEX};
@@ -280,75 +281,6 @@ impl Cost {
     }
 }
 
-/// A table's change stream on DynamoDB Local, read as the dev server reads
-/// it (`cli/src/streams.rs`), through a client the meter does not see.
-struct Stream {
-    client: aws_sdk_dynamodbstreams::Client,
-    arn: String,
-    iterators: HashMap<String, Option<String>>,
-}
-
-impl Stream {
-    async fn open(sdk: &aws_config::SdkConfig, table: &str) -> Result<Stream, String> {
-        let described = aws_sdk_dynamodb::Client::new(sdk)
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let arn =
-            described.table.and_then(|t| t.latest_stream_arn).ok_or_else(|| format!("table {table} has no stream"))?;
-        Ok(Stream { client: aws_sdk_dynamodbstreams::Client::new(sdk), arn, iterators: HashMap::new() })
-    }
-
-    /// Every record written since the last poll.
-    async fn poll(&mut self) -> Result<Vec<Change>, String> {
-        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-        let described =
-            self.client.describe_stream().stream_arn(&self.arn).send().await.map_err(|e| format!("{e:?}"))?;
-        for shard in described.stream_description.and_then(|d| d.shards).unwrap_or_default() {
-            let Some(id) = shard.shard_id else { continue };
-            if self.iterators.contains_key(&id) {
-                continue;
-            }
-            let iterator = self
-                .client
-                .get_shard_iterator()
-                .stream_arn(&self.arn)
-                .shard_id(&id)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .map_err(|e| format!("{e:?}"))?
-                .shard_iterator;
-            self.iterators.insert(id, iterator);
-        }
-        let mut changes = Vec::new();
-        for iterator in self.iterators.values_mut() {
-            while let Some(current) = iterator.clone() {
-                let out =
-                    self.client.get_records().shard_iterator(current).send().await.map_err(|e| format!("{e:?}"))?;
-                let records = out.records.unwrap_or_default();
-                let empty = records.is_empty();
-                for record in records {
-                    let Some(event_id) = record.event_id else { continue };
-                    let data = record.dynamodb;
-                    changes.push(Change {
-                        event_id,
-                        old: data.as_ref().and_then(|d| d.old_image.clone()).map(serde_dynamo::Item::from),
-                        new: data.as_ref().and_then(|d| d.new_image.clone()).map(serde_dynamo::Item::from),
-                    });
-                }
-                *iterator = out.next_shard_iterator;
-                if empty {
-                    break;
-                }
-            }
-        }
-        Ok(changes)
-    }
-}
-
 /// A webhook receiver: records when each delivery arrived, answers as
 /// scripted, then 204.
 #[derive(Default)]
@@ -487,7 +419,9 @@ struct Bench {
     clock: Arc<ManualClock>,
     meter: Meter,
     log: Requests,
-    stream: Stream,
+    /// The table's stream, read as the dev server reads it, through a
+    /// client the meter does not see.
+    stream: LocalStream,
     outbox: Outbox,
     plain: aws_sdk_dynamodb::Client,
     table: String,
@@ -511,7 +445,7 @@ impl Bench {
         store.create_table_if_missing().await.map_err(|e| e.to_string())?;
         let clock = ManualClock::starting_now();
         let ledger = Ledger::new(store, clock.clone(), Arc::new(Catalog::default_catalog()), 90);
-        let stream = Stream::open(sdk, &table).await?;
+        let stream = LocalStream::open(sdk, &table).await?;
         let outbox = Outbox::new(ledger.clone(), bus, Defaults::default());
         Ok(Bench { ledger, clock, meter, log, stream, outbox, plain: aws_sdk_dynamodb::Client::new(sdk), table })
     }
@@ -747,43 +681,9 @@ async fn retries(sdk: &aws_config::SdkConfig, bus: &Bus) -> Result<(Vec<Other>, 
 /// Runs cargo as `make run` does (`cargo build --workspace --bin credits`)
 /// from the workspace root; the binary's path and how long cargo took.
 async fn build_dev_server() -> Result<(PathBuf, Duration), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = tokio::process::Command::new(cargo);
-    // As coldstart.rs's build: `cargo run`'s package variables would make
-    // this cargo rebuild what `make run` built.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_str())
-        {
-            command.env_remove(name);
-        }
-    }
-    let started = Instant::now();
-    let output = command
-        .current_dir(workspace())
-        .args(["build", "--workspace", "--bin", "credits", "--message-format=json-render-diagnostics"])
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .map_err(|e| format!("cargo: {e}"))?;
-    if !output.status.success() {
-        return Err("cargo build --workspace --bin credits failed".into());
-    }
-    for line in output.stdout.split(|b| *b == b'\n') {
-        let Ok(message) = serde_json::from_slice::<Value>(line) else { continue };
-        if let (Some("credits"), Some(path)) = (message["target"]["name"].as_str(), message["executable"].as_str()) {
-            return Ok((PathBuf::from(path), started.elapsed()));
-        }
-    }
-    Err("cargo built no credits binary".into())
+    let (mut binaries, took) = crate::coldstart::cargo_build(&["--workspace", "--bin", "credits"]).await?;
+    let credits = binaries.remove("credits").ok_or("cargo built no credits binary")?;
+    Ok((credits, took))
 }
 
 /// `credits serve` as `make run` starts it, on a free port with its data in

@@ -5,5 +5,4 @@ pub mod check;
 pub mod devserver;
 pub mod events;
 pub mod operate;
-pub mod streams;
 pub mod token;

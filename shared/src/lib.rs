@@ -8,6 +8,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ledger;
+#[cfg(feature = "local-stream")]
+pub mod local_stream;
 pub mod metrics;
 pub mod monitoring;
 pub mod prices;

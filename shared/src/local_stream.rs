@@ -1,11 +1,12 @@
 //! Reads a table's change stream from DynamoDB Local and hands the records
-//! to the stats aggregator — locally, what the DynamoDB Streams event source
-//! mapping does for the `stats` function in AWS.
+//! on as the stats aggregator and the events function take them: locally,
+//! what the DynamoDB Streams event source mapping does in AWS. For the dev
+//! server and the bench (feature `local-stream`); no function builds it.
 
 use std::collections::HashMap;
 
+use crate::stats::Change;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-use credits_shared::stats::Change;
 
 #[derive(Debug)]
 pub struct LocalStream {

@@ -12,12 +12,12 @@ use std::sync::{Arc, OnceLock};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_cli::devserver::{self, DevServer};
-use credits_cli::streams::LocalStream;
 pub use credits_cli::token::Bearer;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::principal::TrustedClients;
 use credits_shared::domain::{GrantReason, UserId};
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
+use credits_shared::local_stream::LocalStream;
 use credits_shared::prices::Catalog;
 use credits_shared::stats::{Change, Stats};
 use credits_shared::store::{sdk_config, Store};
