@@ -2,9 +2,10 @@
 //! test, each ending with the books check.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use credits_shared::domain::{Actor, Attribution, Credits, EntryType, EventType, GrantReason, HoldStatus, Provider};
-use credits_shared::ledger::{GrantRequest, JobOutput, Outcome, WithCreditsError};
+use credits_shared::ledger::{GrantRequest, JobOutput, JobRun, OnReplay, Outcome, ReserveRequest, WithCreditsError};
 use credits_shared::Error;
 use credits_tests::{reserve_request, user, TestEnv};
 use futures::future::join_all;
@@ -388,12 +389,12 @@ async fn with_credits_confirms_what_the_job_produced() {
     env.grant(&alice, 50).await;
     let value = env
         .ledger
-        .with_credits(&alice, reserve_request(IMAGE, 4), |_hold| async {
+        .with_credits(&alice, reserve_request(IMAGE, 4), OnReplay::Skip, |_hold| async {
             Ok::<_, String>(JobOutput { value: "3 images", units: Some(3) })
         })
         .await
         .expect("job ran");
-    assert_eq!(value, "3 images");
+    assert_eq!(value, JobRun::Ran("3 images"));
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.spent, balance.available, balance.reserved), (Credits(15), Credits(35), Credits(0)));
     env.assert_books_balance().await;
@@ -406,7 +407,9 @@ async fn with_credits_releases_when_the_job_fails() {
     env.grant(&alice, 50).await;
     let result = env
         .ledger
-        .with_credits(&alice, reserve_request(IMAGE, 2), |_hold| async { Err::<JobOutput<()>, _>("provider down") })
+        .with_credits(&alice, reserve_request(IMAGE, 2), OnReplay::Skip, |_hold| async {
+            Err::<JobOutput<()>, _>("provider down")
+        })
         .await;
     assert!(matches!(result, Err(WithCreditsError::Job("provider down"))));
     let balance = env.ledger.balance(&alice).await.expect("balance");
@@ -421,13 +424,96 @@ async fn with_credits_does_not_run_the_job_without_credits() {
     let mut ran = false;
     let result = env
         .ledger
-        .with_credits(&alice, reserve_request(IMAGE, 1), |_hold| {
+        .with_credits(&alice, reserve_request(IMAGE, 1), OnReplay::Skip, |_hold| {
             ran = true;
             async { Ok::<_, ()>(JobOutput { value: (), units: None }) }
         })
         .await;
     assert!(matches!(result, Err(WithCreditsError::Credits(Error::InsufficientCredits { .. }))));
     assert!(!ran);
+}
+
+/// A hold of `units` images under the idempotency key `key`.
+fn keyed_request(units: u32, key: &str) -> ReserveRequest {
+    ReserveRequest { idempotency_key: Some(key.to_owned()), ..reserve_request(IMAGE, units) }
+}
+
+/// A job that counts its runs and reports every unit held.
+async fn counted(runs: &AtomicU32) -> Result<JobOutput<&'static str>, ()> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Ok(JobOutput { value: "done", units: None })
+}
+
+#[tokio::test]
+async fn with_credits_runs_a_job_once_per_key() {
+    let env = TestEnv::new().await;
+    let alice = user("alice");
+    env.grant(&alice, 50).await;
+    let runs = AtomicU32::new(0);
+    let first = env.ledger.with_credits(&alice, keyed_request(1, "job-1"), OnReplay::Skip, |_| counted(&runs)).await;
+    assert_eq!(first.expect("first"), JobRun::Ran("done"));
+    let again = env.ledger.with_credits(&alice, keyed_request(1, "job-1"), OnReplay::Skip, |_| counted(&runs)).await;
+    match again.expect("replay") {
+        JobRun::Replayed(hold) => assert_eq!(hold.status, HoldStatus::Confirmed),
+        ran => panic!("the job ran again: {ran:?}"),
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let balance = env.ledger.balance(&alice).await.expect("balance");
+    assert_eq!((balance.spent, balance.available, balance.reserved), (Credits(5), Credits(45), Credits(0)));
+    env.assert_books_balance().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credits_twice_at_once_runs_the_job_once() {
+    let env = TestEnv::new().await;
+    let alice = user("alice");
+    env.grant(&alice, 50).await;
+    let runs = AtomicU32::new(0);
+    let (a, b) = tokio::join!(
+        env.ledger.with_credits(&alice, keyed_request(2, "job-2"), OnReplay::Skip, |_| counted(&runs)),
+        env.ledger.with_credits(&alice, keyed_request(2, "job-2"), OnReplay::Skip, |_| counted(&runs)),
+    );
+    let mut answers = [a.expect("a"), b.expect("b")];
+    answers.sort_by_key(|run| matches!(run, JobRun::Replayed(_)));
+    assert!(matches!(&answers, [JobRun::Ran("done"), JobRun::Replayed(_)]), "{answers:?}");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let page = env.ledger.history(&alice, 10, None).await.expect("history");
+    assert_eq!(page.items.iter().filter(|e| e.kind == EntryType::Reserve).count(), 1, "one hold");
+    let balance = env.ledger.balance(&alice).await.expect("balance");
+    assert_eq!((balance.spent, balance.available, balance.reserved), (Credits(10), Credits(40), Credits(0)));
+    env.assert_books_balance().await;
+}
+
+#[tokio::test]
+async fn with_credits_resumes_only_a_pending_hold() {
+    let env = TestEnv::new().await;
+    let alice = user("alice");
+    env.grant(&alice, 50).await;
+    // A worker placed the hold and crashed before its job ran.
+    let placed = env.ledger.reserve(&alice, keyed_request(1, "job-3")).await.expect("reserve").into_inner();
+    let runs = AtomicU32::new(0);
+    let skipped = env.ledger.with_credits(&alice, keyed_request(1, "job-3"), OnReplay::Skip, |_| counted(&runs)).await;
+    assert!(matches!(skipped.expect("skip"), JobRun::Replayed(hold) if hold.status == HoldStatus::Pending));
+    assert_eq!(runs.load(Ordering::SeqCst), 0);
+
+    let resumed = env
+        .ledger
+        .with_credits(&alice, keyed_request(1, "job-3"), OnReplay::Resume, |hold| {
+            assert_eq!(hold.reservation_id, placed.reservation_id);
+            counted(&runs)
+        })
+        .await;
+    assert_eq!(resumed.expect("resume"), JobRun::Ran("done"));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+
+    // Settled now: resuming runs nothing.
+    let settled =
+        env.ledger.with_credits(&alice, keyed_request(1, "job-3"), OnReplay::Resume, |_| counted(&runs)).await;
+    assert!(matches!(settled.expect("settled"), JobRun::Replayed(hold) if hold.status == HoldStatus::Confirmed));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let balance = env.ledger.balance(&alice).await.expect("balance");
+    assert_eq!((balance.spent, balance.available, balance.reserved), (Credits(5), Credits(45), Credits(0)));
+    env.assert_books_balance().await;
 }
 
 #[tokio::test]

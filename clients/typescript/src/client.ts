@@ -231,6 +231,12 @@ export interface JobResult<T> {
   taskId?: string;
   /** The job failed without throwing: the hold is released. */
   failed?: boolean;
+  /**
+   * Submitted to an asynchronous provider: `taskId` is linked and the hold
+   * is left pending for the provider's webhook (or your poller) to settle.
+   * Not with `units` or `failed` (a TypeError: those settle now).
+   */
+  pending?: boolean;
 }
 
 /**
@@ -239,6 +245,12 @@ export interface JobResult<T> {
  */
 export interface PerOutputJobResult<T> {
   value: T;
+  /**
+   * Submitted to an asynchronous provider: no final confirm or release; the
+   * provider's webhook (or your poller) settles the hold. Reported outputs
+   * stay charged. Not with `extraUnits` or `failed` (a TypeError).
+   */
+  pending?: boolean;
   /**
    * Units to charge at the end on top of those reported (default 0): the
    * final confirm captures them. Not a total: units already reported are
@@ -283,8 +295,8 @@ export interface Outputs {
 
 export interface WithCreditsOptions extends CallOptions {
   /**
-   * The reserve's key (generated when absent); a retried job with the same
-   * key finds the same hold. In per-output mode each output's capture key is
+   * The reserve's key (generated when absent): the job runs once per key
+   * (see `onReplay`). In per-output mode each output's capture key is
    * derived from it (`<key>-out-<index>`), so it must be at most 120 characters.
    */
   idempotencyKey?: string;
@@ -301,19 +313,47 @@ export interface WithCreditsOptions extends CallOptions {
    * output, and returns a `PerOutputJobResult`. See `withCredits`.
    */
   perOutput?: boolean;
+  /**
+   * When the reserve is a replay of `idempotencyKey` (another run of the
+   * key placed the hold). `"skip"` (default): the job does not run; the
+   * result is `outcome: "replayed"`. `"resume"`: the job runs when the hold
+   * is still `pending`, as on a fresh hold (per-output reports reuse their
+   * keys, so outputs already charged are not charged again); a settled hold
+   * is still `"replayed"`. For a trusted worker resuming its own job after
+   * a crash only — NEVER with a key that came from a browser: each repeat of
+   * the request would run the job again on one hold.
+   */
+  onReplay?: "skip" | "resume";
 }
 
-export interface WithCreditsResult<T> {
-  value: T;
-  /** The hold as settled (`capturedAmount`: what the job cost). */
-  reservation: Reservation;
+/** `withCredits` ran the job. */
+export interface JobRan<T> {
   /**
    * `confirmed`: the job succeeded and was charged. `released`: it failed,
    * or produced nothing, and the hold went back (in per-output mode, outputs
-   * it reported before failing stay charged).
+   * it reported before failing stay charged). `pending`: the job returned
+   * `pending: true`; the hold is left for the provider's webhook or your
+   * poller (`reservation.status` says whether it is settled already).
    */
-  outcome: "confirmed" | "released";
+  outcome: "confirmed" | "released" | "pending";
+  value: T;
+  /** The hold as the job left it (`capturedAmount`: what the job cost). */
+  reservation: Reservation;
 }
+
+/**
+ * `withCredits` did not run the job: the reserve was a replay of the same
+ * idempotency key, so another run of the key has the hold (or had it).
+ */
+export interface JobReplayed {
+  outcome: "replayed";
+  value: undefined;
+  /** The hold as it stands: `pending` while that run is under way, or as it settled it. */
+  reservation: Reservation;
+}
+
+/** What `withCredits` did: narrow on `outcome` before using `value`. */
+export type WithCreditsResult<T> = JobRan<T> | JobReplayed;
 
 /** A capture key is at most 128 characters; `-out-999` (a hold has at most 1000 outputs) takes 8. */
 const MAX_OUTPUT_KEY_BASE = 120;
@@ -852,16 +892,32 @@ export class CreditsClient {
    * the error is rethrown. A confirm that finds the hold already confirmed
    * (the provider's webhook won the race) counts as success.
    *
+   * **One run per key.** When the reserve is a replay (`Idempotent-Replayed`:
+   * the same `idempotencyKey` again, or twice at once) the job does not run,
+   * whatever the hold's status: the result is `outcome: "replayed"` with the
+   * hold as it stands and no `value`. That includes the client's own retry
+   * of a reserve whose first answer was lost (a network error or a 503 after
+   * the hold was placed): nothing ran, so the hold is charged nothing and
+   * expires at its TTL; resume it from a trusted worker (`onReplay:
+   * "resume"`) or start over with a new key. `onReplay: "resume"` runs the
+   * job on a replayed hold that is still pending (trusted workers only,
+   * never a key from a browser).
+   *
+   * **Asynchronous providers**: a job that returns `pending: true` (with its
+   * `taskId`) has submitted the work; the task is linked and the hold left
+   * pending for the provider's webhook or your poller (`outcome: "pending"`).
+   *
    * **Per-output mode** (`{ perOutput: true }`): the job is
    * `job(hold, outputs)` and charges each output the moment it exists with
    * `await outputs.report()` (a non-final capture of 1 unit, or
    * `report(units)`), keyed `<idempotencyKey>-out-<index>` (index 0, 1, …
-   * in report order, or `report(units, { index })`), so a retried job or a
+   * in report order, or `report(units, { index })`), so a resumed job or a
    * repeated report never charges an output twice. A report on an expired
    * hold rejects with `CreditsError` `reservation_expired`. When the job
    * ends:
    * - it threw (the error is rethrown) or returned `failed: true`: the rest
    *   of the hold is released; reported outputs stay charged;
+   * - it returned `pending: true`: the task is linked, nothing is settled;
    * - it succeeded: a final confirm captures `extraUnits` more (0 when it
    *   returns none) and returns the unused rest, so the hold ends
    *   `confirmed` with `capturedAmount` = what was reported; a job that
@@ -899,7 +955,7 @@ export class CreditsClient {
         `in per-output mode the idempotencyKey is at most ${MAX_OUTPUT_KEY_BASE} characters (each output's key adds -out-<index>)`,
       );
     }
-    let hold = await this.reserve(
+    const reserved = await this.reserveWithMeta(
       {
         operation,
         units,
@@ -910,6 +966,12 @@ export class CreditsClient {
       },
       { idempotencyKey, ...call },
     );
+    let hold = reserved.body;
+    const resume = options.onReplay === "resume" && hold.status === "pending";
+    if (reserved.replayed && !resume) {
+      // Another run of this key placed the hold: it runs the job, not this one.
+      return { outcome: "replayed", value: undefined, reservation: hold };
+    }
     if (options.perOutput) {
       return this.perOutput(
         hold,
@@ -920,27 +982,36 @@ export class CreditsClient {
       );
     }
 
+    const release = () => this.settleRelease(hold.reservationId, options.releaseReason ?? "job failed", call);
     let result: JobResult<T>;
     try {
       result = await (job as (hold: Reservation) => Promise<JobResult<T>> | JobResult<T>)(hold);
     } catch (error) {
       try {
-        await this.settleRelease(hold.reservationId, options.releaseReason ?? "job failed", call);
+        await release();
       } catch {
         // The hold expires by itself; the job's error is the one that matters.
       }
       throw error;
     }
+    if (result.pending && (result.failed || result.units !== undefined)) {
+      await release().catch(() => undefined);
+      throw new TypeError(
+        "a job that returns pending: true leaves the hold to settle later: no units or failed; the hold was released",
+      );
+    }
 
     if (result.taskId !== undefined && result.taskId !== hold.taskId) {
       hold = await this.linkTask(hold.reservationId, result.taskId, options.provider, call);
     }
+    if (result.pending) {
+      return { outcome: "pending", value: result.value, reservation: hold };
+    }
     if (result.failed || result.units === 0) {
-      const released = await this.settleRelease(hold.reservationId, options.releaseReason ?? "job failed", call);
-      return { value: result.value, reservation: released, outcome: "released" };
+      return { outcome: "released", value: result.value, reservation: await release() };
     }
     const confirmed = await this.settleConfirm(hold.reservationId, result.units, call);
-    return { value: result.value, reservation: confirmed, outcome: "confirmed" };
+    return { outcome: "confirmed", value: result.value, reservation: confirmed };
   }
 
   /** `withCredits` once the hold is placed, in per-output mode. */
@@ -950,7 +1021,7 @@ export class CreditsClient {
     job: (hold: Reservation, outputs: Outputs) => Promise<PerOutputJobResult<T>> | PerOutputJobResult<T>,
     options: WithCreditsOptions,
     call: CallOptions,
-  ): Promise<WithCreditsResult<T>> {
+  ): Promise<JobRan<T>> {
     const id = reserved.reservationId;
     let hold = reserved;
     // Captured units only grow: keep the freshest view whatever order answers arrive in.
@@ -1002,9 +1073,18 @@ export class CreditsClient {
         "a per-output job returns extraUnits (units beyond those reported), not units; the rest of the hold was released",
       );
     }
+    if (result.pending && (result.failed || result.extraUnits !== undefined)) {
+      await releaseRest().catch(() => undefined);
+      throw new TypeError(
+        "a job that returns pending: true leaves the hold to settle later: no extraUnits or failed; the rest of the hold was released",
+      );
+    }
 
     if (result.taskId !== undefined && result.taskId !== hold.taskId) {
       seen(await this.linkTask(id, result.taskId, options.provider, call));
+    }
+    if (result.pending) {
+      return { outcome: "pending", value: result.value, reservation: hold };
     }
     const extra = result.extraUnits ?? 0;
     let settled: Reservation;
@@ -1019,7 +1099,7 @@ export class CreditsClient {
       settled = await this.settleRelease(id, "no outputs", call, true);
     }
     const outcome = !result.failed && settled.capturedUnits > 0 ? "confirmed" : "released";
-    return { value: result.value, reservation: settled, outcome };
+    return { outcome, value: result.value, reservation: settled };
   }
 
   /**

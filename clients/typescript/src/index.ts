@@ -13,6 +13,8 @@ export {
   type GrantInput,
   type GrantOptions,
   type HttpMethod,
+  type JobRan,
+  type JobReplayed,
   type JobResult,
   type MonitoringQuery,
   type Outputs,

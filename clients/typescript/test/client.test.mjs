@@ -204,7 +204,7 @@ describe("credits client against the dev server", () => {
     });
   });
 
-  test("a 503 after the server placed the hold: the retry replays it, one hold, one charge", async () => {
+  test("a 503 after the server placed the hold: the retry's replay runs nothing; resume runs it once, one hold, one charge", async () => {
     const userId = uniqueUser("retry");
     await admin.adminGrant(userId, { amount: 50, reason: "purchase" });
     const sent = [];
@@ -238,12 +238,30 @@ describe("credits client against the dev server", () => {
       fetch: flaky,
       retry: { baseDelayMs: 10 },
     });
-    const result = await client.withCredits("design_generate_image", 1, async () => ({ value: "ok" }));
-    assert.equal(result.outcome, "confirmed");
+    let runs = 0;
+    const job = async () => {
+      runs++;
+      return { value: "ok" };
+    };
+    // The client cannot tell its own lost attempt from another run of the key: a replay runs nothing.
+    const lost = await client.withCredits("design_generate_image", 1, job, { idempotencyKey: "job-lost" });
+    assert.equal(lost.outcome, "replayed");
+    assert.equal(lost.value, undefined);
+    assert.equal(lost.reservation.status, "pending");
+    assert.equal(runs, 0);
     assert.equal(sent.length, 2, "the reserve was sent twice");
-    assert.ok(sent[0].key, "an idempotency key was generated");
-    assert.equal(sent[1].key, sent[0].key, "the retry reused the key");
+    assert.equal(sent[1].key, "job-lost", "the retry reused the key");
     assert.equal(sent[1].body.reservationId, sent[0].body.reservationId, "the retry replayed the same reservation");
+    assert.deepEqual(figures(await client.getBalance()), { available: 45, reserved: 5, spent: 0, granted: 50 });
+
+    // The trusted worker that owns the key resumes it.
+    const resumed = await client.withCredits("design_generate_image", 1, job, {
+      idempotencyKey: "job-lost",
+      onReplay: "resume",
+    });
+    assert.equal(resumed.outcome, "confirmed");
+    assert.equal(resumed.reservation.reservationId, lost.reservation.reservationId);
+    assert.equal(runs, 1);
     assert.deepEqual(figures(await client.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
     const history = await client.listTransactions();
     assert.equal(history.items.filter((i) => i.type === "reserve").length, 1);
@@ -263,6 +281,120 @@ describe("credits client against the dev server", () => {
       client.reserve({ operation: "design_generate_icon", units: 3 }, { idempotencyKey: "job-7" }),
       (error) => error.status === 422 && error.code === "idempotency_key_reused",
     );
+  });
+
+  /** A job that counts its runs. */
+  function counted(result = { value: "done" }) {
+    const job = async () => {
+      job.runs++;
+      return result;
+    };
+    job.runs = 0;
+    return job;
+  }
+
+  test("withCredits with the same key twice in a row runs the job once and charges once", async () => {
+    const { client } = await newUser("once", 50);
+    const job = counted();
+    const first = await client.withCredits("design_generate_image", 1, job, { idempotencyKey: "job-once" });
+    assert.equal(first.outcome, "confirmed");
+    const again = await client.withCredits("design_generate_image", 1, job, { idempotencyKey: "job-once" });
+    assert.equal(again.outcome, "replayed");
+    assert.equal(again.value, undefined);
+    assert.equal(again.reservation.reservationId, first.reservation.reservationId);
+    assert.equal(again.reservation.status, "confirmed");
+    assert.equal("events" in again.reservation, false);
+    assert.equal(job.runs, 1);
+    assert.deepEqual(figures(await client.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
+  });
+
+  test("withCredits with the same key twice at once runs the job once: one hold, one charge", async () => {
+    const { client } = await newUser("at-once", 50);
+    const job = counted();
+    const results = await Promise.all(
+      [1, 2].map(() => client.withCredits("design_generate_image", 2, job, { idempotencyKey: "job-at-once" })),
+    );
+    assert.deepEqual(results.map((r) => r.outcome).sort(), ["confirmed", "replayed"]);
+    assert.equal(results[0].reservation.reservationId, results[1].reservation.reservationId);
+    assert.equal(job.runs, 1);
+    const history = await client.listTransactions();
+    assert.equal(history.items.filter((i) => i.type === "reserve").length, 1);
+    assert.deepEqual(figures(await client.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
+  });
+
+  test("a job that returns pending: true links its task and leaves the hold for the webhook", async () => {
+    const { client } = await newUser("submitted", 50);
+    const taskId = `bfl-${crypto.randomUUID()}`;
+    const submitted = await client.withCredits("design_generate_image", 2, async () => ({
+      value: "queued",
+      taskId,
+      pending: true,
+    }));
+    assert.equal(submitted.outcome, "pending");
+    assert.equal(submitted.value, "queued");
+    assert.equal(submitted.reservation.status, "pending");
+    assert.equal(submitted.reservation.taskId, taskId);
+    const hold = await client.getReservation(submitted.reservation.reservationId);
+    assert.deepEqual(
+      hold.events.map((e) => e.type),
+      ["reserved", "task_linked"],
+    );
+    assert.deepEqual(figures(await client.getBalance()), { available: 40, reserved: 10, spent: 0, granted: 50 });
+    assert.equal((await sendBflWebhook(server.api, { id: taskId, status: "Ready" })).body.result, "confirmed");
+    assert.deepEqual(figures(await client.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
+
+    // Per-output: reported outputs are charged, the rest stays held for the webhook.
+    const perOutputTask = `bfl-${crypto.randomUUID()}`;
+    const partly = await client.withCredits(
+      "design_generate_image",
+      3,
+      async (_hold, outputs) => {
+        await outputs.report();
+        return { value: "1 now, 2 queued", taskId: perOutputTask, pending: true };
+      },
+      { perOutput: true },
+    );
+    assert.equal(partly.outcome, "pending");
+    assert.equal(partly.reservation.status, "pending");
+    assert.equal(partly.reservation.taskId, perOutputTask);
+    assert.equal(partly.reservation.capturedUnits, 1);
+    assert.deepEqual(figures(await client.getBalance()), { available: 25, reserved: 10, spent: 15, granted: 50 });
+  });
+
+  test("onReplay resume runs the job again while the hold is pending, never once it is settled", async () => {
+    const { client } = await newUser("resume", 50);
+    const key = { idempotencyKey: "job-resume" };
+    const submitted = await client.withCredits("design_generate_image", 1, async () => ({ value: 1, pending: true }), key);
+    assert.equal(submitted.outcome, "pending");
+
+    const job = counted();
+    const skipped = await client.withCredits("design_generate_image", 1, job, key);
+    assert.equal(skipped.outcome, "replayed");
+    assert.equal(skipped.reservation.status, "pending");
+    assert.equal(job.runs, 0, "skip is the default");
+
+    const resumed = await client.withCredits("design_generate_image", 1, job, { ...key, onReplay: "resume" });
+    assert.equal(resumed.outcome, "confirmed");
+    assert.equal(resumed.reservation.reservationId, submitted.reservation.reservationId);
+    assert.equal(job.runs, 1);
+
+    const settled = await client.withCredits("design_generate_image", 1, job, { ...key, onReplay: "resume" });
+    assert.equal(settled.outcome, "replayed");
+    assert.equal(settled.reservation.status, "confirmed");
+    assert.equal(job.runs, 1);
+
+    const released = await client.withCredits("design_generate_image", 1, counted({ value: 0, failed: true }), {
+      idempotencyKey: "job-resume-released",
+    });
+    assert.equal(released.outcome, "released");
+    const late = await client.withCredits("design_generate_image", 1, job, {
+      idempotencyKey: "job-resume-released",
+      onReplay: "resume",
+    });
+    assert.equal(late.outcome, "replayed");
+    assert.equal(late.reservation.status, "released");
+    assert.equal(job.runs, 1);
+    assert.deepEqual(figures(await client.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
   });
 
   test("a confirm racing the signed BFL webhook charges exactly once", async () => {
@@ -519,20 +651,20 @@ describe("several captures per hold, and extending a hold", () => {
     assert.equal(hold.releasedAmount, 10);
     assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
 
-    // The queue retries the job with the same key: the same hold, the same two outputs — charged once.
-    const retried = await client.withCredits(
-      "design_generate_image",
-      4,
-      async (again, outputs) => {
-        assert.equal(again.reservationId, holdId);
-        await outputs.report();
-        await outputs.report();
-        return { value: "two images" };
-      },
-      { perOutput: true, idempotencyKey: "job-9" },
-    );
-    assert.deepEqual(captureKeys.slice(2), ["job-9-out-0", "job-9-out-1"]);
-    assert.equal(retried.reservation.capturedAmount, 10);
+    // The queue retries the job with the same key: a replay of a released hold runs nothing, even with resume.
+    for (const onReplay of ["skip", "resume"]) {
+      const retried = await client.withCredits(
+        "design_generate_image",
+        4,
+        async () => assert.fail("a released hold's job must not run again"),
+        { perOutput: true, idempotencyKey: "job-9", onReplay },
+      );
+      assert.equal(retried.outcome, "replayed");
+      assert.equal(retried.reservation.reservationId, holdId);
+      assert.equal(retried.reservation.status, "released");
+      assert.equal(retried.reservation.capturedAmount, 10);
+    }
+    assert.equal(captureKeys.length, 2);
     assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
     const history = await own.listTransactions({ limit: 10 });
     assert.deepEqual(
@@ -545,6 +677,32 @@ describe("several captures per hold, and extending a hold", () => {
         ["grant", 50],
       ],
     );
+  });
+
+  test("per-output withCredits resumed on a pending hold charges only the outputs not yet reported", async () => {
+    const { client, own, captureKeys } = await recordingUser("per-output-resume", 50);
+    // A worker placed the hold, charged its first image and crashed.
+    const placed = await client.reserve({ operation: "design_generate_image", units: 4 }, { idempotencyKey: "job-10" });
+    await client.capture(placed.reservationId, 1, { idempotencyKey: "job-10-out-0" });
+
+    let runs = 0;
+    const job = async (hold, outputs) => {
+      runs++;
+      assert.equal(hold.reservationId, placed.reservationId);
+      await outputs.report(); // out-0 again: a replay, not a charge
+      await outputs.report();
+      return { value: "two images" };
+    };
+    const resumed = await client.withCredits("design_generate_image", 4, job, {
+      perOutput: true,
+      idempotencyKey: "job-10",
+      onReplay: "resume",
+    });
+    assert.equal(runs, 1);
+    assert.equal(resumed.outcome, "confirmed");
+    assert.deepEqual(captureKeys, ["job-10-out-0", "job-10-out-0", "job-10-out-1"]);
+    assert.equal(resumed.reservation.capturedUnits, 2);
+    assert.deepEqual(figures(await own.getBalance()), { available: 40, reserved: 0, spent: 10, granted: 50 });
   });
 
   test("per-output withCredits closes on success: every unit reported, extra units, unused units, none", async () => {

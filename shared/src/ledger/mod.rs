@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{Actor, Credits, DebitReason, EntryType, GrantReason, LotKey, Provider, Timestamp, UserId};
+use crate::domain::{
+    Actor, Credits, DebitReason, EntryType, GrantReason, LotKey, Provider, Reservation, Timestamp, UserId,
+};
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Item, Store, TaskItem, TxFailure};
@@ -166,6 +168,28 @@ pub struct JobOutput<T> {
     pub value: T,
     /// Units that came out; `None` means all the units held.
     pub units: Option<u32>,
+}
+
+/// What [`Ledger::with_credits`] did with the job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JobRun<T> {
+    /// The job ran and its hold was settled; its value.
+    Ran(T),
+    /// The reserve was a replay of the same key: the job did not run here.
+    /// The hold as it stands (pending while another run of the key is under
+    /// way, or settled by it).
+    Replayed(Box<Reservation>),
+}
+
+/// What [`Ledger::with_credits`] does when the reserve is a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnReplay {
+    /// Run nothing: a key runs its job once.
+    Skip,
+    /// Run the job when the hold is still pending: a trusted worker resuming
+    /// its own job after a crash. Never for a key a browser could choose or
+    /// repeat: each repeat would run the job again on one hold.
+    Resume,
 }
 
 #[derive(Debug, thiserror::Error)]
