@@ -1,6 +1,7 @@
 //! The local dev server: checks the JWT like API Gateway's authorizer,
 //! turns each request into the API Gateway (HTTP API, payload 2.0) event the
-//! functions receive in AWS, and runs the very same handlers.
+//! functions receive in AWS, and runs the very same handlers. With allowed
+//! origins it answers CORS as API Gateway does (`crate::cors`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use credits_shared::http::{handle, match_route};
 use credits_shared::{App, Error};
 use serde_json::{json, Map, Value};
 
+use crate::cors::Cors;
 use crate::token;
 
 /// Bodies above this are refused by the server itself, like API Gateway's
@@ -27,6 +29,8 @@ const SERVER_BODY_LIMIT: usize = 1024 * 1024;
 pub struct DevServer {
     pub app: App,
     pub jwt_secret: String,
+    /// Off by default (no `CREDITS_ALLOWED_ORIGINS`), as deployed without `AllowedOrigins`.
+    pub cors: Cors,
 }
 
 pub fn router(server: DevServer) -> Router {
@@ -43,6 +47,21 @@ pub async fn serve(
 }
 
 async fn serve_request(State(server): State<Arc<DevServer>>, request: AxumRequest) -> AxumResponse {
+    // Like API Gateway with CORS configured: it answers a preflight itself,
+    // before any route, token check or function.
+    if let Some(headers) = server.cors.preflight(request.method(), request.headers()) {
+        let mut response = AxumResponse::new(AxumBody::empty());
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.headers_mut() = headers;
+        return response;
+    }
+    let origin = request.headers().get(axum::http::header::ORIGIN).cloned();
+    let mut response = route_request(&server, request).await;
+    server.cors.answer(origin.as_ref(), response.headers_mut());
+    response
+}
+
+async fn route_request(server: &DevServer, request: AxumRequest) -> AxumResponse {
     let (parts, body) = request.into_parts();
     let lang = Lang::from_accept_language(parts.headers.get("accept-language").and_then(|v| v.to_str().ok()));
     let request_id = uuid::Uuid::new_v4().to_string();

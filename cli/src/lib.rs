@@ -2,6 +2,7 @@
 //! the operator CLI `credits`.
 
 pub mod check;
+pub mod cors;
 pub mod devserver;
 pub mod events;
 pub mod operate;

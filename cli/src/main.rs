@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 use clap::{Parser, Subcommand};
+use credits_cli::cors::{self, Cors};
 use credits_cli::devserver::{self, DevServer};
 use credits_cli::operate;
 use credits_cli::token;
@@ -43,6 +44,9 @@ enum Command {
         /// HS256 secret of local tokens.
         #[arg(long, env = "CREDITS_DEV_JWT_SECRET", default_value = token::DEFAULT_DEV_SECRET, hide_env_values = true, hide_default_value = true)]
         jwt_secret: String,
+        /// Browser origins answered with CORS (scheme://host[:port], comma-separated, or *), like the template's AllowedOrigins; empty: no CORS.
+        #[arg(long, env = cors::ORIGINS_VARIABLE, default_value = "")]
+        allowed_origins: String,
     },
     /// Run the expiry sweep once against CREDITS_TABLE (DYNAMODB_ENDPOINT, or AWS) and print its report.
     Cleanup {
@@ -188,7 +192,9 @@ enum PricesAction {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
-        Command::Serve { listen, data_dir, jwt_secret } => serve(listen, data_dir, jwt_secret).await,
+        Command::Serve { listen, data_dir, jwt_secret, allowed_origins } => {
+            serve(listen, data_dir, jwt_secret, allowed_origins).await
+        }
         Command::Cleanup { budget } => cleanup(budget).await,
         Command::Check { quiet } => return check(quiet).await,
         Command::Prices { action } => prices(action.unwrap_or(PricesAction::Show)).await,
@@ -349,7 +355,7 @@ async fn cleanup(budget: u64) -> Result<(), String> {
     Ok(())
 }
 
-async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<(), String> {
+async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String, allowed_origins: String) -> Result<(), String> {
     credits_shared::http::init_logging();
     if jwt_secret.trim().is_empty() {
         return Err("CREDITS_DEV_JWT_SECRET is empty: unset it for the default, or give a secret".into());
@@ -365,6 +371,7 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     }
     // Checked before DynamoDB Local starts: a bad secret stops here, named.
     let verifiers = Arc::new(Verifiers::from_env()?);
+    let cors = Cors::parse(&allowed_origins)?;
     let mut config = Config::from_env();
     if std::env::var_os("CREDITS_SERVER_CLIENT_IDS").is_none() {
         config.trusted = config.trusted.with_server_clients(token::DEV_SERVER_CLIENT);
@@ -416,9 +423,12 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String) -> Result<
     println!("export USER_TOKEN={user_token}");
     println!("export SERVER_TOKEN={server_token}");
     println!("export ADMIN_TOKEN={admin_token}");
+    if !cors.origins().is_empty() {
+        println!("CORS for browsers on: {}", cors.origins().join(", "));
+    }
     println!("Ctrl-C stops the server and DynamoDB Local.");
 
-    let server = DevServer { app: App { ledger, verifiers, trusted: config.trusted.clone() }, jwt_secret };
+    let server = DevServer { app: App { ledger, verifiers, trusted: config.trusted.clone() }, jwt_secret, cors };
     let shutdown = async move {
         tokio::select! {
             _ = interrupt.recv() => {}

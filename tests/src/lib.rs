@@ -231,7 +231,8 @@ impl TestServer {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS).with_stripe(STRIPE_SECRETS));
         let trusted = TrustedClients::new(SERVER_CLIENT, ADMIN_CLIENT);
-        let server = DevServer { app: App { ledger, verifiers, trusted }, jwt_secret: secret.clone() };
+        let server =
+            DevServer { app: App { ledger, verifiers, trusted }, jwt_secret: secret.clone(), cors: Default::default() };
         tokio::spawn(devserver::serve(listener, server, async {
             let _ = rx.await;
         }));
