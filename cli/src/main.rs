@@ -231,6 +231,13 @@ async fn main() -> std::process::ExitCode {
 /// How long the dev server's job may spend on due events and deliveries.
 const OUTBOX_BUDGET: Duration = Duration::from_secs(25);
 
+/// The sweep's time each run: its interval, at least 5 s (the margin it
+/// keeps to answer in would leave a 1 s interval no time to expire anything)
+/// and at most 20 s. A run that outlasts the interval delays the next tick.
+fn sweep_budget(every_seconds: u64) -> Duration {
+    Duration::from_secs(every_seconds.clamp(5, 20))
+}
+
 /// The dev server's stand-in for the EventBridge schedule: due holds and
 /// balances, then due event publishes and webhook retries.
 fn spawn_sweeps(ledger: Ledger, outbox: Outbox) {
@@ -244,7 +251,7 @@ fn spawn_sweeps(ledger: Ledger, outbox: Outbox) {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let deadline = sweep::deadline_within(Duration::from_secs(every.min(20)));
+            let deadline = sweep::deadline_within(sweep_budget(every));
             if let Err(error) = ledger.sweep(deadline, sweep::DEFAULT_CONCURRENCY).await {
                 tracing::warn!(error = %error, "sweep failed; retrying at the next interval");
             }
@@ -440,4 +447,18 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String, allowed_or
         local.stop();
     }
     served.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sweep_interval_leaves_the_sweep_time_to_work() {
+        for every in [1, 2, 60, 3600] {
+            let budget = sweep_budget(every);
+            assert!(budget > sweep::MARGIN, "interval {every}: a budget of {budget:?} leaves no time after the margin");
+            assert!(budget <= Duration::from_secs(20));
+        }
+    }
 }

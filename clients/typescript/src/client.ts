@@ -895,11 +895,14 @@ export class CreditsClient {
    * **One run per key.** When the reserve is a replay (`Idempotent-Replayed`:
    * the same `idempotencyKey` again, or twice at once) the job does not run,
    * whatever the hold's status: the result is `outcome: "replayed"` with the
-   * hold as it stands and no `value`. That includes the client's own retry
-   * of a reserve whose first answer was lost (a network error or a 503 after
-   * the hold was placed): nothing ran, so the hold is charged nothing and
-   * expires at its TTL; resume it from a trusted worker (`onReplay:
-   * "resume"`) or start over with a new key. `onReplay: "resume"` runs the
+   * hold as it stands and no `value`. With your `idempotencyKey`, that
+   * includes the client's own retry of a reserve whose first answer was lost
+   * (a network error or a 503 after the hold was placed): the client cannot
+   * tell it from another run of the key, so nothing runs, nothing is
+   * charged and the hold expires at its TTL; resume it from a trusted worker
+   * (`onReplay: "resume"`) or start over with a new key. Without one, the
+   * key is made up by this call and known to nobody else: a replay is this
+   * call's own lost attempt, and the job runs. `onReplay: "resume"` runs the
    * job on a replayed hold that is still pending (trusted workers only,
    * never a key from a browser).
    *
@@ -967,7 +970,10 @@ export class CreditsClient {
       { idempotencyKey, ...call },
     );
     let hold = reserved.body;
-    const resume = options.onReplay === "resume" && hold.status === "pending";
+    // A key this call made up is known to nobody else: a replay of it is this
+    // call's own retry of a reserve whose answer was lost, so the job is ours to run.
+    const ownKey = options.idempotencyKey === undefined;
+    const resume = (options.onReplay === "resume" || ownKey) && hold.status === "pending";
     if (reserved.replayed && !resume) {
       // Another run of this key placed the hold: it runs the job, not this one.
       return { outcome: "replayed", value: undefined, reservation: hold };

@@ -204,9 +204,8 @@ describe("credits client against the dev server", () => {
     });
   });
 
-  test("a 503 after the server placed the hold: the retry's replay runs nothing; resume runs it once, one hold, one charge", async () => {
-    const userId = uniqueUser("retry");
-    await admin.adminGrant(userId, { amount: 50, reason: "purchase" });
+  /** A client whose first reserve reaches the server (the hold is placed) but answers 503, as a lost answer does. */
+  function losingFirstReserveAnswer(userId) {
     const sent = [];
     let injected = 0;
     const flaky = async (input, init) => {
@@ -238,6 +237,13 @@ describe("credits client against the dev server", () => {
       fetch: flaky,
       retry: { baseDelayMs: 10 },
     });
+    return { client, sent };
+  }
+
+  test("a 503 after the server placed the hold: the retry's replay runs nothing; resume runs it once, one hold, one charge", async () => {
+    const userId = uniqueUser("retry");
+    await admin.adminGrant(userId, { amount: 50, reason: "purchase" });
+    const { client, sent } = losingFirstReserveAnswer(userId);
     let runs = 0;
     const job = async () => {
       runs++;
@@ -265,6 +271,23 @@ describe("credits client against the dev server", () => {
     assert.deepEqual(figures(await client.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
     const history = await client.listTransactions();
     assert.equal(history.items.filter((i) => i.type === "reserve").length, 1);
+  });
+
+  test("a 503 after the server placed the hold, with a key the client made up: the replay is its own, the job runs once", async () => {
+    const userId = uniqueUser("retry-own");
+    await admin.adminGrant(userId, { amount: 50, reason: "purchase" });
+    const { client, sent } = losingFirstReserveAnswer(userId);
+    let runs = 0;
+    const result = await client.withCredits("design_generate_image", 1, async () => {
+      runs++;
+      return { value: "ok" };
+    });
+    assert.equal(sent.length, 2, "the reserve was sent twice");
+    assert.equal(sent[1].key, sent[0].key, "the retry reused the key it made up");
+    assert.equal(result.outcome, "confirmed");
+    assert.equal(result.value, "ok");
+    assert.equal(runs, 1);
+    assert.deepEqual(figures(await client.getBalance()), { available: 45, reserved: 0, spent: 5, granted: 50 });
   });
 
   test("reserve replays with a caller-given idempotency key; meta says replayed", async () => {

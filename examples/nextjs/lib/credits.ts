@@ -3,35 +3,17 @@ import { CreditsClient, CreditsError, type CreditsClientOptions, type Language }
 /** The credits API (the dev server prints it as `API`). */
 export const creditsApi = (process.env.CREDITS_API_URL ?? "http://127.0.0.1:3000").replace(/\/+$/, "");
 
-/** Maps the browser's Accept-Language to one the credits API speaks. */
-export function languageOf(request: Request): Language {
-  const header = (request.headers.get("accept-language") ?? "").toLowerCase();
+/**
+ * Maps the browser's Accept-Language (a request's or a server component's
+ * `headers()`) to one the credits API speaks: its errors' `detail` and this
+ * app's pages follow it.
+ */
+export function languageOf(headers: Headers): Language {
+  const header = (headers.get("accept-language") ?? "").toLowerCase();
   const first = header.split(",")[0]?.trim() ?? "";
   if (first.startsWith("pt")) return "pt-BR";
   if (first.startsWith("es")) return "es-ES";
   return "en-US";
-}
-
-// ---------------------------------------------------------------------------
-// PLACEHOLDER: replace with your app's own authentication.
-//
-// Return the id of the signed-in user *as your session verified it*: e.g.
-// `(await auth())?.user?.id` with Auth.js, `(await auth()).userId` with
-// Clerk, or the `sub` of a Cognito session cookie checked with
-// aws-jwt-verify. It must be the same id the credits API knows the user by
-// (the `sub` of the user's own token).
-//
-// Never take it from anything the browser sends as data (a header such as
-// `Credits-User`, a query parameter, the body): whoever can set it would
-// spend another user's credits, because the server credential may act for
-// anyone.
-//
-// This stand-in only exists so the example runs locally: it answers
-// `CREDITS_DEMO_USER` outside production and nobody (401) otherwise.
-// ---------------------------------------------------------------------------
-export async function currentUserId(_request: Request): Promise<string | null> {
-  if (process.env.NODE_ENV === "production") return null;
-  return process.env.CREDITS_DEMO_USER ?? null;
 }
 
 /**
@@ -66,12 +48,12 @@ export function serverClient(): CreditsClient {
 }
 
 /**
- * The server credential acting for `userId` (from `currentUserId`), in the
- * browser's language: it places and settles that user's holds, and a hold
- * of anyone else answers 404.
+ * The server credential acting for `userId` (from `currentUserId`, the
+ * app's session), in the browser's language: it places and settles that
+ * user's holds, and a hold of anyone else answers 404.
  */
-export function creditsFor(userId: string, request: Request): CreditsClient {
-  return serverClient().with({ user: userId, acceptLanguage: languageOf(request) });
+export function creditsFor(userId: string, headers: Headers): CreditsClient {
+  return serverClient().with({ user: userId, acceptLanguage: languageOf(headers) });
 }
 
 /**
@@ -83,7 +65,7 @@ export function userClient(request: Request): CreditsClient | null {
   const authorization = request.headers.get("authorization");
   const token = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
   if (!token) return null;
-  return new CreditsClient({ baseUrl: creditsApi, token, acceptLanguage: languageOf(request) });
+  return new CreditsClient({ baseUrl: creditsApi, token, acceptLanguage: languageOf(request.headers) });
 }
 
 /** The app's answer when no user is signed in. */

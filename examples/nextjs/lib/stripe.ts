@@ -34,14 +34,34 @@ export function priceVariable(pack: Pack): string {
 
 let stripe: Stripe | undefined;
 
-/** One Stripe client per process, with the secret key (`STRIPE_SECRET_KEY`, `sk_…` or `rk_…`). */
+/**
+ * One Stripe client per process, with the secret key (`STRIPE_SECRET_KEY`,
+ * `sk_…` or `rk_…`). `STRIPE_API_URL` points it elsewhere than
+ * api.stripe.com: `make demo` sets it to its local stand-in.
+ */
 export function stripeClient(): Stripe {
   if (!stripe) {
     const key = process.env.STRIPE_SECRET_KEY;
     if (!key) throw new Error("set STRIPE_SECRET_KEY");
-    stripe = new Stripe(key);
+    const api = process.env.STRIPE_API_URL ? new URL(process.env.STRIPE_API_URL) : undefined;
+    stripe = api
+      ? new Stripe(key, { host: api.hostname, port: api.port, protocol: api.protocol === "http:" ? "http" : "https" })
+      : new Stripe(key);
   }
   return stripe;
+}
+
+/** What a pack costs, from its Stripe price (`{amount: 900, currency: "usd"}`), or null when unknown. */
+export async function packPrice(pack: Pack): Promise<{ amount: number; currency: string } | null> {
+  const price = priceOf(pack);
+  if (!price) return null;
+  try {
+    const found = await stripeClient().prices.retrieve(price);
+    return found.unit_amount === null ? null : { amount: found.unit_amount, currency: found.currency };
+  } catch (error) {
+    console.error(error);
+    return null;
+  }
 }
 
 /**

@@ -7,8 +7,9 @@ import { createServer } from "node:http";
 import { after, before, beforeEach, test } from "node:test";
 import Stripe from "stripe";
 
-import { POST } from "../build/examples/nextjs/app/api/checkout/route.js";
-import { setStripeClient } from "../build/examples/nextjs/lib/stripe.js";
+import { POST } from "../build/app/api/checkout/route.js";
+import { sessionCookie } from "../build/lib/session.js";
+import { setStripeClient } from "../build/lib/stripe.js";
 
 const SESSION_URL = "https://checkout.stripe.com/c/pay/cs_test_stub";
 
@@ -40,7 +41,7 @@ before(async () => {
   const { port } = stub.address();
   setStripeClient(new Stripe("sk_test_stub", { host: "127.0.0.1", port, protocol: "http", maxNetworkRetries: 0 }));
   Object.assign(process.env, {
-    CREDITS_DEMO_USER: "user-42", // the placeholder session's user (lib/credits.ts)
+    SESSION_SECRET: "test-session-secret", // the sign-in stand-in's (lib/session.ts)
     STRIPE_PRICE_STARTER: "price_starter_test",
     STRIPE_PRICE_STUDIO: "price_studio_test",
     STRIPE_PRICE_TRIAL: "price_trial_test",
@@ -59,11 +60,14 @@ beforeEach(() => {
   refuse = false;
 });
 
-const checkout = (body) =>
+/** The session cookie of `user-42`, as the sign-in stand-in sets it. */
+const signedIn = () => sessionCookie("user-42").split(";")[0];
+
+const checkout = (body, cookie = signedIn()) =>
   POST(
     new Request("http://localhost:3000/api/checkout", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...(cookie && { cookie }) },
       body: typeof body === "string" ? body : JSON.stringify(body),
     }),
   );
@@ -119,13 +123,12 @@ test("an unknown pack is refused (400) without calling Stripe", async () => {
   assert.equal(received.length, 0);
 });
 
-test("nobody signed in: 401 without calling Stripe", async () => {
-  process.env.NODE_ENV = "production"; // the placeholder session has no user in production
-  try {
-    const res = await checkout({ pack: "starter" });
-    assert.equal(res.status, 401);
-  } finally {
-    delete process.env.NODE_ENV;
+test("nobody signed in, or a session cookie not signed by this app: 401 without calling Stripe", async () => {
+  const forged = `demo_session=${Buffer.from("user-42").toString("base64url")}.${"A".repeat(43)}`;
+  const renamed = signedIn().replace(Buffer.from("user-42").toString("base64url"), Buffer.from("user-43").toString("base64url"));
+  for (const cookie of [null, forged, renamed]) {
+    const res = await checkout({ pack: "starter" }, cookie);
+    assert.equal(res.status, 401, String(cookie));
   }
   assert.equal(received.length, 0);
 });

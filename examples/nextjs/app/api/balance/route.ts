@@ -1,23 +1,17 @@
-// GET /api/balance: the browser reads its own balance with its own token.
-// The user's JWT (`Authorization: Bearer …`, from the same issuer the
-// credits API trusts) is passed through as it is: the credits API takes the
-// user from the token's `sub`, and a user token can only read. No server
-// credential is involved, so nothing here can charge or credit anyone.
-//
-// In the browser (a client component, same origin):
-//   const res = await fetch("/api/balance", { headers: { authorization: `Bearer ${idToken}` } });
-//   const { available, reserved } = await res.json();
-import { errorResponse, signInFirst, userClient } from "../../../lib/credits";
+// GET /api/balance: the signed-in user's credits, read by this server with
+// its own credential acting for the session's user (the browser names
+// nobody). The page may also read `GET /v1/balance` straight from the
+// credits API with the user's own token (CORS: `AllowedOrigins`).
+import { creditsFor, errorResponse } from "../../../lib/credits";
+import { currentUserId } from "../../../lib/session";
+import { signInFirst } from "../../../lib/credits";
 
 export async function GET(request: Request): Promise<Response> {
-  const credits = userClient(request);
-  if (!credits) return signInFirst();
+  const userId = currentUserId(request.headers);
+  if (!userId) return signInFirst();
   try {
-    const { available, reserved, spent, granted, updatedAt } = await credits.getBalance();
-    return Response.json(
-      { available, reserved, spent, granted, updatedAt },
-      { headers: { "cache-control": "private, no-store" } },
-    );
+    const balance = await creditsFor(userId, request.headers).getBalance();
+    return Response.json(balance, { headers: { "cache-control": "private, no-store" } });
   } catch (error) {
     return errorResponse(error);
   }

@@ -1,35 +1,23 @@
-// POST /api/generate {"prompt": "...", "images": 2}
-// Runs on the app's server: with the server credential, acting for the user
-// of the app's own session, it holds the credits, runs the (fake) image job,
-// charges each image the moment it arrives (withCredits' per-output mode),
-// and returns what was not used — all of it when no image came out, the rest
-// when the job throws midway. The browser never holds or settles credits itself.
-import { creditsFor, currentUserId, errorResponse, signInFirst } from "../../../lib/credits";
+// POST /api/generate {"jobId": "…", "prompt": "…", "images": 2}
+// The Generate button. On the app's server, with the server credential
+// acting for the session's user: holds the credits and starts the provider's
+// job (lib/generate.ts). `jobId` is a job record this server made for this
+// user (POST /api/jobs); its id names the hold's key, so sending this request
+// twice, at once or after the job ended, starts one job and charges once.
+import { creditsFor, errorResponse, signInFirst } from "../../../lib/credits";
+import { startJob } from "../../../lib/generate";
+import { jobOf } from "../../../lib/jobs";
+import { currentUserId } from "../../../lib/session";
 
 interface GenerateBody {
-  prompt: string;
-  images?: number;
-}
-
-/**
- * Stands in for the real provider (e.g. BFL): its images arrive one by one;
- * it may make fewer than asked, or fail before the last one.
- */
-function fakeImageJob(prompt: string, images: number): { taskId: string; images: AsyncIterable<string> } {
-  const taskId = crypto.randomUUID();
-  const made = prompt.includes("partial") ? Math.max(0, images - 1) : images;
-  async function* arrive() {
-    for (let i = 0; i < made; i++) {
-      if (prompt.includes("fail") && i === made - 1) throw new Error("the provider failed before the last image");
-      yield `https://images.example/${taskId}/${i}.png`;
-    }
-  }
-  return { taskId, images: arrive() };
+  jobId?: unknown;
+  prompt?: unknown;
+  images?: unknown;
 }
 
 export async function POST(request: Request): Promise<Response> {
   // Who pays comes from the app's verified session, never from the request's data.
-  const userId = await currentUserId(request);
+  const userId = currentUserId(request.headers);
   if (!userId) return signInFirst();
 
   let body: GenerateBody;
@@ -38,42 +26,21 @@ export async function POST(request: Request): Promise<Response> {
   } catch {
     return Response.json({ code: "validation_error", detail: "Send a JSON body." }, { status: 400 });
   }
-  const images = body.images ?? 1;
-  if (typeof body.prompt !== "string" || !Number.isInteger(images) || images < 1 || images > 4) {
-    return Response.json({ code: "validation_error", detail: "prompt and images (1-4) please." }, { status: 400 });
+  const { jobId, prompt, images = 1 } = body;
+  if (typeof jobId !== "string" || typeof prompt !== "string" || prompt.trim() === "" || prompt.length > 500) {
+    return Response.json({ code: "validation_error", detail: "jobId and a prompt (1-500 characters) please." }, { status: 400 });
   }
+  if (typeof images !== "number" || !Number.isInteger(images) || images < 1 || images > 4) {
+    return Response.json({ code: "validation_error", detail: "images: 1 to 4." }, { status: 400 });
+  }
+  const job = jobOf(userId, jobId);
+  if (!job) return Response.json({ code: "not_found", detail: "No such job." }, { status: 404 });
 
-  // A double-clicked button or a retried request holds credits once, and
-  // charges each image once (its capture's key is `<key>-out-<n>`).
-  const idempotencyKey = request.headers.get("idempotency-key") ?? undefined;
-  if (idempotencyKey !== undefined && !/^[\x21-\x7e]{1,120}$/.test(idempotencyKey)) {
-    return Response.json({ code: "validation_error", detail: "Idempotency-Key: 1-120 printable characters." }, { status: 400 });
-  }
+  // The provider calls this app back (app/api/webhooks/bfl relays it to the credits API).
+  const app = (process.env.APP_URL ?? new URL(request.url).origin).replace(/\/+$/, "");
   try {
-    const result = await creditsFor(userId, request).withCredits(
-      "design_generate_image",
-      images,
-      async (_hold, outputs) => {
-        const job = fakeImageJob(body.prompt, images);
-        const urls: string[] = [];
-        for await (const url of job.images) {
-          await outputs.report(); // this image is charged now; a throw later keeps it charged
-          urls.push(url);
-        }
-        // Fewer images than held: the rest goes back when the job returns.
-        return { value: urls, taskId: job.taskId };
-      },
-      { ...(idempotencyKey && { idempotencyKey }), description: body.prompt.slice(0, 500), perOutput: true },
-    );
-    return Response.json(
-      {
-        images: result.value,
-        reservationId: result.reservation.reservationId,
-        outcome: result.outcome,
-        charged: result.reservation.capturedAmount,
-      },
-      { status: result.outcome === "confirmed" ? 200 : 502 },
-    );
+    const view = await startJob(creditsFor(userId, request.headers), job, prompt, images, `${app}/api/webhooks/bfl`);
+    return Response.json(view, { status: 202, headers: { "cache-control": "no-store" } });
   } catch (error) {
     return errorResponse(error);
   }
