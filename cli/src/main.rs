@@ -376,6 +376,16 @@ async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String, allowed_or
             "listening on {listen} with the default CREDITS_DEV_JWT_SECRET: set a secret of your own, or listen on 127.0.0.1"
         ));
     }
+    // So are the webhook secrets `make run` shares with `make demo`: with
+    // them anyone who reaches the server could sign a purchase or a settlement.
+    for (variable, public) in token::LOCAL_WEBHOOK_SECRETS {
+        let used = std::env::var(variable).is_ok_and(|v| v.split(',').any(|s| s.trim() == public));
+        if used && !loopback {
+            return Err(format!(
+                "listening on {listen} with make run's local {variable}: set a secret of your own, or listen on 127.0.0.1"
+            ));
+        }
+    }
     // Checked before DynamoDB Local starts: a bad secret stops here, named.
     let verifiers = Arc::new(Verifiers::from_env()?);
     let cors = Cors::parse(&allowed_origins)?;

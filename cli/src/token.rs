@@ -7,6 +7,12 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde_json::{json, Map, Value};
 
 pub const DEFAULT_DEV_SECRET: &str = "credits-dev-secret-not-for-production";
+/// The webhook secrets `make run` and `make demo` share by default (the
+/// Makefile sets them), public like `DEFAULT_DEV_SECRET`: loopback only.
+pub const LOCAL_WEBHOOK_SECRETS: [(&str, &str); 2] = [
+    ("CREDITS_WEBHOOK_SECRET_BFL", "local-bfl-webhook-secret"),
+    ("CREDITS_STRIPE_WEBHOOK_SECRET", "whsec_local_stripe_webhook_secret"),
+];
 /// The dev server's app client for the back end: its default
 /// `CREDITS_SERVER_CLIENT_IDS`.
 pub const DEV_SERVER_CLIENT: &str = "dev-server";

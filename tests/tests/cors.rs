@@ -152,24 +152,6 @@ async fn without_allowed_origins_the_dev_server_sends_no_cors_headers() {
     assert!(!has_cors_headers(&read), "{:?}", read.headers());
 }
 
-#[test]
-fn an_allowed_origin_that_is_no_origin_stops_start_up_naming_the_variable() {
-    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cors-startup-data");
-    for bad in ["localhost:3001", "http://localhost:3001/", "https://app.example.com/app", "http://a.com,ftp://b.com"] {
-        let out = Command::new(credits_tests::credits_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .env_remove("DYNAMODB_ENDPOINT")
-            .env(ORIGINS_VARIABLE, bad)
-            .output()
-            .expect("run credits serve");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{bad:?} started: {said}");
-        assert!(said.contains(ORIGINS_VARIABLE), "{bad:?}: {said}");
-        assert!(!said.contains("DynamoDB Local on"), "refused before starting anything: {said}");
-    }
-}
-
 /// template.yaml's `CorsConfiguration` allows what the dev server allows.
 #[test]
 fn the_template_configures_the_cors_of_the_dev_server() {

@@ -1,16 +1,22 @@
-//! A configured secret that cannot be used stops the dev server and the
-//! functions at start-up with a message naming its variable (never the
-//! value), instead of a server that silently refuses every delivery.
+//! A configured secret (or allowed origin) that cannot be used stops the dev
+//! server and the functions at start-up with a message naming its variable
+//! (never the value), instead of a server that silently refuses every
+//! delivery.
 
 use std::process::Command;
 
 use credits_shared::config::Config;
 
-const UNUSABLE: [(&str, &str); 4] = [
+const UNUSABLE: [(&str, &str); 8] = [
     ("CREDITS_WEBHOOK_SECRET_GENERIC", "whsec_c2VjcmV0,whsec_not*base64!"),
     ("CREDITS_WEBHOOK_SECRET_GENERIC", "whsec_c2VjcmV0,"),
     ("CREDITS_WEBHOOK_SECRET_BFL", "bfl-secret-a,,bfl-secret-b"),
     ("CREDITS_DEV_JWT_SECRET", "   "),
+    // Browser origins (CORS) are `scheme://host[:port]`, nothing more.
+    ("CREDITS_ALLOWED_ORIGINS", "localhost:3001"),
+    ("CREDITS_ALLOWED_ORIGINS", "http://localhost:3001/"),
+    ("CREDITS_ALLOWED_ORIGINS", "https://app.example.com/app"),
+    ("CREDITS_ALLOWED_ORIGINS", "http://a.com,ftp://b.com"),
 ];
 
 #[tokio::test]
@@ -23,6 +29,7 @@ async fn an_unusable_secret_stops_start_up_naming_its_variable() {
             .env_remove("DYNAMODB_ENDPOINT")
             .env_remove("CREDITS_WEBHOOK_SECRET_GENERIC")
             .env_remove("CREDITS_WEBHOOK_SECRET_BFL")
+            .env_remove("CREDITS_ALLOWED_ORIGINS")
             .env(variable, value)
             .output()
             .expect("run credits serve");
@@ -43,6 +50,25 @@ async fn an_unusable_secret_stops_start_up_naming_its_variable() {
         .expect("run credits serve");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && said.contains("CREDITS_DEV_JWT_SECRET"), "{said}");
+    // So are the local webhook secrets `make run` shares with `make demo`.
+    let makefile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Makefile")).expect("Makefile");
+    for (variable, public) in credits_cli::token::LOCAL_WEBHOOK_SECRETS {
+        assert!(
+            makefile.contains(&format!("export {variable} ?= {public}")),
+            "the Makefile's {variable} is not {public}"
+        );
+        let out = Command::new(credits_tests::credits_bin())
+            .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+            .arg(&data)
+            .env_remove("DYNAMODB_ENDPOINT")
+            .env("CREDITS_DEV_JWT_SECRET", "a-secret-of-mine")
+            .env(variable, format!("whsec_mine,{public}"))
+            .output()
+            .expect("run credits serve");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains(&format!("make run's local {variable}")), "{variable}: {said}");
+        assert!(!said.contains("DynamoDB Local on"), "refused before starting anything: {said}");
+    }
     let help = Command::new(credits_tests::credits_bin())
         .args(["serve", "--help"])
         .env("CREDITS_DEV_JWT_SECRET", "a-secret-of-mine")

@@ -3,6 +3,7 @@ import { headers } from "next/headers";
 import { redirect } from "next/navigation";
 import { creditsFor, languageOf } from "../lib/credits";
 import { OPERATION } from "../lib/generate";
+import { maxImagesPerTask } from "../lib/provider";
 import { wordsFor } from "../lib/i18n";
 import { currentUserId } from "../lib/session";
 import { Studio } from "./ui/studio";
@@ -17,5 +18,5 @@ export default async function Home() {
   const credits = creditsFor(userId, requestHeaders);
   const [prices, balance] = await Promise.all([credits.getPrices(), credits.getBalance()]);
   const unitCost = prices.operations.find((p) => p.operation === OPERATION)?.unitCost ?? 0;
-  return <Studio words={wordsFor(language)} language={language} unitCost={unitCost} prices={prices.operations} initialBalance={balance} />;
+  return <Studio words={wordsFor(language)} language={language} unitCost={unitCost} maxImages={maxImagesPerTask()} prices={prices.operations} initialBalance={balance} />;
 }

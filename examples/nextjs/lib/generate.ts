@@ -128,7 +128,9 @@ function view(job: Job, hold: Reservation, provider: JobView["provider"]): JobVi
     status: job.status === "draft" ? "running" : job.status,
     prompt: job.prompt ?? "",
     images: job.images ?? hold.units,
-    samples: job.samples,
+    // Shown as they arrive while the hold stands, and once it is charged;
+    // never for a job that ended uncharged (failed, or expired before a late success).
+    samples: hold.status === "pending" || hold.status === "confirmed" ? job.samples : [],
     provider,
     lateSuccess: hold.status === "expired" && provider === "succeeded",
     hold: {

@@ -27,10 +27,13 @@ export interface Job {
 const holder = globalThis as { __creditsDemoJobs?: Map<string, Job> };
 const jobs = (holder.__creditsDemoJobs ??= new Map<string, Job>());
 
-/** A user's drafts are capped: a page reloaded in a loop cannot fill memory. */
+/** A user's drafts are capped, and every record is forgotten after a day: a page reloaded in a loop cannot fill memory. */
 const MAX_DRAFTS_PER_USER = 20;
+const KEPT_MS = 24 * 3600 * 1000;
 
 export function createJob(userId: string): Job {
+  const cutoff = new Date(Date.now() - KEPT_MS).toISOString();
+  for (const [id, job] of jobs) if (job.createdAt < cutoff) jobs.delete(id);
   const drafts = [...jobs.values()].filter((job) => job.userId === userId && job.status === "draft");
   for (const stale of drafts.slice(0, Math.max(0, drafts.length - MAX_DRAFTS_PER_USER + 1))) jobs.delete(stale.id);
   const job: Job = { id: randomUUID(), userId, status: "draft", samples: [], createdAt: new Date().toISOString() };

@@ -5,9 +5,13 @@
 // `X-BFL-Signature: sha256=<hex HMAC-SHA256(webhook_secret, body)>`; the
 // credits API checks it with the same secret (`CREDITS_WEBHOOK_SECRET_BFL`).
 //
-// `make demo` points `BFL_API_URL` at a local stand-in (standins/bfl.mjs)
-// that also takes `num_images` (1–4) and lists the images made so far in
-// `result.samples`; BFL itself makes one image a request.
+// BFL makes one image a request, and its webhook says nothing of how many
+// images came out, so the credits API confirms the whole hold: one task must
+// be one image, and `maxImagesPerTask()` is 1 unless `BFL_MAX_IMAGES` says
+// otherwise. `make demo` points `BFL_API_URL` at a local stand-in
+// (standins/bfl.mjs) that takes `num_images` (1–4), lists the images made so
+// far in `result.samples`, and reports them in its webhook's `units` (which
+// the credits API captures), so `make demo` sets `BFL_MAX_IMAGES=4`.
 
 export interface SubmittedTask {
   id: string;
@@ -19,6 +23,12 @@ export interface TaskResult {
   /** `Pending`, `Ready`, `Error`, `Content Moderated`, `Request Moderated`, `Task not found`. */
   status: string;
   result?: { sample?: string; samples?: string[] } | null;
+}
+
+/** How many images one task may make: 1 for BFL itself; more only for a provider whose webhook reports `units`. */
+export function maxImagesPerTask(): number {
+  const max = Number(process.env.BFL_MAX_IMAGES ?? "1");
+  return Number.isInteger(max) && max >= 1 && max <= 4 ? max : 1;
 }
 
 function config() {

@@ -18,7 +18,8 @@
 // `SESSION_SECRET`, a random one per process when unset), and `userToken`
 // stands in for the token Cognito would give the browser: an HS256 token
 // signed with the dev server's secret (`CREDITS_DEV_JWT_SECRET`, the public
-// default of `make run` when unset). It refuses to run in production.
+// default of `make run` when unset). It works only when `DEMO_SIGN_IN=1`
+// (what `make demo` sets) and the app's URL is a loopback address.
 // ---------------------------------------------------------------------------
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 
@@ -32,10 +33,16 @@ const DEV_JWT_SECRET = "credits-dev-secret-not-for-production";
 
 const holder = globalThis as { __creditsDemoSessionSecret?: string };
 
-function sessionSecret(): string {
-  if (process.env.NODE_ENV === "production" && process.env.DEMO_SIGN_IN !== "1") {
-    throw new Error("lib/session.ts is a local stand-in: replace it with your app's authentication");
+/** Anyone may sign in as anyone here: only on the developer's own machine, and only when asked for. */
+function assertLocalDemo(): void {
+  const app = process.env.APP_URL ? new URL(process.env.APP_URL).hostname : "127.0.0.1";
+  if (process.env.DEMO_SIGN_IN !== "1" || !["127.0.0.1", "localhost", "[::1]"].includes(app)) {
+    throw new Error("lib/session.ts is a local stand-in (DEMO_SIGN_IN=1, a loopback APP_URL): replace it with your app's authentication");
   }
+}
+
+function sessionSecret(): string {
+  assertLocalDemo();
   // One random secret per process when none is set: a restart signs everyone out.
   holder.__creditsDemoSessionSecret ??= process.env.SESSION_SECRET || randomBytes(32).toString("hex");
   return holder.__creditsDemoSessionSecret;
@@ -53,6 +60,17 @@ export function isUserId(value: unknown): value is string {
 export function sessionCookie(userId: string): string {
   const value = `${Buffer.from(userId).toString("base64url")}.${mac(userId)}`;
   return `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Lax; Max-Age=86400`;
+}
+
+/**
+ * Whether a form POST comes from this app's own pages. A cross-site form
+ * could otherwise sign the victim in as the attacker (whose purchases the
+ * victim would then pay for), or out: a real sign-in needs the same check.
+ */
+export function sameOrigin(request: Request): boolean {
+  const origin = request.headers.get("origin");
+  const own = (process.env.APP_URL ?? new URL(request.url).origin).replace(/\/+$/, "");
+  return origin !== null && origin === own;
 }
 
 /** The `Set-Cookie` value that signs out. */
@@ -87,6 +105,7 @@ export function currentUserId(headers: Headers): string | null {
  * give it to the browser: it can only read (balance, history, prices).
  */
 export function userToken(userId: string, ttlSeconds = 3600): string {
+  assertLocalDemo();
   const secret = process.env.CREDITS_DEV_JWT_SECRET || DEV_JWT_SECRET;
   const now = Math.floor(Date.now() / 1000);
   const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");

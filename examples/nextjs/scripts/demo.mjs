@@ -65,6 +65,7 @@ const next = spawn(process.execPath, [fileURLToPath(import.meta.resolve("next/di
     BFL_API_URL: bfl.url,
     BFL_API_KEY: bflKey,
     BFL_WEBHOOK_SECRET: need("CREDITS_WEBHOOK_SECRET_BFL"),
+    BFL_MAX_IMAGES: "4", // the stand-in's webhook reports the images made (`units`)
     STRIPE_API_URL: stripe.url,
     STRIPE_SECRET_KEY: "sk_test_demo",
     STRIPE_PRICE_STARTER: "price_demo_starter",

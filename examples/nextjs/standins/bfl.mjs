@@ -3,7 +3,7 @@
 //
 // POST /v1/flux-dev {prompt, num_images?, webhook_url, webhook_secret}
 //   (header x-key) → {id, polling_url}; makes placeholder images over a few
-//   seconds, then calls webhook_url with {id, status, result} signed
+//   seconds, then calls webhook_url with {id, status, result, units} signed
 //   `X-BFL-Signature: sha256=<hex HMAC-SHA256(webhook_secret, body)>`, and
 //   redelivers after 1 s, 5 s and 30 s while the answer is a 5xx or none.
 // GET /v1/get_result?id=… → {id, status: "Pending" | "Ready" | "Error",
@@ -48,7 +48,9 @@ export async function startBfl({ port = 0, host = "127.0.0.1", apiKey, imageMs =
   let base = "";
 
   async function callBack(task) {
-    const body = JSON.stringify({ id: task.id, status: task.status, result: task.status === "Ready" ? result(task) : null });
+    // `units`: the images made, which the credits API captures (BFL's own webhook has no such field).
+    const ready = task.status === "Ready";
+    const body = JSON.stringify({ id: task.id, status: task.status, result: ready ? result(task) : null, ...(ready && { units: task.made.length }) });
     for (let attempt = 0; ; attempt++) {
       const record = { task: task.id, status: task.status, attempt: attempt + 1, code: 0, answer: null, at: new Date().toISOString() };
       try {

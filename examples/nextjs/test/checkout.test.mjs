@@ -42,6 +42,7 @@ before(async () => {
   setStripeClient(new Stripe("sk_test_stub", { host: "127.0.0.1", port, protocol: "http", maxNetworkRetries: 0 }));
   Object.assign(process.env, {
     SESSION_SECRET: "test-session-secret", // the sign-in stand-in's (lib/session.ts)
+    DEMO_SIGN_IN: "1",
     STRIPE_PRICE_STARTER: "price_starter_test",
     STRIPE_PRICE_STUDIO: "price_studio_test",
     STRIPE_PRICE_TRIAL: "price_trial_test",
@@ -104,14 +105,14 @@ test("each pack is sold at its own price", async () => {
 });
 
 test("APP_URL is where Stripe sends the browser back", async () => {
-  process.env.APP_URL = "https://app.example/";
+  process.env.APP_URL = "http://127.0.0.1:4000/";
   try {
     await checkout({ pack: "starter" });
   } finally {
     delete process.env.APP_URL;
   }
-  assert.equal(received[0].form.get("success_url"), "https://app.example/credits?checkout=success");
-  assert.equal(received[0].form.get("cancel_url"), "https://app.example/credits?checkout=cancelled");
+  assert.equal(received[0].form.get("success_url"), "http://127.0.0.1:4000/credits?checkout=success");
+  assert.equal(received[0].form.get("cancel_url"), "http://127.0.0.1:4000/credits?checkout=cancelled");
 });
 
 test("an unknown pack is refused (400) without calling Stripe", async () => {

@@ -20,12 +20,19 @@ interface Problem {
 
 const POLL_MS = 800;
 
-export function Studio(props: { words: Words; language: string; unitCost: number; prices: Price[]; initialBalance: Balance }) {
-  const { words, language, unitCost, prices } = props;
+export function Studio(props: {
+  words: Words;
+  language: string;
+  unitCost: number;
+  maxImages: number;
+  prices: Price[];
+  initialBalance: Balance;
+}) {
+  const { words, language, unitCost, maxImages, prices } = props;
   const [balance, setBalance] = useState(props.initialBalance);
   const [jobId, setJobId] = useState<string | null>(null);
   const [prompt, setPrompt] = useState("");
-  const [images, setImages] = useState(2);
+  const [images, setImages] = useState(Math.min(2, props.maxImages));
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem | null>(null);
   const [jobs, setJobs] = useState<JobView[]>([]);
@@ -111,7 +118,7 @@ export function Studio(props: { words: Words; language: string; unitCost: number
               <div className="narrow">
                 <label htmlFor="images">{words.images}</label>
                 <select id="images" value={images} onChange={(e) => setImages(Number(e.target.value))}>
-                  {[1, 2, 3, 4].map((n) => (
+                  {Array.from({ length: maxImages }, (_, i) => i + 1).map((n) => (
                     <option key={n} value={n}>
                       {n}
                     </option>
@@ -194,8 +201,7 @@ function JobCard({ job, words }: { job: JobView; words: Words }) {
         )}
       </div>
       <div className="images">
-        {job.status !== "failed" &&
-          job.samples.map((src) => (
+        {job.samples.map((src) => (
             // eslint-disable-next-line @next/next/no-img-element
             <img key={src} src={src} alt={job.prompt} data-testid="image" />
           ))}

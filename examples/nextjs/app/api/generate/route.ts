@@ -7,6 +7,7 @@
 import { creditsFor, errorResponse, signInFirst } from "../../../lib/credits";
 import { startJob } from "../../../lib/generate";
 import { jobOf } from "../../../lib/jobs";
+import { maxImagesPerTask } from "../../../lib/provider";
 import { currentUserId } from "../../../lib/session";
 
 interface GenerateBody {
@@ -30,13 +31,20 @@ export async function POST(request: Request): Promise<Response> {
   if (typeof jobId !== "string" || typeof prompt !== "string" || prompt.trim() === "" || prompt.length > 500) {
     return Response.json({ code: "validation_error", detail: "jobId and a prompt (1-500 characters) please." }, { status: 400 });
   }
-  if (typeof images !== "number" || !Number.isInteger(images) || images < 1 || images > 4) {
-    return Response.json({ code: "validation_error", detail: "images: 1 to 4." }, { status: 400 });
+  const most = maxImagesPerTask();
+  if (typeof images !== "number" || !Number.isInteger(images) || images < 1 || images > most) {
+    return Response.json({ code: "validation_error", detail: `images: 1 to ${most}.` }, { status: 400 });
   }
   const job = jobOf(userId, jobId);
   if (!job) return Response.json({ code: "not_found", detail: "No such job." }, { status: 404 });
 
-  // The provider calls this app back (app/api/webhooks/bfl relays it to the credits API).
+  // The provider calls this app back (app/api/webhooks/bfl relays it to the
+  // credits API). In production the app's public URL must be set: the
+  // request's own origin is the server's bind address, which no provider reaches.
+  if (!process.env.APP_URL && process.env.NODE_ENV === "production") {
+    console.error("set APP_URL: the provider's webhook must reach this app");
+    return Response.json({ code: "internal", detail: "Something went wrong." }, { status: 500 });
+  }
   const app = (process.env.APP_URL ?? new URL(request.url).origin).replace(/\/+$/, "");
   try {
     const view = await startJob(creditsFor(userId, request.headers), job, prompt, images, `${app}/api/webhooks/bfl`);

@@ -5,9 +5,10 @@
 // GET                  → who is signed in, their own token for the credits
 //                        API (reads only) and where that API is
 import { creditsApi } from "../../../lib/credits";
-import { clearedSessionCookie, currentUserId, isUserId, sessionCookie, userToken } from "../../../lib/session";
+import { clearedSessionCookie, currentUserId, isUserId, sameOrigin, sessionCookie, userToken } from "../../../lib/session";
 
 export async function POST(request: Request): Promise<Response> {
+  if (!sameOrigin(request)) return Response.json({ code: "forbidden", detail: "Sign in from this app's own page." }, { status: 403 });
   const form = await request.formData().catch(() => null);
   if (form?.has("signout")) {
     return new Response(null, { status: 303, headers: { location: "/signin", "set-cookie": clearedSessionCookie() } });

@@ -9,6 +9,8 @@ export async function POST(request: Request): Promise<Response> {
   const signature = request.headers.get("x-bfl-signature");
   if (!signature) return Response.json({ code: "forbidden" }, { status: 403 });
   const raw = await request.text(); // the exact bytes BFL signed
+  // The credits API refuses bodies over 64 KiB anyway: do not relay them.
+  if (raw.length > 64 * 1024) return Response.json({ code: "payload_too_large" }, { status: 413 });
   const answer = await fetch(`${creditsApi}/v1/webhooks/bfl`, {
     method: "POST",
     headers: { "content-type": "application/json", "x-bfl-signature": signature },
