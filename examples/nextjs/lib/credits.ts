@@ -56,18 +56,6 @@ export function creditsFor(userId: string, headers: Headers): CreditsClient {
   return serverClient().with({ user: userId, acceptLanguage: languageOf(headers) });
 }
 
-/**
- * A client with the signed-in user's own token (`Authorization: Bearer …`,
- * the token the credits API's authorizer checks). It can only read: the
- * user's balance, history and holds, and the prices.
- */
-export function userClient(request: Request): CreditsClient | null {
-  const authorization = request.headers.get("authorization");
-  const token = authorization?.match(/^Bearer\s+(\S+)$/i)?.[1];
-  if (!token) return null;
-  return new CreditsClient({ baseUrl: creditsApi, token, acceptLanguage: languageOf(request.headers) });
-}
-
 /** The app's answer when no user is signed in. */
 export const signInFirst = () => Response.json({ code: "unauthorized", detail: "Sign in first." }, { status: 401 });
 
