@@ -444,7 +444,9 @@ impl Bench {
         let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table.clone());
         store.create_table_if_missing().await.map_err(|e| e.to_string())?;
         let clock = ManualClock::starting_now();
-        let ledger = Ledger::new(store, clock.clone(), Arc::new(Catalog::default_catalog()), 90);
+        // As the dev server: the receiver is on this machine (loopback).
+        let ledger =
+            Ledger::new(store, clock.clone(), Arc::new(Catalog::default_catalog()), 90).allowing_local_http_endpoints();
         let stream = LocalStream::open(sdk, &table).await?;
         let outbox = Outbox::new(ledger.clone(), bus, Defaults::default());
         Ok(Bench { ledger, clock, meter, log, stream, outbox, plain: aws_sdk_dynamodb::Client::new(sdk), table })

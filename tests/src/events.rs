@@ -1,8 +1,10 @@
 //! What the events tests receive with: a webhook receiver that records
 //! every delivery and answers as scripted, the reference library's verdict
-//! on what it got, and moto's EventBridge with a rule into an SQS queue.
+//! on what it got, moto's EventBridge with a rule into an SQS queue, and a
+//! resolver whose answers the test writes (`Hosts`).
 
 use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
@@ -84,6 +86,40 @@ async fn receive(State(script): State<Arc<Mutex<Script>>>, headers: HeaderMap, b
     script.got.push(Received { headers, body: String::from_utf8_lossy(&body).into_owned() });
     let status = script.answers.pop_front().unwrap_or(200);
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
+
+/// Names and their addresses, as the test writes (and rewrites, as DNS
+/// changes): the lookup of webhook deliveries (`Outbox::with_lookup`).
+/// Counts the lookups of each name; a name not written is not found.
+#[derive(Clone, Default)]
+pub struct Hosts {
+    table: Arc<Mutex<HashMap<String, Vec<IpAddr>>>>,
+    lookups: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Hosts {
+    /// `name` resolves to `addresses` from now on.
+    pub fn set(&self, name: &str, addresses: &[&str]) {
+        let parsed = addresses.iter().map(|a| a.parse().unwrap_or_else(|_| panic!("{a} is no address"))).collect();
+        self.table.lock().expect("hosts").insert(name.to_owned(), parsed);
+    }
+
+    /// How often `name` was looked up.
+    pub fn lookups(&self, name: &str) -> u32 {
+        self.lookups.lock().expect("hosts").get(name).copied().unwrap_or(0)
+    }
+}
+
+impl reqwest::dns::Resolve for Hosts {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        *self.lookups.lock().expect("hosts").entry(name.as_str().to_owned()).or_default() += 1;
+        let found = self.table.lock().expect("hosts").get(name.as_str()).cloned();
+        Box::pin(async move {
+            let addresses = found.ok_or_else(|| std::io::Error::other("no such name"))?;
+            let addrs: Vec<SocketAddr> = addresses.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// The repository's virtualenv (made by `make deps`).

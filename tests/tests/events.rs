@@ -3,16 +3,21 @@
 //! Standard Webhooks receiver verified by the reference library); retries
 //! follow the schedule with the same `webhook-id`; an endpoint failing for
 //! 5 days is disabled; a redelivered stream batch or a crash between
-//! recording and sending publishes nothing twice and loses nothing.
+//! recording and sending publishes nothing twice and loses nothing; an
+//! endpoint's host is checked where it connects, at every attempt.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credits_shared::events::bus::Bus;
+use credits_shared::events::connect::NOT_PUBLIC;
 use credits_shared::events::derive::Defaults;
+use credits_shared::events::endpoints::NewEndpoint;
 use credits_shared::events::outbox::Outbox;
+use credits_shared::events::Kind;
 use credits_tests::api::{actors, call, call_with, grant, reserve, Actors, Auth};
-use credits_tests::events::{verify_with_reference_library, Moto, Receiver};
+use credits_tests::events::{verify_with_reference_library, Hosts, Moto, Receiver};
 use credits_tests::TestServer;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -30,6 +35,12 @@ async fn register(server: &TestServer, a: &Actors, url: &str, events: &[&str]) -
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let secret = reply.body["secret"].as_str().expect("secret shown once").to_owned();
     (reply.body["id"].as_str().expect("id").to_owned(), secret)
+}
+
+/// The ledger as the dev server runs it: its receivers are on this
+/// machine, so webhooks may reach loopback (deployed, they may not).
+fn dev_ledger(server: &TestServer) -> credits_shared::Ledger {
+    server.env.ledger.clone().allowing_local_http_endpoints()
 }
 
 /// What the `events` function does with the stream since the last call.
@@ -86,7 +97,7 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
     let moto = Moto::start().await;
     let queue = moto.bus_into_queue("credits-test").await;
     let bus = Bus::event_bridge("credits-test".into(), Some(&moto.endpoint)).await;
-    let outbox = Outbox::new(server.env.ledger.clone(), bus, Defaults::default());
+    let outbox = Outbox::new(dev_ledger(&server), bus, Defaults::default());
     let receiver = Receiver::start(&[]).await;
     let (_, secret) = register(&server, &a, &receiver.url, &[]).await;
     let mut changes = Vec::new();
@@ -212,7 +223,7 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
 
     // The stream redelivers everything: nothing is published or delivered again.
     let again = Outbox::new(
-        server.env.ledger.clone(),
+        dev_ledger(&server),
         Bus::event_bridge("credits-test".into(), Some(&moto.endpoint)).await,
         Defaults::default(),
     );
@@ -235,7 +246,7 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
 async fn a_failing_receiver_gets_retries_on_the_schedule_with_the_same_id_then_is_disabled_after_5_days() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let outbox = Outbox::new(dev_ledger(&server), Bus::Log, Defaults::default());
     let receiver = Receiver::start(&[500, 503, 404]).await;
     let (endpoint, secret) = register(&server, &a, &receiver.url, &["grant.created"]).await;
 
@@ -321,7 +332,7 @@ async fn a_crash_between_recording_and_sending_is_taken_over_by_the_job_once() {
     let changes = server.env.aggregate().await;
     // The function recorded the events, then died before publishing or sending.
     let bus = Bus::event_bridge("crash-test".into(), Some(&moto.endpoint)).await;
-    let outbox = Outbox::new(server.env.ledger.clone(), bus, Defaults::default());
+    let outbox = Outbox::new(dev_ledger(&server), bus, Defaults::default());
     let recorded = outbox.record(&changes).await.expect("record");
     assert_eq!(recorded, 1);
     assert_eq!(job(&outbox).await.scanned, 0, "leased to the crashed call for a while");
@@ -347,7 +358,7 @@ async fn low_depleted_and_recovered_fire_once_each_across_many_writes() {
     let server = TestServer::start().await;
     let a = actors(&server);
     let outbox =
-        Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults { low_balance_threshold: 30, ..Defaults::default() });
+        Outbox::new(dev_ledger(&server), Bus::Log, Defaults { low_balance_threshold: 30, ..Defaults::default() });
     let receiver = Receiver::start(&[]).await;
     register(&server, &a, &receiver.url, &["balance.low", "balance.depleted", "balance.recovered"]).await;
     grant(&server, &a.admin, &a.user_id, 50).await;
@@ -374,7 +385,7 @@ async fn events_that_eventbridge_refused_are_published_by_the_job_when_it_accept
     let moto = Moto::start().await;
     // The bus does not exist yet: every entry is refused.
     let outbox = Outbox::new(
-        server.env.ledger.clone(),
+        dev_ledger(&server),
         Bus::event_bridge("late-bus".into(), Some(&moto.endpoint)).await,
         Defaults::default(),
     );
@@ -397,7 +408,7 @@ async fn events_that_eventbridge_refused_are_published_by_the_job_when_it_accept
 async fn grant_expiring_is_sent_once_per_lot_by_the_job_when_it_falls_due_if_credits_are_left() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let outbox = Outbox::new(dev_ledger(&server), Bus::Log, Defaults::default());
     let receiver = Receiver::start(&[]).await;
     register(&server, &a, &receiver.url, &["grant.expiring"]).await;
     let in_days = |days: i64| server.env.ledger.now().plus_seconds(days * 86_400).to_rfc3339();
@@ -454,7 +465,7 @@ async fn grant_expiring_is_sent_once_per_lot_by_the_job_when_it_falls_due_if_cre
 async fn the_events_command_lists_a_users_recent_events() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let outbox = Outbox::new(dev_ledger(&server), Bus::Log, Defaults::default());
     grant(&server, &a.admin, &a.user_id, 10).await;
     server.env.clock.advance_seconds(1);
     let id = hold(&server, &a, 1, 600).await;
@@ -489,7 +500,7 @@ async fn the_events_command_lists_a_users_recent_events() {
 async fn an_endpoint_gets_the_events_of_changes_made_after_it_was_registered() {
     let server = TestServer::start().await;
     let a = actors(&server);
-    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let outbox = Outbox::new(dev_ledger(&server), Bus::Log, Defaults::default());
     let receiver = Receiver::start(&[]).await;
     grant(&server, &a.admin, &a.user_id, 10).await;
     server.env.clock.advance_seconds(1);
@@ -501,4 +512,155 @@ async fn an_endpoint_gets_the_events_of_changes_made_after_it_was_registered() {
     let events: Vec<Value> = receiver.got().iter().map(|r| r.event()).collect();
     assert_eq!(types_of(&events), vec!["grant.created"]);
     assert_eq!(events[0]["data"]["amount"], 5);
+}
+
+/// The status of an endpoint's latest delivery and its attempts.
+async fn latest_delivery(server: &TestServer, a: &Actors, endpoint: &str) -> (String, Vec<Value>) {
+    let path = format!("/v1/admin/webhook-endpoints/{endpoint}/deliveries");
+    let log = call(server, Method::GET, &path, Some(&a.admin), None).await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    let delivery = &log.body["items"][0];
+    let attempts = delivery["attempts"].as_array().cloned().unwrap_or_default();
+    (delivery["status"].as_str().unwrap_or("").to_owned(), attempts)
+}
+
+/// Every attempt of the endpoint's latest delivery was refused before
+/// connecting, with the reason that names no address.
+async fn assert_refused(server: &TestServer, a: &Actors, endpoint: &str, attempts: usize, what: &str) {
+    let (status, log) = latest_delivery(server, a, endpoint).await;
+    assert_eq!(status, "pending", "{what}: failed, retried on the schedule");
+    assert_eq!(log.len(), attempts, "{what}: {log:?}");
+    for attempt in &log {
+        assert_eq!(attempt["error"], NOT_PUBLIC, "{what}: {attempt}");
+        assert!(attempt["responseCode"].is_null(), "{what}: {attempt}");
+    }
+}
+
+/// As deployed, a name that resolves inside is refused at every attempt,
+/// for every range and the IPv6 forms that embed IPv4: each attempt is
+/// recorded failed with a reason that names no address, the name is looked
+/// up again at each attempt (DNS can change), and the receiver listening
+/// on loopback gets nothing.
+#[tokio::test]
+async fn a_name_that_resolves_inside_is_refused_at_every_attempt_and_nothing_is_sent() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let hosts = Hosts::default();
+    let outbox =
+        Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default()).with_lookup(Arc::new(hosts.clone()));
+    let receiver = Receiver::start(&[]).await;
+    let inside: [(&str, &[&str]); 14] = [
+        ("loopback.test", &["127.0.0.1"]),
+        ("private.test", &["10.0.0.1", "172.16.0.1", "192.168.1.1"]),
+        ("cgnat.test", &["100.64.0.1"]),
+        ("metadata.test", &["169.254.169.254"]),
+        ("metadata6.test", &["fd00:ec2::254"]),
+        ("link-local6.test", &["fe80::1"]),
+        ("unspecified.test", &["0.0.0.0", "::"]),
+        ("multicast.test", &["224.0.0.1", "ff02::1", "255.255.255.255"]),
+        ("documentation.test", &["192.0.2.1", "2001:db8::1"]),
+        ("mapped.test", &["::ffff:a9fe:a9fe"]),
+        ("compatible.test", &["::7f00:1"]),
+        ("nat64.test", &["64:ff9b::a9fe:a9fe", "64:ff9b:1::808:808"]),
+        ("6to4.test", &["2002:a9fe:a9fe::1"]),
+        // The receiver itself, by name.
+        ("localhost", &["127.0.0.1", "::1"]),
+    ];
+    let mut endpoints = Vec::new();
+    for (name, addresses) in inside {
+        hosts.set(name, addresses);
+        let url = match name {
+            "localhost" => receiver.url.replace("127.0.0.1", "localhost"),
+            _ => format!("https://{name}/hooks"),
+        };
+        let (endpoint, _) = register(&server, &a, &url, &["grant.created"]).await;
+        endpoints.push((name, endpoint));
+    }
+
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    let applied = outbox.apply(&server.env.aggregate().await).await.expect("apply");
+    assert_eq!((applied.delivered, applied.failed_attempts), (0, inside.len() as u32), "{applied:?}");
+    server.env.clock.advance_seconds(5);
+    let report = job(&outbox).await;
+    assert_eq!((report.delivered, report.failed_attempts), (0, inside.len() as u32), "{report:?}");
+
+    assert!(receiver.got().is_empty(), "nothing reached the receiver");
+    for (name, endpoint) in &endpoints {
+        assert_eq!(hosts.lookups(name), 2, "{name} is looked up at each attempt");
+        assert_refused(&server, &a, endpoint, 2, name).await;
+    }
+}
+
+/// A host written as an IP address skips the resolver: it is checked before
+/// anything is sent, endpoints registered before registration refused these
+/// forms included.
+#[tokio::test]
+async fn an_address_written_in_the_url_is_refused_before_anything_is_sent() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let outbox = Outbox::new(server.env.ledger.clone(), Bus::Log, Defaults::default());
+    let receiver = Receiver::start(&[]).await;
+    let (on_loopback, _) = register(&server, &a, &receiver.url, &["grant.created"]).await;
+    let mut endpoints = vec![(receiver.url.clone(), on_loopback)];
+    for url in [
+        "https://169.254.169.254/latest/meta-data",
+        "https://0xa9.0xfe.0xa9.0xfe/hooks",
+        "https://[::7f00:1]/hooks",
+        "https://[64:ff9b::a9fe:a9fe]/hooks",
+        "https://[::ffff:a9fe:a9fe]/hooks",
+        "https://[fd00:ec2::254]/hooks",
+        "https://[2002:a9fe:a9fe::1]/hooks",
+    ] {
+        let new = NewEndpoint {
+            url: url.to_owned(),
+            events: vec![Kind::GrantCreated],
+            description: None,
+            actor: "registered-before".into(),
+        };
+        let endpoint = server.env.ledger.create_endpoint(new).await.expect("endpoint");
+        endpoints.push((url.to_owned(), endpoint.id.to_string()));
+    }
+
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    let applied = outbox.apply(&server.env.aggregate().await).await.expect("apply");
+    assert_eq!((applied.delivered, applied.failed_attempts), (0, endpoints.len() as u32), "{applied:?}");
+
+    assert!(receiver.got().is_empty(), "nothing reached the receiver");
+    for (url, endpoint) in &endpoints {
+        assert_refused(&server, &a, endpoint, 1, url).await;
+    }
+}
+
+/// The dev server delivers to its receivers on loopback, by name too; the
+/// name is looked up at every attempt and only the addresses allowed are
+/// tried: refused while it pointed at the metadata service, delivered once
+/// it also names loopback.
+#[tokio::test]
+async fn the_dev_server_delivers_to_loopback_by_name_looked_up_at_every_attempt() {
+    let server = TestServer::start().await;
+    let a = actors(&server);
+    let hosts = Hosts::default();
+    let outbox = Outbox::new(dev_ledger(&server), Bus::Log, Defaults::default()).with_lookup(Arc::new(hosts.clone()));
+    let receiver = Receiver::start(&[]).await;
+    hosts.set("localhost", &["169.254.169.254"]);
+    let url = receiver.url.replace("127.0.0.1", "localhost");
+    let (endpoint, secret) = register(&server, &a, &url, &["grant.created"]).await;
+
+    grant(&server, &a.admin, &a.user_id, 10).await;
+    let applied = outbox.apply(&server.env.aggregate().await).await.expect("apply");
+    assert_eq!((applied.delivered, applied.failed_attempts), (0, 1), "{applied:?}");
+    assert!(receiver.got().is_empty());
+
+    // DNS changes before the retry: the refused address comes first.
+    hosts.set("localhost", &["169.254.169.254", "127.0.0.1"]);
+    server.env.clock.advance_seconds(5);
+    assert_eq!(job(&outbox).await.delivered, 1);
+    assert_eq!(hosts.lookups("localhost"), 2);
+    let got = receiver.got();
+    assert_eq!(got.len(), 1);
+    verify_with_reference_library(&secret, &got);
+    let (status, log) = latest_delivery(&server, &a, &endpoint).await;
+    assert_eq!(status, "delivered");
+    assert_eq!(log[0]["error"], NOT_PUBLIC, "{log:?}");
+    assert_eq!(log[1]["responseCode"], 200, "{log:?}");
 }

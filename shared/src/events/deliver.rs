@@ -9,6 +9,7 @@ use futures::stream::{self, StreamExt};
 use serde::Serialize;
 
 use super::bus::Entry;
+use super::connect;
 use super::endpoints::{
     endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS, ENDPOINTS_PK,
 };
@@ -147,6 +148,11 @@ impl Outbox {
         let Some(http) = &self.http else {
             return (None, Some("no HTTP client (see the function's log)".into()));
         };
+        // An IP address written as the host skips the client's resolver,
+        // which checks every name's addresses: checked here instead.
+        if connect::literal_refused(&endpoint.url, self.ledger.local_http_endpoints()) {
+            return (None, Some(refused(endpoint)));
+        }
         let sent = http
             .post(&endpoint.url)
             .header("content-type", "application/json")
@@ -158,6 +164,7 @@ impl Outbox {
             .await;
         match sent {
             Ok(response) => (Some(response.status().as_u16()), None),
+            Err(error) if connect::is_refusal(&error) => (None, Some(refused(endpoint))),
             Err(error) => {
                 let kind = if error.is_timeout() {
                     "timed out".to_owned()
@@ -441,6 +448,13 @@ impl Outbox {
             Err(e) => Err(crate::store::sdk_error(e)),
         }
     }
+}
+
+/// The error of an attempt refused before connecting, the same whatever the
+/// address: the log shows the endpoint, never what its name resolved to.
+fn refused(endpoint: &EndpointItem) -> String {
+    tracing::warn!(endpoint = %endpoint.endpoint_id, "webhook attempt refused: the endpoint's address is not public");
+    connect::NOT_PUBLIC.to_owned()
 }
 
 fn status_name(status: DeliveryStatus) -> &'static str {

@@ -11,7 +11,9 @@
 //! and the scheduled job retries it on its schedule: no sleeping function,
 //! no second queue.
 
+pub mod address;
 pub mod bus;
+pub mod connect;
 pub mod deliver;
 pub mod derive;
 pub mod endpoints;

@@ -4,13 +4,16 @@
 //! and attempts at once; what failed (or what a crash left) stays in the
 //! due-work index for the scheduled job.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
+use reqwest::dns::Resolve;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::bus::{Bus, Entry};
+use super::connect::SystemLookup;
 use super::derive::{events_of, Defaults, Derived};
 use super::endpoints::{deliveries_pk, DeliveryLogItem, DeliveryStatus, EndpointItem};
 use super::{Event, Kind};
@@ -29,6 +32,15 @@ pub const LEASE_MS: i64 = 60_000;
 pub const KEEP_SECONDS: i64 = 30 * 86_400;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 8;
+
+/// The client webhook attempts are made with. Never a default client
+/// instead: it would follow redirects, connect anywhere and wait forever.
+/// Without one, every attempt fails, loudly.
+fn http_client(lookup: Arc<dyn Resolve>, allow_loopback: bool) -> Option<reqwest::Client> {
+    super::connect::client(lookup, allow_loopback)
+        .inspect_err(|error| tracing::error!(error = %error, "no HTTP client for webhook deliveries"))
+        .ok()
+}
 
 pub fn outbox_shard(event_id: &str) -> String {
     let byte = event_id.bytes().fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
@@ -105,17 +117,19 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// Webhooks connect to public addresses only; a ledger that allows
+    /// local http endpoints (the dev server's) also lets them reach loopback.
     pub fn new(ledger: Ledger, bus: Bus, defaults: Defaults) -> Outbox {
-        let http = reqwest::Client::builder()
-            .timeout(super::deliver::TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent("credits-webhooks/1")
-            .build()
-            // Never a default client instead: it would follow redirects
-            // and wait forever. Without one, every attempt fails, loudly.
-            .inspect_err(|error| tracing::error!(error = %error, "no HTTP client for webhook deliveries"))
-            .ok();
+        let http = http_client(Arc::new(SystemLookup), ledger.local_http_endpoints());
         Outbox { ledger, bus, http, defaults }
+    }
+
+    /// Looks endpoints' names up with `lookup` instead of the system's
+    /// resolver: for tests, which give names addresses of their own. What it
+    /// returns is checked as the system's answers are.
+    pub fn with_lookup(mut self, lookup: Arc<dyn Resolve>) -> Outbox {
+        self.http = http_client(lookup, self.ledger.local_http_endpoints());
+        self
     }
 
     /// The bus and defaults from the environment (`CREDITS_EVENT_BUS`,
