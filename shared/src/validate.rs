@@ -160,11 +160,13 @@ pub fn uuid(field: &str, raw: &str) -> Result<uuid::Uuid, Invalid> {
 /// A URL webhooks may be delivered to: an absolute `https://` URL with a
 /// host and no user name or password (a credential in a URL ends up in
 /// logs and answers), at most [`MAX_URL`] characters, no spaces or control
-/// characters. With `local_http` (the dev server) plain `http://` is also
-/// allowed to `localhost`, `127.0.0.1` or `[::1]`. It is parsed as the
-/// client that delivers will parse it (`reqwest::Url`, the WHATWG parser),
-/// and the scheme must be written with its `//`: the parser would also take
-/// `https:host` or `https:\\host`, which are not what anyone means.
+/// characters, whose host is not `localhost` nor an IP address webhooks may
+/// not connect to (`events::address`). With `local_http` (the dev server)
+/// loopback is allowed, and plain `http://` to `localhost`, `127.0.0.1` or
+/// `[::1]`. It is parsed as the client that delivers will parse it
+/// (`reqwest::Url`, the WHATWG parser), and the scheme must be written with
+/// its `//`: the parser would also take `https:host` or `https:\\host`,
+/// which are not what anyone means.
 pub fn webhook_url(field: &str, raw: &str, local_http: bool) -> Result<(), Invalid> {
     let invalid = || Invalid::new(field, Problem::NotWebhookUrl { local_http });
     let printable = !raw.chars().any(|c| c.is_control() || c.is_whitespace());
@@ -186,42 +188,17 @@ pub fn webhook_url(field: &str, raw: &str, local_http: bool) -> Result<(), Inval
     // compressed in brackets.
     let host = url.host_str().unwrap_or("");
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
-    // Deployed, the function's own network is no target: no loopback,
-    // private, link-local (the instance metadata address among them) or
-    // unspecified address written as such.
-    let internal = host == "localhost" || host.ends_with(".localhost") || internal_ip(host);
+    // Deployed, the function's own network is no target: `localhost`, or an
+    // address written as such that webhooks would refuse to connect to
+    // (`events::address`). A name is checked where it connects, at every
+    // attempt. The dev server's receivers are on this machine: loopback.
+    let named_local = host == "localhost" || host.ends_with(".localhost");
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
+    let reachable = ip.is_none_or(|ip| crate::events::address::allowed(ip, local_http)) && (local_http || !named_local);
     match url.scheme() {
-        "https" if !host.is_empty() && (local_http || !internal) => Ok(()),
+        "https" if !host.is_empty() && reachable => Ok(()),
         "http" if local_http && local => Ok(()),
         _ => Err(invalid()),
-    }
-}
-
-/// An IP address written as a host (IPv6 in brackets) that names this
-/// machine or a private network.
-fn internal_ip(host: &str) -> bool {
-    use std::net::IpAddr;
-    let v4_internal = |ip: std::net::Ipv4Addr| {
-        let [a, b, ..] = ip.octets();
-        ip.is_loopback()
-            || ip.is_private()
-            || ip.is_link_local()
-            || ip.is_unspecified()
-            || ip.is_broadcast()
-            || a == 0
-            || (a == 100 && (b & 0xc0) == 64)
-    };
-    match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
-        Ok(IpAddr::V4(ip)) => v4_internal(ip),
-        Ok(IpAddr::V6(ip)) => {
-            let first = ip.segments()[0];
-            ip.is_loopback()
-                || ip.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || ip.to_ipv4_mapped().is_some_and(v4_internal)
-        }
-        Err(_) => false,
     }
 }
 
@@ -288,7 +265,7 @@ mod tests {
             "https://example.com",
             "https://example.com/hooks?x=1",
             "HTTPS://Example.COM:8443/a/b",
-            "https://[2001:db8::1]/hook",
+            "https://[2606:4700:4700::1111]/hook",
             "https://8.8.8.8/hook",
             "https://bücher.example/hook",
         ] {
@@ -331,6 +308,16 @@ mod tests {
             "https://[fd00::1]/hook",
             "https://[fe80::1]/hook",
             "https://[::ffff:10.0.0.1]/hook",
+            // Forms the address rules refuse that the old check let through.
+            "https://[::7f00:1]/hook",
+            "https://[64:ff9b::a9fe:a9fe]/hook",
+            "https://[::ffff:a9fe:a9fe]/hook",
+            "https://[fd00:ec2::254]/hook",
+            "https://[2002:a9fe:a9fe::]/hook",
+            "https://[2001:db8::1]/hook",
+            "https://0xa9.0xfe.0xa9.0xfe/hook",
+            "https://224.0.0.1/hook",
+            "https://255.255.255.255/hook",
             too_long.as_str(),
         ] {
             assert_eq!(
@@ -359,6 +346,10 @@ mod tests {
             assert!(webhook_url("url", bad, true).is_err(), "{bad}");
         }
         assert!(webhook_url("url", "https://localhost/hook", true).is_ok());
+        // The dev server's exception is loopback, not the rest of the inside.
+        for bad in ["https://10.0.0.1/", "https://169.254.169.254/", "https://[::7f00:1]/", "https://[fd00::1]/"] {
+            assert!(webhook_url("url", bad, true).is_err(), "{bad}");
+        }
     }
 
     #[test]

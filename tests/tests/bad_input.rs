@@ -460,6 +460,72 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         .auth(Auth::Admin)
         .succeeds(201)
         .with("events", json!([])),
+        // An address written in the URL that webhooks would refuse to
+        // connect to (the dev server excepts loopback only); a name passes
+        // here and is checked where it connects, at every attempt.
+        post("webhook endpoint url https://10.0.0.1 (private)", endpoints, endpoint("https://10.0.0.1/hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post("webhook endpoint url https://100.64.0.1 (CGNAT)", endpoints, endpoint("https://100.64.0.1/hooks", ""))
+            .auth(Auth::Admin)
+            .invalid("url"),
+        post(
+            "webhook endpoint url https://169.254.169.254 (metadata)",
+            endpoints,
+            endpoint("https://169.254.169.254/latest/meta-data", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url the metadata address in hex (https://0xa9.0xfe.0xa9.0xfe)",
+            endpoints,
+            endpoint("https://0xa9.0xfe.0xa9.0xfe/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url https://[fd00:ec2::254] (IPv6 metadata)",
+            endpoints,
+            endpoint("https://[fd00:ec2::254]/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url https://[::ffff:a9fe:a9fe] (IPv4-mapped)",
+            endpoints,
+            endpoint("https://[::ffff:a9fe:a9fe]/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url https://[::7f00:1] (IPv4-compatible)",
+            endpoints,
+            endpoint("https://[::7f00:1]/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url https://[64:ff9b::a9fe:a9fe] (NAT64)",
+            endpoints,
+            endpoint("https://[64:ff9b::a9fe:a9fe]/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url https://[2002:a9fe:a9fe::1] (6to4)",
+            endpoints,
+            endpoint("https://[2002:a9fe:a9fe::1]/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .invalid("url"),
+        post(
+            "webhook endpoint url a name (checked where it connects)",
+            endpoints,
+            endpoint("https://metadata.internal/hooks", ""),
+        )
+        .auth(Auth::Admin)
+        .succeeds(201)
+        .with("url", json!("https://metadata.internal/hooks")),
         post("webhook endpoint without url", endpoints, r#"{"events":["hold.expired"]}"#)
             .auth(Auth::Admin)
             .invalid("url"),

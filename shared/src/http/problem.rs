@@ -243,15 +243,15 @@ fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
         (Problem::TooMany { max }, Lang::Pt) => format!("O campo \"{f}\" pode listar no máximo {max} itens."),
         (Problem::TooMany { max }, Lang::Es) => format!("El campo \"{f}\" puede listar como máximo {max} elementos."),
         (Problem::NotWebhookUrl { local_http }, Lang::En) => format!(
-            "Field \"{f}\" must be an absolute https:// URL with a host, without a user name or password, of at most {MAX_URL} characters{}.",
+            "Field \"{f}\" must be an absolute https:// URL to a public host, without a user name or password, of at most {MAX_URL} characters{}.",
             if *local_http { " (or http:// to localhost, 127.0.0.1 or [::1])" } else { "" }
         ),
         (Problem::NotWebhookUrl { local_http }, Lang::Pt) => format!(
-            "O campo \"{f}\" deve ser uma URL https:// absoluta com host, sem usuário nem senha, de no máximo {MAX_URL} caracteres{}.",
+            "O campo \"{f}\" deve ser uma URL https:// absoluta para um host público, sem usuário nem senha, de no máximo {MAX_URL} caracteres{}.",
             if *local_http { " (ou http:// para localhost, 127.0.0.1 ou [::1])" } else { "" }
         ),
         (Problem::NotWebhookUrl { local_http }, Lang::Es) => format!(
-            "El campo \"{f}\" debe ser una URL https:// absoluta con host, sin usuario ni contraseña, de como máximo {MAX_URL} caracteres{}.",
+            "El campo \"{f}\" debe ser una URL https:// absoluta a un host público, sin usuario ni contraseña, de como máximo {MAX_URL} caracteres{}.",
             if *local_http { " (o http:// a localhost, 127.0.0.1 o [::1])" } else { "" }
         ),
     }
