@@ -40,9 +40,10 @@ pub enum Problem {
     TooMany {
         max: usize,
     },
-    /// Not a URL a webhook may be sent to: absolute `https` with a host, no
-    /// credentials, at most [`MAX_URL`] characters; with `local_http`, plain
-    /// `http` to this machine too (the dev server).
+    /// Not a URL a webhook may be sent to: absolute `https` with a host that
+    /// is not an address webhooks refuse, no credentials, at most
+    /// [`MAX_URL`] characters; with `local_http`, loopback and plain `http`
+    /// to this machine too (the dev server).
     NotWebhookUrl {
         local_http: bool,
     },

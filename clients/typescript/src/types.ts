@@ -327,9 +327,11 @@ export type EventType =
 /** `adminCreateWebhookEndpoint`'s request. */
 export interface WebhookEndpointRequest {
   /**
-   * Where events are POSTed: an absolute `https://` URL with a host and no
-   * user name or password, ≤ 2048 characters (the local dev server also
-   * takes `http://` to `localhost`, `127.0.0.1` or `[::1]`).
+   * Where events are POSTed: an absolute `https://` URL to a public host
+   * (no private, loopback or reserved IP address; a name is checked at
+   * every delivery) and no user name or password, ≤ 2048 characters (the
+   * local dev server also takes loopback, and `http://` to `localhost`,
+   * `127.0.0.1` or `[::1]`).
    */
   url: string;
   /** The event types to send; absent, `null` or empty: every type. At most 12. */
