@@ -102,13 +102,15 @@ async fn reserve_without_enough_credits_is_402_with_figures() {
 }
 
 #[tokio::test]
-async fn free_operation_holds_nothing_and_needs_no_balance() {
+async fn free_operation_holds_nothing_and_needs_no_credits() {
     let env = TestEnv::new().await;
     let alice = user("alice");
     let hold = env.ledger.reserve(&alice, reserve_request("design_assistant", 3)).await.expect("reserve").into_inner();
     assert_eq!(hold.amount, Credits(0));
     let confirmed = env.ledger.confirm(Some(&alice), hold.reservation_id, None, Actor::Server).await.expect("confirm");
     assert_eq!(confirmed.status, HoldStatus::Confirmed);
+    let balance = env.ledger.balance(&alice).await.expect("balance");
+    assert_eq!((balance.available.get(), balance.reserved.get(), balance.granted.get()), (0, 0, 0));
     env.assert_books_balance().await;
 }
 
@@ -576,6 +578,44 @@ async fn open_holds_are_capped_per_user_and_settling_frees_a_place() {
     assert_eq!(report.expect("sweep").expired, 1);
     ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("after expiry");
     assert!(matches!(ledger.reserve(&alice, reserve_request(IMAGE, 1)).await, Err(Error::TooManyOpenHolds { .. })));
+    env.assert_books_balance().await;
+}
+
+/// A free hold takes no credits but still writes a hold, a history line and
+/// an index entry: it counts like any other, and leaves the count when it
+/// settles.
+#[tokio::test]
+async fn free_holds_count_toward_the_open_hold_cap() {
+    const FREE: &str = "design_assistant";
+    let env = TestEnv::new().await;
+    let ledger = env.ledger.clone().with_max_open_holds(2);
+    let alice = user("alice");
+    env.grant(&alice, 100).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        ids.push(ledger.reserve(&alice, reserve_request(FREE, 1)).await.expect("reserve").into_inner().reservation_id);
+    }
+    for operation in [FREE, IMAGE] {
+        match ledger.reserve(&alice, reserve_request(operation, 1)).await {
+            Err(Error::TooManyOpenHolds { open, limit }) => assert_eq!((open, limit), (2, 2), "{operation}"),
+            other => panic!("{operation}: expected the cap, got {other:?}"),
+        }
+    }
+    // Each way out of pending frees a place: release, confirm, expiry.
+    ledger.release(None, ids[0], Actor::Server).await.expect("release");
+    ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("after a release");
+    ledger.confirm(None, ids[1], None, Actor::Server).await.expect("confirm");
+    let mut short = reserve_request(FREE, 1);
+    short.ttl_seconds = 1;
+    ledger.reserve(&alice, short).await.expect("after a confirm");
+    assert!(matches!(ledger.reserve(&alice, reserve_request(FREE, 1)).await, Err(Error::TooManyOpenHolds { .. })));
+    env.clock.advance_seconds(2);
+    let report =
+        ledger.sweep(credits_shared::ledger::sweep::deadline_within(std::time::Duration::from_secs(20)), 4).await;
+    assert_eq!(report.expect("sweep").expired, 1);
+    ledger.reserve(&alice, reserve_request(FREE, 1)).await.expect("after an expiry");
+    // Nothing was taken for the free holds.
+    assert_eq!(env.ledger.balance(&alice).await.expect("balance").reserved.get(), 5);
     env.assert_books_balance().await;
 }
 

@@ -63,37 +63,40 @@ impl Ledger {
                 }],
                 pending_shard: Some(pending_shard(id)),
                 ttl: None,
-                open_counted: amount > Credits::ZERO,
+                open_counted: true,
                 final_units: None,
                 captures: None,
                 lots: None,
             };
             let mut items = Vec::with_capacity(4);
-            // A free operation moves no credits, so it needs no balance item.
-            let balance_index = (amount > Credits::ZERO).then_some(items.len());
-            if balance_index.is_some() {
-                let stored = self.caught_up(user, now).await?;
-                let allocation = match stored.books.lots.take(amount, now) {
-                    Ok(allocation) => allocation,
+            let stored = self.caught_up(user, now).await?;
+            // A free operation moves no credits, so it takes from no lot.
+            let allocation = match amount > Credits::ZERO {
+                true => match stored.books.lots.take(amount, now) {
+                    Ok(allocation) => Some(allocation),
                     Err(available) => {
                         crate::metrics::count("Insufficient", 1);
                         return Err(Error::InsufficientCredits { available, required: amount });
                     }
-                };
-                if stored.open_holds >= u64::from(self.max_open_holds) {
-                    crate::metrics::count("TooManyOpenHolds", 1);
-                    return Err(Error::TooManyOpenHolds {
-                        open: stored.open_holds,
-                        limit: u64::from(self.max_open_holds),
-                    });
-                }
-                let mut write = BalanceWrite::new();
-                // The open-hold count rides on the write reserve makes
-                // anyway: no extra item, no extra unit.
-                write.hold(&allocation).below("openHolds", u64::from(self.max_open_holds)).add("openHolds", 1);
-                items.push(self.update(write.build(user, now))?);
-                hold.lots = Some(LotPartItem::from_allocation(&allocation));
+                },
+                false => None,
+            };
+            // Every pending hold counts, a free one too: each still writes a
+            // hold, a history line and an index entry.
+            if stored.open_holds >= u64::from(self.max_open_holds) {
+                crate::metrics::count("TooManyOpenHolds", 1);
+                return Err(Error::TooManyOpenHolds { open: stored.open_holds, limit: u64::from(self.max_open_holds) });
             }
+            let balance_index = items.len();
+            let mut write = BalanceWrite::new();
+            if let Some(allocation) = &allocation {
+                write.hold(allocation);
+                hold.lots = Some(LotPartItem::from_allocation(allocation));
+            }
+            // The open-hold count rides on the write a paid reserve makes
+            // anyway: no extra item, no extra unit (a free one pays for it).
+            write.below("openHolds", u64::from(self.max_open_holds)).add("openHolds", 1);
+            items.push(self.update(write.build(user, now))?);
             let hold_index = items.len();
             items.push(self.put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
             let task_index = match request.task_id.as_ref().filter(|_| !link_after) {
@@ -161,7 +164,7 @@ impl Ledger {
                         link_after = true;
                         continue;
                     }
-                    if failed(balance_index) {
+                    if failed(Some(balance_index)) {
                         // The balance moved since it was read: decide again
                         // from what it is now.
                         continue;

@@ -224,9 +224,6 @@ impl Ledger {
         moves: &LotMoves,
         now: Timestamp,
     ) -> Option<UpdateBuilder> {
-        if hold.amount == 0 {
-            return None; // a free hold never touched the balance
-        }
         let mut write = BalanceWrite::new();
         match wanted {
             Settlement::Refund => {
@@ -239,11 +236,15 @@ impl Ledger {
             Settlement::Confirm { .. } | Settlement::Release | Settlement::Expire => {
                 write.spend_held(&moves.spent).return_held(&moves.returned, now);
                 // Only a hold its reserve counted leaves the count: holds
-                // placed before the cap existed were never in it.
+                // placed before the cap existed (and free ones placed
+                // before they counted) were never in it.
                 if hold.open_counted {
                     write.take("openHolds", Credits(1));
                 }
             }
+        }
+        if hold.amount == 0 && write.is_empty() {
+            return None; // a free hold moves no credits; its balance is written only to leave the count
         }
         Some(write.build(&hold.user_id, now))
     }

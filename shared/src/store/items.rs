@@ -52,8 +52,9 @@ pub struct HoldItem {
     pub pending_shard: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
-    /// Counted in its balance's `openHolds` by its reserve (every hold that
-    /// moved credits since the cap exists), so its settlement uncounts it.
+    /// Counted in its balance's `openHolds` by its reserve (every hold since
+    /// free ones count; before that, every hold that moved credits since the
+    /// cap exists), so its settlement uncounts it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub open_counted: bool,
     /// Units its closing confirm captured (absent: closed before captures
