@@ -203,6 +203,10 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let someone_token = bearer(server.mint(Bearer::User(someone.as_str())));
     // `scope credits/server` from a client that is not listed: a user.
     let unlisted_server = bearer(server.mint(Bearer::Server("unlisted-client")));
+    // A user whose `cognito:groups` claim is `groups` (the dev server
+    // flattens a list to `[a b]`, as API Gateway does).
+    let in_groups =
+        |groups: Value| bearer(mint_claims(&server.secret, someone.as_str(), json!({"cognito:groups": groups})));
     let admin_scope = |client: &str| {
         bearer(mint_claims(
             &server.secret,
@@ -843,6 +847,27 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
             .fails(403, "forbidden", None),
         get("scope credits/admin, the listed admin client: admin route", &admin_balance)
             .auth(admin_scope(ADMIN_CLIENT))
+            .succeeds(200)
+            .with("userId", json!(USER)),
+        // Groups: a JSON array or `[a b]`; anything else is no group at all.
+        get("user in group x,credits-admin: admin route", &admin_balance)
+            .auth(in_groups(json!(["x,credits-admin"])))
+            .fails(403, "forbidden", None),
+        reserve("user in group x,credits-admin: reserve", "")
+            .auth(in_groups(json!(["x,credits-admin"])))
+            .header(USER_HEADER, USER)
+            .fails(403, "forbidden", None),
+        get("user in group [credits-admin]: admin route", &admin_balance)
+            .auth(in_groups(json!(["[credits-admin]"])))
+            .fails(403, "forbidden", None),
+        get("user in group credits-admin\": admin route", &admin_balance)
+            .auth(in_groups(json!(["credits-admin\""])))
+            .fails(403, "forbidden", None),
+        get("groups claim a string, x,credits-admin: admin route", &admin_balance)
+            .auth(in_groups(json!("x,credits-admin")))
+            .fails(403, "forbidden", None),
+        get("user in groups x and credits-admin: admin route", &admin_balance)
+            .auth(in_groups(json!(["x", "credits-admin"])))
             .succeeds(200)
             .with("userId", json!(USER)),
         get("server token on an admin route", &admin_balance).fails(403, "forbidden", None),

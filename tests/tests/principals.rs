@@ -91,6 +91,14 @@ fn who_each_aws_shaped_token_is_taken_to_be() {
     assert_eq!(role(user_claims("alice", None)).ok(), Some(Role::User));
     assert_eq!(role(user_claims("alice", Some("[beta-testers]"))).ok(), Some(Role::User));
     assert_eq!(role(user_claims("olga", Some("[credits-admin beta-testers]"))).ok(), Some(Role::Admin));
+    // Groups are read strictly: a group whose name holds the admin group's
+    // (apps create groups from names users type) makes no admin.
+    for groups in
+        ["[x,credits-admin]", "[x, credits-admin]", "[[credits-admin]]", "[credits-admin\"]", "x,credits-admin"]
+    {
+        assert_eq!(role(user_claims("mallory", Some(groups))).ok(), Some(Role::User), "{groups}");
+    }
+    assert_eq!(role(user_claims("olga", Some("[\"credits-admin\"]"))).ok(), Some(Role::Admin), "a JSON array");
     assert_eq!(role(client_claims(BACKEND, "credits/server")).ok(), Some(Role::Server));
     assert_eq!(role(client_claims(OPS_TOOL, "credits/admin")).ok(), Some(Role::Admin));
     // A scope alone never makes a server or an admin.

@@ -87,7 +87,8 @@ impl TrustedClients {
             claims.scope.is_some_and(|s| list_contains(s, scope))
                 && claims.client_id.is_some_and(|id| clients.iter().any(|c| c == id))
         };
-        if claims.groups.is_some_and(|g| list_contains(g, ADMIN_GROUP)) || scoped(ADMIN_SCOPE, &self.admin) {
+        let in_admin_group = claims.groups.is_some_and(|g| groups(g).iter().any(|name| name == ADMIN_GROUP));
+        if in_admin_group || scoped(ADMIN_SCOPE, &self.admin) {
             Role::Admin
         } else if scoped(SERVER_SCOPE, &self.server) {
             Role::Server
@@ -101,10 +102,26 @@ fn split_list(raw: &str) -> Vec<String> {
     raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-/// API Gateway flattens list claims into strings such as `[a b]`; JSON
-/// arrays, commas and spaces all occur in the wild.
+/// OAuth's `scope` is space-separated (RFC 6749, 3.3).
 fn list_contains(raw: &str, wanted: &str) -> bool {
-    raw.split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '"')).any(|part| part == wanted)
+    raw.split_whitespace().any(|part| part == wanted)
+}
+
+/// The groups of a `cognito:groups` claim, read strictly: a JSON array of
+/// strings, or the `[a b]` API Gateway makes of a list claim (one pair of
+/// brackets, names separated by whitespace only). Anything else is no group
+/// at all: group names may hold commas, quotes and brackets (apps create
+/// groups from names users type), so splitting on them would make a member
+/// of `x,credits-admin` an admin.
+fn groups(raw: &str) -> Vec<String> {
+    if let Ok(names) = serde_json::from_str::<Vec<String>>(raw) {
+        return names;
+    }
+    let Some(inner) = raw.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) else { return Vec::new() };
+    if inner.contains(['[', ']', '"', ',']) {
+        return Vec::new();
+    }
+    inner.split_whitespace().map(str::to_owned).collect()
 }
 
 /// The user a user-scoped request (balance, history, reserve) is about.
@@ -143,18 +160,51 @@ mod tests {
     }
 
     #[test]
-    fn list_claims_in_every_shape() {
-        for raw in ["[credits-admin other]", "[\"other\",\"credits-admin\"]", "credits-admin", "a, credits-admin"] {
-            assert!(list_contains(raw, ADMIN_GROUP), "{raw}");
+    fn groups_are_a_json_array_or_one_pair_of_brackets_around_names() {
+        let admin = |raw: &str| groups(raw).iter().any(|g| g == ADMIN_GROUP);
+        for raw in [
+            "[credits-admin]",
+            "[credits-admin other]",
+            "[other\tcredits-admin]",
+            "[ credits-admin ]",
+            "[\"credits-admin\"]",
+            "[\"other\", \"credits-admin\"]",
+        ] {
+            assert!(admin(raw), "{raw} names the admin group");
         }
-        assert!(!list_contains("[credits-admins]", ADMIN_GROUP));
+        for raw in [
+            "x,credits-admin",
+            "[x,credits-admin]",
+            "[x, credits-admin]",
+            "[\"x,credits-admin\"]",
+            "[[credits-admin]]",
+            "[credits-admin]]",
+            "[[credits-admin]",
+            "credits-admin\"",
+            "[credits-admin\"]",
+            "[\"credits-admin\" other]",
+            "credits-admin",
+            "[credits-admins]",
+            "[\"credits-admin\", 1]",
+            "",
+        ] {
+            assert!(!admin(raw), "{raw} is no admin group");
+        }
+        assert_eq!(groups("[a b]"), ["a", "b"]);
+        assert_eq!(groups("[x,credits-admin]"), Vec::<String>::new(), "anything else is no group at all");
+    }
+
+    #[test]
+    fn scopes_are_space_separated() {
         assert!(list_contains("openid credits/admin", ADMIN_SCOPE));
+        assert!(!list_contains("openid,credits/admin", ADMIN_SCOPE));
     }
 
     #[test]
     fn the_admin_group_makes_an_admin() {
         assert_eq!(role(Some("[credits-admin other]"), None, None), Role::Admin);
         assert_eq!(role(Some("[other]"), None, None), Role::User);
+        assert_eq!(role(Some("[x,credits-admin]"), None, None), Role::User);
     }
 
     #[test]
