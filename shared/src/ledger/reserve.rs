@@ -69,17 +69,19 @@ impl Ledger {
                 lots: None,
             };
             let mut items = Vec::with_capacity(4);
-            let stored = self.caught_up(user, now).await?;
-            // A free operation moves no credits, so it takes from no lot.
-            let allocation = match amount > Credits::ZERO {
-                true => match stored.books.lots.take(amount, now) {
-                    Ok(allocation) => Some(allocation),
+            let (stored, allocation) = if amount > Credits::ZERO {
+                let stored = self.caught_up(user, now).await?;
+                match stored.books.lots.take(amount, now) {
+                    Ok(allocation) => (stored, Some(allocation)),
                     Err(available) => {
                         crate::metrics::count("Insufficient", 1);
                         return Err(Error::InsufficientCredits { available, required: amount });
                     }
-                },
-                false => None,
+                }
+            } else {
+                // A free operation takes from no lot: it needs the open-hold
+                // count, not the balance with what fell due written down.
+                (self.read_balance(user).await?, None)
             };
             // Every pending hold counts, a free one too: each still writes a
             // hold, a history line and an index entry.
