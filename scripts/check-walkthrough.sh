@@ -129,6 +129,8 @@ expect '"shortfall":110'
 expect '"code":"forbidden"'
 expect 'this token can only read'
 expect '"reason":"purchase","actor":"demo-admin"'
+# The server's confirm naming nobody was refused, naming the header.
+expect '"field":"Credits-User"'
 if [ $bad -ne 0 ]; then
   cat "$work/out.txt" >&2
   fail "the walk-through's figures are wrong"

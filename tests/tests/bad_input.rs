@@ -794,12 +794,27 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         get("server without Credits-User: history", "/v1/transactions").auth(server_alone.clone()).invalid(USER_HEADER),
         reserve("server without Credits-User: reserve", "").auth(server_alone.clone()).invalid(USER_HEADER),
         get("admin without Credits-User: balance", "/v1/balance").auth(Auth::Admin).invalid(USER_HEADER),
-        get("server without Credits-User: a hold", &the_hold)
+        // On the routes of one hold too: a hold id alone reaches nothing.
+        get("server without Credits-User: a hold", &the_hold).auth(server_alone.clone()).invalid(USER_HEADER),
+        post("server without Credits-User: confirm", &hold("confirm"), "")
             .auth(server_alone.clone())
+            .invalid(USER_HEADER),
+        post("server without Credits-User: release", &hold("release"), "{}")
+            .auth(server_alone.clone())
+            .invalid(USER_HEADER),
+        post("server without Credits-User: extend", &hold("extend"), r#"{"ttlSeconds":3600}"#)
+            .auth(server_alone.clone())
+            .invalid(USER_HEADER),
+        post("server without Credits-User: link a task", &hold("task"), task_body())
+            .auth(server_alone)
+            .invalid(USER_HEADER),
+        // An operator may act on any hold without naming its user.
+        get("admin without Credits-User: a hold", &the_hold)
+            .auth(Auth::Admin)
             .succeeds(200)
             .with("userId", json!(USER)),
-        post("server without Credits-User: confirm", &hold("confirm"), "")
-            .auth(server_alone)
+        post("admin without Credits-User: confirm", &hold("confirm"), "")
+            .auth(Auth::Admin)
             .succeeds(200)
             .with("status", json!("confirmed")),
         get("server naming another user: a hold", &the_hold).header(USER_HEADER, someone.as_str()).fails(
@@ -1034,12 +1049,13 @@ async fn place_hold(client: &Client, server: &TestServer, token: &str, user_id: 
 /// Keeps a fresh hold pending for [`AGED_HOURS`] of the test clock: it is
 /// extended by a day (the longest `ttlSeconds`) every 23 hours, and after
 /// the last 23 hours it is still pending for one more.
-async fn age_hold(client: &Client, server: &TestServer, token: &str, id: &str) -> Result<(), String> {
+async fn age_hold(client: &Client, server: &TestServer, token: &str, user_id: &str, id: &str) -> Result<(), String> {
     const STEP_HOURS: i64 = 23;
     for _ in 0..AGED_HOURS / STEP_HOURS {
         let extended = client
             .post(format!("{}/v1/reservations/{id}/extend", server.base))
             .bearer_auth(token)
+            .header(USER_HEADER, user_id)
             .header("content-type", "application/json")
             .body(r#"{"ttlSeconds":86400}"#)
             .send()
@@ -1071,6 +1087,7 @@ async fn run(client: &Client, server: &TestServer, tokens: &Tokens, user_id: &st
         let released = client
             .post(format!("{}/v1/reservations/{id}/release", server.base))
             .bearer_auth(&tokens.server)
+            .header(USER_HEADER, user_id)
             .send()
             .await
             .map(|r| r.status().as_u16());
@@ -1081,7 +1098,7 @@ async fn run(client: &Client, server: &TestServer, tokens: &Tokens, user_id: &st
     }
     if path.contains(AGED) {
         let id = place_hold(client, server, &tokens.server, user_id).await;
-        if let Err(problem) = age_hold(client, server, &tokens.server, &id).await {
+        if let Err(problem) = age_hold(client, server, &tokens.server, user_id, &id).await {
             return Some(format!("ageing the hold for the case: {problem}"));
         }
         path = path.replace(AGED, &id);
@@ -1297,6 +1314,12 @@ async fn user_token_writes_change_nothing() {
             404,
             "reservation_not_found",
         ),
+        (
+            "server naming no user: release",
+            post(format!("/v1/reservations/{id}/release"), &server_token, "{}"),
+            400,
+            "validation_error",
+        ),
     ];
     for (name, request, status, code) in attempts {
         let (got, body) = answer(request).await;
@@ -1310,7 +1333,9 @@ async fn user_token_writes_change_nothing() {
     assert_eq!(after.1, before.1, "the hold changed");
     assert_eq!(after.2, before.2, "the history changed");
     // The server may still settle it: the refusals left it usable.
-    let (status, body) = answer(post(format!("/v1/reservations/{id}/confirm"), &server_token, "{}")).await;
+    let (status, body) =
+        answer(post(format!("/v1/reservations/{id}/confirm"), &server_token, "{}").header(USER_HEADER, alice.as_str()))
+            .await;
     assert_eq!((status, body["status"].as_str()), (200, Some("confirmed")), "{body}");
     server.env.assert_books_balance().await;
 }
@@ -1338,7 +1363,9 @@ async fn open_holds_are_capped_per_user() {
             .header("content-type", "application/json")
             .body(format!(r#"{{"operation":"{OP}"}}"#))
     };
-    let settle = |id: &str, how: &str| client.post(url(&format!("/v1/reservations/{id}/{how}"))).bearer_auth(&token);
+    let settle = |id: &str, how: &str| {
+        client.post(url(&format!("/v1/reservations/{id}/{how}"))).bearer_auth(&token).header(USER_HEADER, bob.as_str())
+    };
     let balance = || answer(client.get(url("/v1/balance")).bearer_auth(&token).header(USER_HEADER, bob.as_str()));
     let refused = |(status, body): (u16, Value), open: u64| {
         assert_eq!(status, 409, "{body}");

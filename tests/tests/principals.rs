@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use credits_shared::domain::principal::{Role, TrustedClients};
+use credits_shared::domain::principal::{Access, Role, TrustedClients};
 use credits_shared::http::identity::caller;
-use credits_shared::http::{handle, Function};
+use credits_shared::http::{handle, Function, Route, ROUTES};
 use credits_shared::webhook::Verifiers;
 use credits_shared::App;
 use credits_tests::{user, TestEnv};
@@ -161,13 +161,14 @@ async fn through_each_function_users_read_servers_write_admins_administer() {
     assert_eq!(hold["userId"], alice.as_str());
     let id = hold["reservationId"].as_str().expect("an id").to_owned();
     let hold_path = |verb: &str| format!("/v1/reservations/{id}/{verb}");
-    for (function, verb, body) in [
-        (Function::Confirm, "confirm", r#"{"units":1}"#),
-        (Function::Release, "release", "{}"),
-        (Function::Account, "task", r#"{"taskId":"t-1"}"#),
-    ] {
-        let (status, problem) = h.send(function, event("POST", &hold_path(verb), alice_token(), &[], body)).await;
-        assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")), "a user token on {verb}");
+    // Every write route of the route table, with a body that would do.
+    let writes: Vec<&Route> = ROUTES.iter().filter(|r| r.op.access() == Some(Access::Write)).collect();
+    assert_eq!(writes.len(), 5, "reserve, confirm, release, extend, task link");
+    for route in &writes {
+        let path = route.path.replace("{id}", &id);
+        let body = if route.path.ends_with("/task") { r#"{"taskId":"t-1"}"# } else { reserve_body };
+        let (status, problem) = h.send(route.function, event(route.method, &path, alice_token(), &[], body)).await;
+        assert_eq!((status, problem["code"].as_str()), (403, Some("forbidden")), "a user token on {}", route.path);
     }
     let (status, got) =
         h.send(Function::Account, event("GET", &format!("/v1/reservations/{id}"), alice_token(), &[], "")).await;
@@ -178,12 +179,30 @@ async fn through_each_function_users_read_servers_write_admins_administer() {
     let for_bob = [("Credits-User", bob.as_str())];
     let (status, _) = h.send(Function::Confirm, event("POST", &hold_path("confirm"), server(), &for_bob, "")).await;
     assert_eq!(status, 404);
+    // Naming nobody: 400 on every route of one hold, the hold untouched.
+    for route in ROUTES.iter().filter(|r| r.path.starts_with("/v1/reservations/{id}")) {
+        let path = route.path.replace("{id}", &id);
+        let body = match route.path.rsplit('/').next() {
+            Some("task") => r#"{"taskId":"t-1"}"#,
+            Some("extend") => r#"{"ttlSeconds":60}"#,
+            Some("{id}") => "",
+            _ => "{}",
+        };
+        let (status, problem) = h.send(route.function, event(route.method, &path, server(), &[], body)).await;
+        assert_eq!((status, problem["field"].as_str()), (400, Some("Credits-User")), "{} {}", route.method, route.path);
+    }
     let (status, confirmed) =
-        h.send(Function::Confirm, event("POST", &hold_path("confirm"), server(), &[], r#"{"units":1}"#)).await;
+        h.send(Function::Confirm, event("POST", &hold_path("confirm"), server(), &for_alice, r#"{"units":1}"#)).await;
     assert_eq!((status, confirmed["status"].as_str()), (200, Some("confirmed")), "{confirmed}");
-    let (_, got) = h.send(Function::Account, event("GET", &format!("/v1/reservations/{id}"), server(), &[], "")).await;
+    let (_, got) =
+        h.send(Function::Account, event("GET", &format!("/v1/reservations/{id}"), server(), &for_alice, "")).await;
     let by: Vec<&str> = got["events"].as_array().into_iter().flatten().filter_map(|e| e["by"].as_str()).collect();
-    assert_eq!(by, ["server", "server"]);
+    assert_eq!(by, ["server", "server"], "{got}");
+    // An operator may read any hold without naming its user.
+    let olga = || Some(user_claims("olga", Some("[credits-admin]")));
+    let (status, got) =
+        h.send(Function::Account, event("GET", &format!("/v1/reservations/{id}"), olga(), &[], "")).await;
+    assert_eq!((status, got["userId"].as_str()), (200, Some(alice.as_str())), "{got}");
 
     // The server must name the user on user-scoped routes, and is no admin.
     let (status, problem) = h.send(Function::Account, event("GET", "/v1/balance", server(), &[], "")).await;
@@ -206,11 +225,10 @@ async fn through_each_function_users_read_servers_write_admins_administer() {
         assert_eq!((status, balance["spent"].as_u64()), (200, Some(5)));
     }
     let grant = format!("/v1/admin/users/{alice}/grants");
-    let olga = Some(user_claims("olga", Some("[credits-admin]")));
     let (status, _) = h
         .send(
             Function::Admin,
-            event("POST", &grant, olga, &[("Idempotency-Key", "g-1")], r#"{"amount":5,"reason":"promo"}"#),
+            event("POST", &grant, olga(), &[("Idempotency-Key", "g-1")], r#"{"amount":5,"reason":"promo"}"#),
         )
         .await;
     assert_eq!(status, 201);

@@ -167,9 +167,11 @@ export interface CallOptions {
   signal?: AbortSignal;
   /**
    * The user this call acts for (`Credits-User`), over the client's bound
-   * user. Needed with a server credential on `getBalance`,
-   * `listTransactions`, `reserve` and `withCredits`; on a hold's routes it
-   * makes the API answer 404 for a hold of anyone else.
+   * user. Needed with a server credential on every user route and hold
+   * route (`getBalance`, `listTransactions`, `reserve`, `withCredits`,
+   * `getReservation`, `confirm`, `capture`, `extend`, `release`,
+   * `linkTask`): a hold of anyone else answers 404. An admin credential
+   * may leave it out on a hold's routes.
    */
   user?: string;
 }
@@ -541,6 +543,7 @@ export class CreditsClient {
       path: `/v1/reservations/${seg(reservationId)}`,
       signal: options.signal,
       user: this.userOf(options),
+      userScoped: true,
     });
   }
 
@@ -558,6 +561,7 @@ export class CreditsClient {
       body: request,
       signal: options.signal,
       user: this.userOf(options),
+      userScoped: true,
     });
   }
 
@@ -592,6 +596,7 @@ export class CreditsClient {
       idempotencyKey: key,
       signal: options.signal,
       user: this.userOf(options),
+      userScoped: true,
     });
   }
 
@@ -609,6 +614,7 @@ export class CreditsClient {
       body: { ttlSeconds },
       signal: options.signal,
       user: this.userOf(options),
+      userScoped: true,
     });
   }
 
@@ -620,6 +626,7 @@ export class CreditsClient {
       body: reason === undefined ? {} : { reason },
       signal: options.signal,
       user: this.userOf(options),
+      userScoped: true,
     });
   }
 
@@ -634,6 +641,7 @@ export class CreditsClient {
       body: provider === undefined ? { taskId } : { taskId, provider },
       signal: options.signal,
       user: this.userOf(options),
+      userScoped: true,
     });
   }
 

@@ -1210,9 +1210,9 @@ describe("trust model: the app's server writes, a user's token reads", () => {
     assert.equal(hold.userId, alice.userId);
     assert.equal((await alice.own.getBalance()).reserved, 4);
     assert.equal((await bob.own.getBalance()).reserved, 0);
-    // A hold's routes need no user from the server (the hold knows it) ...
-    assert.equal((await backend.getReservation(hold.reservationId)).userId, alice.userId);
-    // ... but one naming another user answers 404, so a bound client never settles someone else's hold.
+    // A hold's routes name the user too ...
+    assert.equal((await backend.getReservation(hold.reservationId, { user: alice.userId })).userId, alice.userId);
+    // ... and one naming another user answers 404, so a bound client never settles someone else's hold.
     for (const attempt of [
       () => bob.client.getReservation(hold.reservationId),
       () => bob.client.confirm(hold.reservationId),
@@ -1225,7 +1225,7 @@ describe("trust model: the app's server writes, a user's token reads", () => {
     assert.deepEqual(figures(await alice.own.getBalance()), { available: 30, reserved: 0, spent: 0, granted: 30 });
   });
 
-  test("a server call on a user route without a user is a 400 naming Credits-User, and says how to fix it", async () => {
+  test("a server call on a user route or a hold route without a user is a 400 naming Credits-User, and says how to fix it", async () => {
     const { userId } = await newUser("nobody-named", 10);
     const missing = (error) => {
       assert.ok(error instanceof CreditsError);
@@ -1249,6 +1249,21 @@ describe("trust model: the app's server writes, a user's token reads", () => {
     assert.equal(ran, false);
     assert.throws(() => backend.forUser(""), TypeError);
     assert.deepEqual(figures(await admin.adminBalance(userId)), { available: 10, reserved: 0, spent: 0, granted: 10 });
+
+    // A hold id alone reaches nothing: every route of one hold wants the user.
+    const { reservationId } = await backend.forUser(userId).reserve({ operation: "design_generate_image" });
+    for (const attempt of [
+      () => backend.getReservation(reservationId),
+      () => backend.confirm(reservationId),
+      () => backend.capture(reservationId, 1, { idempotencyKey: "nobody-named-capture" }),
+      () => backend.extend(reservationId, 600),
+      () => backend.release(reservationId),
+      () => backend.linkTask(reservationId, "nobody-named-task"),
+    ]) {
+      await assert.rejects(attempt(), missing);
+    }
+    // An operator may leave it out; the hold is still as placed.
+    assert.equal((await admin.getReservation(reservationId)).status, "pending");
   });
 
   test("a credits/server token from a client that is not listed is only a user", async () => {

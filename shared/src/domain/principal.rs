@@ -137,12 +137,14 @@ pub fn subject(role: Role, sub: &UserId, named: Option<UserId>) -> Result<UserId
 }
 
 /// Whose holds a request on one hold may see: a user only their own; a
-/// server or admin any (`None`), or the named user's when it sends
-/// `Credits-User` (another user's hold then answers 404).
+/// server only the user it names in `Credits-User` (another user's hold
+/// then answers 404), so that a hold id leaked from a browser reaches
+/// nothing; an admin the named user's, or any (`None`) without the header.
 pub fn hold_owner(role: Role, sub: &UserId, named: Option<UserId>) -> Result<Option<UserId>> {
     match (role, named) {
         (Role::User, Some(named)) if named != *sub => Err(Error::Forbidden),
         (Role::User, _) => Ok(Some(sub.clone())),
+        (Role::Server, None) => Err(Invalid::new(USER_HEADER, Problem::Missing).into()),
         (Role::Server | Role::Admin, named) => Ok(named),
     }
 }
@@ -259,7 +261,9 @@ mod tests {
         assert!(matches!(subject(Role::User, &alice, Some(bob.clone())), Err(Error::Forbidden)));
         assert!(matches!(subject(Role::Server, &alice, None), Err(Error::Validation(_))));
         assert_eq!(subject(Role::Server, &alice, Some(bob.clone())).ok(), Some(bob.clone()));
-        assert_eq!(hold_owner(Role::Server, &alice, None).ok(), Some(None));
+        assert!(matches!(hold_owner(Role::Server, &alice, None), Err(Error::Validation(_))));
+        assert_eq!(hold_owner(Role::Server, &alice, Some(bob.clone())).ok(), Some(Some(bob.clone())));
+        assert_eq!(hold_owner(Role::Admin, &alice, None).ok(), Some(None));
         assert_eq!(hold_owner(Role::Admin, &alice, Some(bob.clone())).ok(), Some(Some(bob.clone())));
         assert_eq!(hold_owner(Role::User, &alice, None).ok(), Some(Some(alice.clone())));
         assert!(matches!(hold_owner(Role::User, &alice, Some(bob)), Err(Error::Forbidden)));
