@@ -808,13 +808,14 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         post("server without Credits-User: link a task", &hold("task"), task_body())
             .auth(server_alone)
             .invalid(USER_HEADER),
-        // An operator may act on any hold without naming its user.
+        // An operator may act on any hold without naming its user (on the
+        // write routes, deployed, only with the scope: a machine admin).
         get("admin without Credits-User: a hold", &the_hold)
             .auth(Auth::Admin)
             .succeeds(200)
             .with("userId", json!(USER)),
-        post("admin without Credits-User: confirm", &hold("confirm"), "")
-            .auth(Auth::Admin)
+        post("scope credits/admin, the listed admin client, without Credits-User: confirm", &hold("confirm"), "")
+            .auth(admin_scope(ADMIN_CLIENT))
             .succeeds(200)
             .with("status", json!("confirmed")),
         get("server naming another user: a hold", &the_hold).header(USER_HEADER, someone.as_str()).fails(
