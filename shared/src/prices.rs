@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Credits, Timestamp, MAX_AMOUNT};
+use crate::domain::{Credits, PackTerms, Timestamp, MAX_AMOUNT};
 use crate::store::{key, n, s, Item, Store, TxFailure};
 
 const DEFAULT_CATALOG: &str = include_str!("../prices.json");
@@ -29,6 +29,35 @@ pub struct Pack {
     pub credits: Credits,
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// What a paid session must total to buy it, in Stripe's minor units
+    /// (`900`), with `currency` (`"usd"`): both or neither. Anything else in
+    /// the same Stripe account can create a session naming the pack; only
+    /// one at this price grants it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// A session that paid nothing (`no_payment_required`: a 100 % discount)
+    /// may grant it. Not shown by `GET /v1/prices`: it is the catalog's rule,
+    /// not something a front end sells.
+    #[serde(default, skip_serializing)]
+    pub free: bool,
+}
+
+impl Pack {
+    /// What the catalog asks of a Checkout Session for this pack.
+    pub fn terms(&self) -> PackTerms<'_> {
+        PackTerms { price: self.amount_total.zip(self.currency.as_deref()), free: self.free }
+    }
+
+    fn is_valid(&self) -> bool {
+        let days_ok = self.expires_in_days.is_none_or(|d| (1..=3660).contains(&d));
+        // Stripe's currencies are three lower-case letters, and it sends them so.
+        let currency_ok =
+            self.currency.as_deref().is_none_or(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_lowercase()));
+        let price_ok = self.amount_total.is_some() == self.currency.is_some() && self.amount_total != Some(0);
+        !self.pack.is_empty() && (1..=MAX_AMOUNT).contains(&self.credits.get()) && days_ok && currency_ok && price_ok
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +91,7 @@ impl Catalog {
         catalog.operations.sort_by(|a, b| a.operation.cmp(&b.operation));
         let mut packs = BTreeMap::new();
         for pack in &catalog.packs {
-            let days_ok = pack.expires_in_days.is_none_or(|d| (1..=3660).contains(&d));
-            if pack.pack.is_empty() || !(1..=MAX_AMOUNT).contains(&pack.credits.get()) || !days_ok {
+            if !pack.is_valid() {
                 return Err(format!("invalid pack {:?}", pack.pack));
             }
             if packs.insert(pack.pack.clone(), ()).is_some() {
@@ -240,6 +268,43 @@ mod tests {
             assert_eq!(catalog.unit_cost(op), Some(Credits(cost)), "{op}");
         }
         assert_eq!(catalog.unit_cost("nope"), None);
+    }
+
+    #[test]
+    fn shipped_packs_name_their_prices() {
+        let catalog = Catalog::from_json(DEFAULT_CATALOG).expect("shipped catalog parses");
+        // The Next.js example's Stripe stand-in sells them at these prices (DEMO_PRICES).
+        for (name, credits, amount) in [("starter", 100, 900), ("studio", 500, 3900), ("trial", 20, 199)] {
+            let pack = catalog.pack(name).expect(name);
+            assert_eq!(
+                (pack.credits, pack.terms()),
+                (Credits(credits), PackTerms { price: Some((amount, "usd")), free: false })
+            );
+        }
+    }
+
+    #[test]
+    fn packs_name_a_price_whole_or_not_at_all() {
+        let pack = |fields: &str| {
+            Catalog::from_json(&format!(r#"{{"operations":[],"packs":[{{"pack":"p","credits":5{fields}}}]}}"#))
+        };
+        assert!(pack("").is_ok());
+        assert!(pack(r#","free":true"#).is_ok_and(|c| c.pack("p").is_some_and(|p| p.free)));
+        assert!(pack(r#","amountTotal":500,"currency":"eur""#).is_ok());
+        for bad in [
+            r#","amountTotal":500"#,
+            r#","currency":"usd""#,
+            r#","amountTotal":0,"currency":"usd""#,
+            r#","amountTotal":500,"currency":"USD""#,
+            r#","amountTotal":500,"currency":"dollars""#,
+            r#","amountTotal":-1,"currency":"usd""#,
+            r#","free":"yes""#,
+        ] {
+            assert!(pack(bad).is_err(), "{bad}");
+        }
+        // `free` is the catalog's rule: not listed to front ends.
+        let listed = serde_json::to_value(pack(r#","free":true"#).expect("parses")).expect("serializes");
+        assert_eq!(listed["packs"][0], serde_json::json!({"pack": "p", "credits": 5, "expiresInDays": null}));
     }
 
     #[test]

@@ -188,13 +188,21 @@ async fn prices_list_the_catalog() {
     let ops = prices.body["operations"].as_array().expect("operations");
     assert!(ops.iter().any(|p| p["operation"] == "text_to_image_flux_dev" && p["unitCost"] == 10));
     assert_eq!(ops.len(), 16);
-    // The packs a Checkout Session may name, as shipped.
+    // The packs a Checkout Session may name, as shipped, with what each costs
+    // (the Next.js example's Stripe stand-in charges the same).
     assert_eq!(
         prices.body["packs"],
-        json!([{"pack": "starter", "credits": 100, "expiresInDays": null},
-               {"pack": "studio", "credits": 500, "expiresInDays": null},
-               {"pack": "trial", "credits": 20, "expiresInDays": 30}])
+        json!([{"pack": "starter", "credits": 100, "expiresInDays": null, "amountTotal": 900, "currency": "usd"},
+               {"pack": "studio", "credits": 500, "expiresInDays": null, "amountTotal": 3900, "currency": "usd"},
+               {"pack": "trial", "credits": 20, "expiresInDays": 30, "amountTotal": 199, "currency": "usd"}])
     );
+    let stand_in =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/nextjs/standins/stripe.mjs"))
+            .expect("the example's Stripe stand-in");
+    for (pack, amount) in [("starter", 900), ("studio", 3900), ("trial", 199)] {
+        let line = format!(r#"{{ unit_amount: {amount}, currency: "usd", pack: "{pack}" }}"#);
+        assert!(stand_in.contains(&line), "DEMO_PRICES sells {pack} at {amount} usd, as prices.json");
+    }
 }
 
 #[tokio::test]

@@ -147,7 +147,7 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   Grant: fieldsOf<T.Grant>()(["grantId", "balance"]),
   Debit: fieldsOf<T.Debit>()(["debitId", "amount", "requested", "lots", "balance"]),
   Price: fieldsOf<T.Price>()(["operation", "unitCost"]),
-  Pack: fieldsOf<T.Pack>()(["pack", "credits", "expiresInDays"]),
+  Pack: fieldsOf<T.Pack>()(["pack", "credits", "expiresInDays", "amountTotal", "currency"]),
   Prices: fieldsOf<T.Prices>()(["operations", "packs"]),
   LedgerEntry: fieldsOf<T.LedgerEntry>()([
     "id",

@@ -252,6 +252,14 @@ export interface Pack {
   credits: Credits;
   /** Days the credits last after the Checkout Session was created; `null`: they never expire. */
   expiresInDays: number | null;
+  /**
+   * What it costs, in the currency's minor units (`900`: $9.00), when the
+   * catalog names it: only a Checkout Session with this `amount_total` and
+   * `currency` buys the pack.
+   */
+  amountTotal?: number;
+  /** Three lower-case letters, as Stripe writes them (`"usd"`); with `amountTotal`. */
+  currency?: string;
 }
 
 export interface Prices {

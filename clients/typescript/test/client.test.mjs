@@ -74,7 +74,13 @@ describe("credits client against the dev server", () => {
     const own = new CreditsClient({ baseUrl: server.api, token: mintToken(userId) });
     const prices = await own.getPrices();
     assert.equal(prices.operations.find((p) => p.operation === "design_generate_image")?.unitCost, 5);
-    assert.deepEqual(prices.packs.find((p) => p.pack === "starter"), { pack: "starter", credits: 100, expiresInDays: null });
+    assert.deepEqual(prices.packs.find((p) => p.pack === "starter"), {
+      pack: "starter",
+      credits: 100,
+      expiresInDays: null,
+      amountTotal: 900,
+      currency: "usd",
+    });
 
     let seen;
     const result = await client.withCredits("design_generate_image", 2, async (hold) => {

@@ -6,11 +6,13 @@ mod hold;
 mod lots;
 mod plan;
 pub mod principal;
+mod purchase;
 
 pub use books::*;
 pub use hold::*;
 pub use lots::*;
 pub use plan::*;
+pub use purchase::*;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize, Serializer};
