@@ -66,7 +66,7 @@ enum Command {
         user: String,
         #[arg(long)]
         amount: u64,
-        /// ad_reward, purchase, promo, plan_refill, adjustment or signup.
+        /// ad_reward, purchase, promo, plan_refill, adjustment, signup or dispute_won.
         #[arg(long, default_value = "adjustment")]
         reason: String,
         /// The idempotency key: the same key grants once.

@@ -46,7 +46,7 @@ pub struct GrantArgs {
 pub async fn grant(args: GrantArgs) -> Result<(), String> {
     let user = user_arg(&args.user)?;
     let reason: GrantReason = serde_json::from_value(serde_json::Value::String(args.reason))
-        .map_err(|_| "--reason must be ad_reward, purchase, promo, plan_refill, adjustment or signup")?;
+        .map_err(|_| "--reason must be ad_reward, purchase, promo, plan_refill, adjustment, signup or dispute_won")?;
     let amount = amount_arg(args.amount)?;
     if args.priority.is_some_and(|p| p > credits_shared::domain::MAX_PRIORITY) {
         return Err("--priority must be 0 to 100".into());

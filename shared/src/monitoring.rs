@@ -83,7 +83,8 @@ pub struct Totals {
     pub credits_taken_back: i64,
     pub credits_unrecoverable: i64,
     /// Verified Stripe events answered `ignored` (an event type not handled,
-    /// a session with no user or no credits, …).
+    /// a session with no user or no pack, a pack not bought on its terms —
+    /// another amount or currency, not free — an event of the other mode, …).
     pub stripe_ignored: i64,
 }
 

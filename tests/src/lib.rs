@@ -71,6 +71,11 @@ impl TestEnv {
 
     /// The same, on the DynamoDB Local at `endpoint`.
     pub async fn on(endpoint: &str) -> TestEnv {
+        TestEnv::with_catalog(endpoint, Catalog::default_catalog()).await
+    }
+
+    /// The same, selling `catalog`'s packs.
+    pub async fn with_catalog(endpoint: &str, catalog: Catalog) -> TestEnv {
         let config = sdk_config(Some(endpoint)).await;
         let table = format!("t-{}", uuid::Uuid::new_v4().simple());
         let store = Store::new(aws_sdk_dynamodb::Client::new(&config), table);
@@ -83,7 +88,7 @@ impl TestEnv {
         }
         let clock = ManualClock::starting_now();
         // Price changes show at once (deployed: within `PRICE_REFRESH`).
-        let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(Catalog::default_catalog()), 90)
+        let ledger = Ledger::new(store.clone(), clock.clone(), Arc::new(catalog), 90)
             .with_price_refresh(std::time::Duration::ZERO);
         TestEnv { ledger, store, clock, config, stream: tokio::sync::Mutex::new(None) }
     }
@@ -189,6 +194,22 @@ pub fn number(item: &HashMap<String, AttributeValue>, name: &str) -> u64 {
     u64::try_from(credits_shared::store::attr_number(item, name)).unwrap_or(u64::MAX)
 }
 
+/// The shipped catalog with `packs` (as `prices.json` writes them) instead
+/// of its own.
+pub fn catalog_with_packs(packs: serde_json::Value) -> Catalog {
+    let mut catalog = serde_json::to_value(Catalog::default_catalog()).expect("catalog as JSON");
+    catalog["packs"] = packs;
+    Catalog::from_json(&catalog.to_string()).expect("a valid catalog")
+}
+
+/// How a test server differs from the default one: another catalog, or
+/// Stripe in live mode (the default acts on test-mode events, as `make run`).
+#[derive(Default)]
+pub struct Setup {
+    pub catalog: Option<Catalog>,
+    pub stripe_live: bool,
+}
+
 /// The dev server on a free port, in this process, over a fresh table.
 pub struct TestServer {
     pub base: String,
@@ -206,7 +227,13 @@ impl TestServer {
     pub async fn start_on(endpoint: &str) -> TestServer {
         let env = TestEnv::on(endpoint).await;
         let ledger = env.ledger.clone();
-        TestServer::serve(env, ledger).await
+        TestServer::serve(env, ledger, false).await
+    }
+
+    pub async fn start_with(setup: Setup) -> TestServer {
+        let env = TestEnv::with_catalog(&endpoint(), setup.catalog.unwrap_or_else(Catalog::default_catalog)).await;
+        let ledger = env.ledger.clone();
+        TestServer::serve(env, ledger, setup.stripe_live).await
     }
 
     /// A server whose ledger uses the store `make` builds from the
@@ -219,17 +246,17 @@ impl TestServer {
         let env = TestEnv::new().await;
         let store = make(endpoint()).await;
         let ledger = Ledger::new(store, env.clock.clone(), Arc::new(Catalog::default_catalog()), 90);
-        TestServer::serve(env, ledger).await
+        TestServer::serve(env, ledger, false).await
     }
 
-    async fn serve(env: TestEnv, ledger: Ledger) -> TestServer {
+    async fn serve(env: TestEnv, ledger: Ledger, stripe_live: bool) -> TestServer {
         // As the dev server: webhook receivers on this machine may be plain http.
         let ledger = ledger.allowing_local_http_endpoints();
         let secret = "test-secret".to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS).with_stripe(STRIPE_SECRETS));
+        let verifiers = Arc::new(Verifiers::new(GENERIC_SECRETS, BFL_SECRETS).with_stripe(STRIPE_SECRETS, stripe_live));
         let trusted = TrustedClients::new(SERVER_CLIENT, ADMIN_CLIENT);
         let server =
             DevServer { app: App { ledger, verifiers, trusted }, jwt_secret: secret.clone(), cors: Default::default() };

@@ -21,10 +21,11 @@
 //! refill each period with a rollover; the clock jumps across lot expiries
 //! and period ends, month ends and a leap day among them. The model keeps
 //! its own lot, period and refill arithmetic (none of the service's).
-//! Stripe's events (`model/purchases.rs`) pay for sessions, and refund and
-//! dispute them, in any order, again and at once: the table's purchases,
-//! payment links, parked take-backs and event records must equal the
-//! model's too.
+//! Stripe's events (`model/purchases.rs`) pay for sessions (of the model's
+//! catalog packs, at their price or not, free or not), and refund and
+//! dispute them, and close disputes won or lost, in any order, again and at
+//! once: the table's purchases, payment links, parked take-backs, dispute
+//! records and event records must equal the model's too.
 //! A failing episode is shrunk to the shortest sequence that still fails,
 //! and replays from its seed.
 
@@ -46,7 +47,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::{check_books, number, scan, text, TestServer, BFL_SECRETS, GENERIC_SECRETS, USER_HEADER};
+use crate::{check_books, number, scan, text, Setup, TestServer, BFL_SECRETS, GENERIC_SECRETS, USER_HEADER};
 
 mod purchases;
 pub use purchases::StripeEvent;
@@ -74,8 +75,18 @@ const MAX_HOLD_MILLIS: i64 = 7 * 86_400 * 1000;
 const DAY_JUMP: u32 = 86_000;
 const DAY_MS: i64 = 86_400_000;
 /// Grant reasons and the priority each lands at unless one is named.
-const REASONS: [(&str, u8); 6] =
-    [("purchase", 50), ("promo", 10), ("ad_reward", 10), ("signup", 10), ("plan_refill", 20), ("adjustment", 50)];
+const REASONS: [(&str, u8); 7] = [
+    ("purchase", 50),
+    ("promo", 10),
+    ("ad_reward", 10),
+    ("signup", 10),
+    ("plan_refill", 20),
+    ("adjustment", 50),
+    ("dispute_won", 50),
+];
+/// What a dispute closed won gives back is granted for this reason (never
+/// by the generated admin grants).
+const DISPUTE_WON: usize = 6;
 const PRIORITIES: [u8; 5] = [0, 10, 20, 50, 100];
 /// Expiries on a grid (seconds), so grants at different times share lots.
 const GRIDS: [u32; 4] = [60, 600, 3600, 86_400];
@@ -2076,7 +2087,7 @@ struct Runner {
 
 /// Runs the batches on a fresh table; `Err` at the first violation.
 pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Violation> {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(Setup { catalog: Some(purchases::catalog()), ..Setup::default() }).await;
     let run = Uuid::new_v4().simple().to_string()[..8].to_owned();
     let users: Vec<UserId> = (0..shape.users)
         .map(|i| UserId::parse(&format!("m{i}-{run}")).ok_or_else(|| format!("user id m{i}-{run}")))
@@ -2088,7 +2099,7 @@ pub async fn run_episode(batches: &[Batch], shape: Shape) -> Result<Tally, Viola
     let admin = server.admin_token();
     let model = Model::new(shape.users, server.env.ledger.now().millis(), &run);
     let mut runner = Runner {
-        catalog: Catalog::default_catalog(),
+        catalog: purchases::catalog(),
         http: Client::new(),
         users,
         server_token,
@@ -3059,6 +3070,11 @@ fn answer_kind(op: &Resolved, answer: &Answer) -> String {
         (Resolved::Debit { .. }, Answer::Problem { status, code }) => format!("{status} {code} (debit)"),
         (Resolved::SetPlan { .. }, Answer::Planned { status }) => format!("{status} plan set"),
         (Resolved::EndPlan { .. }, Answer::Planned { status }) => format!("{status} plan ended"),
+        (Resolved::Stripe { sent, .. }, Answer::Stripe { status, result, .. })
+            if sent.gives_back() && result == "granted" =>
+        {
+            format!("{status} stripe granted (dispute won)")
+        }
         (_, answer) => answer_kind_of(answer),
     }
 }

@@ -968,11 +968,16 @@ fn stripe_cases() -> Vec<Case> {
     let (old, new) = STRIPE_SECRETS.split_once(',').unwrap_or((STRIPE_SECRETS, STRIPE_SECRETS));
     let signed = |secret, skew| Auth::Stripe { secret, skew, tampered: false };
     let delivery = |name: &str, body: &str| post(format!("webhook (stripe): {name}"), path, body).auth(signed(new, 0));
-    // An event type the ledger does not act on, under a fresh id.
-    let other =
-        |id: &str| format!(r#"{{"id":"{id}","object":"event","type":"customer.created","data":{{"object":{{}}}}}}"#);
+    // An event type the ledger does not act on, under a fresh id; test mode, as the server's.
+    let other = |id: &str| {
+        format!(
+            r#"{{"id":"{id}","object":"event","livemode":false,"type":"customer.created","data":{{"object":{{}}}}}}"#
+        )
+    };
     let paid = |id: &str, session: &str| {
-        format!(r#"{{"id":"{id}","object":"event","type":"checkout.session.completed","data":{{"object":{session}}}}}"#)
+        format!(
+            r#"{{"id":"{id}","object":"event","livemode":false,"type":"checkout.session.completed","data":{{"object":{session}}}}}"#
+        )
     };
     let ignored =
         |case: Case, reason: &str| case.succeeds(200).with("result", json!("ignored")).with("reason", json!(reason));
@@ -1016,13 +1021,54 @@ fn stripe_cases() -> Vec<Case> {
         ),
         ignored(
             delivery(
-                "paid session of \"0\" credits",
+                "paid session naming metadata.credits, no pack",
                 &paid(
-                    "evt_bad_zero",
-                    r#"{"id":"cs_bad_2","client_reference_id":"bad","payment_status":"paid","metadata":{"credits":"0"}}"#,
+                    "evt_bad_credits",
+                    r#"{"id":"cs_bad_2","client_reference_id":"bad","payment_status":"paid","metadata":{"credits":"100"}}"#,
                 ),
             ),
-            "invalid_credits",
+            "metadata_credits_not_accepted",
+        ),
+        ignored(
+            delivery(
+                "paid session of a pack at another amount",
+                &paid(
+                    "evt_bad_amount",
+                    r#"{"id":"cs_bad_3","client_reference_id":"bad","payment_status":"paid","amount_total":1,"currency":"usd","metadata":{"pack":"starter"}}"#,
+                ),
+            ),
+            "amount_mismatch",
+        ),
+        ignored(
+            delivery(
+                "paid session of a pack in another currency",
+                &paid(
+                    "evt_bad_currency",
+                    r#"{"id":"cs_bad_4","client_reference_id":"bad","payment_status":"paid","amount_total":900,"currency":"jpy","metadata":{"pack":"starter"}}"#,
+                ),
+            ),
+            "currency_mismatch",
+        ),
+        ignored(
+            delivery(
+                "no_payment_required session of a pack not free",
+                &paid(
+                    "evt_bad_free",
+                    r#"{"id":"cs_bad_5","client_reference_id":"bad","payment_status":"no_payment_required","amount_total":0,"currency":"usd","metadata":{"pack":"starter"}}"#,
+                ),
+            ),
+            "pack_not_free",
+        ),
+        ignored(
+            delivery(
+                "live-mode event (the server acts on test mode)",
+                &other("evt_bad_live").replace(r#""livemode":false"#, r#""livemode":true"#),
+            ),
+            "other_mode",
+        ),
+        ignored(
+            delivery("event that does not say its mode", &other("evt_bad_unmoded").replace(r#""livemode":false,"#, "")),
+            "other_mode",
         ),
         ignored(
             delivery("any Content-Type (the raw body is what is signed)", &other("evt_bad_content_type"))

@@ -75,6 +75,8 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
         "stripe: session paid",
         "stripe: charge refunded",
         "stripe: dispute created",
+        "stripe: dispute closed won",
+        "stripe: dispute closed lost",
         "stripe: event sent again",
     ] {
         assert!(tally.ops.get(op).copied().unwrap_or(0) > 0, "no {op} generated");
@@ -102,17 +104,20 @@ async fn random_sequences_keep_the_ledger_equal_to_its_model() {
     assert!(tally.lots_expired > 0 && tally.plan_refills > 0, "no lot expiry or refill written down: {tally:?}");
 }
 
-/// Stripe's events where the service's steps interleave most, each of four
-/// races run on two sessions, three episodes over: a refund parked, then the
-/// payment racing two more refunds, then the first refund sent again beside
-/// a full refund and a dispute; a fresh refund racing its own copy and the
-/// payment, then the paid event's copies racing a dispute after credits
-/// were spent; a dispute parked, then the payment racing a debit of the
-/// same user; a refund and a dispute parked, then the payment racing
-/// another refund.
+/// Stripe's events where the service's steps interleave most, each of five
+/// races run on two sessions (of packs bought at their price), three
+/// episodes over: a refund parked, then the payment racing two more
+/// refunds, then the first refund sent again beside a full refund and a
+/// dispute; a fresh refund racing its own copy and the payment, then the
+/// paid event's copies racing a dispute after credits were spent; a dispute
+/// parked and closed won, then the payment racing a debit of the same user
+/// (the parked dispute takes nothing); a refund and a dispute parked, then
+/// the payment racing another refund, then the dispute closed won; a
+/// dispute racing its own `won` and that `won`'s copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_stripe_events_are_explained_by_the_model() {
     let (refund, paid, dispute) = (|r| StripeEvent::Refund { refunded: r }, StripeEvent::Paid, StripeEvent::Dispute);
+    let won = StripeEvent::DisputeClosed { won: true };
     let stripe = |session, event| Op::Stripe { session, event };
     let debit = |session: usize, amount| Op::Debit {
         user: session % 3,
@@ -122,8 +127,9 @@ async fn racing_stripe_events_are_explained_by_the_model() {
     let mut batches: Vec<Batch> = Vec::new();
     // Every event sent so far, in order: `StripeRedeliver { nth }` names one.
     let mut sent = 0;
-    for session in 0..8 {
-        match session % 4 {
+    // Sessions whose pack is paid at its price (see `model/purchases.rs`).
+    for (i, session) in [0, 2, 3, 4, 6, 10, 12, 13, 14, 16].into_iter().enumerate() {
+        match i % 5 {
             0 => {
                 let first = sent;
                 batches.push(vec![stripe(session, refund(333))]);
@@ -152,14 +158,22 @@ async fn racing_stripe_events_are_explained_by_the_model() {
             }
             2 => {
                 batches.push(vec![stripe(session, dispute)]);
+                batches.push(vec![stripe(session, won)]);
                 batches.push(vec![stripe(session, paid), debit(session, 30)]);
-                sent += 2;
+                sent += 3;
             }
-            _ => {
+            3 => {
                 batches.push(vec![stripe(session, refund(333))]);
                 batches.push(vec![stripe(session, dispute)]);
                 batches.push(vec![stripe(session, paid), stripe(session, refund(500))]);
-                sent += 4;
+                batches.push(vec![stripe(session, won)]);
+                sent += 5;
+            }
+            _ => {
+                batches.push(vec![stripe(session, paid)]);
+                let won_at = sent + 2;
+                batches.push(vec![stripe(session, dispute), stripe(session, won), Op::StripeRedeliver { nth: won_at }]);
+                sent += 3;
             }
         }
     }
@@ -172,7 +186,13 @@ async fn racing_stripe_events_are_explained_by_the_model() {
         }
     }
     eprintln!("answers: {:?}", tally.answers);
-    for answer in ["200 stripe taken_back", "200 stripe taken_back (some already spent)", "200 stripe parked"] {
+    for answer in [
+        "200 stripe taken_back",
+        "200 stripe taken_back (some already spent)",
+        "200 stripe parked",
+        "200 stripe granted (dispute won)",
+        "200 stripe ignored (nothing_taken)",
+    ] {
         assert!(tally.answers.get(answer).copied().unwrap_or(0) > 0, "no {answer:?} answer seen: {:?}", tally.answers);
     }
 }
@@ -225,16 +245,20 @@ async fn soak() {
          Writes go through the app's server token (`Credits-User`) or an admin's; the paying \
          user's own token tries reserves, confirms, captures, releases, extends and task links, \
          which must answer 403 and change nothing. Stripe's events, signed as Stripe signs \
-         them, buy credits (Checkout Sessions of metadata credits or a catalog pack, one pack \
-         expiring 30 days after the session was created and one the catalog lacks; paid at \
-         once, or unpaid then `async_payment_succeeded`) and take them back (`charge.refunded` \
-         with cumulative refunds of a 999-cent charge, so shares floor, arriving out of order; \
-         `charge.dispute.created`), redelivered byte for byte, raced with copies of themselves \
-         and with the session's payment, and often before the session (parked, then applied in \
-         the order of their keys); each must answer what the model answers (granted, \
-         taken back with the credits recovered and those already spent, parked, duplicate, \
-         ignored and why), and the table's purchases (credits, taken back, unrecoverable), \
-         payment links, parked take-backs and event records must equal the model's.\n\n\
+         them, buy credits (Checkout Sessions naming a pack of the model's catalog: paid at its \
+         999-cent price or at another total, one pack expiring 30 days after the session was \
+         created, one the catalog lacks, a free pack and a pack not free given at 100 % off \
+         (`no_payment_required`), and sessions naming only `metadata.credits`; paid at once, or \
+         unpaid then `async_payment_succeeded`), take them back (`charge.refunded` with \
+         cumulative refunds of the 999-cent charge, so shares floor, arriving out of order; \
+         `charge.dispute.created`) and give back what a dispute took when it is closed won \
+         (`charge.dispute.closed`, won or lost, also before its take-back), redelivered byte \
+         for byte, raced with copies of themselves and with the session's payment, and often \
+         before the session (parked, then applied in the order of their keys); each must \
+         answer what the model answers (granted, taken back with the credits recovered and \
+         those already spent, parked, duplicate, ignored and why), and the table's purchases \
+         (credits, taken back, unrecoverable), payment links, parked take-backs, dispute \
+         records and event records must equal the model's.\n\n\
          Result: **0 invariant violations** in {} operations ({episodes} episodes, {} batches, \
          {} of them with 2–4 operations in flight at once; {} balance reads; {} lot expiries and \
          {} plan refills written down, {} `grant_expired` lines), {:.0} s on {}.\n\n\

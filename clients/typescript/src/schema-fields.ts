@@ -285,6 +285,7 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
     "plan_refill",
     "adjustment",
     "signup",
+    "dispute_won",
   ]),
   "PlanRequest.period": valuesOf<T.PlanPeriod>()(["day", "week", "month"]),
   "PlanView.period": valuesOf<T.PlanPeriod>()(["day", "week", "month"]),
@@ -341,6 +342,7 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
     "plan_refill",
     "adjustment",
     "signup",
+    "dispute_won",
   ]),
   "DebitCreatedData.reason": valuesOf<T.DebitReason>()(["chargeback", "refund", "adjustment"]),
   "Problem.code": valuesOf<T.ProblemCode>()([

@@ -62,7 +62,15 @@ export interface TaskRequest {
   provider?: Provider | null;
 }
 
-export type GrantReason = "ad_reward" | "purchase" | "promo" | "plan_refill" | "adjustment" | "signup";
+export type GrantReason =
+  | "ad_reward"
+  | "purchase"
+  | "promo"
+  | "plan_refill"
+  | "adjustment"
+  | "signup"
+  /** Stripe gave back what a dispute took when the dispute was closed won. */
+  | "dispute_won";
 
 export interface GrantRequest {
   amount: Credits;
@@ -71,7 +79,7 @@ export interface GrantRequest {
   /**
    * The lot's burn priority, 0–100 (lower burns first). `null` or absent:
    * by reason — `promo`, `ad_reward`, `signup` 10, `plan_refill` 20,
-   * `purchase`, `adjustment` 50.
+   * `purchase`, `adjustment`, `dispute_won` 50.
    */
   priority?: number | null;
   /**

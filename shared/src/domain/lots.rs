@@ -42,7 +42,8 @@ impl LotKey {
         match reason {
             GrantReason::Promo | GrantReason::AdReward | GrantReason::Signup => 10,
             GrantReason::PlanRefill => 20,
-            GrantReason::Purchase | GrantReason::Adjustment => 50,
+            // Paid credits: what a won dispute gives back was bought.
+            GrantReason::Purchase | GrantReason::Adjustment | GrantReason::DisputeWon => 50,
         }
     }
 
@@ -322,6 +323,7 @@ mod tests {
         assert_eq!(LotKey::default_priority(GrantReason::PlanRefill), 20);
         assert_eq!(LotKey::default_priority(GrantReason::Purchase), 50);
         assert_eq!(LotKey::default_priority(GrantReason::Adjustment), 50);
+        assert_eq!(LotKey::default_priority(GrantReason::DisputeWon), 50);
     }
 
     #[test]

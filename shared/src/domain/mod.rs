@@ -304,6 +304,8 @@ pub enum GrantReason {
     PlanRefill,
     Adjustment,
     Signup,
+    /// A dispute closed in the merchant's favour gave back what it took.
+    DisputeWon,
 }
 
 impl GrantReason {
@@ -315,6 +317,7 @@ impl GrantReason {
             GrantReason::PlanRefill => "plan_refill",
             GrantReason::Adjustment => "adjustment",
             GrantReason::Signup => "signup",
+            GrantReason::DisputeWon => "dispute_won",
         }
     }
 }

@@ -27,7 +27,8 @@ use crate::webhook::parse_payload;
 use crate::{App, Error, Ledger};
 
 const PROVIDERS: &[&str] = &["bfl", "generic"];
-const GRANT_REASONS: &[&str] = &["ad_reward", "purchase", "promo", "plan_refill", "adjustment", "signup"];
+const GRANT_REASONS: &[&str] =
+    &["ad_reward", "purchase", "promo", "plan_refill", "adjustment", "signup", "dispute_won"];
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
 pub const MAX_TASK_ID: usize = 256;

@@ -1,21 +1,25 @@
-//! Stripe purchases: a paid Checkout Session becomes a grant, exactly once
-//! per session; a refund or a dispute of its payment takes credits back,
-//! each credit at most once, in proportion to what was refunded. Events may
-//! come in any order and more than once: a take-back whose purchase is not
-//! known yet is parked under its payment, and applied when the purchase is
-//! recorded.
+//! Stripe purchases: a paid Checkout Session of a catalog pack, on the
+//! pack's terms (`domain::refusal`), becomes a grant, exactly once per
+//! session; a refund or a dispute of its payment takes credits back, each
+//! credit at most once, in proportion to what was refunded; a dispute closed
+//! won gives back what its take-back debited, once. Events may come in any
+//! order and more than once: a take-back whose purchase is not known yet is
+//! parked under its payment, and applied when the purchase is recorded; a
+//! dispute won before its take-back was applied leaves a record that makes
+//! the take-back take nothing.
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{DebitRequest, GrantRequest, Ledger, Outcome, MAX_ATTEMPTS};
-use crate::domain::{Credits, DebitReason, GrantReason};
+use crate::domain::{refusal, Credits, DebitReason, GrantReason};
 use crate::error::{Error, Result};
 use crate::store::{
-    attr_number, attr_text, from_item, key, n, payment_pk, purchase_pk, s, to_item, Item, PurchaseItem,
+    attr_number, attr_text, dispute_sk, from_item, key, n, payment_pk, purchase_pk, s, to_item, DisputeItem, Item,
+    PurchaseItem,
 };
-use crate::webhook::stripe::{Action, Paid, TakeBack, TakeBackKind};
+use crate::webhook::stripe::{Action, DisputeWon, Paid, TakeBack, TakeBackKind};
 
 /// The actor of everything Stripe's events do.
 pub const STRIPE_ACTOR: &str = "stripe";
@@ -88,6 +92,7 @@ impl Ledger {
         let answer = match action {
             Action::Grant(paid) => self.purchase_paid(&paid).await?,
             Action::TakeBack(take_back) => self.take_back(&take_back).await?,
+            Action::GiveBack(won) => self.give_back(&won).await?,
             Action::Ignored(reason) => StripeAnswer::ignored(reason),
         };
         crate::metrics::count(&format!("Stripe{}", pascal(answer.result.as_str())), 1);
@@ -105,21 +110,19 @@ impl Ledger {
         Ok(answer)
     }
 
-    /// A paid session: its credits granted once (the grant's key is the
-    /// session), the purchase recorded with its payment's link, and any
-    /// refund or dispute that came first applied.
+    /// A paid session of a catalog pack, on the pack's terms: its credits
+    /// granted once (the grant's key is the session), the purchase recorded
+    /// with its payment's link, and any refund or dispute that came first
+    /// applied.
     async fn purchase_paid(&self, paid: &Paid) -> Result<StripeAnswer> {
         let now = self.clock.now();
-        let (credits, expires_at) = match (paid.credits, &paid.pack) {
-            (Some(credits), _) => (credits, None),
-            (None, Some(name)) => match self.catalog().pack(name) {
-                Some(pack) => {
-                    (pack.credits, pack.expires_in_days.map(|days| paid.created.plus_seconds(i64::from(days) * 86_400)))
-                }
-                None => return Ok(StripeAnswer::ignored("unknown_pack")),
-            },
-            (None, None) => return Ok(StripeAnswer::ignored("no_credits")),
-        };
+        let Some(pack) = self.catalog().pack(&paid.pack) else { return Ok(StripeAnswer::ignored("unknown_pack")) };
+        if let Some(reason) = refusal(pack.terms(), paid.totals()) {
+            tracing::warn!(session = %paid.session_id, pack = %paid.pack, reason, "stripe session does not buy its pack");
+            return Ok(StripeAnswer::ignored(reason));
+        }
+        let credits = pack.credits;
+        let expires_at = pack.expires_in_days.map(|days| paid.created.plus_seconds(i64::from(days) * 86_400));
         let session = &paid.session_id;
         let grant_key = format!("stripe:{session}");
         let mut request = GrantRequest::new(credits.get(), GrantReason::Purchase, &grant_key, STRIPE_ACTOR);
@@ -149,7 +152,7 @@ impl Ledger {
             user_id: paid.user.clone(),
             credits: credits.get(),
             grant_id,
-            pack: paid.pack.clone(),
+            pack: Some(paid.pack.clone()),
             payment_intent: paid.payment_intent.clone(),
             amount_total: paid.amount_total,
             currency: paid.currency.clone(),
@@ -211,6 +214,55 @@ impl Ledger {
             Some(session) => self.apply_parked(&session, payment, &parked).await,
             None => Ok(StripeAnswer::of(StripeResult::Parked)),
         }
+    }
+
+    /// A dispute closed won: what its take-back debited is granted back,
+    /// once (the grant's key is the dispute), whatever Stripe redelivers.
+    /// Credits the dispute could not take (already spent) were never taken,
+    /// so they are not given either. A dispute whose take-back was not
+    /// applied here (parked, or not delivered yet) is recorded as closed:
+    /// when its take-back comes, it takes nothing.
+    async fn give_back(&self, won: &DisputeWon) -> Result<StripeAnswer> {
+        let record_key = key(payment_pk(&won.payment_intent), &dispute_sk(&won.dispute));
+        let record = match self.store.get(record_key.clone()).await? {
+            Some(record) => record,
+            None => {
+                let closed = DisputeItem {
+                    pk: payment_pk(&won.payment_intent),
+                    sk: dispute_sk(&won.dispute),
+                    entity: "dispute".into(),
+                    dispute_id: won.dispute.clone(),
+                    session_id: None,
+                    user_id: None,
+                    taken: 0,
+                    closed: Some("won".into()),
+                    at: self.clock.now().millis(),
+                    // A dispute of another product of the same Stripe account
+                    // never meets a take-back here: forgotten in time.
+                    ttl: Some(self.clock.now().unix_seconds() + self.retention_seconds),
+                };
+                if self.store.put_if_absent(to_item(&closed)?).await? {
+                    return Ok(StripeAnswer::ignored("nothing_taken"));
+                }
+                // Its take-back was recorded meanwhile: give that back.
+                self.store.get(record_key).await?.ok_or_else(|| Error::Internal("a dispute record vanished".into()))?
+            }
+        };
+        let record: DisputeItem = from_item(record)?;
+        // Closed before any take-back, or its take-back found nothing left.
+        let (Some(user), Some(session)) = (&record.user_id, &record.session_id) else {
+            return Ok(StripeAnswer::ignored("nothing_taken"));
+        };
+        if record.taken == 0 {
+            return Ok(StripeAnswer::ignored("nothing_taken"));
+        }
+        let grant_key = format!("stripe:dispute:{}", won.dispute);
+        let mut request = GrantRequest::new(record.taken, GrantReason::DisputeWon, &grant_key, STRIPE_ACTOR);
+        request.description = Some(format!("Stripe dispute {} of Checkout {session} won", won.dispute));
+        let outcome = self.grant(user, request).await?;
+        let result = if outcome.is_replay() { StripeResult::Duplicate } else { StripeResult::Granted };
+        let grant_id = outcome.into_inner().grant_id;
+        Ok(StripeAnswer { grant_id: Some(grant_id), credits: Some(record.taken), ..StripeAnswer::of(result) })
     }
 
     /// The credits a grant made (replayed: what was granted, not what the
@@ -281,6 +333,13 @@ impl Ledger {
             if target <= purchase.taken_back {
                 return Ok(StripeAnswer::of(StripeResult::Duplicate));
             }
+            let dispute = matches!(take_back.kind, TakeBackKind::Dispute);
+            let record_key = key(payment_pk(&take_back.payment_intent), &dispute_sk(&take_back.source));
+            if dispute && self.store.get(record_key.clone()).await?.is_some() {
+                // Closed won before its take-back was applied here (parked
+                // until its purchase came, or delivered late): nothing is due.
+                return Ok(StripeAnswer::ignored("dispute_already_won"));
+            }
             let want = target - purchase.taken_back;
             let (reason, what) = match take_back.kind {
                 TakeBackKind::Refund { .. } => (DebitReason::Refund, "refund"),
@@ -297,6 +356,7 @@ impl Ledger {
             let table = self.store.table().to_owned();
             let old = purchase.taken_back;
             let now = self.clock.now().millis();
+            let user = purchase.user_id.clone();
             let along = move |taken: Credits| -> Result<Vec<TransactWriteItem>> {
                 let update = Update::builder()
                     .table_name(&table)
@@ -309,7 +369,31 @@ impl Ledger {
                     .expression_attribute_values(":now", n(now))
                     .build()
                     .map_err(|e| Error::Internal(e.to_string()))?;
-                Ok(vec![TransactWriteItem::builder().update(update).build()])
+                let mut items = vec![TransactWriteItem::builder().update(update).build()];
+                if dispute {
+                    // What this dispute took, for its `won` to give back; on
+                    // the condition that no `won` came first.
+                    let record = DisputeItem {
+                        pk: payment_pk(&take_back.payment_intent),
+                        sk: dispute_sk(&take_back.source),
+                        entity: "dispute".into(),
+                        dispute_id: take_back.source.clone(),
+                        session_id: Some(session.to_owned()),
+                        user_id: Some(user.clone()),
+                        taken: taken.get(),
+                        closed: None,
+                        at: now,
+                        ttl: None,
+                    };
+                    let put = Put::builder()
+                        .table_name(&table)
+                        .set_item(Some(to_item(&record)?))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    items.push(TransactWriteItem::builder().put(put).build());
+                }
+                Ok(items)
             };
             let taken = match self.debit_along(&purchase.user_id, request, &along).await {
                 // Another event took the same step with other words (a refund

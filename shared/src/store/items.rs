@@ -316,3 +316,33 @@ pub fn purchase_pk(session_id: &str) -> String {
 pub fn payment_pk(payment_intent: &str) -> String {
     format!("PAYMENT#{payment_intent}")
 }
+
+/// What a Stripe dispute did, under its payment (`DISPUTE#<dispute id>`):
+/// written with its take-back (the credits the debit actually took, from
+/// whom), or by a `won` that came before any take-back (`closed`), so that
+/// the take-back, when it comes, takes nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisputeItem {
+    pub pk: String,
+    pub sk: String,
+    pub entity: String,
+    pub dispute_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// Credits the take-back debited (not those already spent): what a won
+    /// dispute gives back.
+    pub taken: u64,
+    /// `won` when the dispute was closed before any take-back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<String>,
+    pub at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+pub fn dispute_sk(dispute_id: &str) -> String {
+    format!("DISPUTE#{dispute_id}")
+}

@@ -38,8 +38,9 @@ pub struct Verifiers {
 }
 
 impl Verifiers {
-    /// From `CREDITS_WEBHOOK_SECRET_GENERIC` and `CREDITS_WEBHOOK_SECRET_BFL`
-    /// (comma-separated for rotation). A secret that cannot be used is an
+    /// From `CREDITS_WEBHOOK_SECRET_GENERIC`, `CREDITS_WEBHOOK_SECRET_BFL` and
+    /// `CREDITS_STRIPE_WEBHOOK_SECRET` (comma-separated for rotation; Stripe's
+    /// with `CREDITS_STRIPE_LIVEMODE`). A secret that cannot be used is an
     /// error naming its variable: refusing to start is loud, a verifier
     /// that silently refuses every delivery is not.
     pub fn from_env() -> Result<Verifiers, String> {
@@ -56,9 +57,10 @@ impl Verifiers {
         Ok(Verifiers { stripe, ..Verifiers::new(&generic, &bfl) })
     }
 
-    /// These verifiers, with Stripe's secrets (comma-separated).
-    pub fn with_stripe(self, secrets: &str) -> Verifiers {
-        Verifiers { stripe: stripe::StripeSignatures::new(split_secrets(secrets)), ..self }
+    /// These verifiers, with Stripe's secrets (comma-separated), acting on
+    /// events of one mode (`true`: live).
+    pub fn with_stripe(self, secrets: &str, livemode: bool) -> Verifiers {
+        Verifiers { stripe: stripe::StripeSignatures::new(split_secrets(secrets), livemode), ..self }
     }
 
     pub fn stripe(&self) -> &stripe::StripeSignatures {

@@ -4,11 +4,15 @@
 //! does) over `"<t>.<raw body>"`. Several `v1` come while Stripe rolls a
 //! secret; several secrets here while we do. Not a provider of jobs: Stripe's
 //! events are purchases, so this verifier stands apart from `Verifiers`.
+//!
+//! A configured secret comes with the mode its events must be of
+//! (`CREDITS_STRIPE_LIVEMODE`, no default): a test-mode secret deployed by
+//! mistake, or a test event replayed against production, grants nothing.
 
 use serde_json::Value;
 
 use super::{hmac_matches, Rejected};
-use crate::domain::{Credits, Timestamp, UserId, MAX_AMOUNT};
+use crate::domain::{PaymentStatus, SessionTotals, Timestamp, UserId};
 use crate::validate::{Invalid, Problem};
 
 /// Stripe's libraries refuse signatures older than this by default.
@@ -21,14 +25,17 @@ const MAX_HEADER: usize = 2048;
 #[derive(Default)]
 pub struct StripeSignatures {
     secrets: Vec<String>,
-    /// The mode events must be of (`CREDITS_STRIPE_LIVEMODE`); `None`: either.
-    livemode: Option<bool>,
+    /// The mode events must be of (`CREDITS_STRIPE_LIVEMODE`: `true` live).
+    livemode: bool,
 }
 
 /// Says how many secrets, never what they are.
 impl std::fmt::Debug for StripeSignatures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StripeSignatures").field("secrets", &self.secrets.len()).finish()
+        f.debug_struct("StripeSignatures")
+            .field("secrets", &self.secrets.len())
+            .field("livemode", &self.livemode)
+            .finish()
     }
 }
 
@@ -46,27 +53,31 @@ impl StripeSignatures {
     /// Comma-separated secrets (`CREDITS_STRIPE_WEBHOOK_SECRET`; the stack
     /// parameter `StripeWebhookSecrets`): every entry must be a `whsec_`
     /// secret. The message names the entry's position, never its value.
+    /// With a secret, `livemode` (`CREDITS_STRIPE_LIVEMODE`; `StripeLivemode`)
+    /// must say `true` or `false`: a mode nobody chose is not guessed.
     pub fn from_config(raw: &str, livemode: &str) -> Result<StripeSignatures, String> {
         super::check_secrets(SECRET_VAR, raw, |s| s.starts_with("whsec_") && s.len() > "whsec_".len())?;
+        let secrets = super::split_secrets(raw);
         let livemode = match livemode.trim() {
-            "" => None,
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => return Err(format!("{LIVEMODE_VAR}: true, false or empty")),
+            "true" => true,
+            "false" => false,
+            "" if secrets.is_empty() => false,
+            "" => {
+                return Err(format!(
+                    "{LIVEMODE_VAR}: required with {SECRET_VAR}: true (live events) or false (test events)"
+                ))
+            }
+            _ => return Err(format!("{LIVEMODE_VAR}: true or false")),
         };
-        Ok(StripeSignatures::new(super::split_secrets(raw)).for_mode(livemode))
+        Ok(StripeSignatures::new(secrets, livemode))
     }
 
-    pub fn new(secrets: Vec<String>) -> StripeSignatures {
-        StripeSignatures { secrets, livemode: None }
+    /// These secrets, acting only on events of this mode (`true`: live).
+    pub fn new(secrets: Vec<String>, livemode: bool) -> StripeSignatures {
+        StripeSignatures { secrets, livemode }
     }
 
-    /// Only events of this mode are acted on (`true`: live).
-    pub fn for_mode(self, livemode: Option<bool>) -> StripeSignatures {
-        StripeSignatures { livemode, ..self }
-    }
-
-    pub fn livemode(&self) -> Option<bool> {
+    pub fn livemode(&self) -> bool {
         self.livemode
     }
 
@@ -115,10 +126,13 @@ impl StripeSignatures {
 /// What a verified Stripe event asks of the ledger.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    /// A Checkout Session was paid: grant its credits, once per session.
+    /// A Checkout Session was paid: grant its pack, once per session, if the
+    /// catalog's terms for the pack are met.
     Grant(Paid),
     /// A charge was refunded (in part) or disputed: take credits back.
     TakeBack(TakeBack),
+    /// A dispute was closed won: give back what it took, once.
+    GiveBack(DisputeWon),
     /// Nothing to do, and why (answered 200: Stripe must not retry it).
     Ignored(&'static str),
 }
@@ -127,16 +141,30 @@ pub enum Action {
 pub struct Paid {
     pub session_id: String,
     pub user: UserId,
-    /// `metadata.credits`, when given.
-    pub credits: Option<Credits>,
-    /// `metadata.pack`, when given (and no `credits`).
-    pub pack: Option<String>,
+    /// `metadata.pack`: what the session buys, if the catalog sells it.
+    pub pack: String,
     pub payment_intent: Option<String>,
     /// The session's `created`: packs that expire count their days from it,
     /// so every delivery of the event asks for the very same grant.
     pub created: Timestamp,
+    pub payment: PaymentStatus,
     pub amount_total: Option<u64>,
     pub currency: Option<String>,
+}
+
+impl Paid {
+    /// What the session paid, to hold against the pack's terms.
+    pub fn totals(&self) -> SessionTotals<'_> {
+        SessionTotals { payment: self.payment, amount_total: self.amount_total, currency: self.currency.as_deref() }
+    }
+}
+
+/// `charge.dispute.closed` with `status: won`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisputeWon {
+    pub payment_intent: String,
+    /// The dispute's id (`dp_…`): what its take-back recorded is keyed by it.
+    pub dispute: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,16 +186,16 @@ pub enum TakeBackKind {
 }
 
 /// A verified event's id and what it asks. An event of the other mode than
-/// `livemode` (when set: `CREDITS_STRIPE_LIVEMODE`) is ignored, so that a
-/// test-mode secret that found its way into production grants nothing for
-/// test cards.
-pub fn parse_event(body: &[u8], livemode: Option<bool>) -> Result<(String, Action), Invalid> {
+/// `livemode` (`CREDITS_STRIPE_LIVEMODE`), or that does not say its mode, is
+/// ignored, so that a test-mode secret that found its way into production
+/// grants nothing for test cards.
+pub fn parse_event(body: &[u8], livemode: bool) -> Result<(String, Action), Invalid> {
     let malformed = || Invalid::new("body", Problem::Malformed);
     let event: Value = serde_json::from_slice(body).map_err(|_| malformed())?;
     let id =
         event.get("id").and_then(Value::as_str).filter(|id| !id.is_empty() && id.len() <= 255).ok_or_else(malformed)?;
     let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
-    if livemode.is_some_and(|live| event.get("livemode").and_then(Value::as_bool) != Some(live)) {
+    if event.get("livemode").and_then(Value::as_bool) != Some(livemode) {
         return Ok((id.to_owned(), Action::Ignored("other_mode")));
     }
     let object = event.pointer("/data/object").cloned().unwrap_or(Value::Null);
@@ -176,9 +204,10 @@ pub fn parse_event(body: &[u8], livemode: Option<bool>) -> Result<(String, Actio
         "checkout.session.completed" | "checkout.session.async_payment_succeeded" => {
             // `completed` with an unpaid session (a bank debit still
             // clearing): its `async_payment_succeeded` grants.
-            // `no_payment_required`: a 100% discount, paid in full all the same.
+            // `no_payment_required`: a 100% discount (free packs only).
             match text("payment_status").as_deref() {
-                Some("paid" | "no_payment_required") => paid(&object),
+                Some("paid") => paid(&object, PaymentStatus::Paid),
+                Some("no_payment_required") => paid(&object, PaymentStatus::NoPaymentRequired),
                 _ => Action::Ignored("payment_not_settled"),
             }
         }
@@ -199,34 +228,38 @@ pub fn parse_event(body: &[u8], livemode: Option<bool>) -> Result<(String, Actio
             }
             _ => Action::Ignored("no_payment_intent"),
         },
+        // `lost` (the dispute's take-back stands), `warning_closed` and the
+        // rest change nothing.
+        "charge.dispute.closed" => match (text("status").as_deref(), text("payment_intent"), text("id")) {
+            (Some("won"), Some(payment_intent), Some(dispute)) => {
+                Action::GiveBack(DisputeWon { payment_intent, dispute })
+            }
+            (Some("won"), _, _) => Action::Ignored("no_payment_intent"),
+            _ => Action::Ignored("dispute_not_won"),
+        },
         _ => Action::Ignored("event_type_not_handled"),
     };
     Ok((id.to_owned(), action))
 }
 
-fn paid(session: &Value) -> Action {
+fn paid(session: &Value, payment: PaymentStatus) -> Action {
     let text = |pointer: &str| session.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty());
     let Some(session_id) = text("/id") else { return Action::Ignored("no_session") };
     let Some(user) = text("/client_reference_id").and_then(UserId::parse) else { return Action::Ignored("no_user") };
-    // Metadata values are strings in Stripe.
-    let credits = match text("/metadata/credits") {
-        Some(raw) => match raw.trim().parse::<u64>() {
-            Ok(n) if (1..=MAX_AMOUNT).contains(&n) => Some(Credits(n)),
-            _ => return Action::Ignored("invalid_credits"),
-        },
-        None => None,
+    let Some(pack) = text("/metadata/pack") else {
+        // `metadata.credits` once named an amount: anything else in the
+        // Stripe account could mint credits with it. Said apart, so that a
+        // session made for the old rule is recognised in monitoring.
+        let reason = if text("/metadata/credits").is_some() { "metadata_credits_not_accepted" } else { "no_pack" };
+        return Action::Ignored(reason);
     };
-    let pack = text("/metadata/pack").map(str::to_owned);
-    if credits.is_none() && pack.is_none() {
-        return Action::Ignored("no_credits");
-    }
     Action::Grant(Paid {
         session_id: session_id.to_owned(),
         user,
-        credits,
-        pack: if credits.is_some() { None } else { pack },
+        pack: pack.to_owned(),
         payment_intent: text("/payment_intent").map(str::to_owned),
         created: Timestamp(session.get("created").and_then(Value::as_i64).unwrap_or(0) * 1000),
+        payment,
         amount_total: session.get("amount_total").and_then(Value::as_u64),
         currency: text("/currency").map(str::to_owned),
     })
@@ -246,14 +279,14 @@ mod tests {
         let payload = br#"{"id":"evt_1","type":"checkout.session.completed"}"#;
         let header = "t=1700000000,v1=749721cbedbfa4cc1aa6c9c2bec1edd93766a07906c9d9b3dbc7626e4e660caf";
         assert_eq!(sign("whsec_test", 1_700_000_000, payload), header);
-        let verifier = StripeSignatures::new(vec!["whsec_test".into()]);
+        let verifier = StripeSignatures::new(vec!["whsec_test".into()], false);
         assert_eq!(verifier.verify(Some(header), payload, NOW), Ok(()));
     }
 
     #[test]
     fn refuses_what_it_should() {
         let body = br#"{"id":"evt_2"}"#;
-        let verifier = StripeSignatures::new(vec!["whsec_old".into(), SECRET.into()]);
+        let verifier = StripeSignatures::new(vec!["whsec_old".into(), SECRET.into()], false);
         let good = sign(SECRET, 1_700_000_000, body);
         let good_v1 = good.split_once(",v1=").map(|(_, v)| v.to_owned()).unwrap_or_default();
         assert_eq!(verifier.verify(Some(&good), body, NOW), Ok(()), "the second secret (rotation)");
@@ -276,81 +309,130 @@ mod tests {
         assert_eq!(verifier.verify(Some("garbage"), body, NOW), Err(Rejected::MissingSignature));
         let signed_by_hex_key = format!("t=1700000000,v1={}", "z".repeat(64));
         assert_eq!(verifier.verify(Some(&signed_by_hex_key), body, NOW), Err(Rejected::MissingSignature));
-        let none = StripeSignatures::new(vec![]);
+        let none = StripeSignatures::new(vec![], false);
         assert_eq!(none.verify(Some(&good), body, NOW), Err(Rejected::NoSecret));
     }
 
     fn session(extra: serde_json::Value) -> Vec<u8> {
         let mut object = serde_json::json!({"id": "cs_test_1", "object": "checkout.session", "client_reference_id": "u1",
-            "payment_status": "paid", "payment_intent": "pi_1", "created": 1_700_000_000, "amount_total": 999,
-            "currency": "usd", "metadata": {"credits": "100"}});
+            "payment_status": "paid", "payment_intent": "pi_1", "created": 1_700_000_000, "amount_total": 900,
+            "currency": "usd", "metadata": {"pack": "starter"}});
         if let (Some(o), Some(e)) = (object.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 o.insert(k.clone(), v.clone());
             }
         }
-        serde_json::json!({"id": "evt_1", "type": "checkout.session.completed", "data": {"object": object}})
-            .to_string()
-            .into_bytes()
+        serde_json::json!({"id": "evt_1", "type": "checkout.session.completed", "livemode": false,
+            "data": {"object": object}})
+        .to_string()
+        .into_bytes()
+    }
+
+    fn action(body: serde_json::Value) -> Action {
+        parse_event(body.to_string().as_bytes(), false).expect("parses").1
     }
 
     #[test]
     fn events_become_actions() {
-        let (id, action) = parse_event(&session(serde_json::json!({})), None).expect("parses");
+        let (id, first) = parse_event(&session(serde_json::json!({})), false).expect("parses");
         assert_eq!(id, "evt_1");
-        let Action::Grant(paid) = action else { panic!("{action:?}") };
-        assert_eq!(
-            (paid.credits, paid.pack.as_deref(), paid.created),
-            (Some(Credits(100)), None, Timestamp(1_700_000_000_000))
-        );
+        let Action::Grant(paid) = first else { panic!("{first:?}") };
+        assert_eq!((paid.pack.as_str(), paid.created), ("starter", Timestamp(1_700_000_000_000)));
         assert_eq!(paid.payment_intent.as_deref(), Some("pi_1"));
-        let ignored = |extra| parse_event(&session(extra), None).expect("parses").1;
+        assert_eq!(
+            paid.totals(),
+            SessionTotals { payment: PaymentStatus::Paid, amount_total: Some(900), currency: Some("usd") }
+        );
+        let ignored = |extra| parse_event(&session(extra), false).expect("parses").1;
         assert_eq!(ignored(serde_json::json!({"payment_status": "unpaid"})), Action::Ignored("payment_not_settled"));
         assert_eq!(ignored(serde_json::json!({"client_reference_id": null})), Action::Ignored("no_user"));
-        assert_eq!(ignored(serde_json::json!({"metadata": {}})), Action::Ignored("no_credits"));
-        assert_eq!(ignored(serde_json::json!({"metadata": {"credits": "-5"}})), Action::Ignored("invalid_credits"));
-        assert_eq!(ignored(serde_json::json!({"metadata": {"credits": "0"}})), Action::Ignored("invalid_credits"));
-        let Action::Grant(pack) = ignored(serde_json::json!({"metadata": {"pack": "starter"}})) else { panic!() };
-        assert_eq!((pack.credits, pack.pack.as_deref()), (None, Some("starter")));
-        let refund = serde_json::json!({"id": "evt_2", "type": "charge.refunded",
+        assert_eq!(ignored(serde_json::json!({"metadata": {}})), Action::Ignored("no_pack"));
+        let free = ignored(serde_json::json!({"payment_status": "no_payment_required", "amount_total": 0}));
+        let Action::Grant(free) = free else { panic!("{free:?}") };
+        assert_eq!(free.payment, PaymentStatus::NoPaymentRequired, "the ledger holds it to the pack's `free`");
+        let refund = serde_json::json!({"id": "evt_2", "type": "charge.refunded", "livemode": false,
             "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount": 1000, "amount_refunded": 250}}});
         assert_eq!(
-            parse_event(refund.to_string().as_bytes(), None).expect("parses").1,
+            action(refund),
             Action::TakeBack(TakeBack {
                 payment_intent: "pi_1".into(),
                 source: "ch_1".into(),
                 kind: TakeBackKind::Refund { amount: 1000, refunded: 250 }
             })
         );
-        let other = serde_json::json!({"id": "evt_3", "type": "customer.created", "data": {"object": {}}});
+        let other =
+            serde_json::json!({"id": "evt_3", "type": "customer.created", "livemode": false, "data": {"object": {}}});
+        assert_eq!(action(other), Action::Ignored("event_type_not_handled"));
+        assert!(parse_event(b"not json", false).is_err());
+        assert!(parse_event(br#"{"type": "charge.refunded"}"#, false).is_err(), "no id");
+    }
+
+    #[test]
+    fn metadata_credits_buy_nothing() {
+        let credits_only = serde_json::json!({"metadata": {"credits": "100"}});
         assert_eq!(
-            parse_event(other.to_string().as_bytes(), None).expect("parses").1,
-            Action::Ignored("event_type_not_handled")
+            parse_event(&session(credits_only), false).expect("parses").1,
+            Action::Ignored("metadata_credits_not_accepted")
         );
-        assert!(parse_event(b"not json", None).is_err());
-        assert!(parse_event(br#"{"type": "charge.refunded"}"#, None).is_err(), "no id");
-        let free = ignored(serde_json::json!({"payment_status": "no_payment_required"}));
-        assert!(matches!(free, Action::Grant(_)), "a 100% discount is paid: {free:?}");
-        // A live deployment acts on live events only, and a test one on test events.
-        let live = serde_json::json!({"id": "evt_l", "type": "charge.refunded", "livemode": true,
-            "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount": 1, "amount_refunded": 1}}});
-        let live = live.to_string();
-        assert!(matches!(parse_event(live.as_bytes(), Some(true)).expect("parses").1, Action::TakeBack(_)));
-        assert_eq!(parse_event(live.as_bytes(), Some(false)).expect("parses").1, Action::Ignored("other_mode"));
+        // Beside a pack, the pack is what is bought (at its own terms), never the number.
+        let both = serde_json::json!({"metadata": {"credits": "1000000", "pack": "starter"}});
+        let Action::Grant(paid) = parse_event(&session(both), false).expect("parses").1 else { panic!() };
+        assert_eq!(paid.pack, "starter");
+    }
+
+    #[test]
+    fn a_dispute_closed_won_gives_back_and_nothing_else_does() {
+        let closed = |status: &str| {
+            action(serde_json::json!({"id": "evt_d", "type": "charge.dispute.closed", "livemode": false,
+                "data": {"object": {"id": "dp_1", "object": "dispute", "payment_intent": "pi_1", "status": status}}}))
+        };
         assert_eq!(
-            parse_event(&session(serde_json::json!({})), Some(true)).expect("parses").1,
-            Action::Ignored("other_mode")
+            closed("won"),
+            Action::GiveBack(DisputeWon { payment_intent: "pi_1".into(), dispute: "dp_1".into() })
         );
+        for status in ["lost", "warning_closed", "under_review", ""] {
+            assert_eq!(closed(status), Action::Ignored("dispute_not_won"), "{status}");
+        }
+        let orphan = serde_json::json!({"id": "evt_d", "type": "charge.dispute.closed", "livemode": false,
+            "data": {"object": {"id": "dp_1", "status": "won"}}});
+        assert_eq!(action(orphan), Action::Ignored("no_payment_intent"));
+    }
+
+    #[test]
+    fn events_act_only_in_the_configured_mode() {
+        let refund = |livemode: serde_json::Value| {
+            let mut event = serde_json::json!({"id": "evt_l", "type": "charge.refunded",
+                "data": {"object": {"id": "ch_1", "payment_intent": "pi_1", "amount": 1, "amount_refunded": 1}}});
+            if !livemode.is_null() {
+                event["livemode"] = livemode;
+            }
+            event.to_string()
+        };
+        let live = refund(serde_json::json!(true));
+        let test = refund(serde_json::json!(false));
+        assert!(matches!(parse_event(live.as_bytes(), true).expect("parses").1, Action::TakeBack(_)));
+        assert!(matches!(parse_event(test.as_bytes(), false).expect("parses").1, Action::TakeBack(_)));
+        assert_eq!(parse_event(live.as_bytes(), false).expect("parses").1, Action::Ignored("other_mode"));
+        assert_eq!(parse_event(test.as_bytes(), true).expect("parses").1, Action::Ignored("other_mode"));
+        for unsaid in [refund(serde_json::Value::Null), refund(serde_json::json!("true"))] {
+            assert_eq!(parse_event(unsaid.as_bytes(), true).expect("parses").1, Action::Ignored("other_mode"));
+            assert_eq!(parse_event(unsaid.as_bytes(), false).expect("parses").1, Action::Ignored("other_mode"));
+        }
     }
 
     #[test]
     fn secrets_are_checked_and_never_shown() {
         assert!(StripeSignatures::from_config("", "").is_ok());
-        assert_eq!(StripeSignatures::from_config("whsec_a, whsec_b", "true").map(|s| s.livemode()), Ok(Some(true)));
+        assert_eq!(StripeSignatures::from_config("whsec_a, whsec_b", "true").map(|s| s.livemode()), Ok(true));
+        assert_eq!(StripeSignatures::from_config("whsec_a", " false ").map(|s| s.livemode()), Ok(false));
         assert!(StripeSignatures::from_config("whsec_a", "yes").is_err());
-        let refused = StripeSignatures::from_config("whsec_a,sk_live_secret", "").expect_err("not a whsec_ secret");
+        assert!(StripeSignatures::from_config("", "yes").is_err(), "a typo is refused even before a secret is set");
+        // A secret without a mode: refused, naming the variable that is missing.
+        let unmoded = StripeSignatures::from_config("whsec_a", "").expect_err("no mode");
+        assert!(unmoded.starts_with(LIVEMODE_VAR) && !unmoded.contains("whsec_a"), "{unmoded}");
+        let refused = StripeSignatures::from_config("whsec_a,sk_live_secret", "true").expect_err("not a whsec_ secret");
         assert!(refused.contains(SECRET_VAR) && refused.contains('2') && !refused.contains("sk_live_secret"));
-        let shown = format!("{:?}", StripeSignatures::new(vec!["whsec_hidden".into()]));
+        let shown = format!("{:?}", StripeSignatures::new(vec!["whsec_hidden".into()], true));
         assert!(!shown.contains("hidden"), "{shown}");
     }
 }

@@ -1,28 +1,44 @@
-//! Stripe purchases in the model: Checkout Sessions paid at once (metadata
-//! credits or a catalog pack, one of them expiring), unpaid then paid
+//! Stripe purchases in the model: Checkout Sessions of the model's catalog
+//! packs paid at once (one pack expiring, one the catalog lacks, one paid
+//! at another total, one free pack given at 100 % off and one pack not free
+//! given so, one session naming only `metadata.credits`), unpaid then paid
 //! later, refunds (cumulative, several per charge, out of order, floored)
-//! and disputes taking credits back in burn order, events redelivered byte
-//! for byte or raced, take-backs before their session (parked under the
-//! payment, applied when the purchase is recorded), and events ignored with
-//! their reason. The model keeps its own take-back arithmetic.
+//! and disputes taking credits back in burn order, disputes closed won
+//! (what the dispute took given back, once) or lost, events redelivered
+//! byte for byte or raced, take-backs before their session (parked under
+//! the payment, applied when the purchase is recorded), and events ignored
+//! with their reason. The model keeps its own rules for what a session
+//! buys, and its own take-back arithmetic.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use credits_shared::prices::Catalog;
-use credits_shared::store::{payment_pk, purchase_pk};
+use credits_shared::store::{dispute_sk, payment_pk, purchase_pk};
 use credits_shared::webhook::stripe;
 use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{problem, Answer, GrantBody, Item, Model, Op, Resolved, Runner, DAY_MS};
-use crate::{number, text, STRIPE_SECRETS};
+use super::{problem, Answer, GrantBody, Item, Model, Op, Resolved, Runner, DAY_MS, DISPUTE_WON};
+use crate::{catalog_with_packs, number, text, STRIPE_SECRETS};
 
 /// Sessions an episode sells, so that events of one session meet.
-pub const SESSIONS: usize = 8;
-/// Every session's charge, in cents: odd, so refunded shares floor.
+pub const SESSIONS: usize = 10;
+/// Every pack's price, so every charge, in cents: odd, so refunded shares floor.
 const CHARGE: u64 = 999;
+
+/// The model's own catalog (the shipped operations): small packs, so that
+/// spending and taking back meet; every price [`CHARGE`] in usd but the
+/// free pack's.
+pub(super) fn catalog() -> Catalog {
+    let priced =
+        |pack: &str, credits: u64| json!({"pack": pack, "credits": credits, "amountTotal": CHARGE, "currency": "usd"});
+    let mut trial = priced("trial", 20);
+    trial["expiresInDays"] = json!(30);
+    catalog_with_packs(json!([priced("starter", 40), priced("small", 7), priced("medium", 25), trial,
+        {"pack": "gift", "credits": 13, "free": true}]))
+}
 /// The cumulative `amount_refunded` a `charge.refunded` may carry.
 const REFUNDED: [u64; 5] = [1, 333, 500, 998, 999];
 
@@ -39,6 +55,8 @@ pub enum StripeEvent {
     Refund { refunded: u64 },
     /// `charge.dispute.created`.
     Dispute,
+    /// `charge.dispute.closed`, `won` or `lost`.
+    DisputeClosed { won: bool },
     /// `payment_intent.created`.
     Unhandled,
 }
@@ -57,38 +75,89 @@ impl StripeEvent {
     }
 }
 
-/// What a session sells.
-enum Product {
-    Credits(u64),
+/// What a session's metadata names.
+#[derive(Clone, Copy)]
+enum Metadata {
     Pack(&'static str),
+    /// `metadata.credits` alone, as sessions made for the old rule did.
+    Credits(u64),
+}
+
+/// What a session says it buys, and how it was paid.
+#[derive(Clone, Copy)]
+struct Product {
+    metadata: Metadata,
+    /// `amount_total`, in usd cents.
+    total: u64,
+    /// `no_payment_required` (a 100 % discount): nothing charged, so no
+    /// payment intent, no payment link, and no refund or dispute ever applies.
+    free: bool,
+}
+
+impl Product {
+    fn paid(pack: &'static str) -> Product {
+        Product { metadata: Metadata::Pack(pack), total: CHARGE, free: false }
+    }
+
+    fn given(pack: &'static str) -> Product {
+        Product { metadata: Metadata::Pack(pack), total: 0, free: true }
+    }
 }
 
 /// Two trial packs (expiring 30 days after the session was created), a
-/// pack the catalog does not have, and metadata credits.
+/// pack the catalog does not have, a pack paid at another total, a free
+/// pack given away and a pack that is not given so, and metadata credits.
 fn product(session: usize) -> Product {
     match session % SESSIONS {
-        0 => Product::Credits(40),
-        1 => Product::Pack("starter"),
-        2 | 6 => Product::Pack("trial"),
-        3 => Product::Credits(7),
-        4 => Product::Credits(25),
-        5 => Product::Pack("legacy"),
-        _ => Product::Credits(13),
+        0 => Product::paid("starter"),
+        1 => Product { total: CHARGE - 1, ..Product::paid("starter") },
+        2 | 6 => Product::paid("trial"),
+        3 => Product::paid("small"),
+        4 => Product::paid("medium"),
+        5 => Product::paid("legacy"),
+        7 => Product::given("gift"),
+        8 => Product { metadata: Metadata::Credits(40), ..Product::paid("starter") },
+        _ => Product::given("medium"),
     }
+}
+
+/// The sessions that buy their pack, charged for it.
+const BUYING: [usize; 5] = [0, 2, 3, 4, 6];
+/// Two of them, the subject of most disputes.
+const DISPUTED: [usize; 2] = [0, 4];
+
+/// Whether a session's payment links refunds and disputes to its purchase.
+fn charged(session: usize) -> bool {
+    !product(session).free
 }
 
 /// A Stripe operation: a new event about a session (the focus of a batch
 /// when there is one, so events of one session race), or an event sent
 /// again byte for byte.
 pub(super) fn op(rng: &mut StdRng, focus: Option<usize>) -> Op {
-    let session = focus.map_or_else(|| rng.gen_range(0..SESSIONS), |f| f % SESSIONS);
+    // Mostly sessions that buy, so that their refunds and disputes meet a purchase.
+    let session = match focus {
+        Some(f) if f % 4 != 0 => BUYING[f % BUYING.len()],
+        Some(f) => f % SESSIONS,
+        None if rng.gen_bool(0.7) => BUYING[rng.gen_range(0..BUYING.len())],
+        None => rng.gen_range(0..SESSIONS),
+    };
     let event = match rng.gen_range(0..100) {
-        0..=34 => StripeEvent::Paid,
-        35..=42 => StripeEvent::Unpaid,
-        43..=54 => StripeEvent::AsyncPaid,
-        55..=79 => StripeEvent::Refund { refunded: REFUNDED[rng.gen_range(0..REFUNDED.len())] },
-        80..=93 => StripeEvent::Dispute,
+        0..=29 => StripeEvent::Paid,
+        30..=36 => StripeEvent::Unpaid,
+        37..=46 => StripeEvent::AsyncPaid,
+        47..=68 => StripeEvent::Refund { refunded: REFUNDED[rng.gen_range(0..REFUNDED.len())] },
+        69..=80 => StripeEvent::Dispute,
+        81..=88 => StripeEvent::DisputeClosed { won: true },
+        89..=94 => StripeEvent::DisputeClosed { won: false },
         _ => StripeEvent::Unhandled,
+    };
+    // Disputes are mostly of two sessions, so that a `won` often meets the
+    // take-back of its dispute (one dispute per session).
+    let disputed = matches!(event, StripeEvent::Dispute | StripeEvent::DisputeClosed { .. });
+    let session = match focus {
+        None if disputed && rng.gen_bool(0.8) => DISPUTED[rng.gen_range(0..DISPUTED.len())],
+        _ => session,
     };
     match rng.gen_range(0..10) {
         0..=2 => Op::StripeRedeliver { nth: focus.unwrap_or_else(|| rng.gen_range(0..64)) },
@@ -103,6 +172,8 @@ pub(super) fn op_name(event: StripeEvent) -> &'static str {
         StripeEvent::AsyncPaid => "stripe: async payment succeeded",
         StripeEvent::Refund { .. } => "stripe: charge refunded",
         StripeEvent::Dispute => "stripe: dispute created",
+        StripeEvent::DisputeClosed { won: true } => "stripe: dispute closed won",
+        StripeEvent::DisputeClosed { won: false } => "stripe: dispute closed lost",
         StripeEvent::Unhandled => "stripe: event of another type",
     }
 }
@@ -117,6 +188,13 @@ pub(super) struct StripeSent {
     /// The session's `created` (epoch seconds): a pack's expiry counts from it.
     created: i64,
     body: String,
+}
+
+impl StripeSent {
+    /// A dispute closed won: a grant (`dispute_won`) when it gives back.
+    pub(super) fn gives_back(&self) -> bool {
+        self.event == StripeEvent::DisputeClosed { won: true }
+    }
 }
 
 /// What else of its batch an event races, as the batch starts.
@@ -159,7 +237,8 @@ impl Runner {
             let others = sent.iter().enumerate().filter(|(j, _)| *j != i).filter_map(|(_, s)| s.as_ref());
             for other in others.filter(|o| o.session == mine.session) {
                 racing.fresh_copy |= other.id == mine.id && !model.events.contains_key(&mine.id);
-                racing.unbought_paid |= other.event.grants() && !model.purchases.contains_key(&mine.session);
+                racing.unbought_paid |=
+                    other.event.grants() && charged(mine.session) && !model.purchases.contains_key(&mine.session);
             }
         }
     }
@@ -181,9 +260,10 @@ impl Runner {
             })
             .collect();
         let model = &self.model.stripe;
+        // A session that charged nothing links no payment: nothing to look at.
         let bought_here: BTreeSet<usize> = events
             .iter()
-            .filter(|e| e.event.grants() && !model.purchases.contains_key(&e.session))
+            .filter(|e| e.event.grants() && charged(e.session) && !model.purchases.contains_key(&e.session))
             .map(|e| e.session)
             .collect();
         for session in bought_here {
@@ -234,6 +314,15 @@ struct Purchase {
     unrecoverable: u64,
 }
 
+/// What the table records of a session's dispute (`DISPUTE#<dispute id>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DisputeRecord {
+    /// Its take-back debited `taken` of `user`'s credits: what a `won` gives back.
+    Took { user: usize, taken: u64 },
+    /// Closed won before any take-back: the take-back takes nothing.
+    WonFirst,
+}
+
 /// An event id seen: whether it was ignored (then a resend is looked at
 /// again), and every result answered for it (the record keeps the first
 /// written, which racing copies decide among themselves).
@@ -249,7 +338,16 @@ pub(super) struct Purchases {
     purchases: BTreeMap<usize, Purchase>,
     /// Take-backs of sessions not bought yet, by their parked key.
     parked: BTreeMap<usize, BTreeMap<String, TakeBack>>,
+    /// Each session's dispute (one per session), once recorded.
+    disputes: BTreeMap<usize, DisputeRecord>,
     events: HashMap<String, Seen>,
+}
+
+impl Purchases {
+    /// A take-back of `session` finds its purchase (through the payment link).
+    fn linked(&self, session: usize) -> bool {
+        charged(session) && self.purchases.contains_key(&session)
+    }
 }
 
 fn answer(result: &str) -> Answer {
@@ -295,6 +393,8 @@ impl Model {
             StripeEvent::Unpaid => vec![ignored("payment_not_settled")],
             StripeEvent::Unhandled => vec![ignored("event_type_not_handled")],
             StripeEvent::Paid | StripeEvent::AsyncPaid => vec![self.paid(sent, catalog)],
+            StripeEvent::DisputeClosed { won: false } => vec![ignored("dispute_not_won")],
+            StripeEvent::DisputeClosed { won: true } => vec![self.dispute_won(sent.session)],
             StripeEvent::Refund { .. } | StripeEvent::Dispute => {
                 let Some(kind) = sent.event.take_back() else { return vec![problem(500, "model: no take-back")] };
                 self.take_back(sent.session, kind, racing)
@@ -313,7 +413,7 @@ impl Model {
     /// A look at the take-backs parked for `session`, once it is bought:
     /// the first, in the order of their keys, applied.
     pub(super) fn look_at_parked(&mut self, session: usize) {
-        if !self.stripe.purchases.contains_key(&session) {
+        if !self.stripe.linked(session) {
             return;
         }
         let first = self.stripe.parked.get_mut(&session).and_then(BTreeMap::pop_first);
@@ -327,8 +427,7 @@ impl Model {
     /// event's look found what was parked before its payment link, and a
     /// take-back parked after it found the link itself).
     pub(super) fn looked_at_parked(&mut self) {
-        let bought: Vec<usize> =
-            self.stripe.parked.keys().filter(|s| self.stripe.purchases.contains_key(s)).copied().collect();
+        let bought: Vec<usize> = self.stripe.parked.keys().filter(|s| self.stripe.linked(**s)).copied().collect();
         for session in bought {
             for (_, kind) in self.stripe.parked.remove(&session).unwrap_or_default() {
                 self.take_back_from(session, kind);
@@ -336,21 +435,26 @@ impl Model {
         }
     }
 
-    /// A paid session: the ledger's own grant keyed by the session (a
-    /// replay answers `duplicate`), the purchase recorded with its payment
-    /// link. What was parked for it is applied by looks (steps of their
-    /// own), or when the batch ends.
+    /// A paid session: a pack of the catalog, at the pack's price, or
+    /// given away only if the pack is free; then the ledger's own grant
+    /// keyed by the session (a replay answers `duplicate`), the purchase
+    /// recorded with its payment link. What was parked for it is applied by
+    /// looks (steps of their own), or when the batch ends.
     fn paid(&mut self, sent: &StripeSent, catalog: &Catalog) -> Answer {
-        let (credits, expires_at) = match product(sent.session) {
-            Product::Credits(credits) => (credits, None),
-            Product::Pack(name) => match catalog.pack(name) {
-                Some(pack) => (
-                    pack.credits.get(),
-                    pack.expires_in_days.map(|days| sent.created * 1000 + i64::from(days) * DAY_MS),
-                ),
-                None => return ignored("unknown_pack"),
-            },
+        let product = product(sent.session);
+        let name = match product.metadata {
+            Metadata::Credits(_) => return ignored("metadata_credits_not_accepted"),
+            Metadata::Pack(name) => name,
         };
+        let Some(pack) = catalog.pack(name) else { return ignored("unknown_pack") };
+        if product.free && !pack.free {
+            return ignored("pack_not_free");
+        }
+        if !product.free && pack.amount_total.is_some_and(|price| price != product.total) {
+            return ignored("amount_mismatch");
+        }
+        let credits = pack.credits.get();
+        let expires_at = pack.expires_in_days.map(|days| sent.created * 1000 + i64::from(days) * DAY_MS);
         // Reason 0: a purchase.
         let body = GrantBody { amount: credits, reason: 0, priority: None, expires_at };
         let key = format!("stripe:{}", session_id(&self.run, sent.session));
@@ -377,7 +481,7 @@ impl Model {
     /// be found and applied by the paid event, then find the purchase
     /// itself: it answers `duplicate`.
     fn take_back(&mut self, session: usize, kind: TakeBack, racing: Racing) -> Vec<Answer> {
-        if !self.stripe.purchases.contains_key(&session) {
+        if !self.stripe.linked(session) {
             let key = kind.parked_key(&self.run, session);
             self.stripe.parked.entry(session).or_default().insert(key, kind);
             return vec![answer("parked")];
@@ -403,6 +507,9 @@ impl Model {
         if target <= purchase.taken_back {
             return answer("duplicate");
         }
+        if kind == TakeBack::Dispute && self.stripe.disputes.contains_key(&session) {
+            return ignored("dispute_already_won");
+        }
         let want = target - purchase.taken_back;
         let account = &mut self.accounts[purchase.user];
         account.catch_up(now);
@@ -412,7 +519,31 @@ impl Model {
         account.line("debit", taken, now);
         purchase.taken_back = target;
         purchase.unrecoverable += want - taken;
+        if kind == TakeBack::Dispute {
+            self.stripe.disputes.insert(session, DisputeRecord::Took { user: purchase.user, taken });
+        }
         counted("taken_back", Some(taken), Some(want - taken))
+    }
+
+    /// A dispute closed won: what its take-back debited comes back as the
+    /// ledger's own grant keyed by the dispute (a replay answers
+    /// `duplicate`). Before any take-back, it is recorded as closed, and
+    /// gives nothing.
+    fn dispute_won(&mut self, session: usize) -> Answer {
+        let (user, taken) = match self.stripe.disputes.get(&session) {
+            Some(DisputeRecord::Took { user, taken }) if *taken > 0 => (*user, *taken),
+            Some(_) => return ignored("nothing_taken"),
+            None => {
+                self.stripe.disputes.insert(session, DisputeRecord::WonFirst);
+                return ignored("nothing_taken");
+            }
+        };
+        let body = GrantBody { amount: taken, reason: DISPUTE_WON, priority: None, expires_at: None };
+        match self.grant(user, format!("stripe:dispute:{}", dispute_id(&self.run, session)), &body) {
+            Answer::Granted { status: 201 } => counted("granted", Some(taken), None),
+            Answer::Granted { .. } => answer("duplicate"),
+            other => other,
+        }
     }
 }
 
@@ -442,14 +573,19 @@ impl Runner {
         let (run, id) = (&self.run, session_id(&self.run, session));
         let object = match event {
             StripeEvent::Paid | StripeEvent::Unpaid | StripeEvent::AsyncPaid => {
-                let metadata = match product(session) {
-                    Product::Credits(credits) => json!({"credits": credits.to_string()}),
-                    Product::Pack(pack) => json!({"pack": pack}),
+                let product = product(session);
+                let metadata = match product.metadata {
+                    Metadata::Credits(credits) => json!({"credits": credits.to_string()}),
+                    Metadata::Pack(pack) => json!({"pack": pack}),
                 };
-                let paid = if event == StripeEvent::Unpaid { "unpaid" } else { "paid" };
+                let (paid, payment) = match (event, product.free) {
+                    (StripeEvent::Unpaid, _) => ("unpaid", json!(null)),
+                    (_, true) => ("no_payment_required", json!(null)),
+                    _ => ("paid", json!(payment_id(run, session))),
+                };
                 json!({"id": id, "object": "checkout.session", "mode": "payment",
                        "client_reference_id": self.users[user].as_str(), "payment_status": paid,
-                       "status": "complete", "payment_intent": payment_id(run, session), "amount_total": CHARGE,
+                       "status": "complete", "payment_intent": payment, "amount_total": product.total,
                        "currency": "usd", "created": created, "metadata": metadata})
             }
             StripeEvent::Refund { refunded } => {
@@ -457,10 +593,15 @@ impl Runner {
                        "amount_refunded": refunded, "payment_intent": payment_id(run, session),
                        "refunded": refunded == CHARGE})
             }
-            StripeEvent::Dispute => {
+            StripeEvent::Dispute | StripeEvent::DisputeClosed { .. } => {
+                let status = match event {
+                    StripeEvent::DisputeClosed { won: true } => "won",
+                    StripeEvent::DisputeClosed { won: false } => "lost",
+                    _ => "needs_response",
+                };
                 json!({"id": dispute_id(run, session), "object": "dispute", "amount": CHARGE,
                        "charge": charge_id(run, session), "payment_intent": payment_id(run, session),
-                       "reason": "fraudulent", "status": "needs_response"})
+                       "reason": "fraudulent", "status": status})
             }
             StripeEvent::Unhandled => {
                 json!({"id": payment_id(run, session), "object": "payment_intent", "amount": CHARGE})
@@ -471,6 +612,7 @@ impl Runner {
             StripeEvent::AsyncPaid => "checkout.session.async_payment_succeeded",
             StripeEvent::Refund { .. } => "charge.refunded",
             StripeEvent::Dispute => "charge.dispute.created",
+            StripeEvent::DisputeClosed { .. } => "charge.dispute.closed",
             StripeEvent::Unhandled => "payment_intent.created",
         };
         let id = format!("evt_{}", Uuid::new_v4().simple());
@@ -500,13 +642,13 @@ impl Runner {
             .body(sent.body.clone())
     }
 
-    /// The table's purchases, payment links, parked take-backs and event
-    /// records against the model's.
+    /// The table's purchases, payment links, parked take-backs, dispute
+    /// records and event records against the model's.
     pub(super) fn compare_stripe(&self, items: &[Item]) -> Result<(), String> {
         let run = &self.run;
         let model = &self.model.stripe;
-        let (mut purchases, mut links, mut parked, mut events) =
-            (BTreeMap::new(), BTreeSet::new(), BTreeSet::new(), HashMap::new());
+        let (mut purchases, mut links, mut parked, mut disputes, mut events) =
+            (BTreeMap::new(), BTreeSet::new(), BTreeSet::new(), BTreeSet::new(), HashMap::new());
         for item in items {
             match text(item, "entity").as_str() {
                 "purchase" => {
@@ -520,6 +662,11 @@ impl Runner {
                 }
                 "parkedTakeBack" => {
                     parked.insert((text(item, "pk"), text(item, "sk")));
+                }
+                "dispute" => {
+                    let user = self.users.iter().position(|u| u.as_str() == text(item, "userId"));
+                    let figures = (user, number(item, "taken"), text(item, "closed"));
+                    disputes.insert((text(item, "pk"), text(item, "sk"), figures));
                 }
                 "stripeEvent" => {
                     events.insert(text(item, "eventId"), text(item, "result"));
@@ -537,8 +684,12 @@ impl Runner {
                 "purchases (user, credits, takenBack, unrecoverable): table {purchases:?}, model {expected:?}"
             ));
         }
-        let expected: BTreeSet<(String, String)> =
-            model.purchases.keys().map(|s| (payment_pk(&payment_id(run, *s)), session_id(run, *s))).collect();
+        let expected: BTreeSet<(String, String)> = model
+            .purchases
+            .keys()
+            .filter(|s| charged(**s))
+            .map(|s| (payment_pk(&payment_id(run, *s)), session_id(run, *s)))
+            .collect();
         if links != expected {
             return Err(format!("payment links: table {links:?}, model {expected:?}"));
         }
@@ -549,6 +700,20 @@ impl Runner {
             .collect();
         if parked != expected {
             return Err(format!("parked take-backs: table {parked:?}, model {expected:?}"));
+        }
+        let expected: BTreeSet<_> = model
+            .disputes
+            .iter()
+            .map(|(s, record)| {
+                let figures = match record {
+                    DisputeRecord::Took { user, taken } => (Some(*user), *taken, String::new()),
+                    DisputeRecord::WonFirst => (None, 0, "won".to_owned()),
+                };
+                (payment_pk(&payment_id(run, *s)), dispute_sk(&dispute_id(run, *s)), figures)
+            })
+            .collect();
+        if disputes != expected {
+            return Err(format!("disputes (user, taken, closed): table {disputes:?}, model {expected:?}"));
         }
         let recorded: HashSet<&String> = events.keys().collect();
         let seen: HashSet<&String> = model.events.keys().collect();
