@@ -240,7 +240,7 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   ]),
   WebhookPayload: fieldsOf<T.WebhookPayload>()(["task_id", "id", "status", "units"]),
   WebhookAnswer: fieldsOf<T.WebhookAnswer>()(["result", "lateSuccess", "reservationId"]),
-  StripeEvent: fieldsOf<T.StripeEvent>()(["id", "type", "data"]),
+  StripeEvent: fieldsOf<T.StripeEvent>()(["id", "type", "livemode", "data"]),
   StripeAnswer: fieldsOf<T.StripeAnswer>()(["result", "reason", "grantId", "credits", "unrecoverable"]),
   Problem: someFieldsOf<T.Problem>()(problemBase),
   ValidationProblem: someFieldsOf<T.ValidationProblem>()([...problemBase, "field"]),

@@ -565,8 +565,10 @@ export interface WebhookAnswer {
 export interface StripeEvent {
   /** The event's id (`evt_…`); a redelivery carries the same. */
   id: string;
-  /** `checkout.session.completed`, `checkout.session.async_payment_succeeded`, `charge.refunded`, `charge.dispute.created`; others are ignored. */
+  /** `checkout.session.completed`, `checkout.session.async_payment_succeeded`, `charge.refunded`, `charge.dispute.created`, `charge.dispute.closed`; others are ignored. */
   type?: string;
+  /** The event's mode: only events of the service's `CREDITS_STRIPE_LIVEMODE` are acted on. */
+  livemode?: boolean;
   /** The Checkout Session, Charge or Dispute the event is about. */
   data?: { object?: Record<string, unknown>; [extra: string]: unknown };
   [extra: string]: unknown;
@@ -577,9 +579,9 @@ export type StripeResult = "granted" | "taken_back" | "duplicate" | "parked" | "
 /** What a verified Stripe event did (always answered 200). */
 export interface StripeAnswer {
   result: StripeResult;
-  /** Why an event was `ignored` (e.g. `event_type_not_handled`, `no_user`). */
+  /** Why an event was `ignored` (e.g. `event_type_not_handled`, `no_user`, `amount_mismatch`, `other_mode`). */
   reason?: string;
-  /** The purchase's grant. */
+  /** The purchase's grant, or a won dispute's. */
   grantId?: string;
   /** Credits granted, or taken back by this event. */
   credits?: number;
