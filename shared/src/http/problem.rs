@@ -321,6 +321,7 @@ mod tests {
             Error::ReservationExpired,
             Error::TaskAlreadyLinked,
             Error::TooManyOpenHolds { open: 100, limit: 100 },
+            Error::TooManyLots { limit: 100 },
             Error::EndpointNotFound,
             Error::TooManyEndpoints { limit: 20 },
             Error::PayloadTooLarge,
@@ -330,6 +331,63 @@ mod tests {
             Error::AppliedUnread("read failed".into()),
             Error::Internal("boom".into()),
         ]
+    }
+
+    /// Each variant's place: a new variant does not compile until it has
+    /// one, and `every_error_is_listed` then asks for it in `every_error`.
+    fn variant(error: &Error) -> usize {
+        match error {
+            Error::Validation(_) => 0,
+            Error::UnknownOperation(_) => 1,
+            Error::Unauthorized => 2,
+            Error::Forbidden => 3,
+            Error::ReadOnlyToken => 4,
+            Error::InsufficientCredits { .. } => 5,
+            Error::ReservationNotFound => 6,
+            Error::ReservationNotPending(_) => 7,
+            Error::ReservationExpired => 8,
+            Error::TaskAlreadyLinked => 9,
+            Error::TooManyOpenHolds { .. } => 10,
+            Error::TooManyLots { .. } => 11,
+            Error::EndpointNotFound => 12,
+            Error::TooManyEndpoints { .. } => 13,
+            Error::PayloadTooLarge => 14,
+            Error::IdempotencyKeyReused => 15,
+            Error::RouteNotFound => 16,
+            Error::Unavailable(_) => 17,
+            Error::AppliedUnread(_) => 18,
+            Error::Internal(_) => 19,
+        }
+    }
+
+    #[test]
+    fn every_error_is_listed() {
+        let listed: std::collections::BTreeSet<usize> = every_error().iter().map(variant).collect();
+        assert_eq!(listed, (0..20).collect());
+    }
+
+    /// docs/ERRORS.md is the callers' table: every (status, code) the
+    /// service answers, and nothing it does not.
+    #[test]
+    fn the_error_table_in_the_docs_is_the_codes() {
+        let doc = include_str!("../../../docs/ERRORS.md");
+        let documented: std::collections::BTreeSet<(u16, String)> = doc
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let status = cells.next()?.parse().ok()?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((status, code.to_owned()))
+            })
+            .collect();
+        let answered = every_error()
+            .iter()
+            .map(|error| {
+                let Code { status, code, .. } = code_of(error);
+                (status.as_u16(), code.to_owned())
+            })
+            .collect();
+        assert_eq!(documented, answered, "docs/ERRORS.md and code_of disagree");
     }
 
     #[test]
