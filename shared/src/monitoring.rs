@@ -9,10 +9,8 @@ use serde_json::{json, Value};
 use crate::domain::Timestamp;
 use crate::error::Result;
 use crate::prices::Catalog;
-use crate::stats::{buckets, stats_pk, Period, BROKEN_PK, HEALTH_PK, USAGE_INDEX};
-use crate::store::{
-    attr_number, attr_text, key, n, s, sdk_error, shard_key, Item, Store, PENDING_INDEX, PENDING_SHARDS,
-};
+use crate::stats::{buckets, stats_pk, Period, BROKEN_PK, HEALTH_PK};
+use crate::store::{attr_number, attr_text, key, shard_key, DueQuery, DueRead, Item, Store, PENDING_SHARDS};
 
 /// A pending hold this long past `expiresAt` should have been swept.
 const SWEEP_GRACE_MS: i64 = 120_000;
@@ -130,25 +128,9 @@ impl Monitor {
         Monitor { store }
     }
 
-    /// The items of one partition, at most `limit` (one `Query`).
-    async fn partition(&self, pk: String, limit: Option<i32>) -> Result<Vec<Item>> {
-        let out = self
-            .store
-            .client()
-            .query()
-            .table_name(self.store.table())
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(pk))
-            .set_limit(limit)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(out.items.unwrap_or_default())
-    }
-
     /// The counter items of one bucket (one per operation, plus `TOTAL`).
     async fn bucket_items(&self, bucket: &str) -> Result<Vec<Item>> {
-        self.partition(stats_pk(bucket), None).await
+        self.store.partition(stats_pk(bucket), None).await
     }
 
     pub async fn totals(&self, bucket: &str) -> Result<Totals> {
@@ -206,23 +188,8 @@ impl Monitor {
 
     pub async fn top_users(&self, period: Period, now: Timestamp, limit: u32) -> Result<Vec<UserFigures>> {
         let bucket = &buckets(now)[period.index()];
-        let out = self
-            .store
-            .client()
-            .query()
-            .table_name(self.store.table())
-            .index_name(USAGE_INDEX)
-            .key_condition_expression("usageBucket = :bucket AND spent > :zero")
-            .expression_attribute_values(":bucket", s(bucket.as_str()))
-            .expression_attribute_values(":zero", n(0))
-            .scan_index_forward(false)
-            .limit(limit as i32)
-            .send()
-            .await
-            .map_err(sdk_error)?;
-        Ok(out
-            .items
-            .unwrap_or_default()
+        let top = self.store.top_spenders(bucket, limit).await?;
+        Ok(top
             .iter()
             .map(|i| UserFigures { user_id: text(i, "userId"), spent: number(i, "spent"), holds: number(i, "holds") })
             .collect())
@@ -332,27 +299,21 @@ impl Monitor {
     async fn overdue_holds(&self, now: Timestamp) -> Result<u64> {
         let mut total = 0u64;
         for shard in 0..PENDING_SHARDS {
-            let out = self
-                .store
-                .client()
-                .query()
-                .table_name(self.store.table())
-                .index_name(PENDING_INDEX)
-                .key_condition_expression("pendingShard = :shard AND expiresAt <= :due")
-                .expression_attribute_values(":shard", s(shard_key(shard)))
-                .expression_attribute_values(":due", n(now.millis() - SWEEP_GRACE_MS))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .limit(OVERDUE_LIMIT)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            total += out.count.max(0) as u64;
+            // One page of counts a shard: a bound on the reads, not a census.
+            let query = DueQuery {
+                shard: shard_key(shard),
+                until: now.millis() - SWEEP_GRACE_MS,
+                read: DueRead::Count,
+                page: Some(OVERDUE_LIMIT),
+                at_most: 0,
+            };
+            total += self.store.list_due(query, |_| None::<()>).await?.count;
         }
         Ok(total)
     }
 
     async fn broken_balances(&self) -> Result<Vec<String>> {
-        let flags = self.partition(BROKEN_PK.to_owned(), Some(BROKEN_LIMIT)).await?;
+        let flags = self.store.partition(BROKEN_PK.to_owned(), Some(BROKEN_LIMIT)).await?;
         Ok(flags.iter().map(|i| text(i, "userId")).collect())
     }
 

@@ -14,9 +14,9 @@ use super::endpoints::{
     endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS, ENDPOINTS_PK,
 };
 use super::expiring::WarningItem;
-use super::outbox::{EventRecord, Outbox, LEASE_MS, OUTBOX_SHARDS};
+use super::outbox::{EventRecord, Outbox, LEASE_MS};
 use crate::error::Result;
-use crate::store::{from_item, key, n, s, ConditionalUpdate, Item, PENDING_INDEX};
+use crate::store::{from_item, key, n, outbox_shard_key, s, ConditionalUpdate, DueQuery, DueRead, Item, OUTBOX_SHARDS};
 
 /// One attempt's time limit.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -345,32 +345,21 @@ impl Outbox {
     /// backlog is worked off by the following runs).
     async fn list_due(&self, report: &mut OutboxReport) -> Result<Vec<Item>> {
         let now = self.ledger.now();
+        let shards = usize::from(OUTBOX_SHARDS);
         let mut due: Vec<Item> = Vec::new();
         for shard in 0..OUTBOX_SHARDS {
-            let mut start = None;
-            loop {
-                let page = self
-                    .ledger
-                    .store()
-                    .client()
-                    .query()
-                    .table_name(self.ledger.store().table())
-                    .index_name(PENDING_INDEX)
-                    .key_condition_expression("pendingShard = :shard AND expiresAt <= :now")
-                    .expression_attribute_values(":shard", s(format!("D#{shard:02}")))
-                    .expression_attribute_values(":now", n(now.millis()))
-                    .limit((MAX_LISTED / usize::from(OUTBOX_SHARDS)) as i32)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(crate::store::sdk_error)?;
-                report.scanned += page.scanned_count().max(0) as u32;
-                due.extend(page.items.unwrap_or_default());
-                start = page.last_evaluated_key;
-                if start.is_none() || due.len() >= MAX_LISTED * (usize::from(shard) + 1) / usize::from(OUTBOX_SHARDS) {
-                    break;
-                }
-            }
+            // Each shard reads until the run's listing reaches its share so far.
+            let share = MAX_LISTED * (usize::from(shard) + 1) / shards;
+            let query = DueQuery {
+                shard: outbox_shard_key(shard),
+                until: now.millis(),
+                read: DueRead::Entries,
+                page: Some((MAX_LISTED / shards) as i32),
+                at_most: share.saturating_sub(due.len()),
+            };
+            let listed = self.ledger.store().list_due(query, Some).await?;
+            report.scanned += listed.scanned;
+            due.extend(listed.kept);
         }
         Ok(due)
     }
@@ -416,37 +405,7 @@ impl Outbox {
     /// and due at the instant listed. The item as claimed, or `None` when
     /// someone else took it.
     async fn claim(&self, listed: &Item, state: Option<(&'static str, &'static str)>) -> Result<Option<Item>> {
-        let due = crate::store::attr_number(listed, "expiresAt");
-        let lease = self.ledger.now().millis() + LEASE_MS;
-        let mut update = self
-            .ledger
-            .store()
-            .client()
-            .update_item()
-            .table_name(self.ledger.store().table())
-            .key("pk", s(crate::store::attr_text(listed, "pk")))
-            .key("sk", s(crate::store::attr_text(listed, "sk")))
-            .update_expression("SET expiresAt = :lease")
-            .expression_attribute_values(":lease", n(lease))
-            .expression_attribute_values(":due", n(due))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        update = match state {
-            Some((placeholder, name)) => update
-                .condition_expression(format!("expiresAt = :due AND {placeholder} = :pending"))
-                .expression_attribute_names(placeholder, name)
-                .expression_attribute_values(":pending", s("pending")),
-            None => update.condition_expression("expiresAt = :due"),
-        };
-        let out = update.send().await;
-        match out {
-            Ok(out) => Ok(out.attributes),
-            Err(aws_sdk_dynamodb::error::SdkError::ServiceError(e))
-                if e.err().is_conditional_check_failed_exception() =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(crate::store::sdk_error(e)),
-        }
+        self.ledger.store().claim_due(listed, self.ledger.now().millis() + LEASE_MS, state).await
     }
 }
 

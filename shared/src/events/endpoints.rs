@@ -8,23 +8,15 @@ use uuid::Uuid;
 use super::Kind;
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
-use crate::store::{from_item, key, s, to_item, Item};
+use crate::store::{from_item, key, to_item, Item};
 use crate::Ledger;
 
-pub const ENDPOINTS_PK: &str = "WEBHOOK_ENDPOINTS";
+pub use crate::store::{deliveries_pk, endpoint_sk, ENDPOINTS_PK};
+
 /// Endpoints at most: every event is recorded once per subscribed endpoint.
 pub const MAX_ENDPOINTS: usize = 20;
 /// An endpoint that failed every attempt for this long is disabled.
 pub const DISABLE_AFTER_MS: i64 = 5 * 86_400_000;
-
-pub fn endpoint_sk(id: Uuid) -> String {
-    format!("EP#{id}")
-}
-
-/// The partition of an endpoint's deliveries (its delivery log).
-pub fn deliveries_pk(id: Uuid) -> String {
-    format!("ENDPOINT#{id}")
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -272,43 +264,18 @@ impl Ledger {
 
     /// Deletes an endpoint; its pending deliveries are dropped when they fall due.
     pub async fn delete_endpoint(&self, id: Uuid) -> Result<()> {
-        let deleted = self
-            .store()
-            .client()
-            .delete_item()
-            .table_name(self.store().table())
-            .set_key(Some(key(ENDPOINTS_PK.into(), &endpoint_sk(id))))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(crate::store::sdk_error)?;
-        match deleted.attributes {
-            Some(_) => Ok(()),
-            None => Err(Error::EndpointNotFound),
+        if self.store().delete_endpoint(id).await? {
+            Ok(())
+        } else {
+            Err(Error::EndpointNotFound)
         }
     }
 
     /// An endpoint's deliveries, newest first.
     pub async fn deliveries(&self, id: Uuid, limit: u32, cursor: Option<&str>) -> Result<DeliveryPage> {
         self.endpoint_item(id).await?.ok_or(Error::EndpointNotFound)?;
-        let pk = deliveries_pk(id);
-        let start =
-            cursor.map(|c| crate::ledger::decode_cursor(c, "DLV#").map(|sk| key(pk.clone(), &sk))).transpose()?;
-        let out = self
-            .store()
-            .client()
-            .query()
-            .table_name(self.store().table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":dlv", s("DLV#"))
-            .scan_index_forward(false)
-            .limit(limit as i32 + 1)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(crate::store::sdk_error)?;
-        let mut items = out.items.unwrap_or_default();
+        let before = cursor.map(|c| crate::ledger::decode_cursor(c, "DLV#")).transpose()?;
+        let mut items = self.store().deliveries(id, limit, before).await?;
         let more = items.len() > limit as usize;
         items.truncate(limit as usize);
         let mut page = Vec::with_capacity(items.len());
@@ -330,17 +297,6 @@ impl Ledger {
     }
 
     pub(crate) async fn endpoint_items(&self) -> Result<Vec<EndpointItem>> {
-        let out = self
-            .store()
-            .client()
-            .query()
-            .table_name(self.store().table())
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(ENDPOINTS_PK))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(crate::store::sdk_error)?;
-        out.items.unwrap_or_default().into_iter().map(|item: Item| from_item(item)).collect()
+        self.store().endpoint_items().await?.into_iter().map(|item: Item| from_item(item)).collect()
     }
 }

@@ -19,12 +19,9 @@ use super::endpoints::{deliveries_pk, DeliveryLogItem, DeliveryStatus, EndpointI
 use super::{Event, Kind};
 use crate::error::Result;
 use crate::stats::Change;
-use crate::store::{key, n, s, to_item, ConditionalUpdate};
+use crate::store::{key, n, outbox_shard_key, s, to_item, ConditionalUpdate, OUTBOX_SHARDS};
 use crate::Ledger;
 
-/// The due-work index's partitions for events and deliveries (`D#00`…),
-/// apart from holds' and balances' (`P#…`), so each job reads only its own.
-pub const OUTBOX_SHARDS: u8 = 16;
 /// How long a claimed publish or attempt is left to its claimer before the
 /// job takes it over: well above an attempt's timeout.
 pub const LEASE_MS: i64 = 60_000;
@@ -44,7 +41,7 @@ fn http_client(lookup: Arc<dyn Resolve>, allow_loopback: bool) -> Option<reqwest
 
 pub fn outbox_shard(event_id: &str) -> String {
     let byte = event_id.bytes().fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
-    format!("D#{:02}", byte % OUTBOX_SHARDS)
+    outbox_shard_key(byte % OUTBOX_SHARDS)
 }
 
 pub fn event_sk(event: &Event) -> String {
@@ -399,20 +396,6 @@ impl Outbox {
 
     /// A user's events, newest first (for operators: `credits events`).
     pub async fn recent(&self, user: &crate::domain::UserId, limit: u32) -> Result<Vec<EventRecord>> {
-        let out = self
-            .ledger
-            .store()
-            .client()
-            .query()
-            .table_name(self.ledger.store().table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
-            .expression_attribute_values(":pk", s(crate::store::user_pk(user)))
-            .expression_attribute_values(":event", s("EVENT#"))
-            .scan_index_forward(false)
-            .limit(limit as i32)
-            .send()
-            .await
-            .map_err(crate::store::sdk_error)?;
-        out.items.unwrap_or_default().into_iter().map(crate::store::from_item).collect()
+        self.ledger.store().recent_events(user, limit).await?.into_iter().map(crate::store::from_item).collect()
     }
 }

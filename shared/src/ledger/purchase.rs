@@ -278,19 +278,7 @@ impl Ledger {
     }
 
     async fn parked_take_backs(&self, payment: &str) -> Result<Vec<Item>> {
-        let out = self
-            .store
-            .client()
-            .query()
-            .table_name(self.store.table())
-            .key_condition_expression("pk = :pk AND begins_with(sk, :parked)")
-            .expression_attribute_values(":pk", s(payment_pk(payment)))
-            .expression_attribute_values(":parked", s("PARKED#"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(crate::store::sdk_error)?;
-        Ok(out.items.unwrap_or_default())
+        self.store.parked_take_backs(payment).await
     }
 
     /// Applies a take-back parked under `payment` to its purchase `session`
@@ -308,14 +296,7 @@ impl Ledger {
             TakeBack { payment_intent: payment.to_owned(), source: attr_text(parked, "source").to_owned(), kind };
         let answer = self.take_back_from(session, &take_back).await?;
         let parked_key = key(attr_text(parked, "pk").to_owned(), attr_text(parked, "sk"));
-        self.store
-            .client()
-            .delete_item()
-            .table_name(self.store.table())
-            .set_key(Some(parked_key))
-            .send()
-            .await
-            .map_err(crate::store::sdk_error)?;
+        self.store.forget_parked(parked_key).await?;
         Ok(answer)
     }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::Ledger;
 use crate::domain::{Actor, HoldStatus, Timestamp, UserId};
 use crate::error::{Error, Result};
-use crate::store::{n, s, PENDING_INDEX, PENDING_SHARDS};
+use crate::store::{attr_text, n, shard_key, DueQuery, DueRead, PENDING_SHARDS};
 
 /// Holds expired at once by one sweep.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -152,42 +152,23 @@ impl Ledger {
     /// One shard's due work (holds and balances), with how many index
     /// entries were read.
     async fn due_in_shard(&self, shard: u8, now: Timestamp, at_most: usize) -> Result<(Vec<Due>, u32)> {
-        let mut ids = Vec::new();
-        let mut scanned = 0;
-        let mut start = None;
-        loop {
-            let page = self
-                .store
-                .client()
-                .query()
-                .table_name(self.store.table())
-                .index_name(PENDING_INDEX)
-                .key_condition_expression("pendingShard = :shard AND expiresAt <= :now")
-                .expression_attribute_values(":shard", s(crate::store::shard_key(shard)))
-                .expression_attribute_values(":now", n(now.millis()))
-                .projection_expression("pk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(crate::store::sdk_error)?;
-            scanned += page.scanned_count().max(0) as u32;
-            for item in page.items() {
-                let pk = item.get("pk").and_then(|v| v.as_s().ok()).map(String::as_str).unwrap_or("");
+        let query = DueQuery { shard: shard_key(shard), until: now.millis(), read: DueRead::Keys, page: None, at_most };
+        let listed = self
+            .store
+            .list_due(query, |item| {
+                let pk = attr_text(&item, "pk");
                 let due = match (pk.strip_prefix("HOLD#"), pk.strip_prefix("USER#")) {
                     (Some(id), _) => Uuid::try_parse(id).ok().map(Due::Hold),
                     (_, Some(user)) => UserId::parse(user).map(Due::Balance),
                     _ => None,
                 };
-                match due {
-                    Some(due) => ids.push(due),
-                    None => tracing::warn!(?item, "unreadable entry in the due-work index"),
+                if due.is_none() {
+                    tracing::warn!(?item, "unreadable entry in the due-work index");
                 }
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() || ids.len() >= at_most {
-                return Ok((ids, scanned));
-            }
-        }
+                due
+            })
+            .await?;
+        Ok((listed.kept, listed.scanned))
     }
 }
 

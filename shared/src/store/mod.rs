@@ -12,6 +12,10 @@
 //! Pending holds, and balances with a lot expiry or a refill to come, carry
 //! `pendingShard`, which puts them in the sparse due-work index
 //! `pending-by-expiry` (shard, `expiresAt`).
+//! That index is listed and claimed in `due.rs` only. Every DynamoDB
+//! request of the crate is made in this module: the reads and deletes that
+//! are not a plain get or put live one kind to a file (`endpoints.rs`,
+//! `events.rs`, `purchases.rs`, `aggregates.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,20 +33,23 @@ use uuid::Uuid;
 use crate::domain::{LedgerEntry, Provider, Timestamp, UserId};
 use crate::error::{Error, Result};
 
+mod aggregates;
 mod balance;
+mod due;
+mod endpoints;
+mod events;
 mod items;
+mod purchases;
 
 pub use balance::*;
+pub use due::*;
+pub use endpoints::*;
 pub use items::*;
 
 pub const PENDING_INDEX: &str = "pending-by-expiry";
 
 /// Per-user usage items by spent (written by the stats function).
 pub const USAGE_INDEX: &str = "usage-by-spent";
-
-/// Pending holds spread over this many index partitions, so that no shard
-/// key becomes hot however many holds are placed at once.
-pub const PENDING_SHARDS: u8 = 16;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -79,10 +86,6 @@ pub fn entry_sk(at: Timestamp, id: Uuid) -> String {
 
 pub fn pending_shard(id: Uuid) -> String {
     shard_key(id.as_bytes()[0] % PENDING_SHARDS)
-}
-
-pub fn shard_key(shard: u8) -> String {
-    format!("P#{shard:02}")
 }
 
 /// A number attribute of a raw item (0 when absent or unreadable).

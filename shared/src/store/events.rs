@@ -1,0 +1,24 @@
+//! Reads of recorded events beyond a plain get.
+
+use super::{s, sdk_error, user_pk, Item, Store};
+use crate::domain::UserId;
+use crate::error::Result;
+
+impl Store {
+    /// A user's event items, newest first, at most `limit`.
+    pub async fn recent_events(&self, user: &UserId, limit: u32) -> Result<Vec<Item>> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
+            .expression_attribute_values(":pk", s(user_pk(user)))
+            .expression_attribute_values(":event", s("EVENT#"))
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .send()
+            .await
+            .map_err(sdk_error)?;
+        Ok(out.items.unwrap_or_default())
+    }
+}
