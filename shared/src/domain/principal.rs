@@ -2,10 +2,6 @@
 //! pays never decides what they pay: only the app's back end (server),
 //! operators (admin) and signed webhooks move credits; a user token reads.
 
-use super::UserId;
-use crate::error::{Error, Result};
-use crate::validate::{Invalid, Problem};
-
 pub const ADMIN_GROUP: &str = "credits-admin";
 pub const ADMIN_SCOPE: &str = "credits/admin";
 pub const SERVER_SCOPE: &str = "credits/server";
@@ -39,14 +35,6 @@ impl Role {
             (Role::Server, Access::Write) => true,
             (Role::Server, Access::Admin) => false,
             (Role::Admin, Access::Write | Access::Admin) => true,
-        }
-    }
-
-    /// The refusal for a route this role may not use.
-    pub fn refusal(self, access: Access) -> Error {
-        match (self, access) {
-            (Role::User, Access::Write) => Error::ReadOnlyToken,
-            _ => Error::Forbidden,
         }
     }
 }
@@ -122,31 +110,6 @@ fn groups(raw: &str) -> Vec<String> {
         return Vec::new();
     }
     inner.split_whitespace().map(str::to_owned).collect()
-}
-
-/// The user a user-scoped request (balance, history, reserve) is about.
-/// A server or admin must name it in `Credits-User`; a user token is about
-/// its own `sub`, and naming anyone else is refused.
-pub fn subject(role: Role, sub: &UserId, named: Option<UserId>) -> Result<UserId> {
-    match (role, named) {
-        (Role::User, Some(named)) if named != *sub => Err(Error::Forbidden),
-        (Role::User, _) => Ok(sub.clone()),
-        (Role::Server | Role::Admin, Some(named)) => Ok(named),
-        (Role::Server | Role::Admin, None) => Err(Invalid::new(USER_HEADER, Problem::Missing).into()),
-    }
-}
-
-/// Whose holds a request on one hold may see: a user only their own; a
-/// server only the user it names in `Credits-User` (another user's hold
-/// then answers 404), so that a hold id leaked from a browser reaches
-/// nothing; an admin the named user's, or any (`None`) without the header.
-pub fn hold_owner(role: Role, sub: &UserId, named: Option<UserId>) -> Result<Option<UserId>> {
-    match (role, named) {
-        (Role::User, Some(named)) if named != *sub => Err(Error::Forbidden),
-        (Role::User, _) => Ok(Some(sub.clone())),
-        (Role::Server, None) => Err(Invalid::new(USER_HEADER, Problem::Missing).into()),
-        (Role::Server | Role::Admin, named) => Ok(named),
-    }
 }
 
 #[cfg(test)]
@@ -248,24 +211,5 @@ mod tests {
         assert!(Role::Server.may(Access::Write));
         assert!(!Role::Server.may(Access::Admin));
         assert!(Role::Admin.may(Access::Write) && Role::Admin.may(Access::Admin));
-        assert!(matches!(Role::User.refusal(Access::Write), Error::ReadOnlyToken));
-        assert!(matches!(Role::Server.refusal(Access::Admin), Error::Forbidden));
-    }
-
-    #[test]
-    fn acting_for_a_user() {
-        let alice = UserId::parse("alice").expect("valid");
-        let bob = UserId::parse("bob").expect("valid");
-        assert_eq!(subject(Role::User, &alice, None).ok(), Some(alice.clone()));
-        assert_eq!(subject(Role::User, &alice, Some(alice.clone())).ok(), Some(alice.clone()));
-        assert!(matches!(subject(Role::User, &alice, Some(bob.clone())), Err(Error::Forbidden)));
-        assert!(matches!(subject(Role::Server, &alice, None), Err(Error::Validation(_))));
-        assert_eq!(subject(Role::Server, &alice, Some(bob.clone())).ok(), Some(bob.clone()));
-        assert!(matches!(hold_owner(Role::Server, &alice, None), Err(Error::Validation(_))));
-        assert_eq!(hold_owner(Role::Server, &alice, Some(bob.clone())).ok(), Some(Some(bob.clone())));
-        assert_eq!(hold_owner(Role::Admin, &alice, None).ok(), Some(None));
-        assert_eq!(hold_owner(Role::Admin, &alice, Some(bob.clone())).ok(), Some(Some(bob.clone())));
-        assert_eq!(hold_owner(Role::User, &alice, None).ok(), Some(Some(alice.clone())));
-        assert!(matches!(hold_owner(Role::User, &alice, Some(bob)), Err(Error::Forbidden)));
     }
 }

@@ -345,7 +345,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
         (Some(_), None) => Some(Error::Unauthorized),
         // Before the body is read: a caller who may not write learns
         // nothing from validation errors, and nothing changes.
-        (Some(access), Some(caller)) if !caller.role.may(access) => Some(caller.role.refusal(access)),
+        (Some(access), Some(caller)) if !caller.role.may(access) => Some(identity::refusal(caller.role, access)),
         _ => None,
     };
     let result = match (route, refused) {
