@@ -57,12 +57,7 @@ impl Store {
         let pk = deliveries_pk(id);
         let start = before_sk.map(|sk| key(pk.clone(), &sk));
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :dlv)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":dlv", s("DLV#"))
+            .query_prefix(pk, "DLV#")
             .scan_index_forward(false)
             .limit(limit as i32 + 1)
             .set_exclusive_start_key(start)

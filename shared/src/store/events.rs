@@ -1,6 +1,6 @@
 //! Reads of recorded events beyond a plain get.
 
-use super::{s, sdk_error, user_pk, Item, Store};
+use super::{sdk_error, user_pk, Item, Store};
 use crate::domain::UserId;
 use crate::error::Result;
 
@@ -8,12 +8,7 @@ impl Store {
     /// A user's event items, newest first, at most `limit`.
     pub async fn recent_events(&self, user: &UserId, limit: u32) -> Result<Vec<Item>> {
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :event)")
-            .expression_attribute_values(":pk", s(user_pk(user)))
-            .expression_attribute_values(":event", s("EVENT#"))
+            .query_prefix(user_pk(user), "EVENT#")
             .scan_index_forward(false)
             .limit(limit as i32)
             .send()

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, CancellationReason, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification,
@@ -345,6 +346,17 @@ impl Store {
         }
     }
 
+    /// A `Query` of the items of partition `pk` whose sort key starts with
+    /// `prefix`; the caller adds order, limit, paging and consistency.
+    pub(crate) fn query_prefix(&self, pk: String, prefix: &str) -> QueryFluentBuilder {
+        self.client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+    }
+
     /// History lines newest first. Asks for one more than `limit` so that a
     /// cursor is handed out only when another page really exists.
     pub async fn query_entries(
@@ -356,12 +368,7 @@ impl Store {
         let pk = user_pk(user);
         let start = before_sk.map(|sk| key(pk.clone(), &sk));
         let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :tx)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":tx", s("TX#"))
+            .query_prefix(pk, "TX#")
             .scan_index_forward(false)
             .limit(limit as i32 + 1)
             .set_exclusive_start_key(start)

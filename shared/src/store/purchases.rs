@@ -1,24 +1,15 @@
 //! Take-backs parked under a payment until its purchase is there: listed
 //! and forgotten here (parking one is a plain put).
 
-use super::{payment_pk, s, sdk_error, Item, Store};
+use super::{payment_pk, sdk_error, Item, Store};
 use crate::error::Result;
 
 impl Store {
     /// The take-backs parked under `payment`, read consistently (one may
     /// have been parked a moment ago).
     pub async fn parked_take_backs(&self, payment: &str) -> Result<Vec<Item>> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :parked)")
-            .expression_attribute_values(":pk", s(payment_pk(payment)))
-            .expression_attribute_values(":parked", s("PARKED#"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_error)?;
+        let out =
+            self.query_prefix(payment_pk(payment), "PARKED#").consistent_read(true).send().await.map_err(sdk_error)?;
         Ok(out.items.unwrap_or_default())
     }
 
