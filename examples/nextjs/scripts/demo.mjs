@@ -75,11 +75,8 @@ const next = spawn(process.execPath, [fileURLToPath(import.meta.resolve("next/di
 });
 console.log(`demo: open ${appUrl} (provider stand-in ${bfl.url}, Stripe stand-in ${stripe.url}, credits API ${api})`);
 
-const stop = () => {
-  next.kill("SIGTERM");
-  bfl.server.close();
-  stripe.server.close();
-};
+// The stand-ins close when Next.js has stopped.
+const stop = () => next.kill("SIGTERM");
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 next.on("exit", (code) => {

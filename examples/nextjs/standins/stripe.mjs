@@ -8,8 +8,9 @@
 // With real test keys instead: unset STRIPE_API_URL, set STRIPE_SECRET_KEY
 // (sk_test_…) and the STRIPE_PRICE_* ids, and forward Stripe's webhook to the
 // credits API (`stripe listen --forward-to localhost:3000/v1/webhooks/stripe`).
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createServer } from "node:http";
+import Stripe from "stripe";
 
 /** The demo's prices: what each pack costs. */
 export const DEMO_PRICES = {
@@ -18,11 +19,8 @@ export const DEMO_PRICES = {
   price_demo_trial: { unit_amount: 199, currency: "usd", pack: "trial" },
 };
 
-/** `Stripe-Signature` as Stripe computes it: HMAC-SHA256 keyed with the whole `whsec_…` string. */
-export function stripeSignature(secret, body, timestamp = Math.floor(Date.now() / 1000)) {
-  const v1 = createHmac("sha256", secret).update(`${timestamp}.${body}`).digest("hex");
-  return `t=${timestamp},v1=${v1}`;
-}
+/** Signs as Stripe does, with Stripe's own library (the tests' signer too: scripts/stripe-sign.mjs). */
+const signer = new Stripe("sk_test_unused").webhooks;
 
 const id = (prefix) => `${prefix}_test_${randomBytes(12).toString("hex")}`;
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -55,7 +53,7 @@ export async function startStripe({ port = 0, host = "127.0.0.1", webhookUrl, we
       try {
         const answer = await fetch(webhookUrl, {
           method: "POST",
-          headers: { "content-type": "application/json", "stripe-signature": stripeSignature(webhookSecret, body) },
+          headers: { "content-type": "application/json", "stripe-signature": signer.generateTestHeaderString({ payload: body, secret: webhookSecret }) },
           body,
         });
         attempt.status = answer.status;

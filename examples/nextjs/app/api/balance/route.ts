@@ -2,9 +2,8 @@
 // its own credential acting for the session's user (the browser names
 // nobody). The page may also read `GET /v1/balance` straight from the
 // credits API with the user's own token (CORS: `AllowedOrigins`).
-import { creditsFor, errorResponse } from "../../../lib/credits";
+import { creditsFor, errorResponse, signInFirst } from "../../../lib/credits";
 import { currentUserId } from "../../../lib/session";
-import { signInFirst } from "../../../lib/credits";
 
 export async function GET(request: Request): Promise<Response> {
   const userId = currentUserId(request.headers);
