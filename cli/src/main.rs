@@ -363,7 +363,7 @@ async fn cleanup(budget: u64) -> Result<(), String> {
 }
 
 async fn serve(listen: String, data_dir: PathBuf, jwt_secret: String, allowed_origins: String) -> Result<(), String> {
-    credits_shared::http::init_logging();
+    credits_shared::logging::init_logging();
     if jwt_secret.trim().is_empty() {
         return Err("CREDITS_DEV_JWT_SECRET is empty: unset it for the default, or give a secret".into());
     }

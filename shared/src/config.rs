@@ -2,16 +2,17 @@
 
 use std::sync::Arc;
 
+use crate::app::App;
 use crate::clock::SystemClock;
 use crate::domain::principal::TrustedClients;
+use crate::ledger::Ledger;
 use crate::prices::Catalog;
 use crate::store::{client_from_env, Store};
 use crate::webhook::Verifiers;
-use crate::{App, Ledger};
 
 pub const DEFAULT_TABLE: &str = "credits";
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
-pub const DEFAULT_MAX_OPEN_HOLDS: u32 = 100;
+pub use crate::ledger::DEFAULT_MAX_OPEN_HOLDS;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {

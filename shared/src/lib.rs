@@ -1,32 +1,28 @@
 //! The credits ledger shared by every function: domain rules, the DynamoDB
 //! store, the ledger operations and the HTTP glue.
 
+pub mod address;
+pub mod app;
 pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod entry;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod ledger;
-#[cfg(feature = "local-stream")]
-pub mod local_stream;
+pub mod logging;
 pub mod metrics;
 pub mod monitoring;
 pub mod prices;
 pub mod stats;
 pub mod store;
 pub mod validate;
+pub mod webhook;
 
+pub use app::App;
 pub use error::{Error, Result};
 pub use ledger::Ledger;
-
-/// What a function serves with: built once per cold start.
-#[derive(Clone, Debug)]
-pub struct App {
-    pub ledger: Ledger,
-    pub verifiers: std::sync::Arc<webhook::Verifiers>,
-    /// The app clients whose tokens act as the server or an admin.
-    pub trusted: domain::principal::TrustedClients,
-}
-pub mod events;
-pub mod webhook;
+#[cfg(feature = "local-stream")]
+pub use store::local_stream;

@@ -9,8 +9,11 @@ use serde_json::{json, Value};
 use crate::domain::Timestamp;
 use crate::error::Result;
 use crate::prices::Catalog;
-use crate::stats::{buckets, stats_pk, Period, BROKEN_PK, HEALTH_PK};
-use crate::store::{attr_number, attr_text, key, shard_key, DueQuery, DueRead, Item, Store, PENDING_SHARDS};
+use crate::stats::{buckets, Period};
+use crate::store::{
+    attr_number, attr_text, key, shard_key, stats_pk, DueQuery, DueRead, Item, Store, BROKEN_PK, HEALTH_PK,
+    PENDING_SHARDS,
+};
 
 /// A pending hold this long past `expiresAt` should have been swept.
 const SWEEP_GRACE_MS: i64 = 120_000;

@@ -145,7 +145,7 @@ impl PriceCache {
     }
 
     /// The prices in force: the cached copy while it is fresh.
-    pub async fn get(&self, store: &Store) -> crate::Result<Arc<Catalog>> {
+    pub async fn get(&self, store: &Store) -> crate::error::Result<Arc<Catalog>> {
         let cached = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some((catalog, at)) = cached {
             if at.elapsed() < self.refresh {
@@ -184,28 +184,21 @@ pub async fn set_price(
     unit_cost: Credits,
     who: &crate::domain::Attribution,
     at: Timestamp,
-) -> crate::Result<Option<Credits>> {
-    use aws_sdk_dynamodb::types::Update;
-    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+) -> crate::error::Result<Option<Credits>> {
+    use aws_sdk_dynamodb::types::{AttributeValue, Update};
     let previous = current.unit_cost(operation);
     // One map entry per changed operation: concurrent changes of different
     // operations both land, and the same operation's last write wins.
     let update = Update::builder()
-        .table_name(store.table())
         .set_key(Some(key(PRICES_PK.into(), "PRICES")))
         .update_expression("SET operations = if_not_exists(operations, :empty), updatedAt = :at")
         .expression_attribute_values(":empty", AttributeValue::M(Default::default()))
-        .expression_attribute_values(":at", n(at.millis()))
-        .build()
-        .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        .expression_attribute_values(":at", n(at.millis()));
     let entry = Update::builder()
-        .table_name(store.table())
         .set_key(Some(key(PRICES_PK.into(), "PRICES")))
         .update_expression("SET operations.#op = :cost")
         .expression_attribute_names("#op", operation)
-        .expression_attribute_values(":cost", n(unit_cost))
-        .build()
-        .map_err(|e| crate::Error::Internal(e.to_string()))?;
+        .expression_attribute_values(":cost", n(unit_cost));
     let mut change = key(PRICES_PK.into(), &format!("CHANGE#{:013}#{operation}", at.millis()));
     change.insert("operation".into(), s(operation));
     change.insert("unitCost".into(), n(unit_cost));
@@ -217,25 +210,14 @@ pub async fn set_price(
         change.insert("reason".into(), s(reason));
     }
     change.insert("at".into(), n(at.millis()));
-    let put = |item: Item| -> crate::Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(store.table())
-            .set_item(Some(item))
-            .build()
-            .map_err(|e| crate::Error::Internal(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
-    };
     let failed = |failure: TxFailure| match failure {
         TxFailure::Store(e) => e,
-        TxFailure::Cancelled(reasons) => crate::Error::Internal(format!("price change cancelled: {reasons:?}")),
+        TxFailure::Cancelled(reasons) => crate::error::Error::Internal(format!("price change cancelled: {reasons:?}")),
     };
     // The map must exist before an entry can be set in it: two steps, each
     // harmless to repeat; the change line goes with the price itself.
-    store.transact(vec![TransactWriteItem::builder().update(update).build()], None).await.map_err(failed)?;
-    store
-        .transact(vec![TransactWriteItem::builder().update(entry).build(), put(change)?], None)
-        .await
-        .map_err(failed)?;
+    store.transact(vec![store.tx_update(update)?], None).await.map_err(failed)?;
+    store.transact(vec![store.tx_update(entry)?, store.tx_put(change, None)?], None).await.map_err(failed)?;
     Ok(previous)
 }
 

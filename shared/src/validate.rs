@@ -162,7 +162,7 @@ pub fn uuid(field: &str, raw: &str) -> Result<uuid::Uuid, Invalid> {
 /// host and no user name or password (a credential in a URL ends up in
 /// logs and answers), at most [`MAX_URL`] characters, no spaces or control
 /// characters, whose host is not `localhost` nor an IP address webhooks may
-/// not connect to (`events::address`). With `local_http` (the dev server)
+/// not connect to (`address`). With `local_http` (the dev server)
 /// loopback is allowed, and plain `http://` to `localhost`, `127.0.0.1` or
 /// `[::1]`. It is parsed as the client that delivers will parse it
 /// (`reqwest::Url`, the WHATWG parser), and the scheme must be written with
@@ -191,11 +191,11 @@ pub fn webhook_url(field: &str, raw: &str, local_http: bool) -> Result<(), Inval
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
     // Deployed, the function's own network is no target: `localhost`, or an
     // address written as such that webhooks would refuse to connect to
-    // (`events::address`). A name is checked where it connects, at every
+    // (`address`). A name is checked where it connects, at every
     // attempt. The dev server's receivers are on this machine: loopback.
     let named_local = host == "localhost" || host.ends_with(".localhost");
     let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>().ok();
-    let reachable = ip.is_none_or(|ip| crate::events::address::allowed(ip, local_http)) && (local_http || !named_local);
+    let reachable = ip.is_none_or(|ip| crate::address::allowed(ip, local_http)) && (local_http || !named_local);
     match url.scheme() {
         "https" if !host.is_empty() && reachable => Ok(()),
         "http" if local_http && local => Ok(()),
@@ -361,7 +361,7 @@ mod tests {
             Problem::NotWebhookUrl { local_http: true },
             Problem::TooMany { max: 12 },
         ] {
-            let error = crate::Error::Validation(Invalid::new("url", problem.clone()));
+            let error = crate::error::Error::Validation(Invalid::new("url", problem.clone()));
             let [en, pt, es] = [Lang::En, Lang::Pt, Lang::Es].map(|lang| detail(&error, lang));
             assert!(en != pt && en != es && pt != es && en.contains("\"url\""), "{problem:?}");
         }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    credits_shared::http::run_function(credits_shared::http::Function::Reserve).await
+    credits_shared::entry::run_function(credits_shared::http::Function::Reserve).await
 }

@@ -4,6 +4,7 @@
 mod books;
 mod hold;
 mod lots;
+pub mod outgoing;
 mod plan;
 pub mod principal;
 mod purchase;

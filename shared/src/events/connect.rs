@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::address;
+use crate::address;
 
 /// An attempt's error when the endpoint's host is refused. It names no
 /// address: the delivery log must not tell what a name resolves to inside.
@@ -72,7 +72,7 @@ impl Resolve for Guarded {
 /// through [`Guarded`], no redirects followed, no proxy.
 pub fn client(lookup: Arc<dyn Resolve>, allow_loopback: bool) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
-        .timeout(super::deliver::TIMEOUT)
+        .timeout(super::schedule::TIMEOUT)
         // A redirect would go where nobody checked; a 3xx is the attempt's answer.
         .redirect(reqwest::redirect::Policy::none())
         // Through a proxy, the proxy would resolve the name, unchecked.

@@ -10,28 +10,20 @@ use serde::Serialize;
 
 use super::bus::Entry;
 use super::connect;
-use super::endpoints::{
-    endpoint_sk, Attempt, DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus, DISABLE_AFTER_MS, ENDPOINTS_PK,
-};
-use super::expiring::WarningItem;
-use super::outbox::{EventRecord, Outbox, LEASE_MS};
+use super::endpoints::{DISABLE_AFTER_MS, ENDPOINTS_PK};
+use super::outbox::Outbox;
+pub use super::schedule::SCHEDULE_SECONDS;
+use super::schedule::{retry_after, LEASE_MS, TIMEOUT};
 use crate::error::Result;
-use crate::store::{from_item, key, n, outbox_shard_key, s, ConditionalUpdate, DueQuery, DueRead, Item, OUTBOX_SHARDS};
+use crate::store::{
+    endpoint_sk, from_item, key, n, outbox_shard_key, s, Attempt, ConditionalUpdate, DeliveryLogItem, DeliveryStatus,
+    DueQuery, DueRead, EndpointItem, EndpointStatus, EventRecord, Item, WarningItem, OUTBOX_SHARDS, WARNING_PREFIX,
+};
 
-/// One attempt's time limit.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-/// Waits after each failed attempt: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
-/// (eight attempts over about 27.6 hours).
-pub const SCHEDULE_SECONDS: [i64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000];
 /// Due entries one run lists at most.
 pub const MAX_LISTED: usize = 2_000;
 /// Kept of a receiver's error text.
 const ERROR_CHARS: usize = 200;
-
-/// The wait after the `tried`-th failed attempt; `None` when it was the last.
-pub fn retry_after(tried: u32) -> Option<i64> {
-    SCHEDULE_SECONDS.get(tried.checked_sub(1)? as usize).copied()
-}
 
 /// What the scheduled job did with due events and deliveries.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -260,7 +252,7 @@ impl Outbox {
         let due = self.list_due(&mut report).await?;
         let sk_of = |item: &Item| crate::store::attr_text(item, "sk").to_owned();
         let (warnings, due): (Vec<Item>, Vec<Item>) =
-            due.into_iter().partition(|item| sk_of(item).starts_with(super::expiring::WARNING_PREFIX));
+            due.into_iter().partition(|item| sk_of(item).starts_with(WARNING_PREFIX));
         let (events, deliveries): (Vec<Item>, Vec<Item>) =
             due.into_iter().partition(|item| sk_of(item).starts_with("EVENT#"));
         let endpoints = self.ledger.endpoint_items().await?;
@@ -422,19 +414,5 @@ fn status_name(status: DeliveryStatus) -> &'static str {
         DeliveryStatus::Delivered => "delivered",
         DeliveryStatus::Failed => "failed",
         DeliveryStatus::Dropped => "dropped",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_schedule_spans_more_than_a_day() {
-        assert_eq!(retry_after(0), None);
-        assert_eq!(retry_after(1), Some(5));
-        assert_eq!(retry_after(7), Some(36_000));
-        assert_eq!(retry_after(8), None);
-        assert!(SCHEDULE_SECONDS.iter().sum::<i64>() >= 86_400);
     }
 }

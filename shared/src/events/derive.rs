@@ -7,8 +7,10 @@ use uuid::Uuid;
 
 use super::{event_id, Event, Kind};
 use crate::domain::{Credits, EntryType, HoldStatus, LotPart, Timestamp, UserId};
-use crate::stats::Change;
-use crate::store::{from_item, DebitItem, EntryItem, GrantItem, HoldItem, Item, LotPartItem, StoredBalance};
+use crate::store::stream::Change;
+use crate::store::{
+    from_item, DebitItem, EntryItem, GrantItem, HoldItem, Item, LotPartItem, StoredBalance, LOW_BALANCE_THRESHOLD,
+};
 
 /// What a derived event still needs: its data, or the reservation to read
 /// for it (a late success names its hold; the stream record does not carry it).
@@ -53,8 +55,6 @@ impl Default for Defaults {
         Defaults { low_balance_threshold: 0, expiry_warning_seconds: DEFAULT_EXPIRY_WARNING_HOURS * 3600 }
     }
 }
-
-pub const LOW_BALANCE_THRESHOLD: &str = "lowBalanceThreshold";
 
 /// The events of one change, in the order they happened.
 pub fn events_of(change: &Change, defaults: Defaults) -> Vec<Derived> {

@@ -2,86 +2,36 @@
 //! (shown once, at creation) and the event types it wants; and the
 //! delivery log per endpoint.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use super::Kind;
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
+use crate::ledger::Ledger;
 use crate::store::{from_item, key, to_item, Item};
-use crate::Ledger;
 
 pub use crate::store::{deliveries_pk, endpoint_sk, ENDPOINTS_PK};
+use crate::store::{DeliveryLogItem, DeliveryStatus, EndpointItem, EndpointStatus};
 
 /// Endpoints at most: every event is recorded once per subscribed endpoint.
 pub const MAX_ENDPOINTS: usize = 20;
 /// An endpoint that failed every attempt for this long is disabled.
 pub const DISABLE_AFTER_MS: i64 = 5 * 86_400_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndpointStatus {
-    Enabled,
-    Disabled,
-}
-
-/// An endpoint as stored. Its `Debug` leaves the secret out.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EndpointItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub endpoint_id: Uuid,
-    pub url: String,
-    /// The types it wants; empty: every type.
-    pub events: Vec<Kind>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub secret: String,
-    pub status: EndpointStatus,
-    pub created_at: i64,
-    pub created_by: String,
-    /// Since when every attempt failed (cleared by any success).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_success_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub disabled_reason: Option<String>,
-}
-
-impl std::fmt::Debug for EndpointItem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EndpointItem")
-            .field("endpoint_id", &self.endpoint_id)
-            .field("url", &self.url)
-            .field("events", &self.events)
-            .field("status", &self.status)
-            .field("secret", &"<redacted>")
-            .finish_non_exhaustive()
-    }
-}
-
-impl EndpointItem {
-    pub fn wants(&self, kind: Kind) -> bool {
-        self.status == EndpointStatus::Enabled && (self.events.is_empty() || self.events.contains(&kind))
-    }
-
-    pub fn view(&self) -> Endpoint {
+impl From<&EndpointItem> for Endpoint {
+    fn from(item: &EndpointItem) -> Endpoint {
         Endpoint {
-            id: self.endpoint_id,
-            url: self.url.clone(),
-            events: self.events.clone(),
-            description: self.description.clone(),
-            status: self.status,
-            created_at: Timestamp(self.created_at),
-            failing_since: self.failing_since.map(Timestamp),
-            last_success_at: self.last_success_at.map(Timestamp),
-            disabled_at: self.disabled_at.map(Timestamp),
-            disabled_reason: self.disabled_reason.clone(),
+            id: item.endpoint_id,
+            url: item.url.clone(),
+            events: item.events.clone(),
+            description: item.description.clone(),
+            status: item.status,
+            created_at: Timestamp(item.created_at),
+            failing_since: item.failing_since.map(Timestamp),
+            last_success_at: item.last_success_at.map(Timestamp),
+            disabled_at: item.disabled_at.map(Timestamp),
+            disabled_reason: item.disabled_reason.clone(),
             secret: None,
         }
     }
@@ -119,57 +69,6 @@ pub struct NewEndpoint {
     pub actor: String,
 }
 
-/// One delivery of one event to one endpoint, with its attempts.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryLogItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub endpoint_id: Uuid,
-    pub event_id: String,
-    pub event_type: Kind,
-    pub user_id: String,
-    /// The body every attempt sends, byte for byte.
-    pub payload: String,
-    pub status: DeliveryStatus,
-    pub attempts: u32,
-    #[serde(default)]
-    pub log: Vec<Attempt>,
-    pub created_at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_attempt_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    pub ttl: i64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryStatus {
-    /// Being attempted, or waiting for its next attempt.
-    Pending,
-    Delivered,
-    /// Every attempt of the schedule failed.
-    Failed,
-    /// Not attempted again: the endpoint was disabled or deleted.
-    Dropped,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attempt {
-    pub attempt: u32,
-    pub at: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status_code: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    pub duration_ms: u64,
-}
-
 /// A delivery as the API shows it.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -193,14 +92,14 @@ pub struct AttemptView {
     pub duration_ms: u64,
 }
 
-impl DeliveryLogItem {
-    pub fn view(self) -> Delivery {
+impl From<DeliveryLogItem> for Delivery {
+    fn from(item: DeliveryLogItem) -> Delivery {
         Delivery {
-            event_id: self.event_id,
-            event_type: self.event_type,
-            user_id: self.user_id,
-            status: self.status,
-            attempts: self
+            event_id: item.event_id,
+            event_type: item.event_type,
+            user_id: item.user_id,
+            status: item.status,
+            attempts: item
                 .log
                 .into_iter()
                 .map(|a| AttemptView {
@@ -211,8 +110,8 @@ impl DeliveryLogItem {
                     duration_ms: a.duration_ms,
                 })
                 .collect(),
-            created_at: Timestamp(self.created_at),
-            next_attempt_at: self.next_attempt_at.map(Timestamp),
+            created_at: Timestamp(item.created_at),
+            next_attempt_at: item.next_attempt_at.map(Timestamp),
         }
     }
 }
@@ -251,15 +150,15 @@ impl Ledger {
         if !self.store().put_if_absent(to_item(&item)?).await? {
             return Err(Error::Internal("a fresh endpoint id was taken".into()));
         }
-        Ok(Endpoint { secret: Some(item.secret.clone()), ..item.view() })
+        Ok(Endpoint { secret: Some(item.secret.clone()), ..Endpoint::from(&item) })
     }
 
     pub async fn endpoints(&self) -> Result<Vec<Endpoint>> {
-        Ok(self.endpoint_items().await?.iter().map(EndpointItem::view).collect())
+        Ok(self.endpoint_items().await?.iter().map(Endpoint::from).collect())
     }
 
     pub async fn endpoint(&self, id: Uuid) -> Result<Endpoint> {
-        Ok(self.endpoint_item(id).await?.ok_or(Error::EndpointNotFound)?.view())
+        Ok(Endpoint::from(&self.endpoint_item(id).await?.ok_or(Error::EndpointNotFound)?))
     }
 
     /// Deletes an endpoint; its pending deliveries are dropped when they fall due.
@@ -283,7 +182,7 @@ impl Ledger {
         for item in items {
             let delivery: DeliveryLogItem = from_item(item)?;
             last = Some(delivery.sk.clone());
-            page.push(delivery.view());
+            page.push(Delivery::from(delivery));
         }
         let next_cursor = if more { last.map(|sk| crate::ledger::encode_cursor(&sk)) } else { None };
         Ok(DeliveryPage { items: page, next_cursor })

@@ -4,41 +4,14 @@
 //! same lot schedules nothing more). The scheduled job fires it when due,
 //! if credits are left in the lot then, as an event like any other.
 
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::outbox::{outbox_shard, Outbox, KEEP_SECONDS};
+use super::outbox::Outbox;
+use super::schedule::KEEP_SECONDS;
 use super::{event_id, Event, Kind};
 use crate::domain::{LotKey, Timestamp, UserId};
 use crate::error::Result;
-use crate::store::{key, n, s, to_item, user_pk, ConditionalUpdate};
-
-/// A scheduled warning, under its user. `expiresAt` is when it falls due
-/// (the index's key); the lot's own expiry is `lotExpiresAt`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WarningItem {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub user_id: UserId,
-    pub priority: u8,
-    pub lot_expires_at: i64,
-    /// When it falls due: the event's date, whatever the index entry says
-    /// after a claim moved it.
-    pub due_at: i64,
-    /// Set once the event is recorded; a warning retired without it (the lot
-    /// was empty then) is armed again by the next grant into the lot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fired_at: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    pub ttl: i64,
-}
-
-pub const WARNING_PREFIX: &str = "WARN#";
+use crate::store::{key, n, outbox_shard, s, to_item, user_pk, ConditionalUpdate, WarningItem, WARNING_PREFIX};
 
 impl Outbox {
     /// Schedules the lot's warning; nothing if it is scheduled or fired

@@ -9,24 +9,22 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use reqwest::dns::Resolve;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use super::bus::{Bus, Entry};
 use super::connect::SystemLookup;
 use super::derive::{events_of, Defaults, Derived};
-use super::endpoints::{deliveries_pk, DeliveryLogItem, DeliveryStatus, EndpointItem};
-use super::{Event, Kind};
+use super::schedule::{retry_after, KEEP_SECONDS, LEASE_MS, TIMEOUT};
+use super::Event;
 use crate::error::Result;
-use crate::stats::Change;
-use crate::store::{key, n, outbox_shard_key, s, to_item, ConditionalUpdate, OUTBOX_SHARDS};
-use crate::Ledger;
+use crate::ledger::Ledger;
+use crate::store::stream::Change;
+use crate::store::{
+    deliveries_pk, event_sk, key, n, outbox_shard, s, to_item, BusState, ConditionalUpdate, DeliveryLogItem,
+    DeliveryStatus, EndpointItem, EventRecord,
+};
 
-/// How long a claimed publish or attempt is left to its claimer before the
-/// job takes it over: well above an attempt's timeout.
-pub const LEASE_MS: i64 = 60_000;
-/// Events and deliveries are kept this long (then TTL removes them).
-pub const KEEP_SECONDS: i64 = 30 * 86_400;
 /// Writes in flight at once.
 const CONCURRENCY: usize = 8;
 
@@ -37,47 +35,6 @@ fn http_client(lookup: Arc<dyn Resolve>, allow_loopback: bool) -> Option<reqwest
     super::connect::client(lookup, allow_loopback)
         .inspect_err(|error| tracing::error!(error = %error, "no HTTP client for webhook deliveries"))
         .ok()
-}
-
-pub fn outbox_shard(event_id: &str) -> String {
-    let byte = event_id.bytes().fold(0u8, |acc, b| acc.wrapping_mul(31).wrapping_add(b));
-    outbox_shard_key(byte % OUTBOX_SHARDS)
-}
-
-pub fn event_sk(event: &Event) -> String {
-    format!("EVENT#{:013}#{}", event.occurred_at.millis().max(0), event.id)
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BusState {
-    Pending,
-    Published,
-    /// No bus configured: written to the log instead.
-    Logged,
-    /// Every retry of the schedule failed.
-    Failed,
-}
-
-/// An event as stored, under its user (`credits events` lists them).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EventRecord {
-    pub pk: String,
-    pub sk: String,
-    pub entity: String,
-    pub event_id: String,
-    pub event_type: Kind,
-    pub user_id: String,
-    pub occurred_at: i64,
-    pub payload: String,
-    pub bus: BusState,
-    pub bus_attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_shard: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires_at: Option<i64>,
-    pub ttl: i64,
 }
 
 /// What one call of [`Outbox::apply`] did.
@@ -165,7 +122,7 @@ impl Outbox {
     /// same delivery at the same time.
     pub(super) fn attempt_by() -> Instant {
         let lease = Duration::from_millis(LEASE_MS as u64);
-        Instant::now() + lease.saturating_sub(super::deliver::TIMEOUT + Duration::from_secs(5))
+        Instant::now() + lease.saturating_sub(TIMEOUT + Duration::from_secs(5))
     }
 
     /// Publishes what was recorded for the first time and makes the first
@@ -249,11 +206,13 @@ impl Outbox {
     async fn complete(&self, derived: Derived) -> Result<Event> {
         match derived {
             Derived::Ready(event) => Ok(event),
-            Derived::Expiring { .. } => Err(crate::Error::Internal("an expiry warning is not an event yet".into())),
+            Derived::Expiring { .. } => {
+                Err(crate::error::Error::Internal("an expiry warning is not an event yet".into()))
+            }
             Derived::NeedsHold { mut event, reservation_id } => {
                 event.data = match self.ledger.reservation(None, reservation_id).await {
                     Ok(hold) => serde_json::to_value(hold).unwrap_or_default(),
-                    Err(crate::Error::ReservationNotFound) => json!({"reservationId": reservation_id}),
+                    Err(crate::error::Error::ReservationNotFound) => json!({"reservationId": reservation_id}),
                     Err(error) => return Err(error),
                 };
                 Ok(event)
@@ -269,13 +228,13 @@ impl Outbox {
         endpoints: &[EndpointItem],
     ) -> Result<(Event, bool, Vec<DeliveryLogItem>)> {
         let now = self.ledger.now();
-        let payload = serde_json::to_string(&event).map_err(|e| crate::Error::Internal(e.to_string()))?;
+        let payload = serde_json::to_string(&event).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
         let ttl = now.unix_seconds() + KEEP_SECONDS;
         let lease = now.millis() + LEASE_MS;
         let configured = self.bus.is_configured();
         let record = EventRecord {
             pk: crate::store::user_pk(&event.user_id),
-            sk: event_sk(&event),
+            sk: event_sk(event.occurred_at, &event.id),
             entity: "event".into(),
             event_id: event.id.clone(),
             event_type: event.kind,
@@ -334,7 +293,7 @@ impl Outbox {
             })
             .collect();
         let targets: Vec<(String, String, u32)> =
-            events.iter().map(|e| (crate::store::user_pk(&e.user_id), event_sk(e), 0)).collect();
+            events.iter().map(|e| (crate::store::user_pk(&e.user_id), event_sk(e.occurred_at, &e.id), 0)).collect();
         self.publish_entries(&entries, &targets).await
     }
 
@@ -362,7 +321,7 @@ impl Outbox {
                 continue;
             }
             let tried = attempts + 1;
-            let update = match super::deliver::retry_after(tried) {
+            let update = match retry_after(tried) {
                 Some(delay) => ConditionalUpdate {
                     set: "SET busAttempts = :tried, expiresAt = :next",
                     condition: "#bus = :pending AND busAttempts = :before",

@@ -9,22 +9,24 @@ use uuid::Uuid;
 
 use super::identity::Caller;
 use super::{json, Op, Params};
+use crate::app::App;
 use crate::domain::principal::Role;
 use crate::domain::{
     Actor, Credits, DebitReason, GrantReason, Provider, UserId, DEFAULT_TTL_SECONDS, MAX_AMOUNT, MAX_PRIORITY,
     MAX_TTL_SECONDS, MAX_UNITS,
 };
+use crate::error::Error;
 use crate::error::Result;
 use crate::events::endpoints::NewEndpoint;
 use crate::events::Kind;
 use crate::ledger::sweep;
 use crate::ledger::webhook::{Delivery, WebhookResult};
+use crate::ledger::Ledger;
 use crate::ledger::{Attribution, DebitRequest, GrantRequest, Outcome, PlanRequest, ReserveRequest};
 use crate::monitoring::{period_name, Monitor};
 use crate::stats::Period;
 use crate::validate::{self, json_body, Invalid, Problem};
 use crate::webhook::parse_payload;
-use crate::{App, Error, Ledger};
 
 const PROVIDERS: &[&str] = &["bfl", "generic"];
 const GRANT_REASONS: &[&str] =

@@ -1,23 +1,21 @@
-//! HTTP glue: the route table, request parsing, and one entry point per
-//! Lambda function. The dev server mounts the very same `handle`.
+//! HTTP glue: the route table, request parsing, and `handle`, which every
+//! HTTP function (`entry::run_function`) and the dev server mount.
 
 pub mod handlers;
 pub mod identity;
 pub mod problem;
 
-use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
-use lambda_http::{service_fn, Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::app::App;
 use crate::domain::principal::Access;
 use crate::error::Error;
 use crate::validate::{Invalid, Problem};
-use crate::App;
 use problem::Lang;
 
 /// Largest request body accepted (the contract's 64 KiB).
@@ -389,32 +387,6 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
         "request"
     );
     response
-}
-
-/// JSON logs, one line per event, level from `RUST_LOG` (default info).
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().json().with_env_filter(filter).with_current_span(false).without_time().try_init();
-}
-
-/// The whole `main` of an HTTP function.
-pub async fn run_function(function: Function) -> Result<(), lambda_http::Error> {
-    init_logging();
-    let app = match Config::from_env().app().await {
-        Ok(app) => app,
-        Err(unusable) => {
-            // Refusing to start is loud; a function that refuses every
-            // request because of a bad secret is not.
-            tracing::error!(error = %unusable, "configuration refused");
-            return Err(unusable.into());
-        }
-    };
-    let app = &app;
-    lambda_http::run(service_fn(
-        move |req: Request| async move { Ok::<_, Infallible>(handle(app, function, req).await) },
-    ))
-    .await
 }
 
 #[cfg(test)]

@@ -65,9 +65,9 @@ impl Ledger {
             entry.actor = Some(request.actor.clone());
             entry.lots = Some(LotPartItem::from_allocation(&taken));
             let mut items = vec![
-                self.put(to_item(&item)?, Some("attribute_not_exists(pk)"))?,
-                self.update(write.build(user, now))?,
-                self.put(to_item(&entry)?, None)?,
+                self.store.tx_put(to_item(&item)?, Some("attribute_not_exists(pk)"))?,
+                self.store.tx_update(write.build(user, now))?,
+                self.store.tx_put(to_item(&entry)?, None)?,
             ];
             items.extend(along(taken.total())?);
             match self.tx(items).await {

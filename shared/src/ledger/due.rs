@@ -113,7 +113,7 @@ impl Ledger {
         lines: Vec<TransactWriteItem>,
         now: Timestamp,
     ) -> Result<bool, TxFailure> {
-        let mut items = vec![self.update(write.build(user, now)).map_err(TxFailure::Store)?];
+        let mut items = vec![self.store.tx_update(write.build(user, now)).map_err(TxFailure::Store)?];
         items.extend(lines);
         match self.tx(items).await {
             Ok(()) => Ok(true),
@@ -209,7 +209,7 @@ impl Ledger {
             let mut entry = self.entry(user, source, EntryType::GrantExpired, amount, None, None, at);
             entry.lots = Some(LotPartItem::from_allocation(&Allocation(vec![(lot, amount)])));
             // Never over another line: a collision fails the write, loudly.
-            lines.push(self.put(to_item(&entry)?, Some("attribute_not_exists(pk)"))?);
+            lines.push(self.store.tx_put(to_item(&entry)?, Some("attribute_not_exists(pk)"))?);
             Ok(())
         };
         let mut refills = Vec::new();
@@ -241,7 +241,7 @@ impl Ledger {
             if carried > Credits::ZERO {
                 entry.rollover = Some(LotPartItem::from_allocation(&Allocation(vec![(Plan::lot(start), carried)])));
             }
-            lines.push(self.put(to_item(&entry)?, Some("attribute_not_exists(pk)"))?);
+            lines.push(self.store.tx_put(to_item(&entry)?, Some("attribute_not_exists(pk)"))?);
         }
         Ok(lines)
     }

@@ -73,9 +73,9 @@ impl Ledger {
             entry.actor = Some(request.actor.clone());
             entry.lots = Some(LotPartItem::from_allocation(&Allocation(vec![(lot, request.amount)])));
             let items = vec![
-                self.put(to_item(&grant)?, Some("attribute_not_exists(pk)"))?,
-                self.update(write.build(user, now))?,
-                self.put(to_item(&entry)?, None)?,
+                self.store.tx_put(to_item(&grant)?, Some("attribute_not_exists(pk)"))?,
+                self.store.tx_update(write.build(user, now))?,
+                self.store.tx_put(to_item(&entry)?, None)?,
             ];
             match self.tx(items).await {
                 Ok(()) => {

@@ -21,7 +21,7 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -32,7 +32,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
-use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Item, Store, TaskItem, TxFailure};
+use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Store, TaskItem, TxFailure};
 
 /// Namespace of the ids derived from idempotency keys (UUID v5).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c1e_8b7a_4e0f_9a51_3c2d_4b5e_6f70);
@@ -222,6 +222,10 @@ fn derived_id(kind: &str, user: &UserId, key: &str) -> Uuid {
 
 /// The id a reserve of `user` with `Idempotency-Key: key` gets (and keeps
 /// for every retry of that key).
+/// Pending holds one user may have at once, unless configured
+/// (`CREDITS_MAX_OPEN_HOLDS`).
+pub const DEFAULT_MAX_OPEN_HOLDS: u32 = 100;
+
 pub fn keyed_reservation_id(user: &UserId, key: &str) -> Uuid {
     derived_id("reserve", user, key)
 }
@@ -239,7 +243,7 @@ impl Ledger {
             clock,
             prices: Arc::new(PriceCache::new(catalog, PRICE_REFRESH)),
             retention_seconds: i64::from(retention_days) * 86_400,
-            max_open_holds: crate::config::DEFAULT_MAX_OPEN_HOLDS,
+            max_open_holds: DEFAULT_MAX_OPEN_HOLDS,
             local_http_endpoints: false,
         }
     }
@@ -329,26 +333,6 @@ impl Ledger {
             rollover: None,
             at: at.millis(),
         }
-    }
-
-    fn update(&self, update: aws_sdk_dynamodb::types::builders::UpdateBuilder) -> Result<TransactWriteItem> {
-        let update = update
-            .table_name(self.store.table())
-            .return_values_on_condition_check_failure(Store::all_old())
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
-    }
-
-    fn put(&self, item: Item, condition: Option<&str>) -> Result<TransactWriteItem> {
-        let put = Put::builder()
-            .table_name(self.store.table())
-            .set_item(Some(item))
-            .set_condition_expression(condition.map(str::to_owned))
-            .return_values_on_condition_check_failure(Store::all_old())
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     async fn tx(&self, items: Vec<TransactWriteItem>) -> Result<(), TxFailure> {

@@ -84,7 +84,7 @@ impl Ledger {
                 .expect("expiresAt", stored.due.map(|at| n(at.millis())))
                 .set("pendingShard", s(balance_shard(user)))
                 .set("expiresAt", n(now.millis()));
-            match self.tx(vec![self.update(write.build(user, now))?]).await {
+            match self.tx(vec![self.store.tx_update(write.build(user, now))?]).await {
                 Ok(()) => {
                     self.caught_up(user, now).await?;
                     return self.balance(user).await;

@@ -8,7 +8,7 @@
 //! dispute won before its take-back was applied leaves a record that makes
 //! the take-back take nothing.
 
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -334,23 +334,20 @@ impl Ledger {
                 idempotency_key: format!("stripe:{session}:{}-{target}", purchase.taken_back),
                 actor: STRIPE_ACTOR.into(),
             };
-            let table = self.store.table().to_owned();
+            let store = &self.store;
             let old = purchase.taken_back;
             let now = self.clock.now().millis();
             let user = purchase.user_id.clone();
             let along = move |taken: Credits| -> Result<Vec<TransactWriteItem>> {
                 let update = Update::builder()
-                    .table_name(&table)
                     .set_key(Some(key(purchase_pk(session), "PURCHASE")))
                     .update_expression("SET takenBack = :target, updatedAt = :now ADD unrecoverable :lost")
                     .condition_expression("takenBack = :old")
                     .expression_attribute_values(":target", n(target))
                     .expression_attribute_values(":lost", n(want - taken.get()))
                     .expression_attribute_values(":old", n(old))
-                    .expression_attribute_values(":now", n(now))
-                    .build()
-                    .map_err(|e| Error::Internal(e.to_string()))?;
-                let mut items = vec![TransactWriteItem::builder().update(update).build()];
+                    .expression_attribute_values(":now", n(now));
+                let mut items = vec![store.tx_update(update)?];
                 if dispute {
                     // What this dispute took, for its `won` to give back; on
                     // the condition that no `won` came first.
@@ -366,13 +363,7 @@ impl Ledger {
                         at: now,
                         ttl: None,
                     };
-                    let put = Put::builder()
-                        .table_name(&table)
-                        .set_item(Some(to_item(&record)?))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(|e| Error::Internal(e.to_string()))?;
-                    items.push(TransactWriteItem::builder().put(put).build());
+                    items.push(store.tx_put(to_item(&record)?, Some("attribute_not_exists(pk)"))?);
                 }
                 Ok(items)
             };

@@ -98,12 +98,12 @@ impl Ledger {
             // The open-hold count rides on the write a paid reserve makes
             // anyway: no extra item, no extra unit (a free one pays for it).
             write.below("openHolds", u64::from(self.max_open_holds)).add("openHolds", 1);
-            items.push(self.update(write.build(user, now))?);
+            items.push(self.store.tx_update(write.build(user, now))?);
             let hold_index = items.len();
-            items.push(self.put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
+            items.push(self.store.tx_put(to_item(&hold)?, Some("attribute_not_exists(pk)"))?);
             let task_index = match request.task_id.as_ref().filter(|_| !link_after) {
                 Some(task_id) => {
-                    items.push(self.put(
+                    items.push(self.store.tx_put(
                         to_item(&self.task_item(request.provider, task_id, id, user, now))?,
                         Some("attribute_not_exists(pk)"),
                     )?);
@@ -122,7 +122,7 @@ impl Ledger {
                 now,
             );
             entry.lots = hold.lots.clone();
-            items.push(self.put(to_item(&entry)?, None)?);
+            items.push(self.store.tx_put(to_item(&entry)?, None)?);
 
             match self.tx(items).await {
                 Ok(()) if link_after => {

@@ -7,8 +7,7 @@ use serde::Serialize;
 use super::Ledger;
 use crate::domain::UserId;
 use crate::error::Result;
-use crate::events::derive::LOW_BALANCE_THRESHOLD;
-use crate::store::{n, BalanceWrite};
+use crate::store::{n, BalanceWrite, LOW_BALANCE_THRESHOLD};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -29,11 +28,11 @@ impl Ledger {
         };
         let update = write.build(user, self.clock.now());
         for attempt in 0..super::MAX_ATTEMPTS {
-            match self.tx(vec![self.update(update.clone())?]).await {
+            match self.tx(vec![self.store.tx_update(update.clone())?]).await {
                 Ok(()) => return Ok(Settings { user_id: user.clone(), low_balance_threshold }),
                 Err(failure) => self.retry_or_fail(failure, attempt).await?,
             }
         }
-        Err(crate::Error::Unavailable("settings kept conflicting".into()))
+        Err(crate::error::Error::Unavailable("settings kept conflicting".into()))
     }
 }

@@ -131,7 +131,7 @@ impl Ledger {
             "sweep"
         );
         // What the health check reads as the sweep's lag.
-        let mut status = crate::store::key(crate::stats::HEALTH_PK.into(), "SWEEP");
+        let mut status = crate::store::key(crate::store::HEALTH_PK.into(), "SWEEP");
         status.insert("lastRunAt".into(), n(self.clock.now().millis()));
         for (name, value) in [
             ("expired", u64::from(report.expired)),

@@ -39,7 +39,7 @@ impl Ledger {
                 Some(outcome) => self.link_and_apply(hold, provider, task_id, outcome, task_link, attempt).await?,
                 None => {
                     let items = vec![
-                        self.put(task_link, Some("attribute_not_exists(pk)"))?,
+                        self.store.tx_put(task_link, Some("attribute_not_exists(pk)"))?,
                         self.parked_absent(provider, task_id)?,
                     ];
                     self.link_only(hold, provider, task_id, items, attempt, by).await?
@@ -74,7 +74,7 @@ impl Ledger {
             .expression_attribute_values(":task", s(task_id))
             .expression_attribute_values(":provider", s(provider.as_str()))
             .expression_attribute_values(":events", AttributeValue::L(vec![event.to_value()]));
-        let mut all = vec![self.update(update)?];
+        let mut all = vec![self.store.tx_update(update)?];
         all.extend(items);
         match self.tx(all).await {
             Ok(()) => {

@@ -131,11 +131,11 @@ impl Ledger {
         let update = update
             .update_expression(format!("SET {}{remove}", set.join(", ")))
             .condition_expression(condition.join(" AND "));
-        let mut items = vec![self.update(update).map_err(TxFailure::Store)?];
+        let mut items = vec![self.store.tx_update(update).map_err(TxFailure::Store)?];
 
         let moves = LotMoves::of(&hold, wanted, parts, now);
         if let Some(balance) = self.balance_change(&hold, wanted, &moves, now) {
-            items.push(self.update(balance).map_err(TxFailure::Store)?);
+            items.push(self.store.tx_update(balance).map_err(TxFailure::Store)?);
         }
 
         let origin = Some((hold.reservation_id, hold.operation.as_str()));
@@ -154,7 +154,7 @@ impl Ledger {
             Settlement::Confirm { .. } | Settlement::Capture { .. } => &moves.spent,
             Settlement::Release | Settlement::Expire | Settlement::Refund => &moves.returned,
         }));
-        items.push(to_item(&entry).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
+        items.push(to_item(&entry).and_then(|item| self.store.tx_put(item, None)).map_err(TxFailure::Store)?);
         if matches!(wanted, Settlement::Confirm { .. }) && parts.returned > Credits::ZERO {
             // A final confirm returns the rest: its own history line.
             let mut rest = self.entry(
@@ -167,7 +167,7 @@ impl Ledger {
                 now,
             );
             rest.lots = Some(LotPartItem::from_allocation(&moves.returned));
-            items.push(to_item(&rest).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
+            items.push(to_item(&rest).and_then(|item| self.store.tx_put(item, None)).map_err(TxFailure::Store)?);
         }
         if moves.expired.total() > Credits::ZERO {
             // Credits that came back to a lot past its expiry expired now.
@@ -175,7 +175,7 @@ impl Ledger {
             let mut line =
                 self.entry(&hold.user_id, source, EntryType::GrantExpired, moves.expired.total(), origin, None, now);
             line.lots = Some(LotPartItem::from_allocation(&moves.expired));
-            items.push(to_item(&line).and_then(|item| self.put(item, None)).map_err(TxFailure::Store)?);
+            items.push(to_item(&line).and_then(|item| self.store.tx_put(item, None)).map_err(TxFailure::Store)?);
         }
         items.extend(with.items);
 

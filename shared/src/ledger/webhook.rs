@@ -9,7 +9,7 @@
 //!   transaction as the link. Each side checks the other's item in its
 //!   transaction, so whichever commits second settles the hold.
 
-use aws_sdk_dynamodb::types::{ConditionCheck, Delete, TransactWriteItem};
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -229,10 +229,11 @@ impl Ledger {
             ttl: now.unix_seconds() + self.retention_seconds,
         };
         let items = vec![
-            self.check(key(task_pk(delivery.provider, &delivery.task_id), "TASK"), "attribute_not_exists(pk)")
+            self.store
+                .tx_check(key(task_pk(delivery.provider, &delivery.task_id), "TASK"), "attribute_not_exists(pk)")
                 .map_err(TxFailure::Store)?,
             to_item(&parked)
-                .and_then(|item| self.put(item, Some("attribute_not_exists(pk)")))
+                .and_then(|item| self.store.tx_put(item, Some("attribute_not_exists(pk)")))
                 .map_err(TxFailure::Store)?,
             self.delivery_item(delivery, WebhookResult::Parked, None, false, now).map_err(TxFailure::Store)?,
         ];
@@ -296,7 +297,7 @@ impl Ledger {
         now: Timestamp,
     ) -> Result<TransactWriteItem> {
         let item = self.delivery_record(delivery, result, hold, late, now)?;
-        self.put(item, Some("attribute_not_exists(pk)"))
+        self.store.tx_put(item, Some("attribute_not_exists(pk)"))
     }
 
     /// The parked delivery for a task, if any.
@@ -345,11 +346,11 @@ impl Ledger {
                 at: now.millis(),
                 ttl: now.unix_seconds() + self.retention_seconds,
             };
-            items.push(self.put(to_item(&late)?, None)?);
+            items.push(self.store.tx_put(to_item(&late)?, None)?);
         }
         // These two stay last: their cancellation reasons are read by position.
-        items.push(self.put(task_link, Some("attribute_not_exists(pk)"))?);
-        items.push(self.delete(parked_key(provider, task_id), "attribute_exists(pk)")?);
+        items.push(self.store.tx_put(task_link, Some("attribute_not_exists(pk)"))?);
+        items.push(self.store.tx_delete(parked_key(provider, task_id), Some("attribute_exists(pk)"))?);
         let Some(attempted) = attempted else {
             // Settled already (or nothing to do): link only, and drop the parked delivery.
             return self.link_only(item, provider, task_id, items, attempt, Actor::Server).await;
@@ -390,28 +391,8 @@ impl Ledger {
         }
     }
 
-    pub(super) fn check(&self, item_key: Item, condition: &str) -> Result<TransactWriteItem> {
-        let check = ConditionCheck::builder()
-            .table_name(self.store.table())
-            .set_key(Some(item_key))
-            .condition_expression(condition)
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(TransactWriteItem::builder().condition_check(check).build())
-    }
-
-    pub(super) fn delete(&self, item_key: Item, condition: &str) -> Result<TransactWriteItem> {
-        let delete = Delete::builder()
-            .table_name(self.store.table())
-            .set_key(Some(item_key))
-            .condition_expression(condition)
-            .build()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
     pub(super) fn parked_absent(&self, provider: Provider, task_id: &str) -> Result<TransactWriteItem> {
-        self.check(parked_key(provider, task_id), "attribute_not_exists(pk)")
+        self.store.tx_check(parked_key(provider, task_id), "attribute_not_exists(pk)")
     }
 }
 

@@ -1,8 +1,27 @@
-//! Reads of the aggregates the stats function writes (counter buckets,
-//! health flags, per-user usage), for monitoring: each one `Query`, bounded.
+//! The aggregates the stats function writes (counter buckets, health flags,
+//! per-user usage): their keys, and the reads monitoring makes of them, each
+//! one `Query`, bounded.
 
 use super::{n, s, sdk_error, Item, Store, USAGE_INDEX};
 use crate::error::Result;
+
+/// Keys of the aggregate items: counters per bucket, usage per user and
+/// bucket, the health flags.
+pub fn stats_pk(bucket: &str) -> String {
+    format!("STATS#{bucket}")
+}
+
+pub fn usage_pk(bucket: &str) -> String {
+    format!("USAGE#{bucket}")
+}
+
+pub const BROKEN_PK: &str = "HEALTH#broken";
+pub const HEALTH_PK: &str = "HEALTH";
+
+/// The mark of a stream record counted once (`SEEN#<eventId>`).
+pub fn mark_key(event_id: &str) -> Item {
+    super::key(format!("SEEN#{event_id}"), "SEEN")
+}
 
 impl Store {
     /// The items of one partition, at most `limit` (one eventually

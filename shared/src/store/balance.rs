@@ -25,6 +25,9 @@ pub const BALANCE_SK: &str = "BALANCE";
 
 /// The start of the last period whose allowance was granted (ms).
 pub const PLAN_PERIOD: &str = "planPeriod";
+/// The user's own low-balance threshold (`PUT /v1/settings`), on the balance
+/// so each stream image of it carries the threshold `balance.low` compares with.
+pub const LOW_BALANCE_THRESHOLD: &str = "lowBalanceThreshold";
 
 /// A plan as the balance item keeps it (the map `plan`).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -40,11 +40,17 @@ mod due;
 mod endpoints;
 mod events;
 mod items;
+#[cfg(feature = "local-stream")]
+pub mod local_stream;
 mod purchases;
+pub mod stream;
+mod write;
 
+pub use aggregates::{mark_key, stats_pk, usage_pk, BROKEN_PK, HEALTH_PK};
 pub use balance::*;
 pub use due::*;
 pub use endpoints::*;
+pub use events::*;
 pub use items::*;
 
 pub const PENDING_INDEX: &str = "pending-by-expiry";

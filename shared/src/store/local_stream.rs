@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::stats::Change;
+use super::stream::Change;
 use aws_sdk_dynamodbstreams::types::ShardIteratorType;
 
 #[derive(Debug)]

@@ -1,0 +1,15 @@
+//! What a function serves with: built once per cold start.
+
+use std::sync::Arc;
+
+use crate::domain::principal::TrustedClients;
+use crate::ledger::Ledger;
+use crate::webhook::Verifiers;
+
+#[derive(Clone, Debug)]
+pub struct App {
+    pub ledger: Ledger,
+    pub verifiers: Arc<Verifiers>,
+    /// The app clients whose tokens act as the server or an admin.
+    pub trusted: TrustedClients,
+}
