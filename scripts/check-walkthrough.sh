@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the README's curl walk-through, exactly as written, against `make
-# run` itself, started as the README says, and checks its figures. Then
-# stops it as Ctrl-C does (SIGINT to its process group), checks that its
-# DynamoDB Local is gone too, starts `make run` again on the same data and
-# checks that the walk-through's grant is still there.
+# Runs the docs' curl blocks, exactly as written, against `make run` itself,
+# started as the README says, and checks their figures: the walk-through
+# and the credit lots example of docs/WALKTHROUGH.md, then the events
+# example of docs/EVENTS.md. Then stops it as Ctrl-C does (SIGINT to its
+# process group), checks that its DynamoDB Local is gone too, starts `make
+# run` again on the same data and checks that the walk-through's grant is
+# still there.
 #
 # The data folder is given relative (`CREDITS_DATA_DIR`, as `.data` is by
 # default), and is one of this check's own: a developer's `.data` is never
@@ -36,6 +38,13 @@ fail() {
     echo "---" >&2
   fi
   exit 1
+}
+
+# The shell block between `<!-- $1:start -->` and `<!-- $1:end -->` of the
+# doc $2, minus its fences, into $3; a block that is not there fails.
+block() {
+  sed -n "/<!-- $1:start -->/,/<!-- $1:end -->/p" "$2" | sed '1,2d;$d' | sed '$d' >"$3"
+  grep -q '[^[:space:]]' "$3" || fail "no $1 block in $2"
 }
 
 cleanup() {
@@ -102,8 +111,7 @@ stop_server() {
 start_server 1
 eval "$(grep '^export ' "$log")"
 
-# The shell block between the walkthrough markers, minus its fences.
-sed -n '/<!-- walkthrough:start -->/,/<!-- walkthrough:end -->/p' README.md | sed '1,2d;$d' | sed '$d' >"$work/walkthrough.sh"
+block walkthrough docs/WALKTHROUGH.md "$work/walkthrough.sh"
 bash -euo pipefail "$work/walkthrough.sh" >"$work/out.txt" || {
   cat "$work/out.txt" >&2
   fail "the walk-through failed"
@@ -135,10 +143,10 @@ if [ $bad -ne 0 ]; then
   cat "$work/out.txt" >&2
   fail "the walk-through's figures are wrong"
 fi
-echo "README walk-through: OK"
+echo "walk-through (docs/WALKTHROUGH.md): OK"
 
 # The credit lots example, as written, on the same server.
-sed -n '/<!-- lots:start -->/,/<!-- lots:end -->/p' README.md | sed '1,2d;$d' | sed '$d' >"$work/lots.sh"
+block lots docs/WALKTHROUGH.md "$work/lots.sh"
 bash -euo pipefail "$work/lots.sh" >"$work/out.txt" || {
   cat "$work/out.txt" >&2
   fail "the credit lots example failed"
@@ -157,7 +165,7 @@ if [ $bad -ne 0 ]; then
   cat "$work/out.txt" >&2
   fail "the credit lots example's figures are wrong"
 fi
-echo "README credit lots example: OK"
+echo "credit lots example (docs/WALKTHROUGH.md): OK"
 
 # The events example, as written, with a receiver listening where it says
 # (HOOK_URL): every delivery must arrive, signed as the Standard Webhooks
@@ -167,7 +175,7 @@ python3 scripts/webhook-receiver.py "$hook_port" "$work/hooks.jsonl" &
 receiver=$!
 trap 'kill $receiver 2>/dev/null || true; cleanup' EXIT
 export HOOK_URL="http://127.0.0.1:$hook_port/webhooks/credits"
-sed -n '/<!-- events:start -->/,/<!-- events:end -->/p' README.md | sed '1,2d;$d' | sed '$d' >"$work/events.sh"
+block events docs/EVENTS.md "$work/events.sh"
 bash -euo pipefail "$work/events.sh" >"$work/out.txt" || {
   cat "$work/out.txt" >&2
   fail "the events example failed"
@@ -195,7 +203,7 @@ if [ $bad -ne 0 ]; then
   fail "the events example's output is wrong"
 fi
 kill $receiver 2>/dev/null || true
-echo "README events example: OK (4 deliveries, verified)"
+echo "events example (docs/EVENTS.md): OK (4 deliveries, verified)"
 stop_server 1
 
 # Run 2: the same data folder; the walk-through's grant is still there.
