@@ -87,6 +87,7 @@ lint:
 test: deps lint
 	cargo build -q --workspace --bin credits
 	CREDITS_BIN=$(CURDIR)/target/debug/credits cargo test --workspace
+	scripts/check-links.py
 	scripts/check-walkthrough.sh
 	$(MAKE) --no-print-directory schemathesis
 	$(MAKE) --no-print-directory ts-test
