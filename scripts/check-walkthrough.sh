@@ -174,6 +174,14 @@ hook_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1",
 python3 scripts/webhook-receiver.py "$hook_port" "$work/hooks.jsonl" &
 receiver=$!
 trap 'kill $receiver 2>/dev/null || true; cleanup' EXIT
+# Listening before the first delivery is attempted: a first attempt that
+# finds no receiver is retried only at the dev server's next sweep (60 s),
+# after this check has stopped waiting.
+for _ in $(seq 1 100); do
+  python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$hook_port" 2>/dev/null && break
+  kill -0 "$receiver" 2>/dev/null || fail "the webhook receiver exited"
+  sleep 0.1
+done
 export HOOK_URL="http://127.0.0.1:$hook_port/webhooks/credits"
 block events docs/EVENTS.md "$work/events.sh"
 bash -euo pipefail "$work/events.sh" >"$work/out.txt" || {
