@@ -1,9 +1,9 @@
 //! HTTP glue: the route table, request parsing, and `handle`, which every
 //! HTTP function (`entry::run_function`) and the dev server mount.
 
-pub mod handlers;
 pub mod identity;
 pub mod problem;
+pub mod routes;
 
 use std::time::{Duration, Instant};
 
@@ -354,7 +354,7 @@ pub async fn handle(app: &App, function: Function, req: Request) -> Response<Bod
             Err(Invalid::new("Content-Type", Problem::NotOneOf(JSON_MEDIA_TYPE)).into())
         }
         (Some((route, params)), None) => {
-            let served = handlers::dispatch(app, route.op, &params, &req, caller.as_ref());
+            let served = routes::dispatch(app, route.op, &params, &req, caller.as_ref());
             match tokio::time::timeout(request_budget(&req), served).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::Unavailable("the request ran out of time".into())),
