@@ -209,7 +209,7 @@ async fn soak() {
     answers.sort_by(|a, b| b.1.cmp(a.1));
     let mut section = format!(
         "Command: `make soak` (seed {seed}; replay with `MODEL_SEED={seed} make soak`).\n\n\
-         What is checked (`tests/src/model.rs`): the answers of each batch must be those of some \
+         What is checked (`tests/src/model/`): the answers of each batch must be those of some \
          order of its operations run on a model of the ledger; after every batch the table must \
          equal that model (each balance item: every lot's remaining and held credits and whether \
          its expiry is written down, spent, granted, expired, debited, the last refilled period, \

@@ -20,7 +20,13 @@ use rand::Rng;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::{problem, Answer, GrantBody, Item, Model, Op, Resolved, Runner, DAY_MS, DISPUTE_WON};
+use super::account::total;
+use super::answer::{problem, Answer};
+use super::calendar::DAY_MS;
+use super::ledger::Model;
+use super::ops::{Op, DISPUTE_WON};
+use super::request::{GrantBody, Resolved};
+use super::runner::{Item, Runner};
 use crate::{catalog_with_packs, number, text, STRIPE_SECRETS};
 
 /// Sessions an episode sells, so that events of one session meet.
@@ -515,7 +521,7 @@ impl Model {
         account.catch_up(now);
         let parts = account.take(want, now);
         account.debit(&parts);
-        let taken = super::total(&parts);
+        let taken = total(&parts);
         account.line("debit", taken, now);
         purchase.taken_back = target;
         purchase.unrecoverable += want - taken;
