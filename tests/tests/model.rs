@@ -127,7 +127,7 @@ async fn racing_stripe_events_are_explained_by_the_model() {
     let mut batches: Vec<Batch> = Vec::new();
     // Every event sent so far, in order: `StripeRedeliver { nth }` names one.
     let mut sent = 0;
-    // Sessions whose pack is paid at its price (see `model/purchases.rs`).
+    // Sessions whose pack is paid at its price (see `model/purchases/products.rs`).
     for (i, session) in [0, 2, 3, 4, 6, 10, 12, 13, 14, 16].into_iter().enumerate() {
         match i % 5 {
             0 => {

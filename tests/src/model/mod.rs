@@ -21,7 +21,7 @@
 //! refill each period with a rollover; the clock jumps across lot expiries
 //! and period ends, month ends and a leap day among them. The model keeps
 //! its own lot, period and refill arithmetic (none of the service's).
-//! Stripe's events (`purchases.rs`) pay for sessions (of the model's
+//! Stripe's events (`purchases/`) pay for sessions (of the model's
 //! catalog packs, at their price or not, free or not), and refund and
 //! dispute them, and close disputes won or lost, in any order, again and at
 //! once: the table's purchases, payment links, parked take-backs, dispute
