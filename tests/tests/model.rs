@@ -207,6 +207,7 @@ async fn soak() {
     counts.sort_by(|a, b| b.1.cmp(a.1));
     let mut answers: Vec<_> = tally.answers.iter().collect();
     answers.sort_by(|a, b| b.1.cmp(a.1));
+    let machine = machine();
     let mut section = format!(
         "Command: `make soak` (seed {seed}; replay with `MODEL_SEED={seed} make soak`).\n\n\
          What is checked (`tests/src/model/`): the answers of each batch must be those of some \
@@ -271,7 +272,7 @@ async fn soak() {
         tally.plan_refills,
         tally.expired_lines,
         took.as_secs_f64(),
-        machine(),
+        machine,
     );
     for (op, n) in counts {
         section.push_str(&format!("| {op} | {n} |\n"));
@@ -280,7 +281,15 @@ async fn soak() {
     for (answer, n) in answers {
         section.push_str(&format!("| {answer} | {n} |\n"));
     }
-    write_section("Randomized operation sequences", &section);
+    let figure = format!(
+        "**0 invariant violations** in {} operations ({episodes} episodes, {} batches), seed {seed}, {:.0} s on \
+         {machine}",
+        tally.total_ops(),
+        tally.batches,
+        took.as_secs_f64(),
+    );
+    let command = format!("`make soak` (replay: `MODEL_SEED={seed} make soak`)");
+    write_section("Randomized operation sequences", &section, &[&figure, &command]);
     eprintln!("{section}");
 }
 
@@ -289,8 +298,10 @@ fn machine() -> String {
     format!("{cores} cores, {}", chrono::Utc::now().format("%Y-%m-%d"))
 }
 
-/// Replaces the body of `## <title>` in RELIABILITY.md.
-fn write_section(title: &str, body: &str) {
+/// Replaces the body of `## <title>` in RELIABILITY.md, and the cells after
+/// the first of its row in the headline table above the sections (the row
+/// whose first cell is `<title>` or a link `[<title>](…)`) by `row`.
+fn write_section(title: &str, body: &str, row: &[&str]) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../RELIABILITY.md");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     let heading = format!("## {title}\n");
@@ -299,6 +310,34 @@ fn write_section(title: &str, body: &str) {
     };
     let body_start = start + heading.len();
     let end = text[body_start..].find("\n## ").map_or(text.len(), |i| body_start + i + 1);
-    let updated = format!("{}\n{}\n\n{}", &text[..body_start], body.trim_end(), &text[end..]);
+    let updated = format!(
+        "{}{}\n{}\n\n{}",
+        headline_row(&text[..start], title, row),
+        &text[start..body_start],
+        body.trim_end(),
+        &text[end..]
+    );
     std::fs::write(&path, updated).unwrap_or_else(|e| panic!("writing RELIABILITY.md: {e}"));
+}
+
+/// `text` with the row of a table whose first cell names `title` ending in
+/// `cells` instead.
+fn headline_row(text: &str, title: &str, cells: &[&str]) -> String {
+    let names = |cell: &str| cell == title || cell.starts_with(&format!("[{title}]("));
+    let mut found = false;
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let first = line.strip_prefix("| ").and_then(|rest| rest.split(" | ").next()).map(str::trim);
+        match first {
+            Some(first) if !found && names(first) => {
+                found = true;
+                out.push_str(&format!("| {first} | {} |\n", cells.join(" | ")));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    if !found {
+        panic!("RELIABILITY.md has no headline row for {title:?}");
+    }
+    out
 }
