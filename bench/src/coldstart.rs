@@ -157,7 +157,7 @@ impl Fixture {
                 let task = format!("cold-{}", uuid::Uuid::new_v4().simple());
                 hold(Some(task.clone())).await?;
                 let body = json!({"id": task, "status": "Ready", "result": {"sample": "https://x/y.png"}}).to_string();
-                let signature = credits_shared::webhook::bfl::sign(BFL_SECRET, body.as_bytes());
+                let signature = credits_shared::inbound::bfl::sign(BFL_SECRET, body.as_bytes());
                 let headers = json!({"content-type": "application/json", "x-bfl-signature": signature});
                 api_event("POST", "/v1/webhooks/bfl", None, headers, &body)
             }

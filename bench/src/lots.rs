@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use credits_shared::domain::principal::TrustedClients;
 use credits_shared::domain::{Timestamp, UserId};
 use credits_shared::http::{handle, Function};
+use credits_shared::inbound::Verifiers;
 use credits_shared::ledger::sweep::SweepReport;
 use credits_shared::store::{key, user_pk, Store, BALANCE_SK};
-use credits_shared::webhook::Verifiers;
 use credits_shared::App;
 use serde_json::{json, Value};
 

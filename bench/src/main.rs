@@ -19,11 +19,11 @@ use credits_shared::clock::ManualClock;
 use credits_shared::domain::principal::TrustedClients;
 use credits_shared::domain::{Actor, Attribution, Credits, GrantReason, Provider, UserId};
 use credits_shared::http::{handle, Function};
-use credits_shared::ledger::webhook::Delivery;
+use credits_shared::inbound::{Outcome, Verifiers};
+use credits_shared::ledger::outcome::Delivery;
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
 use credits_shared::prices::Catalog;
 use credits_shared::store::{key, n, s, sdk_config, Store};
-use credits_shared::webhook::{Outcome, Verifiers};
 use credits_shared::{App, Error, Ledger};
 use futures::future::join_all;
 use meter::{Meter, Units};
@@ -225,10 +225,10 @@ async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(Units, U
         outcome: Outcome::Success { units: None },
         delivery_id: None,
     };
-    let (_, c) = metered!(e, l.apply_webhook(&delivery).await.map_err(e_)?);
+    let (_, c) = metered!(e, l.apply_outcome(&delivery).await.map_err(e_)?);
     rows.push(("webhook confirms a linked hold", c));
     let webhook = (reserve.write + c.write, reserve.read + c.read);
-    let (_, c) = metered!(e, l.apply_webhook(&delivery).await.map_err(e_)?);
+    let (_, c) = metered!(e, l.apply_outcome(&delivery).await.map_err(e_)?);
     rows.push(("webhook redelivery", c));
     let (_, c) = metered!(
         e,

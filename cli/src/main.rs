@@ -15,13 +15,14 @@ use credits_shared::clock::SystemClock;
 use credits_shared::config::Config;
 use credits_shared::domain::{Attribution, Credits, MAX_AMOUNT};
 use credits_shared::events::outbox::Outbox;
+use credits_shared::inbound::Verifiers;
 use credits_shared::ledger::sweep;
-use credits_shared::local_stream::LocalStream;
 use credits_shared::prices::set_price;
 use credits_shared::prices::Catalog;
-use credits_shared::stats::{Change, Stats};
+use credits_shared::stats::Stats;
+use credits_shared::store::local_stream::LocalStream;
+use credits_shared::store::stream::Change;
 use credits_shared::store::{sdk_config, Store};
-use credits_shared::webhook::Verifiers;
 use credits_shared::{App, Ledger};
 
 #[derive(Parser)]

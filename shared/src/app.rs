@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::domain::principal::TrustedClients;
+use crate::inbound::Verifiers;
 use crate::ledger::Ledger;
-use crate::webhook::Verifiers;
 
 #[derive(Clone, Debug)]
 pub struct App {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use crate::app::App;
 use crate::clock::SystemClock;
 use crate::domain::principal::TrustedClients;
+use crate::inbound::Verifiers;
 use crate::ledger::Ledger;
 use crate::prices::Catalog;
 use crate::store::{client_from_env, Store};
-use crate::webhook::Verifiers;
 
 pub const DEFAULT_TABLE: &str = "credits";
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;

@@ -19,11 +19,11 @@ pub enum Error {
     #[error("insufficient credits: available {available}, required {required}")]
     InsufficientCredits { available: Credits, required: Credits },
     #[error("reservation not found")]
-    ReservationNotFound,
+    HoldNotFound,
     #[error("reservation is {0:?}, not pending")]
-    ReservationNotPending(HoldStatus),
+    HoldNotPending(HoldStatus),
     #[error("reservation expired")]
-    ReservationExpired,
+    HoldExpired,
     #[error("task already linked to another reservation")]
     TaskAlreadyLinked,
     #[error("too many open holds: {open} of {limit}")]

@@ -11,6 +11,7 @@ pub mod entry;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod inbound;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
@@ -19,10 +20,7 @@ pub mod prices;
 pub mod stats;
 pub mod store;
 pub mod validate;
-pub mod webhook;
 
 pub use app::App;
 pub use error::{Error, Result};
 pub use ledger::Ledger;
-#[cfg(feature = "local-stream")]
-pub use store::local_stream;

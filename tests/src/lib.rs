@@ -16,12 +16,13 @@ pub use credits_cli::token::Bearer;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::principal::TrustedClients;
 use credits_shared::domain::{GrantReason, UserId};
+use credits_shared::inbound::Verifiers;
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
-use credits_shared::local_stream::LocalStream;
 use credits_shared::prices::Catalog;
-use credits_shared::stats::{Change, Stats};
+use credits_shared::stats::Stats;
+use credits_shared::store::local_stream::LocalStream;
+use credits_shared::store::stream::Change;
 use credits_shared::store::{sdk_config, Store};
-use credits_shared::webhook::Verifiers;
 use credits_shared::{App, Ledger};
 use dynamodb_local::DynamoDbLocal;
 

@@ -3,7 +3,7 @@
 //! gets. The table in RELIABILITY.md ("Bad input") lists the same rows; run
 //! with `--nocapture` to print them in that table's format.
 
-use credits_shared::webhook::{bfl, generic, stripe};
+use credits_shared::inbound::{bfl, generic, stripe};
 use credits_tests::{
     user, Bearer, Provider, TestServer, ADMIN_CLIENT, BFL_SECRETS, GENERIC_SECRETS, SERVER_CLIENT, STRIPE_SECRETS,
     USER_HEADER,
@@ -722,7 +722,7 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
         post("body of exactly 64 KiB (JSON + spaces)", "/v1/reservations", padded_to(64 * 1024)).succeeds(201),
         post("body of 64 KiB + 1", "/v1/reservations", padded_to(64 * 1024 + 1)).fails(413, "payload_too_large", None),
         post("body of 1 MiB + 1", "/v1/reservations", padded_to(1024 * 1024 + 1)).fails(413, "payload_too_large", None),
-        // Reservation ids.
+        // Hold ids.
         get("reservation id not a UUID", "/v1/reservations/not-a-uuid").invalid("id"),
         get("reservation id in upper case", &format!("/v1/reservations/{}", random_id.to_uppercase())).invalid("id"),
         get("reservation id without hyphens", &format!("/v1/reservations/{}", random_id.replace('-', "")))

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use credits_shared::domain::{Actor, Credits, EventType, HoldStatus, Provider, MAX_HOLD_SECONDS};
+use credits_shared::inbound::bfl;
 use credits_shared::ledger::sweep::DEFAULT_CONCURRENCY;
 use credits_shared::ledger::Outcome;
 use credits_shared::validate::{Invalid, Problem};
-use credits_shared::webhook::bfl;
 use credits_shared::Error;
 use credits_tests::api::{actors, assert_problem, call, call_with, grant, reserve, Actors, Auth, Reply};
 use credits_tests::{reserve_request, user, TestEnv, TestServer, BFL_SECRETS};
@@ -363,7 +363,7 @@ async fn captures_with_distinct_keys_at_once_never_capture_more_than_held() {
         }
     }
     assert_eq!(captured, 4);
-    let hold = env.ledger.reservation(None, id).await.expect("hold");
+    let hold = env.ledger.hold(None, id).await.expect("hold");
     assert_eq!((hold.status, hold.captured_units, hold.captured_amount), (HoldStatus::Pending, 4, Credits(20)));
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.available, balance.reserved, balance.spent), (Credits(80), Credits(0), Credits(20)));
@@ -380,7 +380,7 @@ async fn the_same_capture_key_at_once_captures_once() {
     let created = results.iter().filter(|r| matches!(r, Ok(Outcome::Created(_)))).count();
     let replayed = results.iter().filter(|r| matches!(r, Ok(Outcome::Replayed(_)))).count();
     assert_eq!((created, replayed), (1, 7), "{results:?}");
-    let hold = env.ledger.reservation(None, id).await.expect("hold");
+    let hold = env.ledger.hold(None, id).await.expect("hold");
     assert_eq!(hold.captured_units, 2);
     let captured = hold.events.unwrap_or_default().iter().filter(|e| e.kind == EventType::Captured).count();
     assert_eq!(captured, 1);
@@ -418,7 +418,7 @@ async fn a_final_confirm_racing_captures_a_release_and_the_sweep_ends_in_one_sta
             .expect("sweep");
         env.clock.advance_seconds(31); // the next round starts after this one's deadline
 
-        let hold = env.ledger.reservation(None, id).await.expect("hold");
+        let hold = env.ledger.hold(None, id).await.expect("hold");
         let events = hold.events.clone().unwrap_or_default();
         let closings = events
             .iter()
@@ -470,7 +470,7 @@ async fn an_extend_racing_the_sweep_wins_or_is_expired_never_both() {
         };
         let (extended, (), ()) = tokio::join!(extend, clock, sweep);
         env.ledger.sweep(std::time::Instant::now() + Duration::from_secs(30), 4).await.expect("sweep");
-        let hold = env.ledger.reservation(None, id).await.expect("hold");
+        let hold = env.ledger.hold(None, id).await.expect("hold");
         match extended {
             Ok(answer) => {
                 assert_eq!(hold.status, HoldStatus::Pending, "extended, then expired anyway");
@@ -478,7 +478,7 @@ async fn an_extend_racing_the_sweep_wins_or_is_expired_never_both() {
                 outcomes.entry("extended").and_modify(|n| *n += 1).or_insert(1);
                 env.ledger.release(Some(&alice), id, Actor::Server).await.expect("release");
             }
-            Err(Error::ReservationExpired) => {
+            Err(Error::HoldExpired) => {
                 assert_eq!(hold.status, HoldStatus::Expired);
                 let extends = hold.events.unwrap_or_default().iter().filter(|e| e.kind == EventType::Extended).count();
                 assert_eq!(extends, 0, "expired, yet extended");
@@ -493,8 +493,8 @@ async fn an_extend_racing_the_sweep_wins_or_is_expired_never_both() {
 
 #[tokio::test]
 async fn a_parked_success_applied_at_link_time_counts_what_was_captured() {
-    use credits_shared::ledger::webhook::Delivery;
-    use credits_shared::webhook::Outcome as Reported;
+    use credits_shared::inbound::Outcome as Reported;
+    use credits_shared::ledger::outcome::Delivery;
     let env = TestEnv::new().await;
     let alice = user("alice");
     env.grant(&alice, 100).await;
@@ -506,7 +506,7 @@ async fn a_parked_success_applied_at_link_time_counts_what_was_captured() {
         outcome: Reported::Success { units: Some(2) },
         delivery_id: None,
     };
-    env.ledger.apply_webhook(&delivery).await.expect("parked");
+    env.ledger.apply_outcome(&delivery).await.expect("parked");
     let linked = env.ledger.link_task(Some(&alice), id, Provider::Bfl, "t-parked", Actor::Server).await.expect("link");
     // The provider made 2, the app had captured 3: the hold closes at 3.
     assert_eq!((linked.status, linked.captured_units, linked.released_amount), (HoldStatus::Confirmed, 3, Credits(5)));
@@ -527,7 +527,7 @@ async fn a_heartbeat_of_extends_records_ten_events_and_keeps_moving_the_expiry()
         let extended = env.ledger.extend(Some(&alice), id, 120, Actor::Server).await.expect("extend");
         assert_eq!(extended.expires_at, env.ledger.now().plus_seconds(120));
     }
-    let hold = env.ledger.reservation(None, id).await.expect("hold");
+    let hold = env.ledger.hold(None, id).await.expect("hold");
     assert_eq!(hold.expires_at, env.ledger.now().plus_seconds(120));
     let extends = hold.events.unwrap_or_default().iter().filter(|e| e.kind == EventType::Extended).count();
     assert_eq!(extends, MAX_EXTEND_EVENTS);

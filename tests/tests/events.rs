@@ -44,7 +44,7 @@ fn dev_ledger(server: &TestServer) -> credits_shared::Ledger {
 }
 
 /// What the `events` function does with the stream since the last call.
-async fn pump(server: &TestServer, outbox: &Outbox) -> Vec<credits_shared::stats::Change> {
+async fn pump(server: &TestServer, outbox: &Outbox) -> Vec<credits_shared::store::stream::Change> {
     let changes = server.env.aggregate().await;
     outbox.apply(&changes).await.expect("apply events");
     changes
@@ -153,7 +153,7 @@ async fn every_event_type_arrives_once_per_change_on_both_channels() {
     // The provider reports success after the hold expired: hold.late_success.
     let body = json!({"task_id": task, "status": "succeeded"}).to_string();
     let now = server.env.ledger.now().unix_seconds();
-    let signature = credits_shared::webhook::generic::sign(
+    let signature = credits_shared::inbound::generic::sign(
         credits_tests::GENERIC_SECRETS.split(',').next().unwrap_or(""),
         "late-1",
         now,
@@ -291,7 +291,7 @@ async fn a_failing_receiver_gets_retries_on_the_schedule_with_the_same_id_then_i
     receiver.answer_next(&[500; 40]);
     grant(&server, &a.admin, &a.user_id, 10).await;
     pump(&server, &outbox).await;
-    for wait in credits_shared::events::deliver::SCHEDULE_SECONDS {
+    for wait in credits_shared::events::schedule::SCHEDULE_SECONDS {
         server.env.clock.advance_seconds(wait);
         job(&outbox).await;
     }

@@ -154,7 +154,7 @@ async fn sixty_four_concurrent_confirms_capture_once_and_answer_alike() {
     assert_eq!(bodies.len(), 1, "all answers carry the same body: {bodies:?}");
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.spent, balance.available), (Credits(10), Credits(40)));
-    let events = env.ledger.reservation(Some(&alice), id).await.expect("get").events.expect("events");
+    let events = env.ledger.hold(Some(&alice), id).await.expect("get").events.expect("events");
     assert_eq!(events.iter().filter(|e| e.kind == EventType::Confirmed).count(), 1);
     env.assert_books_balance().await;
 }
@@ -172,10 +172,10 @@ async fn confirm_racing_release_has_one_winner() {
             env.ledger.release(Some(&alice), id, Actor::Server)
         );
         match (confirm, release) {
-            (Ok(c), Err(Error::ReservationNotPending(HoldStatus::Confirmed))) => {
+            (Ok(c), Err(Error::HoldNotPending(HoldStatus::Confirmed))) => {
                 assert_eq!(c.status, HoldStatus::Confirmed)
             }
-            (Err(Error::ReservationNotPending(HoldStatus::Released)), Ok(r)) => {
+            (Err(Error::HoldNotPending(HoldStatus::Released)), Ok(r)) => {
                 assert_eq!(r.status, HoldStatus::Released)
             }
             other => panic!("exactly one must win: {other:?}"),
@@ -215,7 +215,7 @@ async fn partial_capture_returns_the_remainder() {
     assert_eq!(env.ledger.confirm(Some(&alice), id, Some(3), Actor::Webhook).await.expect("replay"), confirmed);
     assert!(matches!(
         env.ledger.confirm(Some(&alice), id, None, Actor::Server).await,
-        Err(Error::ReservationNotPending(HoldStatus::Confirmed))
+        Err(Error::HoldNotPending(HoldStatus::Confirmed))
     ));
     env.assert_books_balance().await;
 }
@@ -239,15 +239,15 @@ async fn confirm_after_expires_at_is_refused_and_returns_the_hold() {
     request.ttl_seconds = 60;
     let id = env.ledger.reserve(&alice, request).await.expect("reserve").into_inner().reservation_id;
     env.clock.advance_seconds(60);
-    assert!(matches!(env.ledger.confirm(Some(&alice), id, None, Actor::Server).await, Err(Error::ReservationExpired)));
-    let hold = env.ledger.reservation(Some(&alice), id).await.expect("get");
+    assert!(matches!(env.ledger.confirm(Some(&alice), id, None, Actor::Server).await, Err(Error::HoldExpired)));
+    let hold = env.ledger.hold(Some(&alice), id).await.expect("get");
     assert_eq!(hold.status, HoldStatus::Expired);
     let balance = env.ledger.balance(&alice).await.expect("balance");
     assert_eq!((balance.available, balance.reserved, balance.spent), (Credits(50), Credits(0), Credits(0)));
     // Later confirms see a hold settled differently.
     assert!(matches!(
         env.ledger.confirm(Some(&alice), id, None, Actor::Server).await,
-        Err(Error::ReservationNotPending(HoldStatus::Expired))
+        Err(Error::HoldNotPending(HoldStatus::Expired))
     ));
     env.assert_books_balance().await;
 }
@@ -258,17 +258,14 @@ async fn another_users_hold_is_not_found() {
     let (alice, mallory) = (user("alice"), user("mallory"));
     env.grant(&alice, 50).await;
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
-    assert!(matches!(env.ledger.reservation(Some(&mallory), id).await, Err(Error::ReservationNotFound)));
-    assert!(matches!(
-        env.ledger.confirm(Some(&mallory), id, None, Actor::Server).await,
-        Err(Error::ReservationNotFound)
-    ));
-    assert!(matches!(env.ledger.release(Some(&mallory), id, Actor::Server).await, Err(Error::ReservationNotFound)));
+    assert!(matches!(env.ledger.hold(Some(&mallory), id).await, Err(Error::HoldNotFound)));
+    assert!(matches!(env.ledger.confirm(Some(&mallory), id, None, Actor::Server).await, Err(Error::HoldNotFound)));
+    assert!(matches!(env.ledger.release(Some(&mallory), id, Actor::Server).await, Err(Error::HoldNotFound)));
     assert!(matches!(
         env.ledger.link_task(Some(&mallory), id, Provider::Bfl, "t", Actor::Server).await,
-        Err(Error::ReservationNotFound)
+        Err(Error::HoldNotFound)
     ));
-    assert_eq!(env.ledger.reservation(Some(&alice), id).await.expect("own hold").status, HoldStatus::Pending);
+    assert_eq!(env.ledger.hold(Some(&alice), id).await.expect("own hold").status, HoldStatus::Pending);
     env.assert_books_balance().await;
 }
 
@@ -283,7 +280,7 @@ async fn release_returns_everything_and_repeats_change_nothing() {
     assert_eq!(env.ledger.release(Some(&alice), id, Actor::Server).await.expect("replay"), released);
     assert!(matches!(
         env.ledger.confirm(Some(&alice), id, None, Actor::Server).await,
-        Err(Error::ReservationNotPending(HoldStatus::Released))
+        Err(Error::HoldNotPending(HoldStatus::Released))
     ));
     assert_eq!(env.ledger.balance(&alice).await.expect("balance").available, Credits(50));
     env.assert_books_balance().await;
@@ -315,12 +312,12 @@ async fn refund_of_a_pending_or_released_hold_is_refused() {
     let id = env.ledger.reserve(&alice, reserve_request(IMAGE, 1)).await.expect("reserve").into_inner().reservation_id;
     assert!(matches!(
         env.ledger.refund(id, &Attribution { actor: "ops".into(), reason: None }).await,
-        Err(Error::ReservationNotPending(HoldStatus::Pending))
+        Err(Error::HoldNotPending(HoldStatus::Pending))
     ));
     env.ledger.release(Some(&alice), id, Actor::Server).await.expect("release");
     assert!(matches!(
         env.ledger.refund(id, &Attribution { actor: "ops".into(), reason: None }).await,
-        Err(Error::ReservationNotPending(HoldStatus::Released))
+        Err(Error::HoldNotPending(HoldStatus::Released))
     ));
     env.assert_books_balance().await;
 }
@@ -349,7 +346,7 @@ async fn task_links_once_and_never_to_two_holds() {
     let mut with_task = reserve_request(IMAGE, 1);
     with_task.task_id = Some("task-1".into());
     assert!(matches!(env.ledger.reserve(&alice, with_task).await, Err(Error::TaskAlreadyLinked)));
-    let events = env.ledger.reservation(Some(&alice), first).await.expect("get").events.expect("events");
+    let events = env.ledger.hold(Some(&alice), first).await.expect("get").events.expect("events");
     assert_eq!(events.iter().filter(|e| e.kind == EventType::TaskLinked).count(), 1);
     env.assert_books_balance().await;
 }
@@ -527,7 +524,7 @@ async fn task_links_only_to_pending_holds() {
     env.ledger.confirm(None, id, None, Actor::Server).await.expect("confirm");
     assert!(matches!(
         env.ledger.link_task(None, id, Provider::Bfl, "after", Actor::Server).await,
-        Err(Error::ReservationNotPending(HoldStatus::Confirmed))
+        Err(Error::HoldNotPending(HoldStatus::Confirmed))
     ));
     // A free hold (nothing held) takes a link only while pending, too.
     let free = env
@@ -540,7 +537,7 @@ async fn task_links_only_to_pending_holds() {
     env.ledger.release(None, free, Actor::Server).await.expect("release");
     assert!(matches!(
         env.ledger.link_task(None, free, Provider::Generic, "free", Actor::Server).await,
-        Err(Error::ReservationNotPending(HoldStatus::Released))
+        Err(Error::HoldNotPending(HoldStatus::Released))
     ));
     assert!(env.store.get_task(Provider::Generic, "free").await.expect("read").is_none());
     env.assert_books_balance().await;

@@ -11,11 +11,11 @@ use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContex
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_shared::domain::{Actor, Attribution, Provider, Timestamp, UserId};
-use credits_shared::ledger::webhook::{Delivery, WebhookResult};
+use credits_shared::inbound::Outcome;
+use credits_shared::ledger::outcome::{Delivery, OutcomeResult};
 use credits_shared::monitoring::{Monitor, Status};
 use credits_shared::stats::{buckets, Period, Stats};
 use credits_shared::store::{attr_number, attr_text, key, n, Store};
-use credits_shared::webhook::Outcome;
 use credits_tests::{reserve_request, scan, user, TestEnv};
 
 /// Puts the clock ten minutes into the current hour so that a test's
@@ -67,13 +67,13 @@ async fn scripted_mix(env: &TestEnv) -> Vec<UserId> {
         outcome: Outcome::Success { units: None },
         delivery_id: None,
     };
-    assert_eq!(env.ledger.apply_webhook(&success("task-b1")).await.expect("webhook").result, WebhookResult::Confirmed);
-    assert_eq!(env.ledger.apply_webhook(&success("task-b1")).await.expect("webhook").result, WebhookResult::Duplicate);
+    assert_eq!(env.ledger.apply_outcome(&success("task-b1")).await.expect("webhook").result, OutcomeResult::Confirmed);
+    assert_eq!(env.ledger.apply_outcome(&success("task-b1")).await.expect("webhook").result, OutcomeResult::Duplicate);
     let mut failing = image(1);
     failing.task_id = Some("task-b2".into());
     env.ledger.reserve(&users[1], failing).await.expect("reserve");
     let failure = Delivery { outcome: Outcome::Failure, ..success("task-b2") };
-    assert_eq!(env.ledger.apply_webhook(&failure).await.expect("webhook").result, WebhookResult::Released);
+    assert_eq!(env.ledger.apply_outcome(&failure).await.expect("webhook").result, OutcomeResult::Released);
     let mut late = image(1);
     late.task_id = Some("task-b3".into());
     late.ttl_seconds = 60;
@@ -95,7 +95,7 @@ async fn scripted_mix(env: &TestEnv) -> Vec<UserId> {
     env.ledger.reserve(&users[2], short).await.expect("reserve");
     env.ledger.reserve(&users[2], image(1)).await.expect("reserve");
     env.clock.advance_seconds(61);
-    let late_answer = env.ledger.apply_webhook(&success("task-b3")).await.expect("webhook");
+    let late_answer = env.ledger.apply_outcome(&success("task-b3")).await.expect("webhook");
     assert!(late_answer.late_success);
     env.ledger.sweep(std::time::Instant::now() + std::time::Duration::from_secs(30), 4).await.expect("sweep");
     users

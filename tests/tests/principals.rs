@@ -10,7 +10,7 @@ use std::sync::Arc;
 use credits_shared::domain::principal::{Access, Role, TrustedClients};
 use credits_shared::http::identity::caller;
 use credits_shared::http::{handle, Function, Route, ROUTES};
-use credits_shared::webhook::Verifiers;
+use credits_shared::inbound::Verifiers;
 use credits_shared::App;
 use credits_tests::{user, TestEnv};
 use lambda_http::{Body, Request, Response};

@@ -3,8 +3,8 @@
 //! the exact body and secret, and refused for any other body or secret.
 
 use credits_shared::domain::Timestamp;
-use credits_shared::webhook::stripe::StripeSignatures;
-use credits_shared::webhook::Rejected;
+use credits_shared::inbound::stripe::StripeSignatures;
+use credits_shared::inbound::Rejected;
 use credits_tests::events::signed_by_stripe;
 use rand::{Rng, SeedableRng};
 use serde_json::json;

@@ -28,7 +28,7 @@ async fn holds(env: &TestEnv, user: &credits_shared::domain::UserId, count: usiz
 }
 
 async fn status(env: &TestEnv, id: Uuid) -> HoldStatus {
-    env.ledger.reservation(None, id).await.expect("hold").status
+    env.ledger.hold(None, id).await.expect("hold").status
 }
 
 #[tokio::test]
@@ -43,7 +43,7 @@ async fn due_holds_expire_and_return_credits_while_others_stay() {
     let report = env.ledger.sweep(far(), DEFAULT_CONCURRENCY).await.expect("sweep");
     assert_eq!((report.expired, report.already_settled, report.remaining, report.errors), (3, 0, 0, 0));
     for id in &due {
-        let hold = env.ledger.reservation(None, *id).await.expect("hold");
+        let hold = env.ledger.hold(None, *id).await.expect("hold");
         assert_eq!((hold.status, hold.settled_by), (HoldStatus::Expired, Some(Actor::Cleanup)));
         assert_eq!(hold.released_amount, Credits(5));
     }
@@ -108,7 +108,7 @@ async fn sweep_racing_confirms_at_the_deadline_never_does_both() {
 
     let mut finals: HashMap<HoldStatus, usize> = HashMap::new();
     for (id, result) in ids.iter().zip(confirms) {
-        let hold = env.ledger.reservation(None, *id).await.expect("hold");
+        let hold = env.ledger.hold(None, *id).await.expect("hold");
         let events = hold.events.clone().unwrap_or_default();
         let settlements = events.iter().filter(|e| matches!(e.kind, EventType::Confirmed | EventType::Expired)).count();
         assert_eq!(settlements, 1, "exactly one settlement: {events:?}");
@@ -117,7 +117,7 @@ async fn sweep_racing_confirms_at_the_deadline_never_does_both() {
                 assert_eq!(hold.status, HoldStatus::Confirmed);
                 assert_eq!(confirmed.status, HoldStatus::Confirmed);
             }
-            Err(Error::ReservationExpired | Error::ReservationNotPending(HoldStatus::Expired)) => {
+            Err(Error::HoldExpired | Error::HoldNotPending(HoldStatus::Expired)) => {
                 assert_eq!(hold.status, HoldStatus::Expired);
             }
             Err(other) => panic!("unexpected answer {other:?}"),
@@ -146,7 +146,7 @@ async fn two_sweeps_at_once_expire_each_hold_once() {
     assert_eq!(a.expired + b.expired, 30, "{a:?} {b:?}");
     assert_eq!(a.errors + b.errors, 0);
     for id in ids {
-        let hold = env.ledger.reservation(None, id).await.expect("hold");
+        let hold = env.ledger.hold(None, id).await.expect("hold");
         let expiries = hold.events.unwrap_or_default().iter().filter(|e| e.kind == EventType::Expired).count();
         assert_eq!(expiries, 1);
     }

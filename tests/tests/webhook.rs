@@ -3,7 +3,7 @@
 //! early deliveries, partial and late successes.
 
 use credits_shared::domain::UserId;
-use credits_shared::webhook::{bfl, generic};
+use credits_shared::inbound::{bfl, generic};
 use credits_tests::{user, TestServer, USER_HEADER};
 use futures::future::join_all;
 use reqwest::{Client, StatusCode};

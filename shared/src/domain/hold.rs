@@ -8,7 +8,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Credits, HoldStatus, Reservation, Timestamp};
+use super::{Credits, Hold, HoldStatus, Timestamp};
 
 /// How long after it was placed a hold may still be open: `extend` moves
 /// `expiresAt` no further.
@@ -90,7 +90,7 @@ pub enum Decision {
     TooManyUnits { held: u32 },
 }
 
-impl Reservation {
+impl Hold {
     /// Units neither captured nor returned yet.
     pub fn held_units(&self) -> u32 {
         match self.status {
@@ -111,7 +111,7 @@ impl Reservation {
 /// The money rules for one hold. Expiry is judged against `now` here only
 /// to pick the path; the write that follows carries the same comparison as
 /// its condition, and the captured units it read.
-pub fn decide(hold: &Reservation, ask: Ask, now: Timestamp) -> Decision {
+pub fn decide(hold: &Hold, ask: Ask, now: Timestamp) -> Decision {
     use Decision::*;
     use HoldStatus::{Confirmed, Expired, Pending, Refunded, Released};
     let due = hold.expires_at <= now;
@@ -164,7 +164,7 @@ pub enum Extension {
 /// `expiresAt` becomes `now + ttl_seconds`, at most [`MAX_HOLD_SECONDS`]
 /// after the hold was placed. The write carries `expiresAt > now` as its
 /// condition, so it never revives a hold the sweep may already take.
-pub fn extension(hold: &Reservation, ttl_seconds: u32, now: Timestamp) -> Extension {
+pub fn extension(hold: &Hold, ttl_seconds: u32, now: Timestamp) -> Extension {
     match hold.status {
         HoldStatus::Pending if hold.expires_at <= now => Extension::ExpireInstead,
         HoldStatus::Pending => {
@@ -182,7 +182,7 @@ pub fn extension(hold: &Reservation, ttl_seconds: u32, now: Timestamp) -> Extens
 
 /// A provider's total, never more than the hold's units (a provider may
 /// report more than was held: never charge more).
-fn produced(hold: &Reservation, units: Option<u32>) -> u32 {
+fn produced(hold: &Hold, units: Option<u32>) -> u32 {
     units.unwrap_or(hold.units).min(hold.units)
 }
 
@@ -197,7 +197,7 @@ pub struct Split {
     pub returned: Credits,
 }
 
-pub fn split(hold: &Reservation, wanted: Settlement) -> Split {
+pub fn split(hold: &Hold, wanted: Settlement) -> Split {
     let held = hold.held_amount();
     let take = |units: u32| Credits(hold.unit_cost.0.saturating_mul(u64::from(units)).min(held.0));
     match wanted {
@@ -227,8 +227,8 @@ mod tests {
     use crate::domain::{Provider, UserId};
 
     /// 4 units at 5: 20 held, of which `captured` units were captured.
-    fn hold(status: HoldStatus, expires_at: i64, captured: u32) -> Reservation {
-        Reservation {
+    fn hold(status: HoldStatus, expires_at: i64, captured: u32) -> Hold {
+        Hold {
             reservation_id: Uuid::nil(),
             user_id: UserId::parse("u").expect("valid"),
             operation: "design_generate_image".into(),
@@ -297,7 +297,7 @@ mod tests {
         let untouched = hold(HoldStatus::Pending, 2000, 0);
         assert_eq!(decide(&untouched, confirm(Some(0)), NOW), Decision::TooManyUnits { held: 4 });
         // Closed with 2 more after 1 captured: 3 captured, its replay says 2.
-        let closed = Reservation { captured_units: 3, final_units: 2, ..hold(HoldStatus::Confirmed, 2000, 3) };
+        let closed = Hold { captured_units: 3, final_units: 2, ..hold(HoldStatus::Confirmed, 2000, 3) };
         assert_eq!(decide(&closed, confirm(Some(2)), NOW), Decision::Replay);
         assert_eq!(decide(&closed, confirm(Some(3)), NOW), Decision::NotPending(HoldStatus::Confirmed));
     }

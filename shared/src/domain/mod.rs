@@ -192,7 +192,7 @@ impl Provider {
 /// `available` to `reserved` until exactly one settlement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Reservation {
+pub struct Hold {
     pub reservation_id: Uuid,
     pub user_id: UserId,
     pub operation: String,

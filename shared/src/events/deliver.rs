@@ -12,7 +12,6 @@ use super::bus::Entry;
 use super::connect;
 use super::endpoints::{DISABLE_AFTER_MS, ENDPOINTS_PK};
 use super::outbox::Outbox;
-pub use super::schedule::SCHEDULE_SECONDS;
 use super::schedule::{retry_after, LEASE_MS, TIMEOUT};
 use crate::error::Result;
 use crate::store::{

@@ -99,7 +99,7 @@ fn hold_events(old: Option<&Item>, new: &Item) -> Option<Event> {
     };
     let at = at.unwrap_or(hold.created_at);
     let (id, user) = (hold.reservation_id, hold.user_id.clone());
-    let data = serde_json::to_value(hold.into_reservation(true)).ok()?;
+    let data = serde_json::to_value(hold.into_hold(true)).ok()?;
     Some(event(kind, &id.to_string(), at, user, data))
 }
 

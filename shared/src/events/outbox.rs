@@ -210,9 +210,9 @@ impl Outbox {
                 Err(crate::error::Error::Internal("an expiry warning is not an event yet".into()))
             }
             Derived::NeedsHold { mut event, reservation_id } => {
-                event.data = match self.ledger.reservation(None, reservation_id).await {
+                event.data = match self.ledger.hold(None, reservation_id).await {
                     Ok(hold) => serde_json::to_value(hold).unwrap_or_default(),
-                    Err(crate::error::Error::ReservationNotFound) => json!({"reservationId": reservation_id}),
+                    Err(crate::error::Error::HoldNotFound) => json!({"reservationId": reservation_id}),
                     Err(error) => return Err(error),
                 };
                 Ok(event)

@@ -18,7 +18,7 @@ pub fn new_secret() -> String {
 
 /// The `webhook-signature` value of one delivery: the very function the
 /// inbound verifier's tests sign with.
-pub use crate::webhook::generic::sign as signature;
+pub use crate::inbound::generic::sign as signature;
 
 #[cfg(test)]
 mod tests {

@@ -59,11 +59,11 @@ impl Function {
 pub enum Op {
     GetBalance,
     GetPrices,
-    CreateReservation,
-    GetReservation,
-    ConfirmReservation,
-    ExtendReservation,
-    ReleaseReservation,
+    CreateHold,
+    GetHold,
+    ConfirmHold,
+    ExtendHold,
+    ReleaseHold,
     LinkTask,
     ListTransactions,
     AdminGrant,
@@ -93,12 +93,8 @@ impl Op {
     pub fn access(self) -> Option<Access> {
         match self {
             Op::ProviderWebhook | Op::AdminDashboardPage => None,
-            Op::GetBalance | Op::GetPrices | Op::GetReservation | Op::ListTransactions => Some(Access::Read),
-            Op::CreateReservation
-            | Op::ConfirmReservation
-            | Op::ExtendReservation
-            | Op::ReleaseReservation
-            | Op::LinkTask => Some(Access::Write),
+            Op::GetBalance | Op::GetPrices | Op::GetHold | Op::ListTransactions => Some(Access::Read),
+            Op::CreateHold | Op::ConfirmHold | Op::ExtendHold | Op::ReleaseHold | Op::LinkTask => Some(Access::Write),
             Op::AdminGrant
             | Op::AdminDebit
             | Op::AdminSetPlan
@@ -135,26 +131,11 @@ pub struct Route {
 pub const ROUTES: &[Route] = &[
     Route { method: "GET", path: "/v1/balance", function: Function::Account, op: Op::GetBalance },
     Route { method: "GET", path: "/v1/prices", function: Function::Account, op: Op::GetPrices },
-    Route { method: "POST", path: "/v1/reservations", function: Function::Reserve, op: Op::CreateReservation },
-    Route { method: "GET", path: "/v1/reservations/{id}", function: Function::Account, op: Op::GetReservation },
-    Route {
-        method: "POST",
-        path: "/v1/reservations/{id}/confirm",
-        function: Function::Confirm,
-        op: Op::ConfirmReservation,
-    },
-    Route {
-        method: "POST",
-        path: "/v1/reservations/{id}/extend",
-        function: Function::Account,
-        op: Op::ExtendReservation,
-    },
-    Route {
-        method: "POST",
-        path: "/v1/reservations/{id}/release",
-        function: Function::Release,
-        op: Op::ReleaseReservation,
-    },
+    Route { method: "POST", path: "/v1/reservations", function: Function::Reserve, op: Op::CreateHold },
+    Route { method: "GET", path: "/v1/reservations/{id}", function: Function::Account, op: Op::GetHold },
+    Route { method: "POST", path: "/v1/reservations/{id}/confirm", function: Function::Confirm, op: Op::ConfirmHold },
+    Route { method: "POST", path: "/v1/reservations/{id}/extend", function: Function::Account, op: Op::ExtendHold },
+    Route { method: "POST", path: "/v1/reservations/{id}/release", function: Function::Release, op: Op::ReleaseHold },
     Route { method: "POST", path: "/v1/reservations/{id}/task", function: Function::Account, op: Op::LinkTask },
     Route { method: "GET", path: "/v1/transactions", function: Function::Account, op: Op::ListTransactions },
     Route { method: "POST", path: "/v1/admin/users/{userId}/grants", function: Function::Admin, op: Op::AdminGrant },
@@ -397,7 +378,7 @@ mod tests {
     fn routes_match_with_parameters() {
         let (route, params) =
             match_route(&Method::POST, "/v1/reservations/abc/confirm").expect("confirm route matches");
-        assert_eq!(route.op, Op::ConfirmReservation);
+        assert_eq!(route.op, Op::ConfirmHold);
         assert_eq!(params.get("id"), Some("abc"));
         let (route, params) =
             match_route(&Method::GET, "/v1/admin/users/auth0%7C42/balance").expect("admin balance matches");

@@ -59,10 +59,10 @@ pub fn code_of(error: &Error) -> Code {
             (StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Insufficient credits")
         }
         Error::Forbidden | Error::ReadOnlyToken => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-        Error::ReservationNotFound => (StatusCode::NOT_FOUND, "reservation_not_found", "Reservation not found"),
+        Error::HoldNotFound => (StatusCode::NOT_FOUND, "reservation_not_found", "Reservation not found"),
         Error::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
-        Error::ReservationNotPending(_) => (StatusCode::CONFLICT, "reservation_not_pending", "Reservation not pending"),
-        Error::ReservationExpired => (StatusCode::CONFLICT, "reservation_expired", "Reservation expired"),
+        Error::HoldNotPending(_) => (StatusCode::CONFLICT, "reservation_not_pending", "Reservation not pending"),
+        Error::HoldExpired => (StatusCode::CONFLICT, "reservation_expired", "Reservation expired"),
         Error::TaskAlreadyLinked => (StatusCode::CONFLICT, "task_already_linked", "Task already linked"),
         Error::TooManyOpenHolds { .. } => (StatusCode::CONFLICT, "too_many_open_holds", "Too many open holds"),
         Error::TooManyLots { .. } => (StatusCode::CONFLICT, "too_many_lots", "Too many lots"),
@@ -115,14 +115,14 @@ pub fn detail(error: &Error, lang: Lang) -> String {
             "Créditos insuficientes para esta operação. Assista a anúncios ou faça upgrade.",
             "Créditos insuficientes para esta operación. Mira anuncios o mejora tu plan.",
         ),
-        Error::ReservationNotFound => pick("No such reservation.", "Reserva não encontrada.", "No existe esa reserva."),
+        Error::HoldNotFound => pick("No such reservation.", "Reserva não encontrada.", "No existe esa reserva."),
         Error::RouteNotFound => pick("No such route.", "Rota não encontrada.", "No existe esa ruta."),
-        Error::ReservationNotPending(status) => match lang {
+        Error::HoldNotPending(status) => match lang {
             En => format!("The reservation is already {}.", status.as_str()),
             Pt => format!("A reserva já está no estado {}.", status.as_str()),
             Es => format!("La reserva ya está en estado {}.", status.as_str()),
         },
-        Error::ReservationExpired => pick(
+        Error::HoldExpired => pick(
             "The reservation expired; its credits were returned.",
             "A reserva expirou; os créditos foram devolvidos.",
             "La reserva caducó; sus créditos fueron devueltos.",
@@ -278,7 +278,7 @@ pub fn problem(error: &Error, lang: Lang, request_id: &str) -> Response<Body> {
         }
         // `status` is the HTTP status in RFC 9457, so the hold's state
         // travels as `reservationStatus`.
-        Error::ReservationNotPending(status) => {
+        Error::HoldNotPending(status) => {
             body.insert("reservationStatus".into(), json!(status.as_str()));
         }
         Error::TooManyOpenHolds { open, limit } => {
@@ -316,9 +316,9 @@ mod tests {
             Error::Forbidden,
             Error::ReadOnlyToken,
             Error::InsufficientCredits { available: Credits(3), required: Credits(5) },
-            Error::ReservationNotFound,
-            Error::ReservationNotPending(HoldStatus::Released),
-            Error::ReservationExpired,
+            Error::HoldNotFound,
+            Error::HoldNotPending(HoldStatus::Released),
+            Error::HoldExpired,
             Error::TaskAlreadyLinked,
             Error::TooManyOpenHolds { open: 100, limit: 100 },
             Error::TooManyLots { limit: 100 },
@@ -343,9 +343,9 @@ mod tests {
             Error::Forbidden => 3,
             Error::ReadOnlyToken => 4,
             Error::InsufficientCredits { .. } => 5,
-            Error::ReservationNotFound => 6,
-            Error::ReservationNotPending(_) => 7,
-            Error::ReservationExpired => 8,
+            Error::HoldNotFound => 6,
+            Error::HoldNotPending(_) => 7,
+            Error::HoldExpired => 8,
             Error::TaskAlreadyLinked => 9,
             Error::TooManyOpenHolds { .. } => 10,
             Error::TooManyLots { .. } => 11,

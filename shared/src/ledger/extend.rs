@@ -5,7 +5,7 @@
 use uuid::Uuid;
 
 use super::{Along, Ledger, MAX_ATTEMPTS};
-use crate::domain::{extension, Actor, EventType, Extension, HoldStatus, Reservation, Settlement, UserId};
+use crate::domain::{extension, Actor, EventType, Extension, Hold, HoldStatus, Settlement, UserId};
 use crate::error::{Error, Result};
 use crate::store::{hold_pk, key, n, s, ConditionalUpdate, EventItem};
 use crate::validate::{Invalid, Problem};
@@ -19,21 +19,21 @@ pub const MAX_EXTEND_EVENTS: usize = 10;
 impl Ledger {
     /// Moves a pending hold's `expiresAt` to now + `ttl_seconds`. Past
     /// `expiresAt` it is too late: the hold is expired by this call (if the
-    /// sweep has not yet) and the answer is `ReservationExpired`.
-    pub async fn extend(&self, user: Option<&UserId>, id: Uuid, ttl_seconds: u32, by: Actor) -> Result<Reservation> {
+    /// sweep has not yet) and the answer is `HoldExpired`.
+    pub async fn extend(&self, user: Option<&UserId>, id: Uuid, ttl_seconds: u32, by: Actor) -> Result<Hold> {
         for attempt in 0..MAX_ATTEMPTS {
             let mut item = self.owned_hold(user, id).await?;
             let now = self.clock.now();
-            let hold = item.clone().into_reservation(false);
+            let hold = item.clone().into_hold(false);
             match extension(&hold, ttl_seconds, now) {
-                Extension::NotPending(status) => return Err(Error::ReservationNotPending(status)),
+                Extension::NotPending(status) => return Err(Error::HoldNotPending(status)),
                 Extension::TooLong { max } => {
                     return Err(Invalid::new("ttlSeconds", Problem::OutOfRange { min: 1, max }).into());
                 }
-                Extension::Expired => return Err(Error::ReservationExpired),
+                Extension::Expired => return Err(Error::HoldExpired),
                 Extension::ExpireInstead => {
                     match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
-                        Ok(_) => return Err(Error::ReservationExpired),
+                        Ok(_) => return Err(Error::HoldExpired),
                         Err(failure) => self.lost_race(failure, attempt, id).await?,
                     }
                 }
@@ -65,7 +65,7 @@ impl Ledger {
                         if record {
                             item.events.push(event);
                         }
-                        return Ok(item.into_reservation(false));
+                        return Ok(item.into_hold(false));
                     }
                 }
             }

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use super::{JobOutput, JobRun, Ledger, OnReplay, Outcome, ReserveRequest, WithCreditsError};
-use crate::domain::{Actor, HoldStatus, Reservation, UserId};
+use crate::domain::{Actor, Hold, HoldStatus, UserId};
 use crate::error::Result;
 
 impl Ledger {
@@ -25,7 +25,7 @@ impl Ledger {
         job: F,
     ) -> Result<JobRun<T>, WithCreditsError<E>>
     where
-        F: FnOnce(Reservation) -> Fut,
+        F: FnOnce(Hold) -> Fut,
         Fut: Future<Output = Result<JobOutput<T>, E>>,
     {
         let hold = match self.reserve(user, request).await.map_err(WithCreditsError::Credits)? {

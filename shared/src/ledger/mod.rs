@@ -8,6 +8,7 @@ mod extend;
 mod grant;
 mod history;
 mod job;
+pub mod outcome;
 mod plan;
 mod purchase;
 mod reserve;
@@ -16,7 +17,6 @@ mod settle;
 pub mod sweep;
 mod task;
 mod transition;
-pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +27,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::domain::{
-    Actor, Credits, DebitReason, EntryType, GrantReason, LotKey, Provider, Reservation, Timestamp, UserId,
-};
+use crate::domain::{Actor, Credits, DebitReason, EntryType, GrantReason, Hold, LotKey, Provider, Timestamp, UserId};
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Store, TaskItem, TxFailure};
@@ -178,7 +176,7 @@ pub enum JobRun<T> {
     /// The reserve was a replay of the same key: the job did not run here.
     /// The hold as it stands (pending while another run of the key is under
     /// way, or settled by it).
-    Replayed(Box<Reservation>),
+    Replayed(Box<Hold>),
 }
 
 /// What [`Ledger::with_credits`] does when the reserve is a replay.
@@ -226,7 +224,7 @@ fn derived_id(kind: &str, user: &UserId, key: &str) -> Uuid {
 /// (`CREDITS_MAX_OPEN_HOLDS`).
 pub const DEFAULT_MAX_OPEN_HOLDS: u32 = 100;
 
-pub fn keyed_reservation_id(user: &UserId, key: &str) -> Uuid {
+pub fn keyed_hold_id(user: &UserId, key: &str) -> Uuid {
     derived_id("reserve", user, key)
 }
 

@@ -15,11 +15,11 @@ use uuid::Uuid;
 use super::{DebitRequest, GrantRequest, Ledger, Outcome, MAX_ATTEMPTS};
 use crate::domain::{refusal, Credits, DebitReason, GrantReason};
 use crate::error::{Error, Result};
+use crate::inbound::stripe::{Action, DisputeWon, Paid, TakeBack, TakeBackKind};
 use crate::store::{
     attr_number, attr_text, dispute_sk, from_item, key, n, payment_pk, purchase_pk, s, to_item, DisputeItem, Item,
     PurchaseItem,
 };
-use crate::webhook::stripe::{Action, DisputeWon, Paid, TakeBack, TakeBackKind};
 
 /// The actor of everything Stripe's events do.
 pub const STRIPE_ACTOR: &str = "stripe";

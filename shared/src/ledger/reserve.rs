@@ -3,14 +3,14 @@
 
 use uuid::Uuid;
 
-use super::{keyed_reservation_id, request_hash, Ledger, Outcome, ReserveRequest, MAX_ATTEMPTS};
-use crate::domain::{Credits, EntryType, EventType, HoldStatus, Reservation, UserId};
+use super::{keyed_hold_id, request_hash, Ledger, Outcome, ReserveRequest, MAX_ATTEMPTS};
+use crate::domain::{Credits, EntryType, EventType, Hold, HoldStatus, UserId};
 use crate::error::{Error, Result};
 use crate::store::{hold_pk, pending_shard, to_item, BalanceWrite, EventItem, HoldItem, LotPartItem, TxFailure};
 
 impl Ledger {
     /// Places a hold: moves `units × unitCost` from `available` to `reserved`.
-    pub async fn reserve(&self, user: &UserId, request: ReserveRequest) -> Result<Outcome<Reservation>> {
+    pub async fn reserve(&self, user: &UserId, request: ReserveRequest) -> Result<Outcome<Hold>> {
         let unit_cost = self
             .prices()
             .await?
@@ -18,7 +18,7 @@ impl Ledger {
             .ok_or_else(|| Error::UnknownOperation(request.operation.clone()))?;
         let amount = Credits(unit_cost.get() * u64::from(request.units));
         let (id, hash) = match &request.idempotency_key {
-            Some(k) => (keyed_reservation_id(user, k), Some(request_hash(&request)?)),
+            Some(k) => (keyed_hold_id(user, k), Some(request_hash(&request)?)),
             None => (Uuid::new_v4(), None),
         };
         if hash.is_some() {
@@ -147,7 +147,7 @@ impl Ledger {
                 }
                 Ok(()) => {
                     crate::metrics::count("Reserved", 1);
-                    return Ok(Outcome::Created(hold.into_reservation(false)));
+                    return Ok(Outcome::Created(hold.into_hold(false)));
                 }
                 Err(TxFailure::Cancelled(reasons)) => {
                     let failed =
@@ -188,7 +188,7 @@ impl Ledger {
         existing: HoldItem,
         hash: Option<&str>,
         request: &ReserveRequest,
-    ) -> Result<Outcome<Reservation>> {
+    ) -> Result<Outcome<Hold>> {
         if existing.request_hash.as_deref() != hash {
             return Err(Error::IdempotencyKeyReused);
         }
@@ -200,7 +200,7 @@ impl Ledger {
                     self.link_task(Some(user), existing.reservation_id, request.provider, task_id, request.by).await?;
                 Ok(Outcome::Replayed(linked))
             }
-            _ => Ok(Outcome::Replayed(existing.into_reservation(false))),
+            _ => Ok(Outcome::Replayed(existing.into_hold(false))),
         }
     }
 }

@@ -6,20 +6,20 @@
 use uuid::Uuid;
 
 use super::{Along, Attribution, Ledger, Outcome, MAX_ATTEMPTS};
-use crate::domain::{decide, Actor, Ask, CaptureKey, Decision, Reservation, Settlement, UserId};
+use crate::domain::{decide, Actor, Ask, CaptureKey, Decision, Hold, Settlement, UserId};
 use crate::error::{Error, Result};
 use crate::store::HoldItem;
 use crate::validate::{Invalid, Problem};
 
 impl Ledger {
     /// A hold with its events. `user` is `None` for admins.
-    pub async fn reservation(&self, user: Option<&UserId>, id: Uuid) -> Result<Reservation> {
-        Ok(self.owned_hold(user, id).await?.into_reservation(true))
+    pub async fn hold(&self, user: Option<&UserId>, id: Uuid) -> Result<Hold> {
+        Ok(self.owned_hold(user, id).await?.into_hold(true))
     }
 
     /// The final confirm: captures `units` more (`None`: all still held)
     /// and returns the rest.
-    pub async fn confirm(&self, user: Option<&UserId>, id: Uuid, units: Option<u32>, by: Actor) -> Result<Reservation> {
+    pub async fn confirm(&self, user: Option<&UserId>, id: Uuid, units: Option<u32>, by: Actor) -> Result<Hold> {
         self.settle(user, id, Ask::Confirm { units }, by).await
     }
 
@@ -32,7 +32,7 @@ impl Ledger {
         units: u32,
         idempotency_key: &str,
         by: Actor,
-    ) -> Result<Outcome<Reservation>> {
+    ) -> Result<Outcome<Hold>> {
         let ask = Ask::Capture { units, key: CaptureKey::of(idempotency_key) };
         Ok(match self.settle_once(user, id, ask, by).await? {
             (hold, true) => Outcome::Created(hold),
@@ -40,13 +40,13 @@ impl Ledger {
         })
     }
 
-    pub async fn release(&self, user: Option<&UserId>, id: Uuid, by: Actor) -> Result<Reservation> {
+    pub async fn release(&self, user: Option<&UserId>, id: Uuid, by: Actor) -> Result<Hold> {
         self.settle(user, id, Ask::Release, by).await
     }
 
     /// Admin: gives a hold's captured credits back, once, recording who and
     /// why on the history line.
-    pub async fn refund(&self, id: Uuid, note: &Attribution) -> Result<Reservation> {
+    pub async fn refund(&self, id: Uuid, note: &Attribution) -> Result<Hold> {
         let (hold, applied) = self.settle_noted(None, id, Ask::Refund, Actor::Admin, Some(note)).await?;
         // Credits back in a lot that expires later: that lot may have left
         // the balance item (spent to nothing) and with it the due-work
@@ -71,11 +71,11 @@ impl Ledger {
         match self.store.get_hold(id).await? {
             Some(hold) if user.is_none_or(|u| *u == hold.user_id) => Ok(hold),
             // Another user's hold answers exactly like a missing one.
-            _ => Err(Error::ReservationNotFound),
+            _ => Err(Error::HoldNotFound),
         }
     }
 
-    pub(super) async fn settle(&self, user: Option<&UserId>, id: Uuid, ask: Ask, by: Actor) -> Result<Reservation> {
+    pub(super) async fn settle(&self, user: Option<&UserId>, id: Uuid, ask: Ask, by: Actor) -> Result<Hold> {
         self.settle_once(user, id, ask, by).await.map(|(hold, _)| hold)
     }
 
@@ -86,7 +86,7 @@ impl Ledger {
         id: Uuid,
         ask: Ask,
         by: Actor,
-    ) -> Result<(Reservation, bool)> {
+    ) -> Result<(Hold, bool)> {
         self.settle_noted(user, id, ask, by, None).await
     }
 
@@ -97,10 +97,10 @@ impl Ledger {
         ask: Ask,
         by: Actor,
         note: Option<&Attribution>,
-    ) -> Result<(Reservation, bool)> {
+    ) -> Result<(Hold, bool)> {
         for attempt in 0..MAX_ATTEMPTS {
             let item = self.owned_hold(user, id).await?;
-            let hold = item.clone().into_reservation(false);
+            let hold = item.clone().into_hold(false);
             if let Ask::Capture { units, key } = ask {
                 // Read again after every lost race: a capture that committed
                 // meanwhile under this key is this request's own.
@@ -113,7 +113,7 @@ impl Ledger {
             let now = self.clock.now();
             match decide(&hold, ask, now) {
                 Decision::Replay => return Ok((hold, false)),
-                Decision::NotPending(status) => return Err(Error::ReservationNotPending(status)),
+                Decision::NotPending(status) => return Err(Error::HoldNotPending(status)),
                 Decision::TooManyUnits { held } => {
                     return Err(Invalid::new("units", Problem::OutOfRange { min: 1, max: u64::from(held) }).into())
                 }
@@ -121,7 +121,7 @@ impl Ledger {
                     match self.transition(item, Settlement::Expire, by, now, Along::default()).await {
                         // The hold goes back by this very call, and the capture
                         // is refused.
-                        Ok(_) => return Err(Error::ReservationExpired),
+                        Ok(_) => return Err(Error::HoldExpired),
                         Err(failure) => self.lost_race(failure, attempt, id).await?,
                     }
                 }

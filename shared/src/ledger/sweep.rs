@@ -85,8 +85,8 @@ impl Ledger {
                 None => report.remaining += 1,
                 Some(Ok(true)) => report.expired += 1,
                 Some(Ok(false)) => report.already_settled += 1,
-                Some(Err(Error::ReservationNotPending(HoldStatus::Pending))) => report.extended += 1,
-                Some(Err(Error::ReservationNotPending(_) | Error::ReservationNotFound)) => report.already_settled += 1,
+                Some(Err(Error::HoldNotPending(HoldStatus::Pending))) => report.extended += 1,
+                Some(Err(Error::HoldNotPending(_) | Error::HoldNotFound)) => report.already_settled += 1,
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "expiry failed; the next sweep retries it");
                     report.errors += 1;

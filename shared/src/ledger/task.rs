@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use uuid::Uuid;
 
 use super::{Ledger, MAX_ATTEMPTS};
-use crate::domain::{Actor, EventType, HoldStatus, Provider, Reservation, Timestamp, UserId};
+use crate::domain::{Actor, EventType, Hold, HoldStatus, Provider, Timestamp, UserId};
 use crate::error::{Error, Result};
 use crate::store::{hold_pk, key, s, to_item, EventItem, HoldItem, TxFailure};
 
@@ -22,15 +22,15 @@ impl Ledger {
         provider: Provider,
         task_id: &str,
         by: Actor,
-    ) -> Result<Reservation> {
+    ) -> Result<Hold> {
         for attempt in 0..MAX_ATTEMPTS {
             let hold = self.owned_hold(user, id).await?;
             match &hold.task_id {
                 Some(linked) if linked == task_id && hold.provider == provider => {
-                    return Ok(hold.into_reservation(false));
+                    return Ok(hold.into_hold(false));
                 }
                 Some(_) => return Err(Error::TaskAlreadyLinked),
-                None if hold.status != HoldStatus::Pending => return Err(Error::ReservationNotPending(hold.status)),
+                None if hold.status != HoldStatus::Pending => return Err(Error::HoldNotPending(hold.status)),
                 None => {}
             }
             let owner = hold.user_id.clone();
@@ -62,7 +62,7 @@ impl Ledger {
         items: Vec<TransactWriteItem>,
         attempt: u32,
         by: Actor,
-    ) -> Result<Option<Reservation>> {
+    ) -> Result<Option<Hold>> {
         let now = self.clock.now();
         let event = EventItem { kind: EventType::TaskLinked, at: now.millis(), by, amount: 0 };
         let update = Update::builder()
@@ -81,7 +81,7 @@ impl Ledger {
                 hold.task_id = Some(task_id.to_owned());
                 hold.provider = provider;
                 hold.events.push(event);
-                Ok(Some(hold.into_reservation(false)))
+                Ok(Some(hold.into_hold(false)))
             }
             Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
                 self.task_owned_elsewhere(provider, task_id, hold.reservation_id).await.map(|_| None)

@@ -8,8 +8,8 @@ use uuid::Uuid;
 
 use super::{Along, Ledger};
 use crate::domain::{
-    split, Actor, Allocation, CaptureKey, Credits, EntryType, EventType, HoldStatus, Reservation, Return, Settlement,
-    Split, Timestamp,
+    split, Actor, Allocation, CaptureKey, Credits, EntryType, EventType, Hold, HoldStatus, Return, Settlement, Split,
+    Timestamp,
 };
 use crate::store::{hold_pk, key, n, s, to_item, BalanceWrite, EventItem, HoldItem, LotPartItem, TxFailure};
 
@@ -28,8 +28,8 @@ impl Ledger {
         by: Actor,
         now: Timestamp,
         with: Along,
-    ) -> Result<Reservation, TxFailure> {
-        let reservation = hold.clone().into_reservation(false);
+    ) -> Result<Hold, TxFailure> {
+        let reservation = hold.clone().into_hold(false);
         let parts = split(&reservation, wanted);
         let (status, event, entry_kind) = match wanted {
             Settlement::Confirm { .. } => (HoldStatus::Confirmed, EventType::Confirmed, EntryType::Confirm),
@@ -213,7 +213,7 @@ impl Ledger {
                 }
             }
         }
-        Ok(hold.into_reservation(false))
+        Ok(hold.into_hold(false))
     }
 
     /// The balance side of a transition, lot by lot.

@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use crate::domain::Timestamp;
 use crate::error::{Error, Result};
-pub use crate::store::stream::Change;
+use crate::store::stream::Change;
 use crate::store::stream::Image;
 use crate::store::{key, mark_key, n, s, stats_pk, usage_pk, Item, Store, TxFailure, BROKEN_PK};
 use contribution::{contribution, Contribution};

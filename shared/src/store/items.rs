@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::{n, s};
 use crate::domain::{
-    Actor, Allocation, Credits, EntryType, EventType, HoldEvent, HoldStatus, LedgerEntry, LotKey, LotPart, Provider,
-    Reservation, Timestamp, UserId,
+    Actor, Allocation, Credits, EntryType, EventType, Hold, HoldEvent, HoldStatus, LedgerEntry, LotKey, LotPart,
+    Provider, Timestamp, UserId,
 };
 
 /// A hold as stored. Times are epoch milliseconds so that conditions compare
@@ -145,9 +145,9 @@ impl HoldItem {
         }
     }
 
-    pub fn into_reservation(self, with_events: bool) -> Reservation {
+    pub fn into_hold(self, with_events: bool) -> Hold {
         let lots = self.allocation().0.into_iter().map(|(lot, amount)| LotPart::new(lot, amount)).collect();
-        Reservation {
+        Hold {
             lots,
             reservation_id: self.reservation_id,
             user_id: self.user_id,

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_shared::domain::CaptureKey;
-use credits_shared::ledger::keyed_reservation_id;
+use credits_shared::ledger::keyed_hold_id;
 use credits_shared::store::{attr_number, task_pk, user_pk};
 use serde_json::Value;
 use uuid::Uuid;
@@ -131,7 +131,7 @@ impl Runner {
                             account.line("release", amount, attr_number(item, "settledAt"));
                             // Its key stays bound to it: a retry replays it, another body is 422.
                             for (_, k, spec) in self.lost_links.iter().filter(|(lu, _, _)| *lu == u) {
-                                if keyed_reservation_id(&self.users[u], &format!("reserve-{k}")) == id {
+                                if keyed_hold_id(&self.users[u], &format!("reserve-{k}")) == id {
                                     self.model.reserve_keys.insert((u, *k), (id, spec.clone()));
                                 }
                             }

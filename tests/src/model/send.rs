@@ -3,8 +3,8 @@
 //! read back, and `GET /v1/balance` read as the model's view.
 
 use credits_shared::domain::Timestamp;
+use credits_shared::inbound::{bfl, generic};
 use credits_shared::store::user_pk;
-use credits_shared::webhook::{bfl, generic};
 use futures::future::join_all;
 use serde_json::{json, Value};
 use uuid::Uuid;

@@ -31,17 +31,17 @@ pub(super) async fn handle(
 ) -> Result<Response<Body>> {
     let body = req.body().as_ref();
     match op {
-        Op::CreateReservation => {
+        Op::CreateHold => {
             let user = caller.subject(req)?;
             let request = reserve_request(body, idempotency_key(req)?, by)?;
             let outcome = ledger.reserve(&user, request).await?;
             Ok(created_or_replayed(outcome))
         }
-        Op::GetReservation => {
+        Op::GetHold => {
             let id = reservation_id(params)?;
-            Ok(json(StatusCode::OK, &ledger.reservation(caller.hold_owner(req)?.as_ref(), id).await?))
+            Ok(json(StatusCode::OK, &ledger.hold(caller.hold_owner(req)?.as_ref(), id).await?))
         }
-        Op::ConfirmReservation => {
+        Op::ConfirmHold => {
             let id = reservation_id(params)?;
             let body: ConfirmBody = json_body(body)?;
             // A final confirm may name 0 more units (after captures); the
@@ -63,13 +63,13 @@ pub(super) async fn handle(
             }
             Ok(json(StatusCode::OK, &ledger.confirm(owner.as_ref(), id, units, by).await?))
         }
-        Op::ExtendReservation => {
+        Op::ExtendHold => {
             let id = reservation_id(params)?;
             let body: ExtendBody = json_body(body)?;
             let ttl = validate::range("ttlSeconds", body.ttl_seconds, 1, u64::from(MAX_TTL_SECONDS))? as u32;
             Ok(json(StatusCode::OK, &ledger.extend(caller.hold_owner(req)?.as_ref(), id, ttl, by).await?))
         }
-        Op::ReleaseReservation => {
+        Op::ReleaseHold => {
             let id = reservation_id(params)?;
             let body: ReasonBody = json_body(body)?;
             validate::optional_text("reason", &body.reason, MAX_REASON)?;

@@ -9,8 +9,8 @@ use crate::domain::Provider;
 use crate::error::Error;
 use crate::error::Result;
 use crate::http::{json, Params};
-use crate::ledger::webhook::{Delivery, WebhookResult};
-use crate::webhook::parse_payload;
+use crate::inbound::parse_payload;
+use crate::ledger::outcome::{Delivery, OutcomeResult};
 
 /// `POST /v1/webhooks/{provider}`: verify the signature over the raw body,
 /// then apply the provider's outcome. 2xx whenever the request is authentic.
@@ -29,7 +29,7 @@ pub(super) async fn provider_webhook(app: &App, params: &Params, req: &Request) 
     })?;
     let payload = parse_payload(body)?;
     let delivery = Delivery { provider, task_id: payload.task_id, outcome: payload.outcome, delivery_id };
-    let answer = app.ledger.apply_webhook(&delivery).await?;
+    let answer = app.ledger.apply_outcome(&delivery).await?;
     tracing::info!(
         provider = provider.as_str(),
         task = %delivery.task_id,
@@ -37,7 +37,7 @@ pub(super) async fn provider_webhook(app: &App, params: &Params, req: &Request) 
         late_success = answer.late_success,
         "webhook"
     );
-    let status = if answer.result == WebhookResult::Parked { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let status = if answer.result == OutcomeResult::Parked { StatusCode::ACCEPTED } else { StatusCode::OK };
     Ok(json(status, &answer))
 }
 
@@ -52,7 +52,7 @@ async fn stripe_webhook(app: &App, req: &Request) -> Result<Response<Body>> {
         tracing::warn!(provider = "stripe", reason = ?rejected, "webhook refused");
         Error::Forbidden
     })?;
-    let (event_id, action) = crate::webhook::stripe::parse_event(body, app.verifiers.stripe().livemode())?;
+    let (event_id, action) = crate::inbound::stripe::parse_event(body, app.verifiers.stripe().livemode())?;
     let answer = app.ledger.apply_stripe(&event_id, action).await?;
     tracing::info!(provider = "stripe", event = %event_id, result = answer.result.as_str(), reason = ?answer.reason, "stripe");
     Ok(json(StatusCode::OK, &answer))

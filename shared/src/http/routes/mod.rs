@@ -56,12 +56,9 @@ pub async fn dispatch(
     match op {
         Op::ProviderWebhook | Op::AdminDashboardPage => Err(Error::RouteNotFound),
         Op::GetBalance | Op::GetPrices | Op::ListTransactions => account::handle(ledger, op, req, caller).await,
-        Op::CreateReservation
-        | Op::GetReservation
-        | Op::ConfirmReservation
-        | Op::ExtendReservation
-        | Op::ReleaseReservation
-        | Op::LinkTask => holds::handle(ledger, op, params, req, caller, by).await,
+        Op::CreateHold | Op::GetHold | Op::ConfirmHold | Op::ExtendHold | Op::ReleaseHold | Op::LinkTask => {
+            holds::handle(ledger, op, params, req, caller, by).await
+        }
         Op::AdminGrant
         | Op::AdminDebit
         | Op::AdminSetPlan

@@ -2,7 +2,7 @@
 //! Stripe signs them, kept to be sent again byte for byte; and Stripe's
 //! answers as the model predicts them.
 
-use credits_shared::webhook::stripe;
+use credits_shared::inbound::stripe;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

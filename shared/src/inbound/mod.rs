@@ -1,5 +1,6 @@
-//! Provider webhooks: one verifier per provider behind a small trait (adding
-//! a provider is one module), and the payload's meaning for the ledger.
+//! Inbound webhooks, verified: one verifier per provider behind a small
+//! trait (adding a provider is one module), Stripe's signatures, and the
+//! payload's meaning for the ledger (applied by `ledger::outcome`).
 
 pub mod bfl;
 pub mod generic;

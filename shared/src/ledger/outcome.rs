@@ -1,5 +1,6 @@
-//! Provider webhooks in the ledger: a verified delivery settles the hold its
-//! task is linked to, exactly once, whatever else runs at the same time.
+//! A provider's outcome applied to the ledger: a delivery verified by
+//! `inbound/` settles the hold its task is linked to, exactly once, whatever
+//! else runs at the same time.
 //!
 //! - A redelivery is recognised by a delivery record written in the same
 //!   transaction as the settlement (or alone, when nothing is left to
@@ -14,15 +15,15 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{Along, Ledger, MAX_ATTEMPTS};
-use crate::domain::{decide, Actor, Ask, Decision, HoldStatus, Provider, Reservation, Settlement, Timestamp, UserId};
+use crate::domain::{decide, Actor, Ask, Decision, Hold, HoldStatus, Provider, Settlement, Timestamp, UserId};
 use crate::error::{Error, Result};
+use crate::inbound::Outcome;
 use crate::store::{from_item, key, task_pk, to_item, HoldItem, Item, TxFailure};
-use crate::webhook::Outcome;
 
 /// What a webhook delivery did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum WebhookResult {
+pub enum OutcomeResult {
     Confirmed,
     Released,
     Ignored,
@@ -32,8 +33,8 @@ pub enum WebhookResult {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct WebhookAnswer {
-    pub result: WebhookResult,
+pub struct OutcomeAnswer {
+    pub result: OutcomeResult,
     /// A success for a hold that had already expired: recorded, not charged.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub late_success: bool,
@@ -41,9 +42,9 @@ pub struct WebhookAnswer {
     pub reservation_id: Option<Uuid>,
 }
 
-impl WebhookAnswer {
-    fn of(result: WebhookResult) -> WebhookAnswer {
-        WebhookAnswer { result, late_success: false, reservation_id: None }
+impl OutcomeAnswer {
+    fn of(result: OutcomeResult) -> OutcomeAnswer {
+        OutcomeAnswer { result, late_success: false, reservation_id: None }
     }
 }
 
@@ -100,7 +101,7 @@ struct DeliveryItem {
     provider: Provider,
     task_id: String,
     outcome: String,
-    result: WebhookResult,
+    result: OutcomeResult,
     late_success: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     reservation_id: Option<Uuid>,
@@ -124,10 +125,10 @@ fn ask_for(outcome: Outcome) -> Option<Ask> {
     }
 }
 
-fn result_of(ask: Ask) -> WebhookResult {
+fn result_of(ask: Ask) -> OutcomeResult {
     match ask {
-        Ask::Produced { .. } => WebhookResult::Confirmed,
-        _ => WebhookResult::Released,
+        Ask::Produced { .. } => OutcomeResult::Confirmed,
+        _ => OutcomeResult::Released,
     }
 }
 
@@ -137,12 +138,12 @@ fn last_failed(reasons: &[crate::store::Cancel]) -> bool {
 
 impl Ledger {
     /// Applies a verified delivery.
-    pub async fn apply_webhook(&self, delivery: &Delivery) -> Result<WebhookAnswer> {
+    pub async fn apply_outcome(&self, delivery: &Delivery) -> Result<OutcomeAnswer> {
         if delivery.outcome == Outcome::Other {
-            return Ok(WebhookAnswer::of(WebhookResult::Ignored));
+            return Ok(OutcomeAnswer::of(OutcomeResult::Ignored));
         }
         if self.store.get(key(delivery.dedup_pk(), "DELIVERY")).await?.is_some() {
-            return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+            return Ok(OutcomeAnswer::of(OutcomeResult::Duplicate));
         }
         for attempt in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
@@ -153,12 +154,12 @@ impl Ledger {
                         continue; // linked meanwhile: settle it now
                     }
                     Err(TxFailure::Cancelled(reasons)) if last_failed(&reasons) => {
-                        return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+                        return Ok(OutcomeAnswer::of(OutcomeResult::Duplicate));
                     }
                     Err(TxFailure::Cancelled(reasons)) if reasons.get(1).is_some_and(|r| r.condition_failed()) => {
                         // Another outcome for this task is already parked; the first one stands.
                         tracing::warn!(task = %delivery.task_id, "a different outcome is already parked");
-                        return self.record(delivery, WebhookResult::Ignored, None, false, now).await;
+                        return self.record(delivery, OutcomeResult::Ignored, None, false, now).await;
                     }
                     Err(failure) => {
                         self.retry_or_fail(failure, attempt).await?;
@@ -168,25 +169,25 @@ impl Ledger {
             };
             let Some(item) = self.store.get_hold(link.reservation_id).await? else {
                 // The hold is gone (past retention): nothing left to settle.
-                return self.record(delivery, WebhookResult::Ignored, None, false, now).await;
+                return self.record(delivery, OutcomeResult::Ignored, None, false, now).await;
             };
             let Some(ask) = ask_for(delivery.outcome) else {
-                return Ok(WebhookAnswer::of(WebhookResult::Ignored));
+                return Ok(OutcomeAnswer::of(OutcomeResult::Ignored));
             };
-            let hold = item.clone().into_reservation(false);
+            let hold = item.clone().into_hold(false);
             let late = matches!(ask, Ask::Produced { .. });
             let (attempted, answer) = match decide(&hold, ask, now) {
                 Decision::Apply(wanted) => (wanted, result_of(ask)),
-                Decision::ExpireInstead => (Settlement::Expire, WebhookResult::Ignored),
+                Decision::ExpireInstead => (Settlement::Expire, OutcomeResult::Ignored),
                 Decision::Replay => return self.record(delivery, result_of(ask), Some(&hold), false, now).await,
                 Decision::NotPending(HoldStatus::Expired) if late => {
-                    return self.record(delivery, WebhookResult::Ignored, Some(&hold), true, now).await;
+                    return self.record(delivery, OutcomeResult::Ignored, Some(&hold), true, now).await;
                 }
                 // (A provider's total is bounded by the hold's units, so it
                 // never asks for too many.)
                 Decision::NotPending(_) | Decision::TooManyUnits { .. } => {
                     tracing::info!(reservation = %hold.reservation_id, status = hold.status.as_str(), "webhook after another settlement");
-                    return self.record(delivery, WebhookResult::Ignored, Some(&hold), false, now).await;
+                    return self.record(delivery, OutcomeResult::Ignored, Some(&hold), false, now).await;
                 }
             };
             let is_late = attempted == Settlement::Expire;
@@ -197,14 +198,14 @@ impl Ledger {
                     if is_late {
                         late_success(&settled);
                     }
-                    return Ok(WebhookAnswer {
+                    return Ok(OutcomeAnswer {
                         result: answer,
                         late_success: is_late,
                         reservation_id: Some(settled.reservation_id),
                     });
                 }
                 Err(TxFailure::Cancelled(reasons)) if last_failed(&reasons) => {
-                    return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+                    return Ok(OutcomeAnswer::of(OutcomeResult::Duplicate));
                 }
                 Err(failure) => self.lost_race(failure, attempt, hold.reservation_id).await?,
             }
@@ -214,7 +215,7 @@ impl Ledger {
 
     /// Parks a delivery for a task not linked yet: only if the link still
     /// does not exist, nothing is parked for it, and it was not seen before.
-    async fn park(&self, delivery: &Delivery, now: Timestamp) -> Result<WebhookAnswer, TxFailure> {
+    async fn park(&self, delivery: &Delivery, now: Timestamp) -> Result<OutcomeAnswer, TxFailure> {
         let (units, outcome) = match delivery.outcome {
             Outcome::Success { units } => (units, "success"),
             _ => (None, "failure"),
@@ -235,11 +236,11 @@ impl Ledger {
             to_item(&parked)
                 .and_then(|item| self.store.tx_put(item, Some("attribute_not_exists(pk)")))
                 .map_err(TxFailure::Store)?,
-            self.delivery_item(delivery, WebhookResult::Parked, None, false, now).map_err(TxFailure::Store)?,
+            self.delivery_item(delivery, OutcomeResult::Parked, None, false, now).map_err(TxFailure::Store)?,
         ];
         self.tx(items).await?;
         tracing::info!(task = %delivery.task_id, provider = delivery.provider.as_str(), "webhook parked until the task is linked");
-        Ok(WebhookAnswer::of(WebhookResult::Parked))
+        Ok(OutcomeAnswer::of(OutcomeResult::Parked))
     }
 
     /// Records a delivery that changed nothing, so its redelivery answers
@@ -247,28 +248,28 @@ impl Ledger {
     async fn record(
         &self,
         delivery: &Delivery,
-        result: WebhookResult,
-        hold: Option<&Reservation>,
+        result: OutcomeResult,
+        hold: Option<&Hold>,
         late: bool,
         now: Timestamp,
-    ) -> Result<WebhookAnswer> {
+    ) -> Result<OutcomeAnswer> {
         let item = self.delivery_record(delivery, result, hold, late, now)?;
         if !self.store.put_if_absent(item).await? {
-            return Ok(WebhookAnswer::of(WebhookResult::Duplicate));
+            return Ok(OutcomeAnswer::of(OutcomeResult::Duplicate));
         }
         if late {
             if let Some(hold) = hold {
                 late_success(hold);
             }
         }
-        Ok(WebhookAnswer { result, late_success: late, reservation_id: hold.map(|h| h.reservation_id) })
+        Ok(OutcomeAnswer { result, late_success: late, reservation_id: hold.map(|h| h.reservation_id) })
     }
 
     fn delivery_record(
         &self,
         delivery: &Delivery,
-        result: WebhookResult,
-        hold: Option<&Reservation>,
+        result: OutcomeResult,
+        hold: Option<&Hold>,
         late: bool,
         now: Timestamp,
     ) -> Result<Item> {
@@ -291,8 +292,8 @@ impl Ledger {
     fn delivery_item(
         &self,
         delivery: &Delivery,
-        result: WebhookResult,
-        hold: Option<&Reservation>,
+        result: OutcomeResult,
+        hold: Option<&Hold>,
         late: bool,
         now: Timestamp,
     ) -> Result<TransactWriteItem> {
@@ -319,10 +320,10 @@ impl Ledger {
         outcome: Outcome,
         task_link: Item,
         attempt: u32,
-    ) -> Result<Option<Reservation>> {
+    ) -> Result<Option<Hold>> {
         let now = self.clock.now();
         let id = item.reservation_id;
-        let hold = item.clone().into_reservation(false);
+        let hold = item.clone().into_hold(false);
         let attempted = match ask_for(outcome).map(|ask| decide(&hold, ask, now)) {
             Some(Decision::Apply(wanted)) => Some(wanted),
             Some(Decision::ExpireInstead) => Some(Settlement::Expire),
@@ -339,7 +340,7 @@ impl Ledger {
                 provider,
                 task_id: task_id.to_owned(),
                 outcome: outcome.as_str().into(),
-                result: WebhookResult::Ignored,
+                result: OutcomeResult::Ignored,
                 late_success: true,
                 reservation_id: Some(id),
                 user_id: Some(item.user_id.clone()),
@@ -398,7 +399,7 @@ impl Ledger {
 
 /// A provider success for a hold that had already expired: the user is not
 /// charged; operators see it in the logs and the `LateSuccess` metric.
-fn late_success(hold: &Reservation) {
+fn late_success(hold: &Hold) {
     tracing::warn!(
         reservation = %hold.reservation_id,
         user = %hold.user_id,
