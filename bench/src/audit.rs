@@ -36,9 +36,21 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
     }
 }
 
+/// The section: the scan, then the judgement on each hit (audit.md).
+pub fn audit(out: &mut String) {
+    let _ = writeln!(out, "## Audit: locks and blocking I/O on the async path\n");
+    let _ = writeln!(
+        out,
+        "Lines of `shared/src` and `functions/` that name a lock, file, socket, sleep, thread, process, blocking\n\
+         client or executor, or print (`bench/src/audit.rs`, run now):\n"
+    );
+    scan(out);
+    let _ = writeln!(out, "{}", include_str!("audit.md"));
+}
+
 /// Lines of shared/src and functions/ (tests modules included: a hit there
 /// is read and dismissed by hand) that name a suspect.
-pub fn scan(out: &mut String) {
+fn scan(out: &mut String) {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut files = Vec::new();
     for dir in ["shared/src", "functions"] {

@@ -4,7 +4,6 @@
 //! builds the DynamoDB client, and for reserve built with cargo's default
 //! release settings (the `perf` profile) to show what the tuned profile buys.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -15,8 +14,11 @@ use credits_shared::http::Function;
 use credits_shared::Ledger;
 use serde_json::{json, Value};
 
-use crate::runtime_api::RuntimeApi;
-use crate::{api_event, grant, request, server_claims, user};
+use crate::harness::cargo::cargo_build;
+use crate::harness::http::{api_event, server_claims, BENCH_SERVER};
+use crate::harness::ledger::{grant, request, user};
+use crate::harness::runtime_api::{Answer, RuntimeApi};
+use crate::harness::stats::{median, min, percentile};
 
 /// Each binary's first invocation, counted from its exec.
 const COLD_RUNS: usize = 7;
@@ -225,7 +227,7 @@ async fn start(
         // (the default credential chain) is the one to time.
         .env("AWS_ENDPOINT_URL_DYNAMODB", &fixture.endpoint)
         .env("CREDITS_TABLE", fixture.ledger.store().table())
-        .env("CREDITS_SERVER_CLIENT_IDS", crate::BENCH_SERVER)
+        .env("CREDITS_SERVER_CLIENT_IDS", BENCH_SERVER)
         .env("CREDITS_WEBHOOK_SECRET_BFL", BFL_SECRET)
         .env("CREDITS_MAX_OPEN_HOLDS", OPEN_HOLDS.to_string())
         .stdin(Stdio::null())
@@ -238,7 +240,7 @@ async fn start(
 }
 
 /// What an answer says: an HTTP status, or ok / error for the others.
-fn outcome(answer: &crate::runtime_api::Answer) -> String {
+fn outcome(answer: &Answer) -> String {
     if !answer.ok {
         return format!("error: {}", String::from_utf8_lossy(&answer.body).chars().take(120).collect::<String>());
     }
@@ -254,11 +256,7 @@ fn ms(d: Duration) -> f64 {
 
 /// The answer to the first event, or why there is none (a function that
 /// exits at init is not waited for).
-async fn first_answer(
-    api: &mut RuntimeApi,
-    child: &mut tokio::process::Child,
-    id: &str,
-) -> Result<crate::runtime_api::Answer, String> {
+async fn first_answer(api: &mut RuntimeApi, child: &mut tokio::process::Child, id: &str) -> Result<Answer, String> {
     tokio::select! {
         answer = api.answer(id, ANSWER_WITHIN) => answer,
         status = child.wait() => Err(format!("exited before answering ({})", status.map_err(|e| e.to_string())?)),
@@ -348,63 +346,7 @@ async fn memory(target: &Target, fixture: &Fixture) -> Result<Memory, String> {
     }
     let warm_kib = peak_kib(pid)?;
     let _ = child.kill().await;
-    Ok(Memory { first_kib, warm_kib, warm_p50_ms: crate::percentile(&mut times, 0.5), errors })
-}
-
-/// Runs cargo from the workspace root and returns each built binary's
-/// path by name, and how long cargo took.
-pub(crate) async fn cargo_build(args: &[&str]) -> Result<(HashMap<String, PathBuf>, Duration), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = tokio::process::Command::new(cargo);
-    // `cargo run` hands the bench its package's variables; some build
-    // scripts (ring's) track CARGO_MANIFEST_DIR, so passing them on would
-    // make this cargo rebuild what the one before it built.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        let from_cargo_run = name.starts_with("CARGO_PKG_")
-            || [
-                "CARGO_MANIFEST_DIR",
-                "CARGO_MANIFEST_PATH",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_NAME",
-                "CARGO_PRIMARY_PACKAGE",
-            ]
-            .contains(&name.as_str());
-        if from_cargo_run {
-            command.env_remove(name);
-        }
-    }
-    let started = Instant::now();
-    let output = command
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .arg("build")
-        .args(args)
-        .arg("--message-format=json-render-diagnostics")
-        .stderr(Stdio::inherit())
-        .output()
-        .await
-        .map_err(|e| format!("cargo: {e}"))?;
-    let took = started.elapsed();
-    if !output.status.success() {
-        return Err(format!("cargo build {} failed", args.join(" ")));
-    }
-    let mut binaries = HashMap::new();
-    for line in output.stdout.split(|b| *b == b'\n') {
-        let Ok(message) = serde_json::from_slice::<Value>(line) else { continue };
-        if let (Some(name), Some(path)) = (message["target"]["name"].as_str(), message["executable"].as_str()) {
-            binaries.insert(name.to_owned(), PathBuf::from(path));
-        }
-    }
-    Ok((binaries, took))
-}
-
-fn median(samples: &[f64]) -> f64 {
-    let mut s = samples.to_vec();
-    crate::percentile(&mut s, 0.5)
-}
-
-fn min(samples: &[f64]) -> f64 {
-    samples.iter().copied().fold(f64::INFINITY, f64::min)
+    Ok(Memory { first_kib, warm_kib, warm_p50_ms: percentile(&mut times, 0.5), errors })
 }
 
 fn mib(kib: u64) -> f64 {
@@ -451,7 +393,7 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
     let _ = writeln!(out, "## Cold start, size and memory\n");
     let _ = writeln!(
         out,
-        "Each binary started {COLD_RUNS} times (in rounds: each round starts every binary once) under the bench's local Lambda Runtime API (`bench/src/runtime_api.rs`) with\n\
+        "Each binary started {COLD_RUNS} times (in rounds: each round starts every binary once) under the bench's local Lambda Runtime API (`bench/src/harness/runtime_api.rs`) with\n\
          Lambda's environment ({MEMORY_MB} MB, fake credentials, a fresh DynamoDB Local as the endpoint, {OPEN_HOLDS} open holds allowed\n\
          per user: the reserve's warm invokes leave {WARM_INVOKES} open) and one event queued; times\n\
          from exec to its first `GET …/invocation/next` (init: config, client) and to its first answer (init + the\n\

@@ -165,3 +165,7 @@ impl Intercept for Meter {
         Ok(())
     }
 }
+
+pub fn minus(a: Units, b: Units) -> Units {
+    Units { read: a.read - b.read, write: a.write - b.write, requests: a.requests - b.requests }
+}
