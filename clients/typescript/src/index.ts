@@ -3,32 +3,29 @@ export { CreditsError, isCreditsError, type ClientErrorCode } from "./errors.js"
 export { clientCredentials, type ClientCredentialsConfig, type TokenProvider } from "./auth.js";
 export {
   CreditsClient,
-  USER_HEADER,
-  routes,
-  skippedRoutes,
   type CallOptions,
   type CaptureOptions,
   type CreditsClientOptions,
   type DebitOptions,
   type GrantInput,
   type GrantOptions,
-  type HttpMethod,
+  type MonitoringQuery,
+  type PageQuery,
+  type PlanInput,
+  type ReserveOptions,
+} from "./client.js";
+export { routes, skippedRoutes, type RouteEntry } from "./routes.js";
+export { USER_HEADER, type HttpMethod, type ResponseMeta, type RetryOptions } from "./transport.js";
+export {
   type JobRan,
   type JobReplayed,
   type JobResult,
-  type MonitoringQuery,
   type Outputs,
-  type PageQuery,
   type PerOutputJobResult,
-  type PlanInput,
   type ReportOptions,
-  type ReserveOptions,
-  type ResponseMeta,
-  type RetryOptions,
-  type RouteEntry,
   type WithCreditsOptions,
   type WithCreditsResult,
-} from "./client.js";
+} from "./with-credits.js";
 export { schemaFields, enumValues, problemFields } from "./schema-fields.js";
 export {
   DEFAULT_WEBHOOK_TOLERANCE_SECONDS,
