@@ -6,4 +6,5 @@ pub mod cors;
 pub mod devserver;
 pub mod events;
 pub mod operate;
+pub mod serve;
 pub mod token;
