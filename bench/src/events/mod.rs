@@ -7,8 +7,8 @@
 //! records DynamoDB Local's stream gives for one grant or one confirm,
 //! with EventBridge served by moto (`.venv/bin/moto_server`, `make deps`)
 //! and webhook endpoints on a receiver in this process that answers 204.
-//! The meter prices every request as the cost section does; a log of the
-//! requests beside it splits them by what they write. The delay: the real
+//! The meter prices every request as the cost section does; its log of the
+//! requests splits them by what they write. The delay: the real
 //! dev server (`credits serve`, built as `make run` builds it) and a
 //! receiver registered through its API.
 

@@ -5,36 +5,26 @@
 //! that splits the units by what they write.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::interceptors::{
-    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
-};
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::BoxError;
-use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
-use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
-use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemInput, UpdateItemOutput};
-use aws_sdk_dynamodb::types::{AttributeValue, ConsumedCapacity};
-use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use aws_sdk_dynamodb::types::AttributeValue;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::Actor;
 use credits_shared::events::bus::Bus;
+use credits_shared::events::schedule::SCHEDULE_SECONDS;
 use credits_shared::events::derive::{events_of, Defaults};
 use credits_shared::events::endpoints::NewEndpoint;
 use credits_shared::events::outbox::{Applied, Outbox};
-use credits_shared::events::schedule::SCHEDULE_SECONDS;
-use credits_shared::prices::Catalog;
 use credits_shared::store::local_stream::LocalStream;
+use credits_shared::prices::Catalog;
 use credits_shared::store::stream::Change;
-use credits_shared::store::{Item, Store, PENDING_INDEX};
+use credits_shared::store::{Store, PENDING_INDEX};
 use credits_shared::Ledger;
 
 use super::ENDPOINT_COUNTS;
 use crate::harness::ledger::{grant, request, user};
-use crate::harness::meter::{minus, Meter, Units};
+use crate::harness::meter::{minus, Done, Meter, Units};
 use crate::harness::receiver::Receiver;
 use crate::harness::sizes::item_size;
 
@@ -46,32 +36,6 @@ fn write_units(bytes: usize) -> f64 {
 
 /// The categories of [`Done::category`] that read.
 const READS: [&str; 4] = ["endpoints read", "endpoint read", "due-work listing", "item read"];
-
-/// One request as sent: its operation, the item's keys (a query: its index
-/// or its partition), an update's expression, a put item's size and its
-/// payload's.
-#[derive(Clone, Debug, Default)]
-struct Sent {
-    op: &'static str,
-    pk: String,
-    sk: String,
-    update: String,
-    bytes: usize,
-    payload: usize,
-}
-
-impl Storable for Sent {
-    type Storer = StoreReplace<Self>;
-}
-
-/// One request done: the units DynamoDB Local reported (as the meter counts
-/// them), or a refused condition (it reports none then).
-#[derive(Clone, Debug)]
-struct Done {
-    sent: Sent,
-    units: f64,
-    refused: bool,
-}
 
 impl Done {
     /// What it is for, by the item it names and what it does there.
@@ -90,109 +54,6 @@ impl Done {
             "GetItem" => "item read",
             _ => "other",
         }
-    }
-
-    fn is_read(&self) -> bool {
-        matches!(self.sent.op, "Query" | "GetItem")
-    }
-}
-
-/// Every request of a client, in order, beside the meter.
-#[derive(Clone, Debug, Default)]
-struct Requests(Arc<Mutex<Vec<Done>>>);
-
-impl Requests {
-    fn take(&self) -> Vec<Done> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-fn capacity(c: &[ConsumedCapacity]) -> f64 {
-    c.iter().map(|c| c.capacity_units.unwrap_or(0.0)).sum()
-}
-
-impl Intercept for Requests {
-    fn name(&self) -> &'static str {
-        "request-log"
-    }
-
-    fn read_before_serialization(
-        &self,
-        context: &BeforeSerializationInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let input = context.input();
-        let text = |item: Option<&Item>, name: &str| {
-            item.and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
-        };
-        let sent = if let Some(i) = input.downcast_ref::<PutItemInput>() {
-            let item = i.item.as_ref();
-            Sent {
-                op: "PutItem",
-                pk: text(item, "pk"),
-                sk: text(item, "sk"),
-                bytes: item.map_or(0, item_size),
-                payload: text(item, "payload").len(),
-                ..Sent::default()
-            }
-        } else if let Some(i) = input.downcast_ref::<UpdateItemInput>() {
-            Sent {
-                op: "UpdateItem",
-                pk: text(i.key.as_ref(), "pk"),
-                sk: text(i.key.as_ref(), "sk"),
-                update: i.update_expression.clone().unwrap_or_default(),
-                ..Sent::default()
-            }
-        } else if let Some(i) = input.downcast_ref::<GetItemInput>() {
-            Sent { op: "GetItem", pk: text(i.key.as_ref(), "pk"), sk: text(i.key.as_ref(), "sk"), ..Sent::default() }
-        } else if let Some(i) = input.downcast_ref::<QueryInput>() {
-            let partition = text(i.expression_attribute_values.as_ref(), ":pk");
-            Sent { op: "Query", pk: partition, sk: i.index_name.clone().unwrap_or_default(), ..Sent::default() }
-        } else {
-            Sent { op: "other", ..Sent::default() }
-        };
-        cfg.interceptor_state().store_put(sent);
-        Ok(())
-    }
-
-    fn read_after_execution(
-        &self,
-        context: &FinalizerInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let Some(sent) = cfg.load::<Sent>().cloned() else { return Ok(()) };
-        let done = match context.output_or_error() {
-            Some(Ok(output)) => {
-                let units = if let Some(o) = output.downcast_ref::<PutItemOutput>() {
-                    capacity(o.consumed_capacity.as_slice())
-                } else if let Some(o) = output.downcast_ref::<UpdateItemOutput>() {
-                    capacity(o.consumed_capacity.as_slice())
-                } else if let Some(o) = output.downcast_ref::<GetItemOutput>() {
-                    capacity(o.consumed_capacity.as_slice()).max(0.5)
-                } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
-                    // As the meter counts it: at least half a unit.
-                    capacity(o.consumed_capacity.as_slice()).max(0.5)
-                } else {
-                    0.0
-                };
-                Done { sent, units, refused: false }
-            }
-            Some(Err(error)) => {
-                let operation = error.as_operation_error();
-                let refused = operation
-                    .and_then(|e| e.downcast_ref::<PutItemError>())
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception)
-                    || operation
-                        .and_then(|e| e.downcast_ref::<UpdateItemError>())
-                        .is_some_and(UpdateItemError::is_conditional_check_failed_exception);
-                Done { sent, units: 0.0, refused }
-            }
-            None => return Ok(()),
-        };
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(done);
-        Ok(())
     }
 }
 
@@ -257,13 +118,12 @@ impl Cost {
     }
 }
 
-/// A table of its own with the meter and the request log on its client,
-/// its stream, and the outbox over it.
+/// A table of its own with the meter (keeping its log of requests) on its
+/// client, its stream, and the outbox over it.
 struct Bench {
     ledger: Ledger,
     clock: Arc<ManualClock>,
     meter: Meter,
-    log: Requests,
     /// The table's stream, read as the dev server reads it, through a
     /// client the meter does not see.
     stream: LocalStream,
@@ -281,10 +141,8 @@ pub(super) struct Measured<T> {
 
 impl Bench {
     async fn new(sdk: &aws_config::SdkConfig, bus: Bus) -> Result<Bench, String> {
-        let meter = Meter::default();
-        let log = Requests::default();
-        let config =
-            aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(meter.clone()).interceptor(log.clone()).build();
+        let meter = Meter::logging();
+        let config = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(meter.clone()).build();
         let table = format!("b-{}", uuid::Uuid::new_v4().simple());
         let store = Store::new(aws_sdk_dynamodb::Client::from_conf(config), table.clone());
         store.create_table_if_missing().await.map_err(|e| e.to_string())?;
@@ -294,7 +152,7 @@ impl Bench {
             Ledger::new(store, clock.clone(), Arc::new(Catalog::default_catalog()), 90).allowing_local_http_endpoints();
         let stream = LocalStream::open(sdk, &table).await?;
         let outbox = Outbox::new(ledger.clone(), bus, Defaults::default());
-        Ok(Bench { ledger, clock, meter, log, stream, outbox, plain: aws_sdk_dynamodb::Client::new(sdk), table })
+        Ok(Bench { ledger, clock, meter, stream, outbox, plain: aws_sdk_dynamodb::Client::new(sdk), table })
     }
 
     async fn endpoint(&self, url: &str) -> Result<(), String> {
@@ -323,11 +181,11 @@ impl Bench {
     }
 
     async fn measure<T>(&self, f: impl std::future::Future<Output = T>) -> Measured<T> {
-        self.log.take();
+        self.meter.take_log();
         let before = self.meter.snapshot();
         let value = f.await;
         let used = minus(self.meter.snapshot(), before);
-        let done = self.log.take();
+        let done = self.meter.take_log();
         let logged = Cost::of(&done);
         if (logged.read - used.read).abs() > 0.01 || (logged.write - used.write).abs() > 0.01 {
             eprintln!(

@@ -1,24 +1,30 @@
 //! An SDK interceptor that asks every request for its consumed capacity
 //! and adds it up, priced as DynamoDB prices it (DynamoDB Local reports a
-//! transactional write at 1 unit per item; DynamoDB charges 2).
+//! transactional write at 1 unit per item; DynamoDB charges 2). A meter
+//! made with [`Meter::logging`] also keeps every request, in order: what
+//! it sent (its operation, the item's keys, an update's expression, sizes)
+//! and the units it was counted at, or its refused condition.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::config::interceptors::{
-    BeforeSerializationInterceptorContextMut, FinalizerInterceptorContextRef,
+    BeforeSerializationInterceptorContextMut, BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
 };
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::get_item::{GetItemInput, GetItemOutput};
-use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
 use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
 use aws_sdk_dynamodb::operation::transact_write_items::{
     TransactWriteItemsError, TransactWriteItemsInput, TransactWriteItemsOutput,
 };
-use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemInput, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
 use aws_smithy_types::config_bag::{Storable, StoreReplace};
+use credits_shared::store::Item;
+
+use super::sizes::item_size;
 
 /// Totals in thousandths of a unit (queries read half units).
 #[derive(Debug, Default)]
@@ -30,7 +36,11 @@ pub struct Totals {
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct Meter(pub Arc<Totals>);
+pub struct Meter {
+    totals: Arc<Totals>,
+    /// Every request done, in order, when the meter keeps them.
+    log: Option<Arc<Mutex<Vec<Done>>>>,
+}
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Units {
@@ -39,31 +49,84 @@ pub struct Units {
     pub requests: u64,
 }
 
+pub fn minus(a: Units, b: Units) -> Units {
+    Units { read: a.read - b.read, write: a.write - b.write, requests: a.requests - b.requests }
+}
+
+/// One request as sent: its operation, the item's keys (a query: its index
+/// or its partition), an update's expression, a put item's size and its
+/// payload's.
+#[derive(Clone, Debug, Default)]
+pub struct Sent {
+    pub op: &'static str,
+    pub pk: String,
+    pub sk: String,
+    pub update: String,
+    pub bytes: usize,
+    pub payload: usize,
+}
+
+impl Storable for Sent {
+    type Storer = StoreReplace<Self>;
+}
+
+/// One request done: the units DynamoDB Local reported (as the meter counts
+/// them), or a refused condition (it reports none then).
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub sent: Sent,
+    pub units: f64,
+    pub refused: bool,
+}
+
+impl Done {
+    pub fn is_read(&self) -> bool {
+        matches!(self.sent.op, "Query" | "GetItem")
+    }
+}
+
 impl Meter {
+    /// A meter that also keeps every request (see [`Meter::take_log`]).
+    pub fn logging() -> Meter {
+        Meter { log: Some(Arc::default()), ..Meter::default() }
+    }
+
     pub fn snapshot(&self) -> Units {
         Units {
-            read: self.0.read_milli.load(Ordering::SeqCst) as f64 / 1000.0,
-            write: self.0.write_milli.load(Ordering::SeqCst) as f64 / 1000.0,
-            requests: self.0.requests.load(Ordering::SeqCst),
+            read: self.totals.read_milli.load(Ordering::SeqCst) as f64 / 1000.0,
+            write: self.totals.write_milli.load(Ordering::SeqCst) as f64 / 1000.0,
+            requests: self.totals.requests.load(Ordering::SeqCst),
         }
     }
 
     pub fn conflicts(&self) -> u64 {
-        self.0.conflicts.load(Ordering::SeqCst)
+        self.totals.conflicts.load(Ordering::SeqCst)
     }
 
-    fn add(&self, capacity: &[ConsumedCapacity], kind: Kind) {
+    /// The requests done since the last call, in order (none when the
+    /// meter keeps no log).
+    pub fn take_log(&self) -> Vec<Done> {
+        self.log
+            .as_ref()
+            .map_or_else(Vec::new, |log| std::mem::take(&mut *log.lock().unwrap_or_else(PoisonError::into_inner)))
+    }
+
+    /// Adds a request's units; returns them as counted (before rounding).
+    fn add(&self, capacity: &[ConsumedCapacity], kind: Kind) -> f64 {
         // `capacity_units` is the request's total, indexes included.
         let units: f64 = capacity.iter().map(|c| c.capacity_units.unwrap_or(0.0)).sum();
         let milli = |u: f64| (u * 1000.0).round() as u64;
-        match kind {
+        let counted = match kind {
             // A query is charged at least half a unit, even when it reads nothing.
-            Kind::Read => self.0.read_milli.fetch_add(milli(units.max(0.5)), Ordering::SeqCst),
-            Kind::Write => self.0.write_milli.fetch_add(milli(units), Ordering::SeqCst),
-            Kind::Transaction(items) => {
-                self.0.write_milli.fetch_add(milli(transaction_units(capacity, items)), Ordering::SeqCst)
-            }
+            Kind::Read => units.max(0.5),
+            Kind::Write => units,
+            Kind::Transaction(items) => transaction_units(capacity, items),
         };
+        match kind {
+            Kind::Read => self.totals.read_milli.fetch_add(milli(counted), Ordering::SeqCst),
+            Kind::Write | Kind::Transaction(_) => self.totals.write_milli.fetch_add(milli(counted), Ordering::SeqCst),
+        };
+        counted
     }
 }
 
@@ -105,7 +168,7 @@ impl Intercept for Meter {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.0.requests.fetch_add(1, Ordering::SeqCst);
+        self.totals.requests.fetch_add(1, Ordering::SeqCst);
         let input = context.input_mut();
         let indexes = Some(ReturnConsumedCapacity::Indexes);
         if let Some(i) = input.downcast_mut::<TransactWriteItemsInput>() {
@@ -126,30 +189,77 @@ impl Intercept for Meter {
         Ok(())
     }
 
+    /// What the request sends, for the log.
+    fn read_before_serialization(
+        &self,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.log.is_none() {
+            return Ok(());
+        }
+        let input = context.input();
+        let text = |item: Option<&Item>, name: &str| {
+            item.and_then(|i| i.get(name)).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+        };
+        let sent = if let Some(i) = input.downcast_ref::<PutItemInput>() {
+            let item = i.item.as_ref();
+            Sent {
+                op: "PutItem",
+                pk: text(item, "pk"),
+                sk: text(item, "sk"),
+                bytes: item.map_or(0, item_size),
+                payload: text(item, "payload").len(),
+                ..Sent::default()
+            }
+        } else if let Some(i) = input.downcast_ref::<UpdateItemInput>() {
+            Sent {
+                op: "UpdateItem",
+                pk: text(i.key.as_ref(), "pk"),
+                sk: text(i.key.as_ref(), "sk"),
+                update: i.update_expression.clone().unwrap_or_default(),
+                ..Sent::default()
+            }
+        } else if let Some(i) = input.downcast_ref::<GetItemInput>() {
+            Sent { op: "GetItem", pk: text(i.key.as_ref(), "pk"), sk: text(i.key.as_ref(), "sk"), ..Sent::default() }
+        } else if let Some(i) = input.downcast_ref::<QueryInput>() {
+            let partition = text(i.expression_attribute_values.as_ref(), ":pk");
+            Sent { op: "Query", pk: partition, sk: i.index_name.clone().unwrap_or_default(), ..Sent::default() }
+        } else {
+            Sent { op: "other", ..Sent::default() }
+        };
+        cfg.interceptor_state().store_put(sent);
+        Ok(())
+    }
+
     fn read_after_execution(
         &self,
         context: &FinalizerInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        match context.output_or_error() {
+        let (units, refused) = match context.output_or_error() {
             Some(Ok(output)) => {
-                if let Some(o) = output.downcast_ref::<TransactWriteItemsOutput>() {
+                let units = if let Some(o) = output.downcast_ref::<TransactWriteItemsOutput>() {
                     let items = cfg.load::<TransactionItems>().map(|t| t.0).unwrap_or(0);
-                    self.add(o.consumed_capacity(), Kind::Transaction(items));
+                    self.add(o.consumed_capacity(), Kind::Transaction(items))
                 } else if let Some(o) = output.downcast_ref::<GetItemOutput>() {
-                    self.add(o.consumed_capacity.as_slice(), Kind::Read);
+                    self.add(o.consumed_capacity.as_slice(), Kind::Read)
                 } else if let Some(o) = output.downcast_ref::<QueryOutput>() {
-                    self.add(o.consumed_capacity.as_slice(), Kind::Read);
+                    self.add(o.consumed_capacity.as_slice(), Kind::Read)
                 } else if let Some(o) = output.downcast_ref::<PutItemOutput>() {
-                    self.add(o.consumed_capacity.as_slice(), Kind::Write);
+                    self.add(o.consumed_capacity.as_slice(), Kind::Write)
                 } else if let Some(o) = output.downcast_ref::<UpdateItemOutput>() {
-                    self.add(o.consumed_capacity.as_slice(), Kind::Write);
-                }
+                    self.add(o.consumed_capacity.as_slice(), Kind::Write)
+                } else {
+                    0.0
+                };
+                (units, false)
             }
             Some(Err(error)) => {
-                let conflict = error
-                    .as_operation_error()
+                let operation = error.as_operation_error();
+                let conflict = operation
                     .and_then(|e| e.downcast_ref::<TransactWriteItemsError>())
                     .and_then(|e| match e {
                         TransactWriteItemsError::TransactionCanceledException(t) => Some(t),
@@ -157,15 +267,22 @@ impl Intercept for Meter {
                     })
                     .is_some_and(|t| t.cancellation_reasons().iter().any(|r| r.code() == Some("TransactionConflict")));
                 if conflict {
-                    self.0.conflicts.fetch_add(1, Ordering::SeqCst);
+                    self.totals.conflicts.fetch_add(1, Ordering::SeqCst);
                 }
+                let refused = operation
+                    .and_then(|e| e.downcast_ref::<PutItemError>())
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception)
+                    || operation
+                        .and_then(|e| e.downcast_ref::<UpdateItemError>())
+                        .is_some_and(UpdateItemError::is_conditional_check_failed_exception);
+                (0.0, refused)
             }
-            None => {}
+            None => return Ok(()),
+        };
+        if let (Some(log), Some(sent)) = (&self.log, cfg.load::<Sent>()) {
+            let done = Done { sent: sent.clone(), units, refused };
+            log.lock().unwrap_or_else(PoisonError::into_inner).push(done);
         }
         Ok(())
     }
-}
-
-pub fn minus(a: Units, b: Units) -> Units {
-    Units { read: a.read - b.read, write: a.write - b.write, requests: a.requests - b.requests }
 }
