@@ -353,7 +353,17 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String> {
+/// The tuned reserve's row, for the headline table: init and first answer
+/// (medians, ms), size and peak memory after the warm invokes (MiB).
+pub struct Figures {
+    pub init_ms: f64,
+    pub first_answer_ms: f64,
+    pub size_mib: f64,
+    pub memory_mib: f64,
+}
+
+/// The section; the tuned reserve's figures when it ran.
+pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<Option<Figures>, String> {
     let packages: Vec<String> = Kind::all().map(Kind::package).collect();
     let mut release_args = vec!["--release"];
     for package in &packages {
@@ -409,6 +419,7 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
          |---|---:|---:|---:|---|---:|---:|---:|"
     );
     let colds = cold_rounds(&targets, fixture).await;
+    let mut figures = None;
     for (target, cold) in targets.iter().zip(colds) {
         eprintln!("bench: warm invokes of {}", target.label);
         let size = std::fs::metadata(&target.path).map(|m| m.len()).map_err(|e| e.to_string())?;
@@ -437,6 +448,14 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
             m.warm_p50_ms,
             m.errors
         );
+        if target.kind == RESERVE && target.label == RESERVE.binary() {
+            figures = Some(Figures {
+                init_ms: median(&c.next),
+                first_answer_ms: median(&c.first),
+                size_mib: size as f64 / 1_048_576.0,
+                memory_mib: mib(m.warm_kib),
+            });
+        }
     }
     let _ = writeln!(out, "\nFirst events:\n");
     for kind in Kind::all() {
@@ -455,5 +474,5 @@ pub async fn coldstart(fixture: &Fixture, out: &mut String) -> Result<(), String
         release_took.as_secs_f64(),
         perf_took.as_secs_f64()
     );
-    Ok(())
+    Ok(figures)
 }

@@ -13,7 +13,7 @@ use credits_shared::Error;
 use crate::harness::ledger::{env, grant, request, user};
 use crate::harness::meter::{minus, Units};
 use crate::harness::sizes::{hold_size, per_kb};
-use crate::harness::stats::{READ_PRICE, WRITE_PRICE};
+use crate::harness::stats::{dollars, READ_PRICE, WRITE_PRICE};
 
 /// Captures on one hold before the bench measures the next (item growth).
 const MANY_CAPTURES: usize = 20;
@@ -26,9 +26,18 @@ macro_rules! metered {
     }};
 }
 
+/// What the headline table and the lots section take from this section.
+pub struct Figures {
+    pub reserve: Units,
+    pub confirm: Units,
+    pub release: Units,
+    /// The success lifecycle (reserve → confirm): RCU, WCU, $ per million.
+    pub success: (f64, f64, f64),
+}
+
 /// Read and write units per operation and per lifecycle; the success
-/// lifecycle's reserve and confirm, for the lots section.
-pub async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(Units, Units), String> {
+/// lifecycle's reserve and confirm, for the lots section and the headline.
+pub async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<Figures, String> {
     let e = env(sdk).await?;
     let l = &e.ledger;
     let u = user("cost");
@@ -189,5 +198,7 @@ pub async fn cost(sdk: &aws_config::SdkConfig, out: &mut String) -> Result<(Unit
          Extend's UpdateItem is priced by DynamoDB Local itself, per KB.\n",
         sizes[0], sizes[1], sizes[2], sizes[3]
     );
-    Ok((rows[1].1, rows[2].1))
+    let release = rows.iter().find(|(name, _)| *name == "release").map(|(_, c)| *c).unwrap_or_default();
+    let success = (success_reads, success, dollars(success_reads, success));
+    Ok(Figures { reserve: rows[1].1, confirm: rows[2].1, release, success })
 }

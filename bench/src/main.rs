@@ -11,6 +11,7 @@ mod coldstart;
 mod cost;
 mod events;
 mod harness;
+mod headline;
 mod jobs;
 mod latency;
 mod lots;
@@ -21,18 +22,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use harness::ledger::env;
-use harness::local::{fresh_local, warm_local, WARM_UP_LIFECYCLES};
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{cores} cores, {cpu}, {} {}", std::env::consts::OS, std::env::consts::ARCH)
-}
+use harness::local::{fresh_local, warm_local};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> std::process::ExitCode {
@@ -66,38 +56,26 @@ async fn run() -> Result<(), String> {
     // bury the figures on stdout.
     credits_shared::metrics::discard();
     let started = Instant::now();
+    let made = format!("{}, {}", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"), headline::machine());
+    eprintln!("bench: {made}");
+    // The sections, in order; the headline table above them is written
+    // last, from the figures they computed.
     let mut out = String::new();
-    let _ = writeln!(out, "# Benchmarks\n");
-    let _ = writeln!(
-        out,
-        "Made by `make bench` (`cargo run --profile perf -p credits-bench`) on {}, {}; DynamoDB Local 3.3.0 (in memory) on the same machine,\n\
-         so latencies include no network and are a floor; costs are what DynamoDB would charge for the same requests.\n\
-         Each section below runs against a DynamoDB Local of its own, warmed up first ({WARM_UP_LIFECYCLES} reserve → capture → confirm\n\
-         lifecycles, untimed, on a table without a stream). The tables the sections measure have their stream on (the stats\n\
-         function reads it on AWS), and DynamoDB Local slows every write as its stream records pile up, whatever the table:\n\
-         with one instance for all sections, the 4-image jobs after the latency section took 484 ms at p50 (110 on an\n\
-         instance of their own) and the throughput runs after them made 3 lifecycles a second (55 to 65 with every\n\
-         table's stream off).\n",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        machine()
-    );
+    let mut figures = headline::Figures::default();
     let mut shown = 0;
     let mut show = |out: &String| {
         print!("{}", &out[shown..]);
         shown = out.len();
     };
-    show(&out);
-    // This run's plain success lifecycle, for the lots section.
-    let mut today = lots::Today::default();
     if runs("cost") {
         let (local, sdk) = warm_local().await?;
-        today.units = Some(cost::cost(&sdk, &mut out).await?);
+        figures.cost = Some(cost::cost(&sdk, &mut out).await?);
         show(&out);
         local.stop();
     }
     if runs("latency") {
         let (local, sdk) = warm_local().await?;
-        today.p50 = Some(latency::latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?);
+        figures.latency = Some(latency::latency(&sdk, &mut out, if quick { 20 } else { 300 }).await?);
         show(&out);
         local.stop();
     }
@@ -108,26 +86,29 @@ async fn run() -> Result<(), String> {
         local.stop();
     }
     if runs("lots") {
+        // This run's plain success lifecycle, for the lots section.
+        let units = figures.cost.as_ref().map(|c| (c.reserve, c.confirm));
+        let today = lots::Today { units, p50: figures.latency };
         lots::lots(&mut out, if quick { 5 } else { 50 }, &today).await?;
         show(&out);
     }
     if runs("throughput") {
         let (local, sdk) = warm_local().await?;
-        throughput::throughput(&sdk, &mut out, if quick { 1 } else { 4 }).await?;
+        figures.rates = throughput::throughput(&sdk, &mut out, if quick { 1 } else { 4 }).await?;
         show(&out);
         local.stop();
     }
     let sizes: &[usize] = if quick { &[1_000] } else { &[1_000, 10_000, 100_000] };
     if runs("growth") {
         let (local, sdk) = warm_local().await?;
-        sweep_growth::growth(&sdk, &mut out, sizes).await?;
+        figures.sweeps = sweep_growth::growth(&sdk, &mut out, sizes).await?;
         show(&out);
         local.stop();
     }
     // Its own DynamoDB Local and moto for the units, then the dev server
     // (which starts a DynamoDB Local of its own) for the delay.
     if runs("events") {
-        events::events(&mut out, if quick { 10 } else { 30 }).await?;
+        figures.delay_p50 = Some(events::events(&mut out, if quick { 10 } else { 30 }).await?);
         show(&out);
     }
     // A fresh DynamoDB Local for the functions too: after the sweep's bulk
@@ -136,7 +117,7 @@ async fn run() -> Result<(), String> {
     if runs("cold") {
         let (local, sdk) = fresh_local().await?;
         let fixture = coldstart::Fixture::new(env(&sdk).await?.ledger, local.endpoint.clone()).await?;
-        coldstart::coldstart(&fixture, &mut out).await?;
+        figures.cold = coldstart::coldstart(&fixture, &mut out).await?;
         show(&out);
         local.stop();
     }
@@ -156,8 +137,12 @@ async fn run() -> Result<(), String> {
         let _ = writeln!(out, "Total `make bench` time, builds included: {took} s{builds}.");
     }
     show(&out);
+    let mut page = String::new();
+    headline::write(&mut page, &made, &figures);
+    print!("{page}");
+    page.push_str(&out);
     if !quick && only.is_none() {
-        std::fs::write("BENCHMARKS.md", &out).map_err(|e| e.to_string())?;
+        std::fs::write("BENCHMARKS.md", &page).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

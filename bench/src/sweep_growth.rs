@@ -14,8 +14,17 @@ use crate::harness::ledger::{env, user};
 use crate::harness::local::set_stream;
 use crate::harness::meter::minus;
 
+/// One sweep of `holds` pending holds, `due` of them due: its time and reads.
+pub struct Sweep {
+    pub holds: usize,
+    pub due: usize,
+    pub millis: u128,
+    pub read: f64,
+}
+
 /// The sweep's time and reads with a growing table where 1% is due.
-pub async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usize]) -> Result<(), String> {
+pub async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usize]) -> Result<Vec<Sweep>, String> {
+    let mut sweeps = Vec::new();
     let _ = writeln!(out, "## Sweep growth: 1% of the pending holds due\n");
     let _ = writeln!(out, "| pending holds | due | expired | index entries read | read requests | RCU | sweep time (ms) |\n|---:|---:|---:|---:|---:|---:|---:|");
     for &size in sizes {
@@ -113,6 +122,7 @@ pub async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usiz
             "| {size} | {due} | {} | {reads} | {} | {:.1} | {elapsed} |",
             report.expired, used.requests, used.read
         );
+        sweeps.push(Sweep { holds: size, due, millis: elapsed, read: used.read });
     }
     let _ = writeln!(
         out,
@@ -123,5 +133,5 @@ pub async fn growth(sdk: &aws_config::SdkConfig, out: &mut String, sizes: &[usiz
          Throughput and sweep times are bounded by DynamoDB Local, which runs transactions on about one core; they say\n\
          nothing about DynamoDB's throughput, only that nothing breaks and the books add up under concurrency.\n"
     );
-    Ok(())
+    Ok(sweeps)
 }

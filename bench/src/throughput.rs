@@ -9,8 +9,17 @@ use futures::future::join_all;
 
 use crate::harness::ledger::{env, grant, request, user};
 
+/// Lifecycles a second with `clients` clients, over distinct users or one
+/// hot user.
+pub struct Rate {
+    pub clients: usize,
+    pub hot: bool,
+    pub per_second: f64,
+}
+
 /// Reserve → confirm lifecycles a second, over distinct users and one hot user.
-pub async fn throughput(sdk: &aws_config::SdkConfig, out: &mut String, seconds: u64) -> Result<(), String> {
+pub async fn throughput(sdk: &aws_config::SdkConfig, out: &mut String, seconds: u64) -> Result<Vec<Rate>, String> {
+    let mut rates = Vec::new();
     let _ = writeln!(out, "## Throughput: reserve → confirm lifecycles ({seconds} s a run)\n");
     let _ = writeln!(out, "| clients | users | lifecycles/s | errors | transaction conflicts (retried) | books |\n|---:|---|---:|---:|---:|---|");
     for clients in [1usize, 8, 32] {
@@ -53,15 +62,16 @@ pub async fn throughput(sdk: &aws_config::SdkConfig, out: &mut String, seconds: 
                     books = "DO NOT ADD UP";
                 }
             }
+            let per_second = ok as f64 / elapsed;
             let _ = writeln!(
                 out,
-                "| {clients} | {} | {:.0} | {errors} | {} | {books} |",
+                "| {clients} | {} | {per_second:.0} | {errors} | {} | {books} |",
                 if hot { "1 hot user".to_owned() } else { format!("{clients} distinct") },
-                ok as f64 / elapsed,
                 e.meter.conflicts()
             );
+            rates.push(Rate { clients, hot, per_second });
         }
     }
     let _ = writeln!(out);
-    Ok(())
+    Ok(rates)
 }
