@@ -212,7 +212,10 @@ pub async fn set_price(
     change.insert("at".into(), n(at.millis()));
     let failed = |failure: TxFailure| match failure {
         TxFailure::Store(e) => e,
-        TxFailure::Cancelled(reasons) => crate::error::Error::Internal(format!("price change cancelled: {reasons:?}")),
+        TxFailure::Cancelled(reasons) => crate::error::Error::Internal(format!(
+            "price change cancelled: {:?}",
+            reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>()
+        )),
     };
     // The map must exist before an entry can be set in it: two steps, each
     // harmless to repeat; the change line goes with the price itself.

@@ -218,12 +218,12 @@ fn derived_id(kind: &str, user: &UserId, key: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, format!("{kind}\n{user}\n{key}").as_bytes())
 }
 
-/// The id a reserve of `user` with `Idempotency-Key: key` gets (and keeps
-/// for every retry of that key).
 /// Pending holds one user may have at once, unless configured
 /// (`CREDITS_MAX_OPEN_HOLDS`).
 pub const DEFAULT_MAX_OPEN_HOLDS: u32 = 100;
 
+/// The id a reserve of `user` with `Idempotency-Key: key` gets (and keeps
+/// for every retry of that key).
 pub fn keyed_hold_id(user: &UserId, key: &str) -> Uuid {
     derived_id("reserve", user, key)
 }

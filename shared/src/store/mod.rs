@@ -134,10 +134,18 @@ pub enum TxFailure {
     Store(Error),
 }
 
-#[derive(Debug)]
 pub struct Cancel {
     pub code: String,
     pub item: Option<Item>,
+}
+
+/// The code, and whether the item came back: never the item itself, which
+/// may be a purchase, a hold or a delivery, so that no log line or error
+/// message carries it.
+impl std::fmt::Debug for Cancel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancel").field("code", &self.code).field("item", &self.item.as_ref().map(|_| "..")).finish()
+    }
 }
 
 impl Cancel {
@@ -473,4 +481,18 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
             ));
     }
     loader.load().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancellation_prints_its_code_never_the_item() {
+        let item = key("PURCHASE#cs_test_secret".into(), "PURCHASE");
+        let cancel = Cancel { code: "ConditionalCheckFailed".into(), item: Some(item) };
+        let printed = format!("{:?}", TxFailure::Cancelled(vec![cancel]));
+        assert!(printed.contains("ConditionalCheckFailed"), "{printed}");
+        assert!(!printed.contains("cs_test_secret"), "{printed}");
+    }
 }
