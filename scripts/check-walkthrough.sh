@@ -169,6 +169,20 @@ if [ $bad -ne 0 ]; then
 fi
 echo "captures example (docs/WALKTHROUGH.md): OK"
 
+# Auto-recharge's settings, as written: on, read by the user, off.
+block recharge docs/PURCHASES.md "$work/recharge.sh"
+bash -euo pipefail "$work/recharge.sh" >"$work/out.txt" || {
+  cat "$work/out.txt" >&2
+  fail "the auto-recharge example failed"
+}
+expect '"enabled":true,"pack":"starter","threshold":20,"monthlyLimit":3,"rechargesThisMonth":0,"cardSaved":false'
+expect '"enabled":false,"pack":null,"threshold":20,"monthlyLimit":null'
+if [ $bad -ne 0 ]; then
+  cat "$work/out.txt" >&2
+  fail "the auto-recharge example's output is wrong"
+fi
+echo "auto-recharge example (docs/PURCHASES.md): OK"
+
 # The credit lots example, as written, on the same server.
 block lots docs/WALKTHROUGH.md "$work/lots.sh"
 bash -euo pipefail "$work/lots.sh" >"$work/out.txt" || {

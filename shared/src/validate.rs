@@ -32,6 +32,8 @@ pub enum Problem {
     NotUuid,
     /// Not one of the allowed words.
     NotOneOf(&'static [&'static str]),
+    /// Not a pack of the catalog that has a price (`GET /v1/prices`).
+    NotAPack,
     /// Not an RFC 3339 date-time.
     NotDateTime,
     /// A date-time that has already passed.

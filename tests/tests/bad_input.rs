@@ -187,6 +187,10 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
     let debtor_debits = format!("/v1/admin/users/{debtor}/debits");
     let admin_balance = format!("/v1/admin/users/{USER}/balance");
     let settings = format!("/v1/admin/users/{USER}/settings");
+    let recharge = "/v1/auto-recharge";
+    let recharge_body = |pack: &str, threshold: &str, limit: &str| {
+        format!(r#"{{"pack":"{pack}","threshold":{threshold},"monthlyLimit":{limit}}}"#)
+    };
     let endpoints = "/v1/admin/webhook-endpoints";
     let unknown_endpoint = format!("{endpoints}/{random_id}");
     let unknown_deliveries = |query: &str| format!("{endpoints}/{random_id}/deliveries{query}");
@@ -432,6 +436,58 @@ fn cases(server: &TestServer, tokens: &Tokens) -> Vec<Case> {
             "forbidden",
             None,
         ),
+        // Auto-recharge (PUT): a priced pack of the catalog, `threshold`
+        // 1–1000000000, `monthlyLimit` 1–100; the server names the user.
+        request("auto-recharge pack the catalog lacks", Method::PUT, recharge, recharge_body("gold", "20", "3"))
+            .invalid("pack"),
+        request("auto-recharge pack empty", Method::PUT, recharge, recharge_body("", "20", "3")).invalid("pack"),
+        request("auto-recharge threshold 0", Method::PUT, recharge, recharge_body("starter", "0", "3"))
+            .invalid("threshold"),
+        request("auto-recharge threshold negative", Method::PUT, recharge, recharge_body("starter", "-5", "3"))
+            .invalid("threshold"),
+        request("auto-recharge monthlyLimit 0", Method::PUT, recharge, recharge_body("starter", "20", "0"))
+            .invalid("monthlyLimit"),
+        request(
+            "auto-recharge monthlyLimit above the range (101)",
+            Method::PUT,
+            recharge,
+            recharge_body("starter", "20", "101"),
+        )
+        .invalid("monthlyLimit"),
+        request("auto-recharge without monthlyLimit", Method::PUT, recharge, r#"{"pack":"starter","threshold":20}"#)
+            .invalid("monthlyLimit"),
+        request(
+            "auto-recharge unknown field",
+            Method::PUT,
+            recharge,
+            r#"{"pack":"starter","threshold":20,"monthlyLimit":3,"amount":1}"#,
+        )
+        .invalid("amount"),
+        request(
+            "auto-recharge at the limits (1000000000, 100)",
+            Method::PUT,
+            recharge,
+            recharge_body("starter", "1000000000", "100"),
+        )
+        .succeeds(200)
+        .with("monthlyLimit", json!(100))
+        .with("threshold", json!(1_000_000_000)),
+        request("user token: auto-recharge on", Method::PUT, recharge, recharge_body("starter", "20", "3"))
+            .auth(Auth::User)
+            .fails(403, "forbidden", None),
+        request("user token: auto-recharge off", Method::DELETE, recharge, Vec::new()).auth(Auth::User).fails(
+            403,
+            "forbidden",
+            None,
+        ),
+        request(
+            "server without Credits-User: auto-recharge",
+            Method::PUT,
+            recharge,
+            recharge_body("starter", "20", "3"),
+        )
+        .auth(server_alone.clone())
+        .invalid(USER_HEADER),
         // Webhook endpoints: an absolute https URL (http only to this
         // machine, and only on the dev server), known event types.
         post("webhook endpoint url ftp://", endpoints, endpoint("ftp://example.com/hooks", ""))

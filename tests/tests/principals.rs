@@ -163,7 +163,7 @@ async fn through_each_function_users_read_servers_write_admins_administer() {
     let hold_path = |verb: &str| format!("/v1/reservations/{id}/{verb}");
     // Every write route of the route table, with a body that would do.
     let writes: Vec<&Route> = ROUTES.iter().filter(|r| r.op.access() == Some(Access::Write)).collect();
-    assert_eq!(writes.len(), 5, "reserve, confirm, release, extend, task link");
+    assert_eq!(writes.len(), 7, "reserve, confirm, release, extend, task link, auto-recharge on and off");
     for route in &writes {
         let path = route.path.replace("{id}", &id);
         let body = if route.path.ends_with("/task") { r#"{"taskId":"t-1"}"# } else { reserve_body };

@@ -1,5 +1,7 @@
 import { clientCredentials, type ClientCredentialsConfig, type TokenProvider } from "./auth.js";
 import type {
+  AutoRecharge,
+  AutoRechargeRequest,
   Balance,
   ConfirmRequest,
   Debit,
@@ -348,6 +350,45 @@ export class CreditsClient {
       query: { limit: query.limit, cursor: query.cursor },
       signal: query.signal,
       user: this.userOf(query),
+      userScoped: true,
+    });
+  }
+
+  /** `GET /v1/auto-recharge` of the user (a user token reads its own; a server names the user). */
+  getAutoRecharge(options: CallOptions = {}): Promise<AutoRecharge> {
+    return this.call({
+      method: "GET",
+      path: "/v1/auto-recharge",
+      signal: options.signal,
+      user: this.userOf(options),
+      userScoped: true,
+    });
+  }
+
+  /**
+   * `PUT /v1/auto-recharge` (server credential, for a user): charge the
+   * user's saved card for `pack` when their balance falls below `threshold`,
+   * at most `monthlyLimit` times a month. Setting the same again changes
+   * nothing, so the call is safe to repeat (retried like `adminSetPlan`).
+   */
+  setAutoRecharge(request: AutoRechargeRequest, options: CallOptions = {}): Promise<AutoRecharge> {
+    return this.call({
+      method: "PUT",
+      path: "/v1/auto-recharge",
+      body: request,
+      signal: options.signal,
+      user: this.userOf(options),
+      userScoped: true,
+    });
+  }
+
+  /** `DELETE /v1/auto-recharge` (server credential, for a user): turns it off; safe to repeat. */
+  endAutoRecharge(options: CallOptions = {}): Promise<AutoRecharge> {
+    return this.call({
+      method: "DELETE",
+      path: "/v1/auto-recharge",
+      signal: options.signal,
+      user: this.userOf(options),
       userScoped: true,
     });
   }

@@ -163,6 +163,19 @@ export const schemaFields: Readonly<Record<string, readonly string[]>> = {
   HistoryPage: fieldsOf<T.HistoryPage>()(["items", "nextCursor"]),
   SettingsRequest: fieldsOf<T.SettingsRequest>()(["lowBalanceThreshold"]),
   Settings: fieldsOf<T.Settings>()(["userId", "lowBalanceThreshold"]),
+  AutoRechargeRequest: fieldsOf<T.AutoRechargeRequest>()(["pack", "threshold", "monthlyLimit"]),
+  AutoRecharge: fieldsOf<T.AutoRecharge>()([
+    "userId",
+    "enabled",
+    "pack",
+    "threshold",
+    "monthlyLimit",
+    "rechargesThisMonth",
+    "cardSaved",
+    "disabledReason",
+    "lastRecharge",
+  ]),
+  Recharge: fieldsOf<T.Recharge>()(["id", "status", "code", "paymentIntent", "credits", "at"]),
   WebhookEndpointRequest: fieldsOf<T.WebhookEndpointRequest>()(["url", "events", "description"]),
   WebhookEndpoint: fieldsOf<T.WebhookEndpoint>()([
     "id",
@@ -276,6 +289,7 @@ export const problemFields: readonly string[] = problem;
  */
 export const enumValues: Readonly<Record<string, readonly string[]>> = {
   Provider: valuesOf<T.Provider>()(["bfl", "generic"]),
+  "Recharge.status": valuesOf<T.Recharge["status"]>()(["pending", "succeeded", "failed"]),
   ReservationStatus: valuesOf<T.ReservationStatus>()(["pending", "confirmed", "released", "expired", "refunded"]),
   Actor: valuesOf<T.Actor>()(["server", "webhook", "cleanup", "admin"]),
   "GrantRequest.reason": valuesOf<T.GrantReason>()([

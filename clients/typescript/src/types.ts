@@ -323,6 +323,45 @@ export interface Settings {
   lowBalanceThreshold: Credits | null;
 }
 
+// ---- auto-recharge --------------------------------------------------------
+
+/** `PUT /v1/auto-recharge`. */
+export interface AutoRechargeRequest {
+  /** A pack of the catalog with a price (`amountTotal` and `currency`). */
+  pack: string;
+  /** Recharge when `available` falls below this (1–1000000000): the user's `lowBalanceThreshold`. */
+  threshold: Credits;
+  /** Recharges at most this many times a calendar month, UTC (1–100). */
+  monthlyLimit: number;
+}
+
+/** A recharge: one charge of the saved card for a pack. */
+export interface Recharge {
+  id: string;
+  status: "pending" | "succeeded" | "failed";
+  /** Stripe's error code of a failed recharge. */
+  code: string | null;
+  paymentIntent: string | null;
+  credits: Credits;
+  at: Timestamp;
+}
+
+/** `GET /v1/auto-recharge`; never set: `enabled` false, every setting `null`. */
+export interface AutoRecharge {
+  userId: UserId;
+  enabled: boolean;
+  pack: string | null;
+  /** The user's `lowBalanceThreshold`; `null` when the deployment's default applies. */
+  threshold: Credits | null;
+  monthlyLimit: number | null;
+  rechargesThisMonth: number;
+  /** A paid Checkout Session saved a card to charge. */
+  cardSaved: boolean;
+  /** Why it turned itself off (three failed recharges in a row). */
+  disabledReason: string | null;
+  lastRecharge: Recharge | null;
+}
+
 // ---- outgoing events ------------------------------------------------------
 
 /** The type of an outgoing event (`detail-type` on EventBridge). */

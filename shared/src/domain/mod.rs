@@ -8,6 +8,7 @@ pub mod outgoing;
 mod plan;
 pub mod principal;
 mod purchase;
+pub mod recharge;
 
 pub use books::*;
 pub use hold::*;

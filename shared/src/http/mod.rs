@@ -58,6 +58,9 @@ impl Function {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     GetBalance,
+    GetAutoRecharge,
+    SetAutoRecharge,
+    EndAutoRecharge,
     GetPrices,
     CreateHold,
     GetHold,
@@ -93,8 +96,16 @@ impl Op {
     pub fn access(self) -> Option<Access> {
         match self {
             Op::ProviderWebhook | Op::AdminDashboardPage => None,
-            Op::GetBalance | Op::GetPrices | Op::GetHold | Op::ListTransactions => Some(Access::Read),
-            Op::CreateHold | Op::ConfirmHold | Op::ExtendHold | Op::ReleaseHold | Op::LinkTask => Some(Access::Write),
+            Op::GetBalance | Op::GetPrices | Op::GetHold | Op::ListTransactions | Op::GetAutoRecharge => {
+                Some(Access::Read)
+            }
+            Op::CreateHold
+            | Op::ConfirmHold
+            | Op::ExtendHold
+            | Op::ReleaseHold
+            | Op::LinkTask
+            | Op::SetAutoRecharge
+            | Op::EndAutoRecharge => Some(Access::Write),
             Op::AdminGrant
             | Op::AdminDebit
             | Op::AdminSetPlan
@@ -138,6 +149,9 @@ pub const ROUTES: &[Route] = &[
     Route { method: "POST", path: "/v1/reservations/{id}/release", function: Function::Release, op: Op::ReleaseHold },
     Route { method: "POST", path: "/v1/reservations/{id}/task", function: Function::Account, op: Op::LinkTask },
     Route { method: "GET", path: "/v1/transactions", function: Function::Account, op: Op::ListTransactions },
+    Route { method: "GET", path: "/v1/auto-recharge", function: Function::Account, op: Op::GetAutoRecharge },
+    Route { method: "PUT", path: "/v1/auto-recharge", function: Function::Account, op: Op::SetAutoRecharge },
+    Route { method: "DELETE", path: "/v1/auto-recharge", function: Function::Account, op: Op::EndAutoRecharge },
     Route { method: "POST", path: "/v1/admin/users/{userId}/grants", function: Function::Admin, op: Op::AdminGrant },
     Route { method: "POST", path: "/v1/admin/users/{userId}/debits", function: Function::Admin, op: Op::AdminDebit },
     Route { method: "PUT", path: "/v1/admin/users/{userId}/plan", function: Function::Admin, op: Op::AdminSetPlan },

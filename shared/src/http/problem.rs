@@ -236,6 +236,15 @@ fn validation_detail(invalid: &Invalid, lang: Lang) -> String {
         (Problem::NotDateTime, Lang::Es) => {
             format!("El campo \"{f}\" debe ser una fecha-hora RFC 3339 con zona horaria.")
         }
+        (Problem::NotAPack, Lang::En) => {
+            format!("Field \"{f}\" must be a pack of the catalog with a price (GET /v1/prices).")
+        }
+        (Problem::NotAPack, Lang::Pt) => {
+            format!("O campo \"{f}\" deve ser um pacote do catálogo com preço (GET /v1/prices).")
+        }
+        (Problem::NotAPack, Lang::Es) => {
+            format!("El campo \"{f}\" debe ser un paquete del catálogo con precio (GET /v1/prices).")
+        }
         (Problem::NotInFuture, Lang::En) => format!("Field \"{f}\" must be in the future."),
         (Problem::NotInFuture, Lang::Pt) => format!("O campo \"{f}\" deve estar no futuro."),
         (Problem::NotInFuture, Lang::Es) => format!("El campo \"{f}\" debe estar en el futuro."),

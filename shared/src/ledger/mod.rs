@@ -11,6 +11,7 @@ mod job;
 pub mod outcome;
 mod plan;
 mod purchase;
+mod recharge;
 mod reserve;
 mod settings;
 mod settle;
@@ -158,6 +159,7 @@ pub use extend::MAX_EXTEND_EVENTS;
 pub(crate) use history::{decode_cursor, encode_cursor};
 pub use plan::PlanRequest;
 pub use purchase::{StripeAnswer, StripeResult, STRIPE_ACTOR};
+pub use recharge::{AutoRecharge, LastRecharge, RechargeRequest};
 pub use settings::Settings;
 
 /// What a job run under [`Ledger::with_credits`] produced.

@@ -26,10 +26,17 @@ impl Ledger {
             Some(threshold) => write.set(LOW_BALANCE_THRESHOLD, n(threshold)),
             None => write.remove(LOW_BALANCE_THRESHOLD),
         };
+        self.write_settings(user, write).await?;
+        Ok(Settings { user_id: user.clone(), low_balance_threshold })
+    }
+
+    /// Writes settings that live on the balance item (this file's, and
+    /// auto-recharge's), retrying conflicts with the user's other writes.
+    pub(super) async fn write_settings(&self, user: &UserId, write: BalanceWrite) -> Result<()> {
         let update = write.build(user, self.clock.now());
         for attempt in 0..super::MAX_ATTEMPTS {
             match self.tx(vec![self.store.tx_update(update.clone())?]).await {
-                Ok(()) => return Ok(Settings { user_id: user.clone(), low_balance_threshold }),
+                Ok(()) => return Ok(()),
                 Err(failure) => self.retry_or_fail(failure, attempt).await?,
             }
         }

@@ -29,6 +29,56 @@ pub const PLAN_PERIOD: &str = "planPeriod";
 /// so each stream image of it carries the threshold `balance.low` compares with.
 pub const LOW_BALANCE_THRESHOLD: &str = "lowBalanceThreshold";
 
+/// Auto-recharge lives on the balance too, so that each stream image of it
+/// says all a `balance.low` crossing needs: the settings
+/// (`PUT /v1/auto-recharge`), the card a paid Checkout Session saved, and
+/// how many recharges this month.
+pub const AUTO_RECHARGE: &str = "autoRecharge";
+pub const SAVED_CARD: &str = "savedCard";
+pub const RECHARGE_MONTH: &str = "rechargeMonth";
+pub const RECHARGES_IN_MONTH: &str = "rechargesInMonth";
+pub const LAST_RECHARGE: &str = "lastRecharge";
+
+/// The settings map (`autoRecharge`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoRechargeItem {
+    pub pack: String,
+    pub monthly_limit: u32,
+    pub enabled: bool,
+    /// Why it turned itself off (three failed recharges in a row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+}
+
+/// The last recharge as the balance keeps it (`lastRecharge`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastRechargeItem {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub payment_intent: Option<String>,
+    pub credits: u64,
+    pub at: i64,
+}
+
+/// What of the balance item auto-recharge reads.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RechargeState {
+    pub auto_recharge: Option<AutoRechargeItem>,
+    /// Present once a paid session saved a card: its customer and payment
+    /// method, read only by the recharge itself.
+    pub saved_card: Option<serde::de::IgnoredAny>,
+    pub recharge_month: Option<String>,
+    pub recharges_in_month: u32,
+    pub last_recharge: Option<LastRechargeItem>,
+    pub low_balance_threshold: Option<u64>,
+}
+
 /// A plan as the balance item keeps it (the map `plan`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

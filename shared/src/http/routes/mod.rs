@@ -55,7 +55,12 @@ pub async fn dispatch(
     let ledger = &app.ledger;
     match op {
         Op::ProviderWebhook | Op::AdminDashboardPage => Err(Error::RouteNotFound),
-        Op::GetBalance | Op::GetPrices | Op::ListTransactions => account::handle(ledger, op, req, caller).await,
+        Op::GetBalance
+        | Op::GetPrices
+        | Op::ListTransactions
+        | Op::GetAutoRecharge
+        | Op::SetAutoRecharge
+        | Op::EndAutoRecharge => account::handle(ledger, op, req, caller).await,
         Op::CreateHold | Op::GetHold | Op::ConfirmHold | Op::ExtendHold | Op::ReleaseHold | Op::LinkTask => {
             holds::handle(ledger, op, params, req, caller, by).await
         }
