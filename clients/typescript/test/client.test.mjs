@@ -1297,6 +1297,39 @@ describe("trust model: the app's server writes, a user's token reads", () => {
   });
 });
 
+describe("auto-recharge settings", () => {
+  test("the server turns it on and off for a user, who reads it and may not change it", async () => {
+    const { userId, client, own } = await newUser("recharge", 0);
+    const off = {
+      userId,
+      enabled: false,
+      pack: null,
+      threshold: null,
+      monthlyLimit: null,
+      rechargesThisMonth: 0,
+      cardSaved: false,
+      disabledReason: null,
+      lastRecharge: null,
+    };
+    assert.deepEqual(await own.getAutoRecharge(), off);
+    const on = { ...off, enabled: true, pack: "starter", threshold: 20, monthlyLimit: 3 };
+    assert.deepEqual(await client.setAutoRecharge({ pack: "starter", threshold: 20, monthlyLimit: 3 }), on);
+    assert.deepEqual(await own.getAutoRecharge(), on);
+    await assert.rejects(own.setAutoRecharge({ pack: "starter", threshold: 5, monthlyLimit: 1 }), {
+      status: 403,
+      code: "forbidden",
+    });
+    await assert.rejects(own.endAutoRecharge(), { status: 403, code: "forbidden" });
+    await assert.rejects(client.setAutoRecharge({ pack: "gold", threshold: 20, monthlyLimit: 3 }), {
+      status: 400,
+      code: "validation_error",
+      field: "pack",
+    });
+    assert.deepEqual(await client.endAutoRecharge(), { ...off, threshold: 20 });
+    assert.deepEqual(await own.getAutoRecharge(), { ...off, threshold: 20 });
+  });
+});
+
 describe("client credentials: the server's token from an OAuth token endpoint", () => {
   const clientId = SERVER_CLIENT_ID;
   const clientSecret = "s3cret with spaces/and:colons";
