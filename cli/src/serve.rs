@@ -21,6 +21,7 @@ use credits_shared::stats::Stats;
 use credits_shared::store::local_stream::LocalStream;
 use credits_shared::store::stream::Change;
 use credits_shared::store::{sdk_config, Store};
+use credits_shared::stripe_api::StripeApi;
 use credits_shared::{App, Ledger};
 
 pub async fn serve(
@@ -54,6 +55,7 @@ pub async fn serve(
     }
     // Checked before DynamoDB Local starts: a bad secret stops here, named.
     let verifiers = Arc::new(Verifiers::from_env()?);
+    let stripe_api = StripeApi::from_env()?;
     let cors = Cors::parse(&allowed_origins)?;
     let mut config = Config::from_env();
     if std::env::var_os("CREDITS_SERVER_CLIENT_IDS").is_none() {
@@ -72,7 +74,8 @@ pub async fn serve(
     store.create_table_if_missing().await.map_err(|e| format!("creating table {}: {e}", config.table))?;
     let ledger = Ledger::new(store, Arc::new(SystemClock), Arc::new(Catalog::default_catalog()), config.retention_days)
         .with_max_open_holds(config.max_open_holds)
-        .allowing_local_http_endpoints();
+        .allowing_local_http_endpoints()
+        .with_stripe_api(stripe_api);
     // Webhooks are delivered from here; EventBridge gets the events when
     // CREDITS_EVENT_BUS names a bus (EVENTBRIDGE_ENDPOINT: a local one),
     // else they are logged.

@@ -9,6 +9,7 @@ use crate::inbound::Verifiers;
 use crate::ledger::Ledger;
 use crate::prices::Catalog;
 use crate::store::{client_from_env, Store};
+use crate::stripe_api::StripeApi;
 
 pub const DEFAULT_TABLE: &str = "credits";
 pub const DEFAULT_RETENTION_DAYS: u32 = 90;
@@ -54,11 +55,14 @@ impl Config {
         }
     }
 
-    /// The ledger, the webhook verifiers (secrets from the environment) and
-    /// the trusted clients; `Unusable` names a variable that cannot be used.
+    /// The ledger (with Stripe's API when a key is set), the webhook
+    /// verifiers (secrets from the environment) and the trusted clients;
+    /// `Unusable` names a variable that cannot be used.
     pub async fn app(&self) -> Result<App, Unusable> {
         let verifiers = Verifiers::from_env().map_err(Unusable)?;
-        Ok(App { ledger: self.ledger().await, verifiers: Arc::new(verifiers), trusted: self.trusted.clone() })
+        let stripe_api = StripeApi::from_env().map_err(Unusable)?;
+        let ledger = self.ledger().await.with_stripe_api(stripe_api);
+        Ok(App { ledger, verifiers: Arc::new(verifiers), trusted: self.trusted.clone() })
     }
 
     pub async fn ledger(&self) -> Ledger {

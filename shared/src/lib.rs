@@ -19,6 +19,7 @@ pub mod monitoring;
 pub mod prices;
 pub mod stats;
 pub mod store;
+pub mod stripe_api;
 pub mod validate;
 
 pub use app::App;

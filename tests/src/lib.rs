@@ -5,6 +5,7 @@
 pub mod api;
 pub mod events;
 pub mod model;
+pub mod stripe_api;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,6 +24,7 @@ use credits_shared::stats::Stats;
 use credits_shared::store::local_stream::LocalStream;
 use credits_shared::store::stream::Change;
 use credits_shared::store::{sdk_config, Store};
+use credits_shared::stripe_api::StripeApi;
 use credits_shared::{App, Ledger};
 use dynamodb_local::DynamoDbLocal;
 
@@ -204,11 +206,14 @@ pub fn catalog_with_packs(packs: serde_json::Value) -> Catalog {
 }
 
 /// How a test server differs from the default one: another catalog, or
-/// Stripe in live mode (the default acts on test-mode events, as `make run`).
+/// Stripe in live mode (the default acts on test-mode events, as `make run`),
+/// or Stripe's API at a stand-in.
 #[derive(Default)]
 pub struct Setup {
     pub catalog: Option<Catalog>,
     pub stripe_live: bool,
+    /// The base URL of Stripe's API (the tests' stand-in): cards are saved.
+    pub stripe_api: Option<String>,
 }
 
 /// The dev server on a free port, in this process, over a fresh table.
@@ -233,7 +238,10 @@ impl TestServer {
 
     pub async fn start_with(setup: Setup) -> TestServer {
         let env = TestEnv::with_catalog(&endpoint(), setup.catalog.unwrap_or_else(Catalog::default_catalog)).await;
-        let ledger = env.ledger.clone();
+        let api = setup
+            .stripe_api
+            .map(|base| StripeApi::new(&base, stripe_api::STAND_IN_KEY).expect("the stand-in's base is a local URL"));
+        let ledger = env.ledger.clone().with_stripe_api(api);
         TestServer::serve(env, ledger, setup.stripe_live).await
     }
 

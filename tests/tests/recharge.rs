@@ -1,12 +1,16 @@
 //! Auto-recharge's settings over HTTP against the dev server: who may set,
 //! read and end them, that the threshold is the user's low-balance
 //! threshold, and that what the balance item keeps of recharges (this
-//! month's count, the last one, the saved card) is what a read shows.
+//! month's count, the last one, the saved card) is what a read shows; and
+//! that a paid Checkout Session saves the card it set up for later, read from
+//! Stripe's API (the tests' stand-in).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use credits_shared::domain::{Timestamp, UserId};
 use credits_shared::store::{key, n, s, user_pk, BALANCE_SK};
 use credits_tests::api::{actors, assert_problem, call, Auth};
+use credits_tests::events::signed_by_stripe;
+use credits_tests::stripe_api::{StripeStandIn, STAND_IN_KEY};
 use credits_tests::{catalog_with_packs, user, Setup, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -150,4 +154,91 @@ async fn a_read_shows_this_months_recharges_the_last_one_and_the_card() {
     let got = read(&server, &a.user).await;
     assert_eq!((got["rechargesThisMonth"].clone(), got["cardSaved"].clone()), (json!(0), json!(true)), "{got}");
     assert_eq!(got["lastRecharge"]["id"], "rch_1");
+}
+
+// ---- saving the card: a paid Checkout Session's PaymentIntent ----------
+
+const STRIPE_SECRET: &str = "whsec_test_stripe_new";
+
+/// `checkout.session.completed` of a paid `starter` session for `user`.
+fn paid_session(event_id: &str, session_id: &str, user: &str, payment_intent: &str) -> String {
+    let session = json!({"id": session_id, "object": "checkout.session", "mode": "payment",
+        "client_reference_id": user, "payment_status": "paid", "status": "complete",
+        "payment_intent": payment_intent, "amount_total": 900, "currency": "usd", "created": 1_780_000_000,
+        "metadata": {"pack": "starter"}});
+    json!({"id": event_id, "object": "event", "api_version": "2025-01-27.acacia", "created": 1_780_000_000,
+           "livemode": false, "type": "checkout.session.completed", "data": {"object": session}})
+    .to_string()
+}
+
+/// Signs `body` with Stripe's library and posts it to the Stripe webhook.
+async fn post_stripe(server: &TestServer, body: &str) -> (StatusCode, Value) {
+    let now = server.env.ledger.now().unix_seconds();
+    let header = signed_by_stripe(&[(body.to_owned(), STRIPE_SECRET.to_owned(), now)]).remove(0);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/stripe", server.base))
+        .header("content-type", "application/json")
+        .header("stripe-signature", header)
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("post");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn with_stand_in() -> (TestServer, StripeStandIn) {
+    let stripe = StripeStandIn::start().await;
+    let server = TestServer::start_with(Setup { stripe_api: Some(stripe.base.clone()), ..Setup::default() }).await;
+    (server, stripe)
+}
+
+#[tokio::test]
+async fn a_paid_session_saves_the_card_it_set_up_for_later() {
+    let (server, stripe) = with_stand_in().await;
+    let a = actors(&server);
+    stripe.saved_card("pi_card", "cus_1", "pm_1");
+    let (status, answer) = post_stripe(&server, &paid_session("evt_card", "cs_card", &a.user_id, "pi_card")).await;
+    assert_eq!((status, answer["result"].clone()), (StatusCode::OK, json!("granted")), "{answer}");
+    assert_eq!(read(&server, &a.user).await["cardSaved"], true);
+    // Read once, with the API key, from the session's PaymentIntent.
+    let requests = stripe.requests();
+    assert_eq!(requests, [("/v1/payment_intents/pi_card".to_owned(), format!("Bearer {STAND_IN_KEY}"))]);
+    // The card is on the balance, to charge off-session later.
+    let item = server.env.ledger.store().get(key(user_pk(&UserId::parse(&a.user_id).expect("alice")), BALANCE_SK));
+    let item = item.await.expect("read").expect("the balance");
+    let card = item.get("savedCard").and_then(|c| c.as_m().ok()).expect("a saved card");
+    let text = |name: &str| card.get(name).and_then(|v| v.as_s().ok()).cloned();
+    assert_eq!((text("customer"), text("paymentMethod")), (Some("cus_1".into()), Some("pm_1".into())));
+}
+
+#[tokio::test]
+async fn a_payment_not_set_up_for_later_saves_no_card() {
+    let (server, stripe) = with_stand_in().await;
+    let a = actors(&server);
+    // A session without `setup_future_usage`: its card may not be charged later.
+    stripe.answer("pi_once", 200, json!({"id": "pi_once", "customer": "cus_1", "payment_method": "pm_1"}));
+    let (status, _) = post_stripe(&server, &paid_session("evt_once", "cs_once", &a.user_id, "pi_once")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read(&server, &a.user).await["cardSaved"], false);
+}
+
+#[tokio::test]
+async fn stripe_unreachable_is_a_503_and_the_redelivery_saves_the_card_granting_once() {
+    let (server, stripe) = with_stand_in().await;
+    let a = actors(&server);
+    stripe.answer("pi_later", 500, json!({"error": {"type": "api_error"}}));
+    let body = paid_session("evt_later", "cs_later", &a.user_id, "pi_later");
+    let (status, answer) = post_stripe(&server, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(read(&server, &a.user).await["cardSaved"], false);
+
+    // Stripe redelivers the event: the grant replays, the card is saved.
+    stripe.saved_card("pi_later", "cus_2", "pm_2");
+    let (status, answer) = post_stripe(&server, &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(read(&server, &a.user).await["cardSaved"], true);
+    let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await.body;
+    assert_eq!(balance["granted"], 100, "one grant of the starter pack: {balance}");
+    assert_eq!(stripe.requests().len(), 2);
 }

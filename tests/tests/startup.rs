@@ -121,4 +121,15 @@ async fn an_unusable_secret_stops_start_up_naming_its_variable() {
     assert!(refused.to_string().starts_with("CREDITS_STRIPE_LIVEMODE"), "{refused}");
     std::env::set_var("CREDITS_STRIPE_LIVEMODE", "true");
     assert!(Config::from_env().app().await.is_ok());
+    // Stripe's API key (to save cards): a restricted or secret key, never echoed.
+    std::env::set_var("CREDITS_STRIPE_API_KEY", "pk_live_published_by_mistake");
+    let refused = Config::from_env().app().await.expect_err("a publishable key");
+    assert!(refused.to_string().starts_with("CREDITS_STRIPE_API_KEY"), "{refused}");
+    assert!(!refused.to_string().contains("pk_live_published_by_mistake"), "{refused}");
+    std::env::set_var("CREDITS_STRIPE_API_KEY", "rk_live_mine");
+    std::env::set_var("CREDITS_STRIPE_API_BASE", "http://stripe.example.com");
+    let refused = Config::from_env().app().await.expect_err("plain http to another host");
+    assert!(refused.to_string().starts_with("CREDITS_STRIPE_API_BASE"), "{refused}");
+    std::env::remove_var("CREDITS_STRIPE_API_BASE");
+    assert!(Config::from_env().app().await.is_ok());
 }

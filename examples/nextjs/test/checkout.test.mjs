@@ -73,7 +73,7 @@ const checkout = (body, cookie = signedIn()) =>
     }),
   );
 
-test("a pack creates a payment session for the session's user, with the pack in metadata", async () => {
+test("a pack creates a payment session for the session's user, with the pack in metadata, keeping the card", async () => {
   // The body names another user: the session's user gets the credits all the same.
   const res = await checkout({ pack: "starter", userId: "someone-else", client_reference_id: "someone-else" });
   assert.equal(res.status, 200);
@@ -89,6 +89,9 @@ test("a pack creates a payment session for the session's user, with the pack in 
     "line_items[0][quantity]": "1",
     client_reference_id: "user-42",
     "metadata[pack]": "starter",
+    // The card is kept for auto-recharge: a customer, set up for off-session use.
+    customer_creation: "always",
+    "payment_intent_data[setup_future_usage]": "off_session",
     success_url: "http://localhost:3000/credits?checkout=success",
     cancel_url: "http://localhost:3000/credits?checkout=cancelled",
   });

@@ -32,6 +32,7 @@ use crate::domain::{Actor, Credits, DebitReason, EntryType, GrantReason, Hold, L
 use crate::error::{Error, Result};
 use crate::prices::{Catalog, PriceCache, PRICE_REFRESH};
 use crate::store::{entry_sk, task_pk, user_pk, EntryItem, Store, TaskItem, TxFailure};
+use crate::stripe_api::StripeApi;
 
 /// Namespace of the ids derived from idempotency keys (UUID v5).
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1d_2c1e_8b7a_4e0f_9a51_3c2d_4b5e_6f70);
@@ -209,6 +210,9 @@ pub struct Ledger {
     max_open_holds: u32,
     /// Webhook endpoints may be `http://localhost` (the dev server only).
     local_http_endpoints: bool,
+    /// Stripe's API, to save the card a paid Checkout Session set up
+    /// (`None`: no `CREDITS_STRIPE_API_KEY`, no card saved).
+    stripe_api: Option<Arc<StripeApi>>,
 }
 
 fn request_hash<T: Serialize>(request: &T) -> Result<String> {
@@ -245,7 +249,15 @@ impl Ledger {
             retention_seconds: i64::from(retention_days) * 86_400,
             max_open_holds: DEFAULT_MAX_OPEN_HOLDS,
             local_http_endpoints: false,
+            stripe_api: None,
         }
+    }
+
+    /// Reads PaymentIntents through `api`, to save the cards paid Checkout
+    /// Sessions set up for later.
+    pub fn with_stripe_api(mut self, api: Option<StripeApi>) -> Ledger {
+        self.stripe_api = api.map(Arc::new);
+        self
     }
 
     /// Lets webhook endpoints be plain-http URLs on this machine

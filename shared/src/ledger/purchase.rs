@@ -8,17 +8,17 @@
 //! dispute won before its take-back was applied leaves a record that makes
 //! the take-back take nothing.
 
-use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{DebitRequest, GrantRequest, Ledger, Outcome, MAX_ATTEMPTS};
-use crate::domain::{refusal, Credits, DebitReason, GrantReason};
+use crate::domain::{refusal, Credits, DebitReason, GrantReason, UserId};
 use crate::error::{Error, Result};
 use crate::inbound::stripe::{Action, DisputeWon, Paid, TakeBack, TakeBackKind};
 use crate::store::{
-    attr_number, attr_text, dispute_sk, from_item, key, n, payment_pk, purchase_pk, s, to_item, DisputeItem, Item,
-    PurchaseItem,
+    attr_number, attr_text, dispute_sk, from_item, key, n, payment_pk, purchase_pk, s, to_item, BalanceWrite,
+    DisputeItem, Item, PurchaseItem, SAVED_CARD,
 };
 
 /// The actor of everything Stripe's events do.
@@ -183,8 +183,32 @@ impl Ledger {
                 }
             }
         }
+        if let Some(payment) = &paid.payment_intent {
+            self.save_card(&paid.user, payment).await?;
+        }
         let result = if replayed { StripeResult::Duplicate } else { StripeResult::Granted };
         Ok(StripeAnswer { grant_id: Some(grant_id), credits: Some(credits.get()), ..StripeAnswer::of(result) })
+    }
+
+    /// Keeps the card a paid session set up for off-session use as the
+    /// user's saved card, for auto-recharge. Read from its PaymentIntent
+    /// (the session's event does not carry the payment method); Stripe
+    /// unreachable is a 503, so Stripe redelivers the event and this runs
+    /// again (the grant replays). A later purchase's card replaces it.
+    async fn save_card(&self, user: &UserId, payment_intent: &str) -> Result<()> {
+        let Some(api) = &self.stripe_api else { return Ok(()) };
+        let intent = api.payment_intent(payment_intent).await?;
+        let Some((customer, method)) = intent.saved_card() else { return Ok(()) };
+        let card: Item = [
+            ("customer".to_owned(), s(customer)),
+            ("paymentMethod".to_owned(), s(method)),
+            ("paymentIntent".to_owned(), s(payment_intent)),
+            ("savedAt".to_owned(), n(self.clock.now().millis())),
+        ]
+        .into();
+        let mut write = BalanceWrite::new();
+        write.set(SAVED_CARD, AttributeValue::M(card));
+        self.write_settings(user, write).await
     }
 
     /// A refund or dispute: applied to its purchase, or parked until the

@@ -40,6 +40,10 @@ export async function POST(request: Request): Promise<Response> {
       line_items: [{ price, quantity: 1 }],
       client_reference_id: userId, // who gets the credits
       metadata: { pack }, // what they get: the credits API's pack, not the price's amount
+      // Keep the card for auto-recharge: a customer, and the card set up to be
+      // charged when the user is away (the service reads both from the payment).
+      customer_creation: "always",
+      payment_intent_data: { setup_future_usage: "off_session" },
       success_url: `${app}/credits?checkout=success`,
       cancel_url: `${app}/credits?checkout=cancelled`,
     });
