@@ -48,6 +48,14 @@ async fn the_server_sets_it_the_user_reads_it_and_the_threshold_is_theirs() {
     assert_eq!(set.body, expected);
     // The user reads their own; the same again changes nothing.
     assert_eq!(read(&server, &a.user).await, expected);
+    // The terms agreed to and who agreed are kept with the settings.
+    let alice = UserId::parse(&a.user_id).expect("alice");
+    let item = server.env.ledger.store().get(key(user_pk(&alice), BALANCE_SK)).await.expect("read").expect("balance");
+    let terms = item.get("autoRecharge").and_then(|m| m.as_m().ok()).expect("the settings");
+    let number = |name: &str| terms.get(name).and_then(|v| v.as_n().ok()).cloned();
+    assert_eq!((number("credits"), number("amountTotal")), (Some("100".into()), Some("900".into())));
+    assert_eq!(terms.get("currency").and_then(|v| v.as_s().ok()).map(String::as_str), Some("usd"));
+    assert_eq!(terms.get("actor").and_then(|v| v.as_s().ok()).map(String::as_str), Some("test-server"));
     let again = call(&server, Method::PUT, PATH, Some(&a.server), Some(body)).await;
     assert_eq!(again.body, expected);
 
@@ -241,4 +249,16 @@ async fn stripe_unreachable_is_a_503_and_the_redelivery_saves_the_card_granting_
     let balance = call(&server, Method::GET, "/v1/balance", Some(&a.user), None).await.body;
     assert_eq!(balance["granted"], 100, "one grant of the starter pack: {balance}");
     assert_eq!(stripe.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn stripe_refusing_the_read_saves_no_card_and_keeps_the_purchase() {
+    let (server, stripe) = with_stand_in().await;
+    let a = actors(&server);
+    // A restricted key without read access to PaymentIntents.
+    stripe.answer("pi_denied", 403, json!({"error": {"type": "invalid_request_error", "code": "secret_key_required"}}));
+    let (status, answer) =
+        post_stripe(&server, &paid_session("evt_denied", "cs_denied", &a.user_id, "pi_denied")).await;
+    assert_eq!((status, answer["result"].clone()), (StatusCode::OK, json!("granted")), "{answer}");
+    assert_eq!(read(&server, &a.user).await["cardSaved"], false);
 }

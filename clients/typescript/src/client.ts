@@ -366,10 +366,12 @@ export class CreditsClient {
   }
 
   /**
-   * `PUT /v1/auto-recharge` (server credential, for a user): charge the
-   * user's saved card for `pack` when their balance falls below `threshold`,
-   * at most `monthlyLimit` times a month. Setting the same again changes
-   * nothing, so the call is safe to repeat (retried like `adminSetPlan`).
+   * `PUT /v1/auto-recharge` (server credential, for a user): the user's
+   * saved card is to be charged for `pack` when their balance falls below
+   * `threshold`, at most `monthlyLimit` times a month (being built: no card
+   * is charged yet). A PUT turns it on again and clears `disabledReason`;
+   * repeating the same PUT leaves the same settings (retried like
+   * `adminSetPlan`).
    */
   setAutoRecharge(request: AutoRechargeRequest, options: CallOptions = {}): Promise<AutoRecharge> {
     return this.call({

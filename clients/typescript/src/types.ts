@@ -346,7 +346,7 @@ export interface Recharge {
   at: Timestamp;
 }
 
-/** `GET /v1/auto-recharge`; never set: `enabled` false, every setting `null`. */
+/** `GET /v1/auto-recharge`; never set: `enabled` false, `pack` and `monthlyLimit` `null`. */
 export interface AutoRecharge {
   userId: UserId;
   enabled: boolean;

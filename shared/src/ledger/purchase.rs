@@ -197,7 +197,17 @@ impl Ledger {
     /// again (the grant replays). A later purchase's card replaces it.
     async fn save_card(&self, user: &UserId, payment_intent: &str) -> Result<()> {
         let Some(api) = &self.stripe_api else { return Ok(()) };
-        let intent = api.payment_intent(payment_intent).await?;
+        let intent = match api.payment_intent(payment_intent).await {
+            Ok(intent) => intent,
+            // Stripe refused (a key without read access, say): a redelivery
+            // would be refused the same, so the purchase stands, loudly.
+            Err(Error::Internal(why)) => {
+                tracing::error!(payment_intent, error = %why, "no card saved: Stripe refused reading the PaymentIntent");
+                crate::metrics::count("CardNotSaved", 1);
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
         let Some((customer, method)) = intent.saved_card() else { return Ok(()) };
         let card: Item = [
             ("customer".to_owned(), s(customer)),

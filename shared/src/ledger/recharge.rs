@@ -24,6 +24,8 @@ pub struct RechargeRequest {
     /// Recharge when `available` falls below this.
     pub threshold: Credits,
     pub monthly_limit: u32,
+    /// Who asks: kept with the terms, as the consent to charge the card.
+    pub actor: String,
 }
 
 /// `GET /v1/auto-recharge`.
@@ -57,15 +59,20 @@ impl Ledger {
     /// Accepted before a card is saved: nothing is charged until one is.
     pub async fn set_auto_recharge(&self, user: &UserId, request: RechargeRequest) -> Result<AutoRecharge> {
         let prices = self.prices().await?;
-        let priced = prices.pack(&request.pack).is_some_and(|p| p.amount_total.is_some() && p.currency.is_some());
-        if !priced {
+        let priced = prices.pack(&request.pack).and_then(|p| Some((p.credits, p.amount_total?, p.currency.clone()?)));
+        let Some((credits, amount_total, currency)) = priced else {
             return Err(Invalid::new("pack", Problem::NotAPack).into());
-        }
+        };
         let settings = AutoRechargeItem {
             pack: request.pack,
             monthly_limit: request.monthly_limit,
             enabled: true,
             disabled_reason: None,
+            credits: credits.get(),
+            amount_total,
+            currency,
+            actor: request.actor,
+            at: self.clock.now().millis(),
         };
         let mut write = BalanceWrite::new();
         write.set(AUTO_RECHARGE, to_map(&settings)?).set(LOW_BALANCE_THRESHOLD, n(request.threshold.get()));

@@ -49,6 +49,19 @@ pub struct AutoRechargeItem {
     /// Why it turned itself off (three failed recharges in a row).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disabled_reason: Option<String>,
+    /// The terms agreed to, as the catalog priced the pack then: a recharge
+    /// charges these or nothing (a repriced pack is not charged unasked).
+    #[serde(default)]
+    pub credits: u64,
+    #[serde(default)]
+    pub amount_total: u64,
+    #[serde(default)]
+    pub currency: String,
+    /// Who turned it on, and when: the consent behind off-session charges.
+    #[serde(default)]
+    pub actor: String,
+    #[serde(default)]
+    pub at: i64,
 }
 
 /// The last recharge as the balance keeps it (`lastRecharge`).
@@ -56,12 +69,15 @@ pub struct AutoRechargeItem {
 #[serde(rename_all = "camelCase")]
 pub struct LastRechargeItem {
     pub id: String,
+    #[serde(default)]
     pub status: String,
     #[serde(default)]
     pub code: Option<String>,
     #[serde(default)]
     pub payment_intent: Option<String>,
+    #[serde(default)]
     pub credits: u64,
+    #[serde(default)]
     pub at: i64,
 }
 

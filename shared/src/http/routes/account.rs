@@ -27,8 +27,12 @@ pub(super) async fn handle(ledger: &Ledger, op: Op, req: &Request, caller: &Call
             validate::text("pack", &body.pack, 1, MAX_PACK_NAME)?;
             let threshold = validate::range("threshold", body.threshold, 1, MAX_AMOUNT)?;
             let limit = validate::range("monthlyLimit", body.monthly_limit, 1, u64::from(MAX_MONTHLY_RECHARGES))?;
-            let request =
-                RechargeRequest { pack: body.pack, threshold: Credits(threshold), monthly_limit: limit as u32 };
+            let request = RechargeRequest {
+                pack: body.pack,
+                threshold: Credits(threshold),
+                monthly_limit: limit as u32,
+                actor: caller.sub.to_string(),
+            };
             Ok(json(StatusCode::OK, &ledger.set_auto_recharge(&user, request).await?))
         }
         Op::EndAutoRecharge => Ok(json(StatusCode::OK, &ledger.end_auto_recharge(&caller.subject(req)?).await?)),
