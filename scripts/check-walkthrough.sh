@@ -47,6 +47,33 @@ block() {
   grep -q '[^[:space:]]' "$3" || fail "no $1 block in $2"
 }
 
+# Runs the block $1 of the doc $2, as written, its output into out.txt;
+# $3 names it in messages. Then `expect` what it must show, and `verdict`.
+run_block() {
+  block "$1" "$2" "$work/$1.sh"
+  bash -euo pipefail "$work/$1.sh" >"$work/out.txt" || {
+    cat "$work/out.txt" >&2
+    fail "$3 failed"
+  }
+}
+
+bad=0
+expect() {
+  if ! grep -qF -- "$1" "$work/out.txt"; then
+    echo "walk-through: expected to see $1" >&2
+    bad=1
+  fi
+}
+
+# Fails naming $1 if an `expect` missed, else says $1 ($2) is OK ($3: what else).
+verdict() {
+  if [ $bad -ne 0 ]; then
+    cat "$work/out.txt" >&2
+    fail "$1: the output is wrong"
+  fi
+  echo "$1 ($2): OK${3:+ ($3)}"
+}
+
 cleanup() {
   if group_alive; then
     kill -INT -- "-$server" 2>/dev/null || true
@@ -111,19 +138,7 @@ stop_server() {
 start_server 1
 eval "$(grep '^export ' "$log")"
 
-block walkthrough docs/WALKTHROUGH.md "$work/walkthrough.sh"
-bash -euo pipefail "$work/walkthrough.sh" >"$work/out.txt" || {
-  cat "$work/out.txt" >&2
-  fail "the walk-through failed"
-}
-
-bad=0
-expect() {
-  if ! grep -qF -- "$1" "$work/out.txt"; then
-    echo "walk-through: expected to see $1" >&2
-    bad=1
-  fi
-}
+run_block walkthrough docs/WALKTHROUGH.md "the walk-through"
 expect '"granted":50'
 expect '"status":"confirmed"'
 expect '"available":40,"reserved":0,"spent":10,"expired":0,"debited":0,"granted":50'
@@ -139,19 +154,11 @@ expect 'this token can only read'
 expect '"reason":"purchase","actor":"demo-admin"'
 # The server's confirm naming nobody was refused, naming the header.
 expect '"field":"Credits-User"'
-if [ $bad -ne 0 ]; then
-  cat "$work/out.txt" >&2
-  fail "the walk-through's figures are wrong"
-fi
-echo "walk-through (docs/WALKTHROUGH.md): OK"
+verdict walk-through docs/WALKTHROUGH.md
 
 # Several captures on one hold and an extend, as written, continuing from
 # the walk-through (demo-user: 40 available before, 30 after).
-block captures docs/WALKTHROUGH.md "$work/captures.sh"
-bash -euo pipefail "$work/captures.sh" >"$work/out.txt" || {
-  cat "$work/out.txt" >&2
-  fail "the captures example failed"
-}
+run_block captures docs/WALKTHROUGH.md "the captures example"
 # Each image charged once: 5 after the first, 10 after the second; the
 # final confirm of 0 more returns the rest.
 expect '"capturedUnits":1,"capturedAmount":5'
@@ -163,32 +170,16 @@ case "$balance" in
   *'"available":30,"reserved":0,"spent":20,'*) ;;
   *) echo "$balance" >&2; bad=1 ;;
 esac
-if [ $bad -ne 0 ]; then
-  cat "$work/out.txt" >&2
-  fail "the captures example's figures are wrong"
-fi
-echo "captures example (docs/WALKTHROUGH.md): OK"
+verdict "captures example" docs/WALKTHROUGH.md
 
 # Auto-recharge's settings, as written: on, read by the user, off.
-block recharge docs/PURCHASES.md "$work/recharge.sh"
-bash -euo pipefail "$work/recharge.sh" >"$work/out.txt" || {
-  cat "$work/out.txt" >&2
-  fail "the auto-recharge example failed"
-}
+run_block recharge docs/PURCHASES.md "the auto-recharge example"
 expect '"enabled":true,"pack":"starter","threshold":20,"monthlyLimit":3,"rechargesThisMonth":0,"cardSaved":false'
 expect '"enabled":false,"pack":null,"threshold":20,"monthlyLimit":null'
-if [ $bad -ne 0 ]; then
-  cat "$work/out.txt" >&2
-  fail "the auto-recharge example's output is wrong"
-fi
-echo "auto-recharge example (docs/PURCHASES.md): OK"
+verdict "auto-recharge example" docs/PURCHASES.md
 
 # The credit lots example, as written, on the same server.
-block lots docs/WALKTHROUGH.md "$work/lots.sh"
-bash -euo pipefail "$work/lots.sh" >"$work/out.txt" || {
-  cat "$work/out.txt" >&2
-  fail "the credit lots example failed"
-}
+run_block lots docs/WALKTHROUGH.md "the credit lots example"
 expect '"available":110,"reserved":0,"spent":0,"expired":0,"debited":0,"granted":110'
 expect '"nextExpiry":{"amount":10,'
 expect '"lots":[{"priority":10,'
@@ -199,11 +190,7 @@ expect '"debitId"'
 expect '"amount":30,"requested":30'
 expect '"plan":{"plan":"pro","allowance":100,"period":"month","rollover":20'
 expect '"available":180,'
-if [ $bad -ne 0 ]; then
-  cat "$work/out.txt" >&2
-  fail "the credit lots example's figures are wrong"
-fi
-echo "credit lots example (docs/WALKTHROUGH.md): OK"
+verdict "credit lots example" docs/WALKTHROUGH.md
 
 # The events example, as written, with a receiver listening where it says
 # (HOOK_URL): every delivery must arrive, signed as the Standard Webhooks
@@ -221,11 +208,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 export HOOK_URL="http://127.0.0.1:$hook_port/webhooks/credits"
-block events docs/EVENTS.md "$work/events.sh"
-bash -euo pipefail "$work/events.sh" >"$work/out.txt" || {
-  cat "$work/out.txt" >&2
-  fail "the events example failed"
-}
+run_block events docs/EVENTS.md "the events example"
 expect '"secret":"whsec_'
 expect '"lowBalanceThreshold":20'
 for _ in $(seq 1 60); do
@@ -244,12 +227,8 @@ print(" ".join(sorted(json.loads(json.loads(l)["body"])["type"] for l in open(sy
 [ "$types" = "balance.low balance.recovered grant.created hold.released" ] \
   || fail "the receiver got [$types], expected balance.low balance.recovered grant.created hold.released"
 [ "$(sort -u "$work/ids.txt" | wc -l)" -eq 4 ] || fail "a webhook-id was delivered twice: $(cat "$work/ids.txt")"
-if [ $bad -ne 0 ]; then
-  cat "$work/out.txt" >&2
-  fail "the events example's output is wrong"
-fi
 kill $receiver 2>/dev/null || true
-echo "events example (docs/EVENTS.md): OK (4 deliveries, verified)"
+verdict "events example" docs/EVENTS.md "4 deliveries, verified"
 stop_server 1
 
 # Run 2: the same data folder; the walk-through's grant is still there.

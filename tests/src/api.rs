@@ -123,3 +123,18 @@ pub fn actors(server: &TestServer) -> Actors {
         user_id: alice.as_str().to_owned(),
     }
 }
+
+/// Posts `body` to the Stripe webhook with `header` as its signature.
+pub async fn post_signed(server: &TestServer, body: &str, header: Option<&str>) -> Reply {
+    let mut request = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks/stripe", server.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(header) = header {
+        request = request.header("stripe-signature", header);
+    }
+    let response = request.send().await.expect("post");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    Reply { status, headers: Default::default(), body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
+}

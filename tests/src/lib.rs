@@ -16,7 +16,7 @@ use credits_cli::devserver::{self, DevServer};
 pub use credits_cli::token::Bearer;
 use credits_shared::clock::ManualClock;
 use credits_shared::domain::principal::TrustedClients;
-use credits_shared::domain::{GrantReason, UserId};
+use credits_shared::domain::{GrantReason, Timestamp, UserId};
 use credits_shared::inbound::Verifiers;
 use credits_shared::ledger::{GrantRequest, ReserveRequest};
 use credits_shared::prices::Catalog;
@@ -154,6 +154,11 @@ pub fn credits_bin() -> std::path::PathBuf {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/credits")
         }
     }
+}
+
+/// The instant an RFC 3339 date-time names.
+pub fn at(rfc3339: &str) -> Timestamp {
+    Timestamp(chrono::DateTime::parse_from_rfc3339(rfc3339).expect("date").timestamp_millis())
 }
 
 pub fn user(name: &str) -> UserId {

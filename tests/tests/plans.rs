@@ -6,16 +6,12 @@
 use credits_shared::domain::{Timestamp, UserId};
 use credits_shared::ledger::sweep::{deadline_within, DEFAULT_CONCURRENCY};
 use credits_tests::api::{actors, assert_problem, balance, call, reserve, Actors, Reply};
-use credits_tests::{reserve_request, TestServer};
+use credits_tests::{at, reserve_request, TestServer};
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const IMAGE: &str = "design_generate_image"; // 5 credits a unit
-
-fn at(rfc3339: &str) -> Timestamp {
-    Timestamp(chrono::DateTime::parse_from_rfc3339(rfc3339).expect("date").timestamp_millis())
-}
 
 fn iso(rfc3339: &str) -> String {
     at(rfc3339).to_rfc3339()

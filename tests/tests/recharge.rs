@@ -6,20 +6,16 @@
 //! Stripe's API (the tests' stand-in).
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use credits_shared::domain::{Timestamp, UserId};
+use credits_shared::domain::UserId;
 use credits_shared::store::{key, n, s, user_pk, BALANCE_SK};
-use credits_tests::api::{actors, assert_problem, call, Auth};
+use credits_tests::api::{actors, assert_problem, call, post_signed, Auth};
 use credits_tests::events::signed_by_stripe;
 use credits_tests::stripe_api::{StripeStandIn, STAND_IN_KEY};
-use credits_tests::{catalog_with_packs, user, Setup, TestServer};
+use credits_tests::{at, catalog_with_packs, user, Setup, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 const PATH: &str = "/v1/auto-recharge";
-
-fn at(rfc3339: &str) -> Timestamp {
-    Timestamp(chrono::DateTime::parse_from_rfc3339(rfc3339).expect("date").timestamp_millis())
-}
 
 async fn read(server: &TestServer, auth: &Auth) -> Value {
     let reply = call(server, Method::GET, PATH, Some(auth), None).await;
@@ -183,16 +179,8 @@ fn paid_session(event_id: &str, session_id: &str, user: &str, payment_intent: &s
 async fn post_stripe(server: &TestServer, body: &str) -> (StatusCode, Value) {
     let now = server.env.ledger.now().unix_seconds();
     let header = signed_by_stripe(&[(body.to_owned(), STRIPE_SECRET.to_owned(), now)]).remove(0);
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks/stripe", server.base))
-        .header("content-type", "application/json")
-        .header("stripe-signature", header)
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("post");
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
+    let reply = post_signed(server, body, Some(&header)).await;
+    (reply.status, reply.body)
 }
 
 async fn with_stand_in() -> (TestServer, StripeStandIn) {

@@ -7,7 +7,7 @@
 //! dispute after a refund, a dispute won giving back what it took, a refund
 //! before its session, signatures refused.
 
-use credits_tests::api::{actors, balance, call, reserve, Actors, Reply};
+use credits_tests::api::{actors, balance, call, post_signed, reserve, Actors, Reply};
 use credits_tests::events::signed_by_stripe;
 use credits_tests::{catalog_with_packs, Setup, TestServer};
 use reqwest::{Method, StatusCode};
@@ -55,21 +55,6 @@ fn charge(session_id: &str, refunded: u64) -> Value {
 fn dispute(session_id: &str, status: &str) -> Value {
     json!({"id": format!("dp_{session_id}"), "object": "dispute", "charge": format!("ch_{session_id}"),
            "payment_intent": format!("pi_{session_id}"), "amount": 900, "reason": "fraudulent", "status": status})
-}
-
-/// Posts `body` to the Stripe webhook with `header` as its signature.
-async fn post_signed(server: &TestServer, body: &str, header: Option<&str>) -> Reply {
-    let mut request = reqwest::Client::new()
-        .post(format!("{}/v1/webhooks/stripe", server.base))
-        .header("content-type", "application/json")
-        .body(body.to_owned());
-    if let Some(header) = header {
-        request = request.header("stripe-signature", header);
-    }
-    let response = request.send().await.expect("post");
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    Reply { status, headers: Default::default(), body: serde_json::from_str(&text).unwrap_or(Value::String(text)) }
 }
 
 /// Signs `body` with Stripe's library (the new secret, the server's clock) and posts it.
